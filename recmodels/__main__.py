@@ -1,0 +1,3 @@
+from recmodels.cli import main
+
+main()

@@ -1,0 +1,71 @@
+"""The ``recmodels`` command: a thin click layer over the library.
+
+Each command lives in its own module and is imported only when invoked, so
+``recmodels score`` never imports torch. Library errors (:class:`RecmodelsError`)
+and OS errors become one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import RecmodelsError
+
+# command name -> "module:attribute" (imported lazily)
+COMMANDS = {
+    "train": "recmodels.cli.train:train",
+    "export": "recmodels.cli.export:export",
+    "score": "recmodels.cli.score:score",
+    "info": "recmodels.cli.info:info",
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports each command's module only when that command is used."""
+
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except RecmodelsError as exc:
+            raise click.ClickException(str(exc)) from None
+        except MemoryError:
+            raise click.ClickException("out of memory; use a smaller --batch-size") from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="recmodels")
+def cli():
+    """Rating-prediction recommenders: train (PyTorch), export (ONNX), score (onnxruntime).
+
+    \b
+    Typical flow:
+      recmodels train --data ratings.csv --model neumf --out runs/neumf
+      recmodels export runs/neumf --format onnx --out bundles/neumf
+      recmodels score bundles/neumf pairs.parquet scores.parquet
+    """
+
+
+def main(argv=None):
+    """Console-script entry point."""
+    return cli.main(args=argv, prog_name="recmodels")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""The few exception types recmodels raises on purpose.
+
+Every error a user can cause (bad data, bad options, a corrupt bundle) is a
+:class:`RecmodelsError`. The CLI prints ``str(error)`` as one line and exits
+non-zero; library callers can catch the specific subclass. Messages name the
+file, row or column at fault and say what to do.
+"""
+
+from __future__ import annotations
+
+
+class RecmodelsError(Exception):
+    """Base class for every user-facing recmodels error."""
+
+
+class DataError(RecmodelsError, ValueError):
+    """Input data is missing, unreadable or invalid (file, row or column named)."""
+
+
+class ConfigError(RecmodelsError, ValueError):
+    """An option or configuration value is invalid or inconsistent."""
+
+
+class RunDirError(RecmodelsError):
+    """A run directory is missing, incomplete, already exists, or cannot be written."""
+
+
+class BundleError(RecmodelsError):
+    """A scoring bundle is missing, incomplete, corrupt or of an unsupported version."""
+
+
+class OutputError(RecmodelsError):
+    """An output path exists (without --overwrite/--resume) or cannot be written."""
+
+
+class DivergedError(RecmodelsError, ArithmeticError):
+    """Training produced a NaN or infinite loss."""
+
+
+class ParityError(RecmodelsError):
+    """The exported graph does not reproduce the torch model within tolerance."""
+
+
+class DeviceError(RecmodelsError):
+    """A device that was explicitly asked for (e.g. ``cuda``) is not available."""
+
+
+class NotFittedError(RecmodelsError, AttributeError):
+    """An estimator was used before ``fit``."""
