@@ -200,7 +200,9 @@ class Bundle:
             lines.append(f"  {io['name']:<12}{io['dtype']} {io['shape']}")
         for role in ("user", "item"):
             r = ids.get(role, {})
-            lines.append(f"{role + 's':<14}{r.get('count')} ids, column {r.get('column')!r} ({r.get('dtype')})")
+            lines.append(
+                f"{role + 's':<14}{r.get('count')} ids, column {r.get('column')!r} ({r.get('dtype')})"
+            )
         lines.append(
             f"rating        {rating.get('column')!r} in [{rating.get('min')}, {rating.get('max')}], "
             f"global mean {rating.get('global_mean')}"

@@ -52,6 +52,9 @@ def _to_numpy_with_nulls(ids) -> tuple[np.ndarray, np.ndarray | None]:
             values = ids.to_numpy()
         return values, mask
     values = np.asarray(ids)
+    if values.dtype.kind == "U" and not isinstance(ids, np.ndarray):
+        values = np.empty(len(ids), dtype=object)  # keep strings exactly (no NUL stripping)
+        values[:] = list(ids)
     if values.dtype.kind == "f":
         mask = np.isnan(values)
         return values, (mask if mask.any() else None)
@@ -59,6 +62,13 @@ def _to_numpy_with_nulls(ids) -> tuple[np.ndarray, np.ndarray | None]:
         mask = pd.isna(values)
         return values, (mask if mask.any() else None)
     return values, None
+
+
+def _as_str_objects(values: np.ndarray) -> np.ndarray:
+    """Strings as an object array (numpy's fixed-width unicode would drop trailing NULs)."""
+    if values.dtype == object and all(isinstance(v, str) for v in values[:64]):
+        return values
+    return pd.Series(values, dtype=object).astype(str).to_numpy(dtype=object)
 
 
 def _id_kind(values: np.ndarray) -> str:
@@ -105,7 +115,7 @@ class IdEncoder:
         values, mask = _to_numpy_with_nulls(ids)
         if mask is not None:
             raise DataError(
-                f"{mask.sum()} null {self.name} id(s) (first at row {int(np.argmax(mask))}); "
+                f"{mask.sum()} null {self.name} id(s) (first at row {int(np.argmax(mask)) + 1}); "
                 "drop or fill them before fitting"
             )
         kind = _id_kind(values)
@@ -117,7 +127,7 @@ class IdEncoder:
         if kind == "int64":
             classes = np.unique(values.astype(np.int64, copy=False))
         elif kind == "string":
-            classes = np.unique(values.astype(str)).astype(object)
+            classes = np.sort(pd.unique(_as_str_objects(values)))
         else:
             raise DataError(f"{self.name} ids have unsupported dtype {values.dtype}")
         return self._set_classes(classes, kind)
@@ -136,7 +146,8 @@ class IdEncoder:
         if values.size > 1:
             ordered = values[1:] > values[:-1]
             if not np.all(ordered):
-                raise DataError(f"{name} id map is not sorted and unique (row {int(np.argmin(ordered)) + 1})")
+                row = int(np.argmin(ordered)) + 1
+                raise DataError(f"{name} id map is not sorted and unique (row {row})")
         return cls(name)._set_classes(values, kind)
 
     def _set_classes(self, classes: np.ndarray, kind: str) -> IdEncoder:
@@ -148,7 +159,7 @@ class IdEncoder:
         if kind == "int64" and classes.size:
             lo, hi = int(classes[0]), int(classes[-1])
             span = hi - lo + 1
-            if span <= max(_MAX_LUT_SPAN, 0) and span <= 64 * classes.size + (1 << 16):
+            if span <= _MAX_LUT_SPAN and span <= 64 * classes.size + (1 << 16):
                 lut = np.full(span, UNKNOWN, dtype=np.int64)
                 lut[classes - lo] = np.arange(classes.size, dtype=np.int64)
                 self._lut, self._lut_offset = lut, lo
@@ -187,7 +198,8 @@ class IdEncoder:
                     bad &= ~mask
                 if bad.any():
                     raise DataError(
-                        f"{self.name} id {values[np.argmax(bad)]!r} (row {int(np.argmax(bad))}) is not "
+                        f"{self.name} id {values[np.argmax(bad)].item()!r} "
+                        f"(row {int(np.argmax(bad)) + 1}) is not "
                         "an integer; this model was trained with integer ids"
                     )
                 values = np.where(mask, 0, values) if mask is not None else values
@@ -201,9 +213,8 @@ class IdEncoder:
                 raise DataError(f"{self.name} ids have unsupported dtype {values.dtype}")
             out = self._transform_int(values.astype(np.int64, copy=False))
         else:
-            if kind != "string":
-                values = values.astype(str)
-            out = self._index.get_indexer(values.astype(object, copy=False))
+            values = _as_str_objects(values)
+            out = self._index.get_indexer(values)
             out = out.astype(np.int64, copy=False)
         if mask is not None:
             out[mask] = UNKNOWN
@@ -211,9 +222,11 @@ class IdEncoder:
             missing = out == UNKNOWN
             if missing.any():
                 row = int(np.argmax(missing))
-                what = "null" if mask is not None and mask[row] else repr(values[row])
+                value = values[row].item() if hasattr(values[row], "item") else values[row]
+                what = "null" if mask is not None and mask[row] else repr(value)
                 raise DataError(
-                    f"unknown {self.name} id {what} at row {row} ({int(missing.sum())} unknown in all); "
+                    f"unknown {self.name} id {what} at row {row + 1} "
+                    f"({int(missing.sum())} unknown in all); "
                     "it was not in the training data"
                 )
         elif unknown != "mask":
