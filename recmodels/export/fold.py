@@ -1,0 +1,244 @@
+"""The scoring function as plain arrays, and its exact inference-time folding (numpy only).
+
+Every recmodels model computes, for a user ``u`` and an item ``i``::
+
+    x      = concat[segment for segment in segments]          # segments from below, in order
+    score  = predict_w . x + predict_b + global_mean + user_bias[u] + item_bias[i]
+
+    "pretrained"  item_pretrained[i]
+    "gmf"         user_gmf[u] * item_gmf[i]
+    "mlp"         tower(concat[user_mlp[u], item_mlp[i]]),  tower = (Linear, ReLU?)*
+
+:class:`ScoreSpec` holds those arrays (float64 copies of the float32 weights, so that the
+folding arithmetic below is done in double precision and cast to float32 once).
+:func:`fold` rewrites a spec into a :class:`FoldedSpec` that computes the same score with
+fewer operations per row:
+
+* dropout is the identity at inference and never appears;
+* ``predict_w``'s GMF slice multiplies into the user GMF table;
+* every per-item linear term (item bias, ``predict_w . item_pretrained[i]``) becomes one
+  per-item scalar, every per-user term one per-user scalar, and the constants
+  (``predict_b + global_mean``) join the per-item scalar; these scalars ride along as two
+  extra columns of the GMF tables (``[.., s_u, 1] * [.., 1, s_i]``) so no separate gathers
+  or adds are needed;
+* the MLP's first Linear over ``[user_mlp; item_mlp]`` splits as ``W_u user_mlp + W_i item_mlp + b``,
+  so it becomes per-user and per-item tables of the layer's output width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SEGMENTS = ("pretrained", "gmf", "mlp")
+
+
+@dataclass
+class Layer:
+    """One ``Linear`` (``weight`` [out, in], ``bias`` [out]) optionally followed by ReLU."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    relu: bool = True
+
+
+@dataclass
+class ScoreSpec:
+    """A model's scoring function as arrays (see the module docstring for the formula)."""
+
+    kind: str
+    n_users: int
+    n_items: int
+    segments: tuple[str, ...]
+    predict_w: np.ndarray
+    predict_b: float = 0.0
+    global_mean: float = 0.0
+    user_gmf: np.ndarray | None = None
+    item_gmf: np.ndarray | None = None
+    user_mlp: np.ndarray | None = None
+    item_mlp: np.ndarray | None = None
+    mlp_layers: list[Layer] = field(default_factory=list)
+    item_pretrained: np.ndarray | None = None
+    user_bias: np.ndarray | None = None
+    item_bias: np.ndarray | None = None
+
+    def segment_width(self, name: str) -> int:
+        if name == "pretrained":
+            return self.item_pretrained.shape[1]
+        if name == "gmf":
+            return self.user_gmf.shape[1]
+        if name == "mlp":
+            if self.mlp_layers:
+                return self.mlp_layers[-1].weight.shape[0]
+            return self.user_mlp.shape[1] + self.item_mlp.shape[1]
+        raise ValueError(f"unknown segment {name!r}")
+
+    def predict_slices(self) -> dict[str, np.ndarray]:
+        """``predict_w`` split by segment."""
+        out, start = {}, 0
+        for name in self.segments:
+            width = self.segment_width(name)
+            out[name] = self.predict_w[start : start + width]
+            start += width
+        if start != self.predict_w.size:
+            raise ValueError(f"predict layer has {self.predict_w.size} inputs, segments give {start}")
+        return out
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` if the arrays do not fit together."""
+        for name in self.segments:
+            if name not in SEGMENTS:
+                raise ValueError(f"unknown segment {name!r}")
+        self.predict_slices()
+        if "gmf" in self.segments:
+            assert self.user_gmf.shape[0] == self.n_users and self.item_gmf.shape[0] == self.n_items
+        if "mlp" in self.segments:
+            assert self.user_mlp.shape[0] == self.n_users and self.item_mlp.shape[0] == self.n_items
+            width = self.user_mlp.shape[1] + self.item_mlp.shape[1]
+            for layer in self.mlp_layers:
+                assert layer.weight.shape[1] == width, "MLP layer widths do not chain"
+                width = layer.weight.shape[0]
+        if "pretrained" in self.segments:
+            assert self.item_pretrained.shape[0] == self.n_items
+
+    def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Reference scores in float64 (tests and debugging)."""
+        parts = []
+        for name in self.segments:
+            if name == "pretrained":
+                parts.append(self.item_pretrained[items])
+            elif name == "gmf":
+                parts.append(self.user_gmf[users] * self.item_gmf[items])
+            else:
+                h = np.concatenate([self.user_mlp[users], self.item_mlp[items]], axis=1)
+                for layer in self.mlp_layers:
+                    h = h @ layer.weight.T + layer.bias
+                    if layer.relu:
+                        h = np.maximum(h, 0.0)
+                parts.append(h)
+        x = np.concatenate(parts, axis=1)
+        out = x @ self.predict_w + self.predict_b + self.global_mean
+        if self.user_bias is not None:
+            out = out + self.user_bias[users]
+        if self.item_bias is not None:
+            out = out + self.item_bias[items]
+        return out
+
+
+@dataclass
+class FoldedSpec:
+    """The folded scoring function::
+
+        d      = user_dot[u] * item_dot[i]                     # [k]
+        h      = relu(user_first[u] + item_first[i])           # only with an MLP tower
+        h      = relu?(h @ W.T + b) for the remaining layers
+        score  = sum(d) + out_w . h
+
+    ``user_dot``/``item_dot`` carry the (weighted) GMF product plus the folded per-user and
+    per-item scalars as trailing columns.
+    """
+
+    kind: str
+    n_users: int
+    n_items: int
+    user_dot: np.ndarray
+    item_dot: np.ndarray
+    user_first: np.ndarray | None = None
+    item_first: np.ndarray | None = None
+    first_relu: bool = True
+    rest_layers: list[Layer] = field(default_factory=list)
+    out_w: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        out = np.sum(self.user_dot[users] * self.item_dot[items], axis=1)
+        if self.user_first is not None:
+            h = self.user_first[users] + self.item_first[items]
+            if self.first_relu:
+                h = np.maximum(h, 0.0)
+            for layer in self.rest_layers:
+                h = h @ layer.weight.T + layer.bias
+                if layer.relu:
+                    h = np.maximum(h, 0.0)
+            out = out + h @ self.out_w
+        return out
+
+
+def fold(spec: ScoreSpec) -> FoldedSpec:
+    """Fold ``spec`` exactly (in float64) into a :class:`FoldedSpec`."""
+    spec.validate()
+    f64 = np.float64
+    w = {k: np.asarray(v, dtype=f64) for k, v in spec.predict_slices().items()}
+    notes = ["dropout removed (identity at inference)"]
+
+    item_scalar = np.full(spec.n_items, float(spec.predict_b) + float(spec.global_mean), dtype=f64)
+    notes.append("predict bias and global mean folded into the per-item scalar")
+    user_scalar = None
+    if spec.user_bias is not None:
+        user_scalar = np.asarray(spec.user_bias, dtype=f64).copy()
+        notes.append("user bias folded into the per-user scalar")
+    if spec.item_bias is not None:
+        item_scalar += np.asarray(spec.item_bias, dtype=f64)
+        notes.append("item bias folded into the per-item scalar")
+    if "pretrained" in w:
+        item_scalar += np.asarray(spec.item_pretrained, dtype=f64) @ w["pretrained"]
+        notes.append("predict weights x item_pretrained folded into the per-item scalar")
+
+    user_first = item_first = None
+    rest: list[Layer] = []
+    first_relu = True
+    out_w = None
+    if "mlp" in w:
+        um = np.asarray(spec.user_mlp, dtype=f64)
+        im = np.asarray(spec.item_mlp, dtype=f64)
+        du = um.shape[1]
+        if spec.mlp_layers:
+            first = spec.mlp_layers[0]
+            weight = np.asarray(first.weight, dtype=f64)
+            user_first = um @ weight[:, :du].T + np.asarray(first.bias, dtype=f64)
+            item_first = im @ weight[:, du:].T
+            first_relu = first.relu
+            rest = [
+                Layer(np.asarray(x.weight, dtype=f64), np.asarray(x.bias, dtype=f64), x.relu)
+                for x in spec.mlp_layers[1:]
+            ]
+            out_w = w["mlp"]
+            notes.append(
+                f"first MLP Linear folded into per-user/per-item tables of width {weight.shape[0]}"
+            )
+            if not first_relu and not rest:
+                # a purely linear tower: its output . out_w is a per-user plus a per-item scalar
+                user_add = user_first @ out_w
+                item_scalar += item_first @ out_w
+                user_scalar = user_add if user_scalar is None else user_scalar + user_add
+                user_first = item_first = out_w = None
+        else:
+            user_add = um @ w["mlp"][:du]
+            item_scalar += im @ w["mlp"][du:]
+            user_scalar = user_add if user_scalar is None else user_scalar + user_add
+            notes.append("linear MLP branch folded into per-user/per-item scalars")
+
+    user_cols, item_cols = [], []
+    if "gmf" in w:
+        user_cols.append(np.asarray(spec.user_gmf, dtype=f64) * w["gmf"])
+        item_cols.append(np.asarray(spec.item_gmf, dtype=f64))
+        notes.append("predict weights of the GMF branch folded into the user GMF table")
+    if user_scalar is not None:
+        user_cols.append(user_scalar[:, None])
+        item_cols.append(np.ones((spec.n_items, 1), dtype=f64))
+    user_cols.append(np.ones((spec.n_users, 1), dtype=f64))
+    item_cols.append(item_scalar[:, None])
+    return FoldedSpec(
+        kind=spec.kind,
+        n_users=spec.n_users,
+        n_items=spec.n_items,
+        user_dot=np.concatenate(user_cols, axis=1),
+        item_dot=np.concatenate(item_cols, axis=1),
+        user_first=user_first,
+        item_first=item_first,
+        first_relu=first_relu,
+        rest_layers=rest,
+        out_w=out_w,
+        notes=notes,
+    )

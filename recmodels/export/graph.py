@@ -1,0 +1,205 @@
+"""Build the ONNX scoring graph directly with ``onnx.helper`` (no torch needed here).
+
+The graphs only use Gather, Mul, Add, Relu, Concat, MatMul, Gemm, ReduceSum and Reshape,
+so the opset is simply pinned (:data:`DEFAULT_OPSET`); names, initializers and external
+data are fully under our control. Both graphs take ``user_index`` and ``item_index``
+(int64 [batch]) and return ``score`` (float32 [batch]).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from .fold import FoldedSpec, ScoreSpec
+
+DEFAULT_OPSET = 17
+MAX_OPSET = 23
+MIN_OPSET = 13  # ReduceSum/Squeeze take axes as an input from 13 on; the graphs rely on that
+EXTERNAL_DATA_THRESHOLD = (1 << 31) - (1 << 26)
+"""Initializer bytes above which the weights go to ``model.onnx.data`` (protobuf caps at 2 GiB)."""
+
+INPUTS = (
+    {"name": "user_index", "dtype": "int64", "shape": ["batch"]},
+    {"name": "item_index", "dtype": "int64", "shape": ["batch"]},
+)
+OUTPUTS = ({"name": "score", "dtype": "float32", "shape": ["batch"]},)
+PRODUCER = "recmodels"
+
+
+def check_opset(opset: int) -> int:
+    """Return ``opset`` if this onnx and onnxruntime support it, else raise :class:`ConfigError`."""
+    import onnx
+
+    # onnxruntime trails onnx; 23 is what onnxruntime 1.2x+ implements for these ops
+    highest = min(onnx.defs.onnx_opset_version(), MAX_OPSET)
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= highest:
+        raise ConfigError(
+            f"--opset {opset} is not supported; choose an opset from {MIN_OPSET} to {highest} "
+            f"(default {DEFAULT_OPSET})"
+        )
+    return opset
+
+
+class _Builder:
+    """Accumulates nodes and initializers with unique names."""
+
+    def __init__(self):
+        self.nodes = []
+        self.initializers = []
+        self._used: set[str] = {"user_index", "item_index", "score"}
+
+    def _name(self, hint: str) -> str:
+        name, n = hint, 1
+        while name in self._used:
+            n += 1
+            name = f"{hint}_{n}"
+        self._used.add(name)
+        return name
+
+    def init(self, name: str, array, dtype=np.float32) -> str:
+        from onnx import numpy_helper
+
+        name = self._name(name)
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=dtype), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], hint: str, output: str | None = None, **attrs) -> str:
+        from onnx import helper
+
+        out = output or self._name(hint)
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=f"{op_type}_{out}", **attrs))
+        return out
+
+    def gather(self, table: str, index: str, hint: str) -> str:
+        return self.op("Gather", [table, index], hint, axis=0)
+
+    def linear(self, x: str, weight: np.ndarray, bias: np.ndarray, hint: str) -> str:
+        w = self.init(f"{hint}.weight", weight)
+        b = self.init(f"{hint}.bias", bias)
+        return self.op("Gemm", [x, w, b], hint, transB=1)
+
+    def model(self, name: str, opset: int, doc: str):
+        from onnx import TensorProto, helper
+
+        inputs = [
+            helper.make_tensor_value_info(io["name"], TensorProto.INT64, ["batch"]) for io in INPUTS
+        ]
+        outputs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])]
+        graph = helper.make_graph(self.nodes, name, inputs, outputs, initializer=self.initializers)
+        from .. import __version__
+
+        model = helper.make_model(
+            graph,
+            opset_imports=[helper.make_opsetid("", opset)],
+            producer_name=PRODUCER,
+            producer_version=__version__,
+            doc_string=doc,
+        )
+        # the lowest IR version that carries this opset, so older runtimes load the graph
+        model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
+        return model
+
+
+def _finish_score(b: _Builder, x: str) -> str:
+    """Reshape a [batch, 1] tensor to the [batch] output ``score``."""
+    shape = b.init("flat_shape", np.array([-1], dtype=np.int64), dtype=np.int64)
+    return b.op("Reshape", [x, shape], "score", output="score")
+
+
+def build_unfolded(spec: ScoreSpec, opset: int = DEFAULT_OPSET):
+    """The model's computation as is (minus dropout): one Gather per table, MLP on the concat."""
+    spec.validate()
+    b = _Builder()
+    parts = []
+    for seg in spec.segments:
+        if seg == "pretrained":
+            table = b.init("item_pretrained", spec.item_pretrained)
+            parts.append(b.gather(table, "item_index", "pretrained"))
+        elif seg == "gmf":
+            ut = b.gather(b.init("user_gmf", spec.user_gmf), "user_index", "user_gmf_row")
+            it = b.gather(b.init("item_gmf", spec.item_gmf), "item_index", "item_gmf_row")
+            parts.append(b.op("Mul", [ut, it], "gmf"))
+        else:
+            ut = b.gather(b.init("user_mlp", spec.user_mlp), "user_index", "user_mlp_row")
+            it = b.gather(b.init("item_mlp", spec.item_mlp), "item_index", "item_mlp_row")
+            h = b.op("Concat", [ut, it], "mlp_in", axis=1)
+            for n, layer in enumerate(spec.mlp_layers):
+                h = b.linear(h, layer.weight, layer.bias, f"mlp.{n}")
+                if layer.relu:
+                    h = b.op("Relu", [h], f"mlp.{n}.relu")
+            parts.append(h)
+    x = parts[0] if len(parts) == 1 else b.op("Concat", parts, "predict_in", axis=1)
+    y = b.linear(x, spec.predict_w[None, :], np.array([spec.predict_b]), "predict")
+    if spec.global_mean:
+        y = b.op("Add", [y, b.init("global_mean", np.array([[spec.global_mean]]))], "plus_mean")
+    for side, bias in (("user", spec.user_bias), ("item", spec.item_bias)):
+        if bias is not None:
+            row = b.gather(b.init(f"{side}_bias", bias[:, None]), f"{side}_index", f"{side}_bias_row")
+            y = b.op("Add", [y, row], f"plus_{side}_bias")
+    _finish_score(b, y)
+    return b.model(f"recmodels_{spec.kind}", opset, f"recmodels {spec.kind} (unfolded)")
+
+
+def build_folded(folded: FoldedSpec, opset: int = DEFAULT_OPSET):
+    """The folded computation (see :class:`~recmodels.export.fold.FoldedSpec`)."""
+    b = _Builder()
+    ud = b.gather(b.init("user_table", folded.user_dot), "user_index", "user_row")
+    idt = b.gather(b.init("item_table", folded.item_dot), "item_index", "item_row")
+    d = b.op("Mul", [ud, idt], "dot")
+    if folded.user_first is None:
+        axes = b.init("sum_axes", np.array([1], dtype=np.int64), dtype=np.int64)
+        b.op("ReduceSum", [d, axes], "score", output="score", keepdims=0)
+    else:
+        uf = b.gather(b.init("user_mlp_table", folded.user_first), "user_index", "user_mlp_row")
+        itf = b.gather(b.init("item_mlp_table", folded.item_first), "item_index", "item_mlp_row")
+        h = b.op("Add", [uf, itf], "mlp.0")
+        if folded.first_relu:
+            h = b.op("Relu", [h], "mlp.0.relu")
+        for n, layer in enumerate(folded.rest_layers, start=1):
+            h = b.linear(h, layer.weight, layer.bias, f"mlp.{n}")
+            if layer.relu:
+                h = b.op("Relu", [h], f"mlp.{n}.relu")
+        # predict = sum(dot) + out_w . h  ==  concat[dot, h] @ [1..1, out_w]: one MatMul
+        x = b.op("Concat", [d, h], "predict_in", axis=1)
+        w = np.concatenate([np.ones(folded.user_dot.shape[1]), folded.out_w])[:, None]
+        y = b.op("MatMul", [x, b.init("predict.weight", w)], "predict")
+        _finish_score(b, y)
+    return b.model(f"recmodels_{folded.kind}_folded", opset, f"recmodels {folded.kind} (folded)")
+
+
+def initializer_bytes(model) -> int:
+    """Total bytes of the graph's initializers."""
+    return sum(len(t.raw_data) for t in model.graph.initializer)
+
+
+def save_graph(model, path: str | os.PathLike, *, external_data_threshold: int = EXTERNAL_DATA_THRESHOLD):
+    """Check and write ``model`` to ``path``; use external data if the weights are too large.
+
+    Returns
+    -------
+    str or None
+        The external data file name (beside ``path``), or None when everything is inline.
+    """
+    import onnx
+
+    path = Path(path)
+    external = None
+    if initializer_bytes(model) > external_data_threshold:
+        external = path.name + ".data"
+        onnx.save_model(
+            model,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=external,
+            size_threshold=0,
+        )
+    else:
+        onnx.save_model(model, str(path))
+    # checking by path handles external data and graphs over 2 GB
+    onnx.checker.check_model(str(path), full_check=True)
+    return external
