@@ -196,7 +196,7 @@ def save_graph(model, path: str | os.PathLike, *, external_data_threshold: int =
             save_as_external_data=True,
             all_tensors_to_one_file=True,
             location=external,
-            size_threshold=0,
+            size_threshold=1024,  # small tensors (shapes, axes) stay inline for shape inference
         )
     else:
         onnx.save_model(model, str(path))
