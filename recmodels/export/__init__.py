@@ -18,7 +18,7 @@ from pathlib import Path
 from .. import __version__
 from ..bundle import ITEM_IDS_FILE, MODEL_FILE, USER_IDS_FILE, finalize_bundle
 from ..encoders import IdEncoder
-from ..errors import ConfigError, OutputError
+from ..errors import ConfigError, OutputError, RunDirError
 from ..fileio import atomic_directory, check_writable_parent
 from .fold import FoldedSpec, ScoreSpec, fold
 from .graph import (
@@ -325,7 +325,14 @@ def export_onnx(
     check_opset(opset)
     from ..runs import load_run
 
-    run = load_run(run_dir)
+    try:
+        run = load_run(run_dir)
+    except RuntimeError as exc:  # load_state_dict: missing/unexpected keys or size mismatch
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunDirError(
+            f"{run_dir / 'model.pt'}: checkpoint does not fit config.json ({first}); "
+            "export the run that wrote it"
+        ) from None
     data = (run.config.get("data") if isinstance(run.config, dict) else None) or {}
     return export_model(
         run.model,
