@@ -1,0 +1,136 @@
+"""``recmodels score BUNDLE INPUT OUTPUT``: stream pairs through a bundle's graph (torch-free)."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import click
+
+
+@click.command("score")
+@click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
+@click.argument("input", type=str)
+@click.argument("output", type=click.Path(path_type=str))
+@click.option("--user-col", default=None, help="User id column (default: the bundle's).")
+@click.option("--item-col", default=None, help="Item id column (default: the bundle's).")
+@click.option(
+    "--keep",
+    default=None,
+    metavar="COL1,COL2",
+    help="Input columns to pass through (default: all).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "csv"]),
+    default=None,
+    help="Output format (default: from the extension; parquet for a directory).",
+)
+@click.option(
+    "--unknown",
+    type=click.Choice(["fallback", "skip", "error"]),
+    default="fallback",
+    show_default=True,
+    help="Unknown/null ids: fallback score + `known` column, drop the row, or fail.",
+)
+@click.option(
+    "--clip/--no-clip",
+    default=False,
+    show_default=True,
+    help="Clip scores to the bundle's rating range.",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    metavar="auto|cpu|cuda[:N]",
+    help="auto uses CUDA only if onnxruntime really gets it.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Rows per inference batch (default 131072).",
+)
+@click.option(
+    "--part-rows",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Directory output: input rows per part file (default 1048576).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="onnxruntime CPU threads (default: available CPUs).",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Directory output: keep complete parts of an interrupted run, write the rest.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    help="Write a JSON report (rows, unknown ids, provider, speed).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
+def score(
+    bundle,
+    input,
+    output,
+    user_col,
+    item_col,
+    keep,
+    fmt,
+    unknown,
+    clip,
+    device,
+    batch_size,
+    part_rows,
+    threads,
+    resume,
+    overwrite,
+    report_path,
+    quiet,
+):
+    """Score (user, item) pairs in INPUT with BUNDLE, writing OUTPUT.
+
+    \b
+    INPUT   CSV, .csv.gz, Parquet file, directory of Parquet files, or a quoted glob.
+    OUTPUT  out.parquet / out.csv: one file (renamed into place when complete);
+            a path without extension: part files + _SUCCESS (resumable with --resume).
+    """
+    from ..scoring import DEFAULT_BATCH_SIZE, DEFAULT_PART_ROWS, Scorer
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scorer = Scorer(
+            bundle,
+            device=device,
+            user_col=user_col,
+            item_col=item_col,
+            unknown=unknown,
+            clip=clip,
+            batch_size=batch_size or DEFAULT_BATCH_SIZE,
+            intra_op_threads=threads,
+        )
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+    report = scorer.score_file(
+        input,
+        output,
+        keep=keep,
+        format=fmt,
+        part_rows=part_rows or DEFAULT_PART_ROWS,
+        resume=resume,
+        overwrite=overwrite,
+        progress=not quiet and sys.stdout.isatty(),
+        report=report_path,
+    )
+    if not quiet:
+        click.echo(report.summary())

@@ -1,0 +1,201 @@
+"""onnxruntime capability checks and session creation: the ONE place that knows about providers.
+
+Everything device-related lives here: which execution providers this onnxruntime build has,
+loading the CUDA libraries from the ``nvidia-*`` pip wheels when they are installed
+(``onnxruntime.preload_dlls``), keeping onnxruntime's own (red, multi-line) log output quiet
+while a provider is probed, creating the session with tuned options, and reporting the
+provider that *actually* runs the graph (``session.get_providers()``), which is not always
+the one asked for: onnxruntime silently falls back to CPU when the CUDA provider fails to load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import os
+import re
+import threading
+import warnings
+from dataclasses import dataclass
+
+from ..errors import ConfigError, DeviceError
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+# onnxruntime's logger severities: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal.
+_QUIET = 4
+_NORMAL = 3
+
+_lock = threading.Lock()
+_preloaded = False
+_ort = None
+
+
+def ort():
+    """Import onnxruntime once, with its default logger lowered to errors-only."""
+    global _ort
+    if _ort is None:
+        try:
+            import onnxruntime
+        except ImportError as exc:  # pragma: no cover - a dependency
+            raise DeviceError(
+                f"onnxruntime is not installed ({exc}); pip install onnxruntime"
+            ) from None
+        onnxruntime.set_default_logger_severity(_NORMAL)
+        _ort = onnxruntime
+    return _ort
+
+
+@contextlib.contextmanager
+def quiet_onnxruntime():
+    """Silence onnxruntime's logger (and Python-level prints) while probing providers."""
+    rt = ort()
+    rt.set_default_logger_severity(_QUIET)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        rt.set_default_logger_severity(_NORMAL)
+
+
+def available_providers() -> list[str]:
+    """Execution providers compiled into this onnxruntime build (not necessarily usable)."""
+    return list(ort().get_available_providers())
+
+
+def cuda_compiled() -> bool:
+    """Whether this onnxruntime build has the CUDA execution provider at all."""
+    return CUDA in available_providers()
+
+
+def preload_cuda_libraries() -> bool:
+    """Load CUDA/cuDNN from the ``nvidia-*`` pip wheels, when those are installed.
+
+    Returns True when ``onnxruntime.preload_dlls`` was called. Without the wheels onnxruntime
+    looks for the libraries on the system path as usual. Runs at most once per process.
+    """
+    global _preloaded
+    with _lock:
+        if _preloaded:
+            return True
+        rt = ort()
+        if not hasattr(rt, "preload_dlls") or importlib.util.find_spec("nvidia") is None:
+            return False
+        with quiet_onnxruntime(), contextlib.suppress(Exception):
+            rt.preload_dlls()
+        _preloaded = True
+        return True
+
+
+@dataclass(frozen=True)
+class DeviceRequest:
+    """A parsed ``--device`` value: ``kind`` in {"auto", "cpu", "cuda"} and a CUDA device id."""
+
+    kind: str
+    device_id: int = 0
+
+    @classmethod
+    def parse(cls, device: str | None) -> DeviceRequest:
+        text = (device or "auto").strip().lower()
+        match = re.fullmatch(r"(auto|cpu|cuda|gpu)(?::(\d+))?", text)
+        if not match or (match.group(2) is not None and match.group(1) in ("auto", "cpu")):
+            raise ConfigError(f"--device {device!r} is not one of auto, cpu, cuda, cuda:N")
+        kind = "cuda" if match.group(1) == "gpu" else match.group(1)
+        return cls(kind, int(match.group(2) or 0))
+
+    def __str__(self) -> str:
+        return f"cuda:{self.device_id}" if self.kind == "cuda" else self.kind
+
+
+def default_intra_op_threads() -> int:
+    """Threads for onnxruntime's intra-op pool: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def session_options(intra_op_threads: int | None = None):
+    """SessionOptions tuned for throughput on big batches of a small graph."""
+    rt = ort()
+    opts = rt.SessionOptions()
+    opts.graph_optimization_level = rt.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = rt.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = intra_op_threads or default_intra_op_threads()
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = _NORMAL
+    # The pipeline's reader/writer threads share the cores: do not let idle onnxruntime
+    # workers spin between batches.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+def describe_provider(providers: list[str], device_id: int = 0) -> str:
+    """A short label for the provider that runs the graph: ``cpu`` or ``cuda:N``."""
+    first = providers[0] if providers else CPU
+    if first == CUDA:
+        return f"cuda:{device_id}"
+    if first == CPU:
+        return "cpu"
+    return first.removesuffix("ExecutionProvider").lower()
+
+
+def create_session(model_path, device: str | DeviceRequest = "auto", *, intra_op_threads=None):
+    """Create an onnxruntime session on the requested device.
+
+    Parameters
+    ----------
+    model_path : path-like
+        The ONNX graph.
+    device : {"auto", "cpu", "cuda", "cuda:N"}
+        ``auto`` uses CUDA only when the session really gets it (else CPU, with one warning);
+        ``cuda`` raises :class:`DeviceError` when it cannot be had.
+    intra_op_threads : int, optional
+        CPU threads for onnxruntime (default: the CPUs this process may use).
+
+    Returns
+    -------
+    (onnxruntime.InferenceSession, str)
+        The session and the provider that actually runs it (``"cpu"`` or ``"cuda:N"``).
+    """
+    request = device if isinstance(device, DeviceRequest) else DeviceRequest.parse(device)
+    rt = ort()
+    opts = session_options(intra_op_threads)
+    path = os.fspath(model_path)
+    if request.kind == "cpu":
+        session = rt.InferenceSession(path, sess_options=opts, providers=[CPU])
+        return session, "cpu"
+
+    reason = None
+    if not cuda_compiled():
+        reason = "this onnxruntime build has no CUDA provider (pip install onnxruntime-gpu)"
+    else:
+        preload_cuda_libraries()
+        cuda_options = {"device_id": request.device_id}
+        try:
+            with quiet_onnxruntime():
+                session = rt.InferenceSession(
+                    path, sess_options=opts, providers=[(CUDA, cuda_options), CPU]
+                )
+        except Exception as exc:  # onnxruntime raises its own types (Fail, RuntimeException...)
+            reason = (
+                f"onnxruntime could not start CUDA device {request.device_id} ({_first_line(exc)})"
+            )
+        else:
+            if session.get_providers() and session.get_providers()[0] == CUDA:
+                return session, describe_provider(session.get_providers(), request.device_id)
+            reason = (
+                "the CUDA provider did not load (no GPU, or CUDA 12/13 + cuDNN 9 libraries missing)"
+            )
+    if request.kind == "cuda":
+        raise DeviceError(f"--device {request}: {reason}; use --device cpu or auto")
+    warnings.warn(f"CUDA unavailable, scoring on CPU: {reason}", RuntimeWarning, stacklevel=2)
+    session = rt.InferenceSession(path, sess_options=opts, providers=[CPU])
+    return session, "cpu"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
