@@ -1,0 +1,171 @@
+"""`recmodels score` on the command line: output, one-line errors, kill + --resume, disk full."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from bundle_factory import make_bundle
+from click.testing import CliRunner
+
+from recmodels.cli import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    fb = make_bundle(root / "bundle", kind="neumf", folded=True)
+    rng = np.random.default_rng(0)
+    n = 2000
+    df = pd.DataFrame({
+        "user_id": fb.user_ids[rng.integers(0, len(fb.user_ids), n)],
+        "item_id": fb.item_ids[rng.integers(0, len(fb.item_ids), n)],
+        "row": np.arange(n),
+    })
+    df.loc[::97, "user_id"] = 77  # unknown
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), root / "in.parquet",
+                   row_group_size=100)
+    return root, fb, df
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, ["score", *map(str, args)])
+
+
+def test_cli_scores_and_reports(tmp_path, setup):
+    root, fb, df = setup
+    out, report = tmp_path / "o.parquet", tmp_path / "r.json"
+    res = invoke(fb.path, root / "in.parquet", out, "--device", "cpu", "--report", report,
+                 "--keep", "row", "--clip")
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("scored 2,000 rows") and res.output.count("\n") == 1
+    got = pd.read_parquet(out)
+    ref, known = fb.reference_ids(df["user_id"], df["item_id"], clip=True)
+    np.testing.assert_allclose(got["score"], ref, atol=1e-5)
+    assert got["known"].tolist() == known.tolist()
+    assert list(got.columns) == ["row", "known", "score"]
+    rep = json.loads(report.read_text())
+    assert rep["rows_read"] == 2000 and rep["unknown_users"] == (~known).sum()
+    assert rep["provider"] == "cpu" and rep["rows_per_s"] > 0
+
+
+def test_cli_errors_are_one_line(tmp_path, setup):
+    root, fb, _ = setup
+    (tmp_path / "bad.csv").write_text("user_id,item_id\n1000,5\nx1,5\n")
+    cases = [
+        ([tmp_path / "nobundle", root / "in.parquet", tmp_path / "a.parquet"], "bundle"),
+        ([fb.path, tmp_path / "nope.csv", tmp_path / "a.parquet"], "not found"),
+        ([fb.path, tmp_path / "bad.csv", tmp_path / "a.parquet"], "non-integer id"),
+        ([fb.path, root / "in.parquet", tmp_path / "a.parquet", "--user-col", "uid"], "uid"),
+        ([fb.path, root / "in.parquet", tmp_path / "a.txt"], "format"),
+        ([fb.path, root / "in.parquet", tmp_path / "a.parquet", "--unknown", "error"],
+         "unknown user id 77 at input row 0"),
+    ]
+    for args, needle in cases:
+        res = invoke(*args, "--device", "cpu")
+        assert res.exit_code == 1, (args, res.output)
+        lines = res.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error:") and needle in lines[0], res.output
+        assert "Traceback" not in res.output
+    assert sorted(os.listdir(tmp_path)) == ["bad.csv"]
+
+
+def test_cli_device_cuda_without_cuda_fails_in_one_line(tmp_path, setup):
+    from recmodels.scoring.providers import create_session
+
+    root, fb, _ = setup
+    try:
+        create_session(fb.path / "model.onnx", "cuda")
+    except Exception:
+        pass
+    else:
+        pytest.skip("CUDA is available here")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "recmodels", "score", str(fb.path), str(root / "in.parquet"),
+         str(tmp_path / "o.parquet"), "--device", "cuda"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert proc.stderr.startswith("Error: --device cuda:0:") and "\x1b[" not in proc.stderr
+    assert not (tmp_path / "o.parquet").exists()
+    # auto falls back to CPU with one warning line and no onnxruntime log spew
+    proc = subprocess.run(
+        [sys.executable, "-m", "recmodels", "score", str(fb.path), str(root / "in.parquet"),
+         str(tmp_path / "o.parquet"), "--device", "auto"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith("warning: CUDA unavailable") and proc.stderr.count("\n") == 1
+    assert "cpu" in proc.stdout
+
+
+CLI = [sys.executable, "-m", "recmodels", "score"]
+
+
+def test_kill_and_resume_matches_clean_run(tmp_path, setup):
+    root, fb, _ = setup
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [str(fb.path), str(root / "in.parquet")]
+    opts = ["--device", "cpu", "--part-rows", "50", "--batch-size", "25", "-q"]
+    clean = tmp_path / "clean"
+    subprocess.run(CLI + args + [str(clean)] + opts, check=True, env=env, timeout=120)
+
+    out = tmp_path / "out"
+    slow = {**env, "RECMODELS_SCORE_THROTTLE_S": "0.05"}
+    proc = subprocess.Popen(CLI + args + [str(out)] + opts, env=slow)
+    deadline = time.monotonic() + 60
+    while len(list(out.glob("part-*"))) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(out.glob("part-*")))
+    assert 5 <= done < 40 and not (out / "_SUCCESS").exists()
+
+    res = subprocess.run(CLI + args + [str(out)] + opts, env=env, capture_output=True, text=True)
+    assert res.returncode == 1 and "--resume" in res.stderr
+    subprocess.run(CLI + args + [str(out), "--resume"] + opts, check=True, env=env, timeout=120)
+    assert (out / "_SUCCESS").exists() and not list(out.glob(".*tmp"))
+    names = sorted(p.name for p in out.glob("part-*"))
+    assert names == sorted(p.name for p in clean.glob("part-*"))
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(clean))
+
+
+DISK_FULL = textwrap.dedent("""
+    import resource, signal, sys
+    from recmodels.cli import main
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+@pytest.mark.parametrize("out_name", ["o.csv", "odir"])
+def test_disk_full_is_one_line_and_leaves_no_partial_file(tmp_path, setup, out_name):
+    root, fb, _ = setup
+    out = tmp_path / out_name
+    proc = subprocess.run(
+        [sys.executable, "-c", DISK_FULL, "score", str(fb.path), str(root / "in.parquet"),
+         str(out), "--device", "cpu", "--format", "csv", "--part-rows", "1000"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "File too large" in lines[0], proc.stderr
+    leftovers = [p.name for p in tmp_path.rglob("*")]
+    assert not [n for n in leftovers if n.endswith(".tmp") or n.startswith("part-")], leftovers
+    assert not (tmp_path / "o.csv").exists()
