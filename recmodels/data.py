@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
@@ -136,7 +137,9 @@ def _missing_columns_error(where: str, wanted: list[str], available: list[str], 
     )
 
 
-def read_table(source, wanted: list[str] | None, *, what: str = "interaction") -> tuple[pa.Table, str]:
+def read_table(
+    source, wanted: list[str] | None, *, what: str = "interaction", text_columns: tuple = ()
+) -> tuple[pa.Table, str]:
     """Read a CSV/Parquet file or Parquet directory into an Arrow table.
 
     Parameters
@@ -148,6 +151,9 @@ def read_table(source, wanted: list[str] | None, *, what: str = "interaction") -
         the columns that exist.
     what : str
         What the file holds, for messages.
+    text_columns : tuple of str
+        CSV columns read as text rather than type-inferred (id columns: ``"007"`` must not
+        become ``7``; :func:`arrow_ids` turns integral text back into int64).
 
     Returns
     -------
@@ -205,7 +211,8 @@ def read_table(source, wanted: list[str] | None, *, what: str = "interaction") -
     if wanted is not None and any(c not in available for c in wanted):
         raise _missing_columns_error(where, wanted, available, what)
     include = list(wanted) if wanted is not None else list(available)
-    parse, convert = _csv_options(path, include=include)
+    types = {c: pa.string() for c in text_columns if c in include}
+    parse, convert = _csv_options(path, types, include=include)
     try:
         table = pacsv.read_csv(path, parse_options=parse, convert_options=convert)
     except pa.ArrowInvalid:
@@ -220,6 +227,27 @@ def read_table(source, wanted: list[str] | None, *, what: str = "interaction") -
     except OSError as exc:
         raise DataError(f"{where}: cannot read file ({_first_line(exc)})") from None
     return table, where
+
+
+_NOT_CANONICAL_INT = r"^[+-]?0\d|^\+|^\s|\s$|^-0$"
+
+
+def arrow_ids(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Text ids that are all canonical integers (no leading zeros or signs) as int64.
+
+    Other columns are returned unchanged; :func:`normalize_ids` finishes the job.
+    """
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return column
+    if column.null_count:
+        return column
+    try:
+        as_int = pc.cast(column, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return column
+    if len(column) and pc.any(pc.match_substring_regex(column, _NOT_CANONICAL_INT)).as_py():
+        return column
+    return as_int
 
 
 def _show(value) -> str:
@@ -257,12 +285,10 @@ def normalize_ids(values: pd.Series, where: str, column: str) -> pd.Series:
             return pd.Series(arr.astype(np.int64), index=values.index, name=values.name)
         return values.astype(str)
     text = values.astype(str)
-    # integral text ids ("00123" excepted: leading zeros are part of a string id)
-    parsed = pd.to_numeric(text, errors="coerce")
-    if not parsed.isna().any() and pd.api.types.is_integer_dtype(parsed.dtype):
-        canonical = parsed.astype(np.int64).astype(str)
-        if (canonical.to_numpy() == text.str.strip().to_numpy()).all():
-            return parsed.astype(np.int64)
+    # integral text ids become int64 ("00123" excepted: leading zeros make a string id)
+    converted = arrow_ids(pa.chunked_array([pa.array(text.to_numpy(dtype=object), pa.string())]))
+    if pa.types.is_integer(converted.type):
+        return pd.Series(converted.to_numpy(), index=values.index, name=values.name)
     return text
 
 
@@ -366,9 +392,10 @@ def read_interactions(
             raise _missing_columns_error(where, names, [str(c) for c in source.columns], "interaction")
         frame = source[names].reset_index(drop=True)
     else:
-        table, where = read_table(source, names)
-        frame = table.to_pandas(types_mapper=None)
-        frame = frame[names]
+        table, where = read_table(source, names, text_columns=(columns.user, columns.item))
+        for col in (columns.user, columns.item):
+            table = table.set_column(table.schema.get_field_index(col), col, arrow_ids(table[col]))
+        frame = table.to_pandas()[names]
     if len(frame) == 0:
         what = "has no rows" if where == "DataFrame" else "has a header but no data rows"
         raise DataError(f"{where}: {what}; nothing to train on")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .data import _first_line, _row, _show, normalize_ids, read_table
+from .data import _first_line, _row, _show, arrow_ids, normalize_ids, read_table
 from .encoders import IdEncoder
 from .errors import ConfigError, DataError
 
@@ -101,7 +101,10 @@ def read_item_embeddings(source, id_col: str = "item_id") -> tuple[np.ndarray, n
         frame = source.reset_index(drop=True)
         frame.columns = [str(c) for c in frame.columns]
     else:
-        table, where = read_table(source, None, what="item embedding")
+        table, where = read_table(source, None, what="item embedding", text_columns=(id_col,))
+        if id_col in table.column_names:
+            index = table.schema.get_field_index(id_col)
+            table = table.set_column(index, id_col, arrow_ids(table[id_col]))
         frame = table.to_pandas()
     available = list(frame.columns)
     if id_col not in available:

@@ -1,0 +1,371 @@
+"""Reading, validating, splitting, encoding and describing interactions (recmodels.data)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recmodels.data import (
+    Columns,
+    EncodedRatings,
+    describe,
+    encode,
+    fit_encoders,
+    format_stats,
+    load_encoded,
+    read_interactions,
+    save_encoded,
+    split_interactions,
+)
+from recmodels.errors import ConfigError, DataError
+
+BOOKS = Columns(item="book_id")
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def notebook_csv(tmp_path):
+    return write(
+        tmp_path / "ratings.csv",
+        "user_id,book_id,rating,extra\n"
+        "6,16002136,5,a\n6,17277800,4,b\n7,16002136,3,c\n8,19358975,1,d\n",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------
+def test_read_csv_keeps_exactly_the_configured_columns(notebook_csv):
+    df = read_interactions(notebook_csv, BOOKS)
+    assert list(df.columns) == ["user_id", "book_id", "rating"]
+    assert df["user_id"].dtype == np.int64 and df["book_id"].dtype == np.int64
+    assert df["rating"].dtype == np.float32
+    assert df["book_id"].tolist() == [16002136, 17277800, 16002136, 19358975]
+    assert df["rating"].tolist() == [5.0, 4.0, 3.0, 1.0]
+    assert df.attrs["duplicates_dropped"] == 0
+
+
+def test_every_format_reads_the_same(tmp_path, notebook_csv):
+    expected = read_interactions(notebook_csv, BOOKS)
+    raw = pd.read_csv(notebook_csv)
+    gz = tmp_path / "r.csv.gz"
+    with gzip.open(gz, "wt") as fh:
+        fh.write(notebook_csv.read_text())
+    parquet = tmp_path / "r.parquet"
+    raw.to_parquet(parquet)
+    directory = tmp_path / "parts"
+    directory.mkdir()
+    raw.iloc[:2].to_parquet(directory / "part-0.parquet")
+    raw.iloc[2:].to_parquet(directory / "part-1.parquet")
+    for source in (gz, parquet, directory, raw, str(parquet)):
+        got = read_interactions(source, BOOKS)
+        pd.testing.assert_frame_equal(got, expected, check_dtype=True)
+
+
+def test_string_ids_stay_strings_and_integral_floats_become_int(tmp_path):
+    df = read_interactions(
+        pd.DataFrame({"user_id": ["a", "b"], "item_id": [1.0, 2.0], "rating": [1, 2]})
+    )
+    assert df["user_id"].tolist() == ["a", "b"]
+    assert df["item_id"].dtype == np.int64
+    csv = write(tmp_path / "z.csv", "user_id,item_id,rating\n007,1,3\n8,2,3\n")
+    df = read_interactions(csv)
+    assert df["user_id"].tolist() == ["007", "8"]  # leading zeros make it a string id
+
+
+def test_type_change_after_the_first_block_is_found(tmp_path):
+    # pyarrow infers types from the first block (1 MB); a bad value further down still gets
+    # a clear message with its row number.
+    n = 120_000
+    lines = [f"{k % 997},{k},4" for k in range(n)]
+    lines[100_000] = "5,100000,abc"
+    path = write(tmp_path / "big.csv", "user_id,item_id,rating\n" + "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"row 100001 .*'rating'.*'abc'"):
+        read_interactions(path)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", ["empty"]),
+        ("user_id,item_id,rating\n", ["header but no data rows"]),
+        ("user_id,book,rating\n1,2,3\n", ["missing", "'item_id'", "'book'", "--item-col"]),
+        ("user_id,item_id,rating\n1,2,3\n1,3,abc\n", ["row 2", "'rating'", "'abc'", "not a number"]),
+        ("user_id,item_id,rating\n1,2,3\n1,3,\n", ["row 2", "'rating'", "empty"]),
+        ("user_id,item_id,rating\n1,2,NaN\n", ["row 1", "'rating'"]),
+        ("user_id,item_id,rating\n1,2,3\n1,3,6\n", ["rating 6", "row 2", "outside [1, 5]"]),
+        ("user_id,item_id,rating\n1,2,3\n1,3,0.5\n", ["row 2", "outside"]),
+        ("user_id,item_id,rating\n1,2,3\n,3,4\n", ["'user_id'", "row 2", "empty id"]),
+        ("user_id,item_id,rating\n1,2,3\n2,,4\n", ["'item_id'", "row 2"]),
+    ],
+)
+def test_bad_files_name_file_row_and_column(tmp_path, text, expected):
+    path = write(tmp_path / "bad.csv", text)
+    with pytest.raises(DataError) as info:
+        read_interactions(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(path) in message
+    for part in expected:
+        assert part in message, (part, message)
+
+
+def test_row_numbers_say_they_are_one_based_data_rows(tmp_path):
+    path = write(tmp_path / "r.csv", "user_id,item_id,rating\n1,2,3\n1,3,9\n")
+    with pytest.raises(DataError, match=r"row 2 \(1-based data row, header not counted\)"):
+        read_interactions(path)
+
+
+def test_missing_file_and_unsupported_type(tmp_path):
+    with pytest.raises(DataError, match="nope.csv: interaction file not found"):
+        read_interactions(tmp_path / "nope.csv")
+    bad = write(tmp_path / "r.json", "{}")
+    with pytest.raises(DataError, match=r"unsupported file type '\.json'"):
+        read_interactions(bad)
+    empty_dir = tmp_path / "d"
+    empty_dir.mkdir()
+    with pytest.raises(DataError, match="no .parquet files"):
+        read_interactions(empty_dir)
+
+
+def test_parquet_missing_column_lists_columns(tmp_path):
+    path = tmp_path / "r.parquet"
+    pq.write_table(pa.table({"u": [1], "item_id": [2], "rating": [3.0]}), path)
+    with pytest.raises(DataError, match=r"missing interaction column\(s\) 'user_id'.*'u'"):
+        read_interactions(path)
+
+
+def test_rating_range_none_skips_the_check_and_bad_ranges_are_config_errors(notebook_csv):
+    df = pd.DataFrame({"user_id": [1], "item_id": [1], "rating": [10.0]})
+    assert read_interactions(df, rating_range=None)["rating"].tolist() == [10.0]
+    with pytest.raises(DataError, match=r"DataFrame: rating 10 at row 1"):
+        read_interactions(df)
+    with pytest.raises(ConfigError, match="MIN < MAX"):
+        read_interactions(df, rating_range=(5, 1))
+    with pytest.raises(ConfigError, match="duplicates must be one of"):
+        read_interactions(df, duplicates="sum")
+
+
+def test_duplicates_last_first_and_error(tmp_path):
+    path = write(
+        tmp_path / "d.csv", "user_id,item_id,rating\n1,1,1\n1,2,2\n2,1,3\n1,1,4\n1,2,5\n"
+    )
+    last = read_interactions(path, duplicates="last")
+    assert last.attrs["duplicates_dropped"] == 2
+    assert sorted(zip(last.user_id, last.item_id, last.rating, strict=True)) == [
+        (1, 1, 4.0), (1, 2, 5.0), (2, 1, 3.0)
+    ]
+    first = read_interactions(path, duplicates="first")
+    assert sorted(first.rating.tolist()) == [1.0, 2.0, 3.0]
+    with pytest.raises(DataError) as info:
+        read_interactions(path, duplicates="error")
+    message = str(info.value)
+    assert "duplicate (user, item) pair (1, 1) at row 4" in message
+    assert "first seen at row 1" in message and "2 duplicate row(s)" in message
+
+
+def test_timestamps_numeric_or_text(tmp_path):
+    cols = Columns(timestamp="ts")
+    df = read_interactions(
+        pd.DataFrame({"user_id": [1, 1], "item_id": [1, 2], "rating": [1, 2], "ts": [5, 3]}), cols
+    )
+    assert df["ts"].tolist() == [5, 3]
+    path = write(
+        tmp_path / "t.csv", "user_id,item_id,rating,ts\n1,1,1,2020-01-02\n1,2,2,2020-01-01\n"
+    )
+    df = read_interactions(path, cols)
+    assert df["ts"].iloc[0] > df["ts"].iloc[1]
+    path = write(tmp_path / "t2.csv", "user_id,item_id,rating,ts\n1,1,1,2020-01-02\n1,2,2,soon\n")
+    with pytest.raises(DataError, match=r"timestamp 'soon' at row 2 .*'ts'"):
+        read_interactions(path, cols)
+
+
+# --------------------------------------------------------------------------------------------
+# splitting
+# --------------------------------------------------------------------------------------------
+def frame(n, seed=0, users=50):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "user_id": rng.integers(0, users, n),
+            "item_id": np.arange(n),
+            "rating": rng.integers(1, 6, n).astype(np.float32),
+            "ts": rng.permutation(n),
+        }
+    )
+
+
+def test_random_split_fractions_and_reproducibility():
+    df = frame(1000)
+    split = split_interactions(df, seed=3)
+    assert split.sizes() == {"train": 700, "valid": 200, "test": 100}
+    parts = [set(p["item_id"]) for p in (split.train, split.valid, split.test)]
+    assert set.union(*parts) == set(df["item_id"]) and sum(map(len, parts)) == len(df)
+    again = split_interactions(df, seed=3)
+    pd.testing.assert_frame_equal(again.test, split.test)
+    other = split_interactions(df, seed=4)
+    assert set(other.test["item_id"]) != parts[2]
+    assert split.to_dict()["fractions"] == [0.7, 0.2, 0.1]
+    assert split_interactions(frame(10)).sizes() == {"train": 7, "valid": 2, "test": 1}
+    assert split_interactions(df, fractions=(0.5, 0.25, 0.25)).sizes()["valid"] == 250
+
+
+def test_random_split_too_few_rows_and_bad_fractions():
+    with pytest.raises(DataError, match="3 interaction.*at least 4 rows are needed"):
+        split_interactions(frame(3))
+    with pytest.raises(ConfigError, match="sum to 1"):
+        split_interactions(frame(10), fractions=(0.5, 0.2, 0.1))
+    with pytest.raises(ConfigError, match="three positive numbers"):
+        split_interactions(frame(10), fractions=(1.0, 0.0, 0.0))
+    with pytest.raises(ConfigError, match="split method"):
+        split_interactions(frame(10), method="kfold")
+
+
+def test_leave_last_out():
+    cols = Columns(timestamp="ts")
+    df = pd.DataFrame(
+        {
+            "user_id": [1, 1, 1, 1, 2, 2, 3, 3, 3],
+            "item_id": [10, 11, 12, 13, 10, 11, 10, 11, 12],
+            "rating": np.ones(9, dtype=np.float32),
+            "ts": [40, 10, 30, 20, 1, 2, 5, 5, 5],  # user 3: ties -> row order
+        }
+    )
+    split = split_interactions(df, method="leave-last-out", columns=cols)
+    assert sorted(zip(split.test.user_id, split.test.item_id, strict=True)) == [(1, 10), (3, 12)]
+    assert sorted(zip(split.valid.user_id, split.valid.item_id, strict=True)) == [(1, 12), (3, 11)]
+    assert sorted(split.train.item_id[split.train.user_id == 2]) == [10, 11]
+    assert split.fractions is None and split.method == "leave-last-out"
+    with pytest.raises(ConfigError, match="needs a timestamp column"):
+        split_interactions(df, method="leave-last-out")
+    with pytest.raises(DataError, match="at least one user with 3 or more"):
+        split_interactions(df[df.user_id == 2], method="leave-last-out", columns=cols)
+
+
+def test_leave_last_out_matches_a_groupby_reference():
+    cols = Columns(timestamp="ts")
+    df = frame(2000, seed=1, users=300)
+    split = split_interactions(df, method="leave-last-out", columns=cols)
+    ordered = df.sort_values(["user_id", "ts"])
+    sizes = ordered.groupby("user_id")["item_id"].transform("size")
+    eligible = ordered[sizes >= 3]
+    last = eligible.groupby("user_id").tail(1)
+    second = eligible.groupby("user_id").nth(-2)
+    assert set(split.test.item_id) == set(last.item_id)
+    assert set(split.valid.item_id) == set(second.item_id)
+    assert len(split.train) + len(split.valid) + len(split.test) == len(df)
+
+
+# --------------------------------------------------------------------------------------------
+# encoding
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["int", "str"])
+def test_fit_encoders_agree_with_label_encoder(kind):
+    preprocessing = pytest.importorskip("sklearn.preprocessing")
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 10_000_000, 500)
+    items = rng.integers(0, 300, 500)
+    if kind == "str":
+        users = np.array([f"u{v}" for v in users], dtype=object)
+    df = pd.DataFrame({"user_id": users, "item_id": items, "rating": np.ones(500, np.float32)})
+    user_enc, item_enc = fit_encoders(df)
+    for enc, col in ((user_enc, "user_id"), (item_enc, "item_id")):
+        expected = preprocessing.LabelEncoder().fit_transform(df[col])
+        np.testing.assert_array_equal(enc.transform(df[col]), expected)
+
+
+def test_encode_drops_unknown_rows_and_reports():
+    train = pd.DataFrame({"user_id": [1, 2], "item_id": [10, 20], "rating": [1.0, 2.0]})
+    users, items = fit_encoders(train)
+    other = pd.DataFrame(
+        {"user_id": [1, 3, 2, 3], "item_id": [20, 10, 30, 30], "rating": [5.0, 4.0, 3.0, 2.0]}
+    )
+    encoded, report = encode(other, users, items)
+    assert report == {"rows": 4, "kept": 1, "unknown_users": 2, "unknown_items": 2}
+    assert encoded.user_index.tolist() == [0] and encoded.item_index.tolist() == [1]
+    assert encoded.rating.dtype == np.float32 and len(encoded) == 1
+
+
+def test_save_and_load_encoded(tmp_path):
+    enc = EncodedRatings(np.array([0, 1]), np.array([2, 3]), np.array([4.5, 1.0]))
+    path = save_encoded(enc, tmp_path / "split" / "train.parquet")
+    back = load_encoded(path)
+    assert back.user_index.dtype == np.int64 and back.rating.dtype == np.float32
+    np.testing.assert_array_equal(back.item_index, [2, 3])
+    np.testing.assert_array_equal(back.rating, [4.5, 1.0])
+    assert [p.name for p in path.parent.iterdir()] == ["train.parquet"]  # no temp files left
+    pq.write_table(pa.table({"user_index": [1]}), tmp_path / "bad.parquet")
+    with pytest.raises(DataError, match=r"bad.parquet: encoded ratings lack column\(s\)"):
+        load_encoded(tmp_path / "bad.parquet")
+    with pytest.raises(DataError, match="not found"):
+        load_encoded(tmp_path / "none.parquet")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(-(2**40), 2**40), st.text(min_size=1, max_size=4)),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_encode_round_trip(pairs):
+    df = pd.DataFrame(
+        {
+            "user_id": [u for u, _ in pairs],
+            "item_id": pd.Series([i for _, i in pairs], dtype=object),
+            "rating": np.full(len(pairs), 3.0, np.float32),
+        }
+    )
+    users, items = fit_encoders(df)
+    encoded, report = encode(df, users, items)
+    assert report["kept"] == len(df)
+    assert users.inverse_transform(encoded.user_index).tolist() == df["user_id"].tolist()
+    assert items.inverse_transform(encoded.item_index).tolist() == df["item_id"].tolist()
+
+
+# --------------------------------------------------------------------------------------------
+# statistics
+# --------------------------------------------------------------------------------------------
+def test_describe_matches_the_notebook_statistics():
+    df = pd.DataFrame(
+        {
+            "user_id": [1, 1, 1, 2, 2, 3],
+            "item_id": [10, 11, 12, 10, 11, 10],
+            "rating": np.array([5, 4, 4, 3, 1, 5], dtype=np.float32),
+        }
+    )
+    stats = describe(df)
+    assert (stats["users"], stats["items"], stats["interactions"]) == (3, 3, 6)
+    assert stats["density"] == pytest.approx(6 / 9)
+    assert stats["rating_histogram"] == {1: 1, 3: 1, 4: 2, 5: 2}
+    assert stats["rating_mean"] == pytest.approx(22 / 6)
+    assert (stats["rating_min"], stats["rating_max"]) == (1, 5)
+    assert stats["per_user"]["max"] == 3 and stats["per_user"]["median"] == 2
+    assert stats["per_item"]["with_one"] == 1
+    json.dumps(stats)  # JSON-able (it goes into metrics.json)
+    text = format_stats(stats)
+    assert "Users:         3" in text and "Interactions:  6" in text
+    assert "Density:       6/9 ... 66.6667 %" in text
+    assert "Per user:" in text and "Per item:" in text
+
+
+def test_describe_bins_continuous_ratings():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(
+        {"user_id": np.arange(500), "item_id": np.arange(500), "rating": rng.uniform(1, 5, 500)}
+    )
+    hist = describe(df)["rating_histogram"]
+    assert len(hist) == 10 and sum(hist.values()) == 500
