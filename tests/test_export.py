@@ -163,11 +163,17 @@ def test_graph_interface_and_manifest(bundles):
     assert sorted(m["files"]) == ["item_ids.parquet", "model.onnx", "user_ids.parquet"]
 
 
-def test_hybrid_pretrained_table_is_in_the_graph(bundles):
-    _, unfolded = bundles["hybrid", False]
-    names = {t.name: list(t.dims) for t in onnx.load(str(unfolded / "model.onnx")).graph.initializer}
-    assert names["item_pretrained"] == [N_ITEMS, 6]
-    # folded: the pretrained term enters the predict layer linearly -> a per-item scalar column
+@pytest.mark.parametrize("folded", [False, True])
+def test_hybrid_pretrained_table_is_in_the_graph(bundles, folded):
+    from onnx import numpy_helper
+
+    model, path = bundles["hybrid", folded]
+    graph = onnx.load(str(path / "model.onnx")).graph
+    tables = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    np.testing.assert_array_equal(tables["item_pretrained"], model.item_pretrained.numpy())
+
+
+def test_folded_hybrid_tables(bundles):
     _, folded = bundles["hybrid", True]
     m = Bundle.load(folded).manifest
     assert any("item_pretrained" in note for note in m["model"]["folding"])

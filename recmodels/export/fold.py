@@ -16,13 +16,16 @@ fewer operations per row:
 
 * dropout is the identity at inference and never appears;
 * ``predict_w``'s GMF slice multiplies into the user GMF table;
-* every per-item linear term (item bias, ``predict_w . item_pretrained[i]``) becomes one
-  per-item scalar, every per-user term one per-user scalar, and the constants
+* every per-item linear term (item bias) becomes one per-item scalar, every per-user term
+  one per-user scalar, and the constants
   (``predict_b + global_mean``) join the per-item scalar; these scalars ride along as two
   extra columns of the GMF tables (``[.., s_u, 1] * [.., 1, s_i]``) so no separate gathers
   or adds are needed;
 * the MLP's first Linear over ``[user_mlp; item_mlp]`` splits as ``W_u user_mlp + W_i item_mlp + b``,
-  so it becomes per-user and per-item tables of the layer's output width.
+  so it becomes per-user and per-item tables of the layer's output width;
+* the hybrid's pretrained table is kept as it is (the bundle carries the raw table, so a
+  reader of the graph finds the exact vectors the model was trained with); its predict
+  weights join the final MatMul.
 """
 
 from __future__ import annotations
@@ -149,10 +152,14 @@ class FoldedSpec:
     first_relu: bool = True
     rest_layers: list[Layer] = field(default_factory=list)
     out_w: np.ndarray | None = None
+    item_pretrained: np.ndarray | None = None
+    pretrained_w: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         out = np.sum(self.user_dot[users] * self.item_dot[items], axis=1)
+        if self.item_pretrained is not None:
+            out = out + self.item_pretrained[items] @ self.pretrained_w
         if self.user_first is not None:
             h = self.user_first[users] + self.item_first[items]
             if self.first_relu:
@@ -181,9 +188,11 @@ def fold(spec: ScoreSpec) -> FoldedSpec:
     if spec.item_bias is not None:
         item_scalar += np.asarray(spec.item_bias, dtype=f64)
         notes.append("item bias folded into the per-item scalar")
+    item_pretrained = pretrained_w = None
     if "pretrained" in w:
-        item_scalar += np.asarray(spec.item_pretrained, dtype=f64) @ w["pretrained"]
-        notes.append("predict weights x item_pretrained folded into the per-item scalar")
+        item_pretrained = np.asarray(spec.item_pretrained, dtype=f64)
+        pretrained_w = w["pretrained"]
+        notes.append("item_pretrained kept as is; its predict weights join the final MatMul")
 
     user_first = item_first = None
     rest: list[Layer] = []
@@ -240,5 +249,7 @@ def fold(spec: ScoreSpec) -> FoldedSpec:
         first_relu=first_relu,
         rest_layers=rest,
         out_w=out_w,
+        item_pretrained=item_pretrained,
+        pretrained_w=pretrained_w,
         notes=notes,
     )

@@ -150,10 +150,14 @@ def build_folded(folded: FoldedSpec, opset: int = DEFAULT_OPSET):
     ud = b.gather(b.init("user_table", folded.user_dot), "user_index", "user_row")
     idt = b.gather(b.init("item_table", folded.item_dot), "item_index", "item_row")
     d = b.op("Mul", [ud, idt], "dot")
-    if folded.user_first is None:
-        axes = b.init("sum_axes", np.array([1], dtype=np.int64), dtype=np.int64)
-        b.op("ReduceSum", [d, axes], "score", output="score", keepdims=0)
-    else:
+    # predict = sum(dot) + pretrained_w . item_pretrained[i] + out_w . h
+    #         = concat[dot, pretrained, h] @ [1..1, pretrained_w, out_w]: one MatMul
+    parts, weights = [d], [np.ones(folded.user_dot.shape[1])]
+    if folded.item_pretrained is not None:
+        table = b.init("item_pretrained", folded.item_pretrained)
+        parts.append(b.gather(table, "item_index", "pretrained"))
+        weights.append(folded.pretrained_w)
+    if folded.user_first is not None:
         uf = b.gather(b.init("user_mlp_table", folded.user_first), "user_index", "user_mlp_row")
         itf = b.gather(b.init("item_mlp_table", folded.item_first), "item_index", "item_mlp_row")
         h = b.op("Add", [uf, itf], "mlp.0")
@@ -163,9 +167,14 @@ def build_folded(folded: FoldedSpec, opset: int = DEFAULT_OPSET):
             h = b.linear(h, layer.weight, layer.bias, f"mlp.{n}")
             if layer.relu:
                 h = b.op("Relu", [h], f"mlp.{n}.relu")
-        # predict = sum(dot) + out_w . h  ==  concat[dot, h] @ [1..1, out_w]: one MatMul
-        x = b.op("Concat", [d, h], "predict_in", axis=1)
-        w = np.concatenate([np.ones(folded.user_dot.shape[1]), folded.out_w])[:, None]
+        parts.append(h)
+        weights.append(folded.out_w)
+    if len(parts) == 1:
+        axes = b.init("sum_axes", np.array([1], dtype=np.int64), dtype=np.int64)
+        b.op("ReduceSum", [d, axes], "score", output="score", keepdims=0)
+    else:
+        x = b.op("Concat", parts, "predict_in", axis=1)
+        w = np.concatenate(weights)[:, None]
         y = b.op("MatMul", [x, b.init("predict.weight", w)], "predict")
         _finish_score(b, y)
     return b.model(f"recmodels_{folded.kind}_folded", opset, f"recmodels {folded.kind} (folded)")
