@@ -51,7 +51,7 @@ import click
     "--batch-size",
     type=click.IntRange(min=1),
     default=None,
-    help="Rows per inference batch (default 131072).",
+    help="Rows per inference batch (default 65536).",
 )
 @click.option(
     "--part-rows",

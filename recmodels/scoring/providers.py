@@ -109,12 +109,19 @@ class DeviceRequest:
         return f"cuda:{self.device_id}" if self.kind == "cuda" else self.kind
 
 
-def default_intra_op_threads() -> int:
-    """Threads for onnxruntime's intra-op pool: the CPUs this process may use."""
+def available_cpus() -> int:
+    """CPUs this process may run on."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def default_intra_op_threads() -> int:
+    """Threads for onnxruntime's intra-op pool: all CPUs but one, which the pipeline's read,
+    id-mapping and write threads use (measured on 2 cores: 1 onnxruntime thread beside the
+    I/O threads beats 2 that contend with them; see docs/benchmarks.md)."""
+    return max(1, available_cpus() - 1)
 
 
 def session_options(intra_op_threads: int | None = None):

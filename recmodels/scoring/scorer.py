@@ -19,8 +19,8 @@ from .readers import id_arrow_type, open_input
 from .session import ScoringSession, load_bundle
 from .writers import FileOutput, PartsOutput, resolve_output
 
-DEFAULT_BATCH_SIZE = 1 << 17
-"""Rows per inference batch (131,072): large enough to amortize per-call overhead, small
+DEFAULT_BATCH_SIZE = 1 << 16
+"""Rows per inference batch (65,536): large enough to amortize per-call overhead, small
 enough that a handful of batches in flight stay within tens of MB."""
 DEFAULT_PART_ROWS = 1 << 20
 """Input rows per part file in directory output (1,048,576)."""
@@ -213,9 +213,14 @@ class Scorer:
         if m.known is None:
             scores = self._session.run(m.user_index, m.item_index)
         else:
-            scores = np.full(m.batch.num_rows, self.fallback_score, dtype=np.float32)
-            if m.known.any():
-                scores[m.known] = self._session.run(m.user_index[m.known], m.item_index[m.known])
+            # Unknown pairs get index 0 (always valid) and their scores are overwritten: the
+            # graph never sees an out-of-range index, and every batch keeps the same shape, so
+            # onnxruntime reuses one memory plan instead of caching one per distinct row count.
+            unknown = ~m.known
+            scores = self._session.run(
+                np.where(unknown, 0, m.user_index), np.where(unknown, 0, m.item_index)
+            )
+            scores[unknown] = self.fallback_score
         if self.clip:
             np.clip(scores, self.rating_range[0], self.rating_range[1], out=scores)
         m.scores = scores
