@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -164,7 +165,12 @@ class Scorer:
         self.item_encoder = self.bundle.item_encoder
         self.fallback_score = np.float32(self.bundle.fallback_score)
         self.rating_range = self.bundle.rating_range
-        self._session = ScoringSession(self.bundle, device, intra_op_threads=intra_op_threads)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self._session = ScoringSession(self.bundle, device, intra_op_threads=intra_op_threads)
+        self.warnings = [str(w.message) for w in caught]
+        for w in caught:  # re-emit to the caller's filters (the CLI prints them as one line each)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         self.provider = self._session.provider
         self._reset_counts()
 
@@ -443,6 +449,7 @@ class Scorer:
             unknown_policy=self.unknown,
             provider=self.provider,
             batch_size=self.batch_size,
+            warnings=list(self.warnings),
         )
         self._reset_counts()
         try:
