@@ -1,0 +1,115 @@
+"""The frozen training configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+OPTIMIZERS = ("rowwise-adagrad", "adam", "sparse-adam", "sgd", "notebook")
+
+# Learning rates used when TrainConfig.lr / embedding_lr are left as None.
+DEFAULT_LR = {"rowwise-adagrad": 1e-3, "adam": 1e-3, "sparse-adam": 1e-3, "sgd": 0.05,
+              "notebook": 1e-3}
+DEFAULT_EMBEDDING_LR = 0.05
+NOTEBOOK_SGD_LR = 5e-4
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (everything that is not the network's shape).
+
+    Parameters
+    ----------
+    epochs : int
+        Maximum number of passes over the training rows.
+    batch_size : int
+        Rows per optimizer step.
+    optimizer : {"rowwise-adagrad", "adam", "sparse-adam", "sgd", "notebook"}
+        ``"rowwise-adagrad"`` (default): sparse embedding gradients updated with row-wise
+        Adagrad (one accumulator per row), Adam for the dense layers. ``"adam"``: dense Adam
+        on everything. ``"sparse-adam"``: ``torch.optim.SparseAdam`` on the embeddings, Adam
+        on the rest. ``"sgd"``: plain SGD. ``"notebook"``: Adam for epoch 1, then SGD with
+        lr 5e-4 (the original notebook's schedule).
+    lr : float, optional
+        Learning rate of the dense layers (and of everything for adam/sgd/notebook);
+        ``None`` picks the optimizer's default (:data:`DEFAULT_LR`).
+    embedding_lr : float, optional
+        Row-wise Adagrad learning rate of the embedding tables (default 0.05).
+    l2 : float
+        Weight of the L2 penalty on the embedding rows (and biases) each batch looks up.
+    patience : int or None
+        Stop after this many epochs without a better validation MSE; ``None`` never stops
+        early.
+    seed : int
+        Seeds initialisation, shuffling and dropout.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (see :mod:`recmodels.devices`).
+    num_threads : int or None
+        ``torch.set_num_threads`` while training; ``None`` leaves torch's setting alone.
+    eval_batch_size : int
+        Rows per forward pass when predicting validation/test rows.
+    """
+
+    epochs: int = 10
+    batch_size: int = 16384
+    optimizer: str = "rowwise-adagrad"
+    lr: float | None = None
+    embedding_lr: float | None = None
+    l2: float = 0.0
+    patience: int | None = 2
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int | None = None
+    eval_batch_size: int = 65536
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
+        for name in ("lr", "embedding_lr"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and value > 0
+                                          and math.isfinite(value)):
+                raise ConfigError(f"{name} must be a positive number; got {value!r}")
+        if not (isinstance(self.l2, (int, float)) and self.l2 >= 0 and math.isfinite(self.l2)):
+            raise ConfigError(f"l2 must be a non-negative number; got {self.l2!r}")
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            raise ConfigError(f"patience must be a positive integer or None; got {self.patience!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"seed must be an integer; got {self.seed!r}")
+        if self.num_threads is not None and (not isinstance(self.num_threads, int)
+                                             or self.num_threads < 1):
+            raise ConfigError(f"num_threads must be a positive integer; got {self.num_threads!r}")
+
+    @property
+    def resolved_lr(self) -> float:
+        """``lr``, or the optimizer's default."""
+        return float(self.lr) if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+    @property
+    def resolved_embedding_lr(self) -> float:
+        """``embedding_lr``, or the default for row-wise Adagrad."""
+        return float(self.embedding_lr) if self.embedding_lr is not None else DEFAULT_EMBEDDING_LR
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (``from_dict`` inverts it)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """Rebuild from :meth:`to_dict` output; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,131 @@
+"""Optimizers: row-wise Adagrad for sparse embedding gradients, and the named recipes."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import NOTEBOOK_SGD_LR, TrainConfig
+
+
+class RowwiseAdagrad(torch.optim.Optimizer):
+    """Adagrad with one accumulator per embedding row (as torchrec/FBGEMM use for tables).
+
+    For each looked-up row ``r`` with gradient ``g`` (shape [d])::
+
+        sum[r] += mean(g ** 2)
+        weight[r] -= lr * g / (sqrt(sum[r]) + eps)
+
+    Works directly on the uncoalesced sparse gradients of ``nn.Embedding(sparse=True)``
+    (no sort, no dense pass over the table), and on dense gradients too.
+
+    Parameters
+    ----------
+    params : iterable of 2-D tensors
+    lr : float
+    eps : float
+    initial_accumulator : float
+    """
+
+    def __init__(self, params, lr: float = 0.05, eps: float = 1e-8,
+                 initial_accumulator: float = 0.0):
+        if lr <= 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        super().__init__(params, {"lr": lr, "eps": eps, "initial_accumulator": initial_accumulator})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, eps = group["lr"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "sum" not in state:
+                    state["sum"] = torch.full((p.shape[0],), float(group["initial_accumulator"]),
+                                              dtype=p.dtype, device=p.device)
+                acc = state["sum"]
+                grad = p.grad
+                if grad.is_sparse:
+                    rows = grad._indices()[0]
+                    values = grad._values()
+                    acc.index_add_(0, rows, values.pow(2).mean(dim=1))
+                    scale = acc.index_select(0, rows).sqrt_().add_(eps).reciprocal_()
+                    p.index_add_(0, rows, values * scale.unsqueeze(1), alpha=-lr)
+                else:
+                    acc.add_(grad.pow(2).mean(dim=1))
+                    p.addcmul_(grad, acc.sqrt().add_(eps).reciprocal_().unsqueeze(1), value=-lr)
+        return loss
+
+
+class OptimizerSet:
+    """One or two optimizers stepped together, with a combined state dict."""
+
+    def __init__(self, optimizers: dict[str, torch.optim.Optimizer]):
+        self.optimizers = optimizers
+
+    def zero_grad(self) -> None:
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        for opt in self.optimizers.values():
+            opt.step()
+
+    def state_dict(self) -> dict:
+        return {name: opt.state_dict() for name, opt in self.optimizers.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if set(state) != set(self.optimizers):
+            raise ValueError(f"optimizer state has {sorted(state)}, expected {sorted(self.optimizers)}")
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state[name])
+
+
+def _split_params(model: nn.Module) -> tuple[list, list]:
+    tables = [m for m in model.modules() if isinstance(m, nn.Embedding)]
+    table_ids = {id(m.weight) for m in tables}
+    dense = [p for p in model.parameters() if id(p) not in table_ids and p.requires_grad]
+    return [m.weight for m in tables], dense
+
+
+def set_sparse_embeddings(model: nn.Module, sparse: bool) -> None:
+    """Make every ``nn.Embedding`` in ``model`` produce sparse (or dense) gradients."""
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            module.sparse = sparse
+
+
+def uses_sparse_gradients(config: TrainConfig, epoch: int) -> bool:
+    """Whether the embeddings should produce sparse gradients in ``epoch`` (1-based)."""
+    if config.optimizer in ("rowwise-adagrad", "sparse-adam", "sgd"):
+        return True
+    return config.optimizer == "notebook" and epoch > 1
+
+
+def build_optimizers(model: nn.Module, config: TrainConfig, epoch: int) -> OptimizerSet:
+    """The optimizers ``config.optimizer`` names, for ``epoch`` (1-based).
+
+    ``"notebook"`` returns Adam for epoch 1 and SGD(lr=5e-4) afterwards; the other recipes
+    return the same optimizers for every epoch.
+    """
+    tables, dense = _split_params(model)
+    lr = config.resolved_lr
+    name = config.optimizer
+    if name == "notebook":
+        if epoch <= 1:
+            return OptimizerSet({"all": torch.optim.Adam(tables + dense, lr=lr)})
+        return OptimizerSet({"all": torch.optim.SGD(tables + dense, lr=NOTEBOOK_SGD_LR)})
+    if name == "adam":
+        return OptimizerSet({"all": torch.optim.Adam(tables + dense, lr=lr)})
+    if name == "sgd":
+        return OptimizerSet({"all": torch.optim.SGD(tables + dense, lr=lr)})
+    if name == "sparse-adam":
+        return OptimizerSet({"embeddings": torch.optim.SparseAdam(tables, lr=lr),
+                             "dense": torch.optim.Adam(dense, lr=lr)})
+    return OptimizerSet({"embeddings": RowwiseAdagrad(tables, lr=config.resolved_embedding_lr),
+                         "dense": torch.optim.Adam(dense, lr=lr)})

@@ -1,0 +1,326 @@
+"""The training loop: device-resident index tensors, seeded shuffles, big batches.
+
+No per-sample ``Dataset``/``DataLoader``: the three columns live on the device as
+tensors, each epoch draws one seeded permutation and every batch is a slice of it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import DataError, DivergedError
+from .config import TrainConfig
+from .optim import OptimizerSet, build_optimizers, set_sparse_embeddings, uses_sparse_gradients
+
+
+@dataclass
+class RatingTensors:
+    """The three columns of encoded ratings as tensors on one device."""
+
+    user_index: torch.Tensor
+    item_index: torch.Tensor
+    rating: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.user_index.shape[0])
+
+    @classmethod
+    def from_arrays(cls, data, device: torch.device) -> RatingTensors:
+        """From an object with ``user_index``/``item_index``/``rating`` (e.g. EncodedRatings)
+        or a ``(user_index, item_index, rating)`` tuple."""
+        if isinstance(data, RatingTensors):
+            return cls(data.user_index.to(device), data.item_index.to(device),
+                       data.rating.to(device))
+        if isinstance(data, (tuple, list)):
+            users, items, ratings = data
+        else:
+            users, items, ratings = data.user_index, data.item_index, data.rating
+        users = torch.from_numpy(np.array(users, dtype=np.int64)).to(device)
+        items = torch.from_numpy(np.array(items, dtype=np.int64)).to(device)
+        ratings = torch.from_numpy(np.array(ratings, dtype=np.float32)).to(device)
+        if not (users.shape == items.shape == ratings.shape) or users.ndim != 1:
+            raise DataError("user_index, item_index and rating must be 1-D arrays of one length")
+        return cls(users, items, ratings)
+
+
+@dataclass
+class EpochRecord:
+    """One row of the training history."""
+
+    epoch: int
+    train_mse: float
+    train_rmse: float
+    valid_mse: float | None
+    valid_rmse: float | None
+    seconds: float
+    samples_per_s: float
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class TrainState:
+    """Where a fit stands between epochs (what ``last.pt`` holds)."""
+
+    epoch: int = 0
+    best: float = math.inf
+    best_epoch: int = 0
+    patience_left: int | None = None
+    history: list[dict] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+@torch.inference_mode()
+def predict_tensors(model: nn.Module, users: torch.Tensor, items: torch.Tensor,
+                    batch_size: int = 65536) -> torch.Tensor:
+    """Predictions for index tensors in eval mode, in batches (restores the model's mode).
+
+    Returns
+    -------
+    FloatTensor of shape (n,) on the tensors' device
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        out = [model(users[s:s + batch_size], items[s:s + batch_size])
+               for s in range(0, users.shape[0], batch_size)]
+    finally:
+        model.train(was_training)
+    if not out:
+        return torch.empty(0, device=users.device)
+    return torch.cat(out)
+
+
+def _mse(model: nn.Module, data: RatingTensors, batch_size: int) -> float:
+    pred = predict_tensors(model, data.user_index, data.item_index, batch_size)
+    return float(torch.mean((pred.double() - data.rating.double()) ** 2))
+
+
+def _progress(total: int, epoch: int, epochs: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="samples", unit_scale=True,
+                leave=False, dynamic_ncols=True, mininterval=0.5)
+
+
+class Trainer:
+    """Fit a rating model with MSE loss, early stopping and resumable state.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Built by :func:`recmodels.models.build_model`; moved to ``device``.
+    config : TrainConfig
+    device : torch.device
+        Already resolved (:func:`recmodels.devices.resolve_device`).
+    log : callable, optional
+        Receives one line of text per epoch (default: print).
+    progress : bool or None
+        Show a tqdm bar; ``None`` shows it only when stdout is a terminal.
+    on_epoch_end : callable, optional
+        ``on_epoch_end(trainer, record: EpochRecord, improved: bool)``, called after each
+        epoch once the state is updated (the run directory writes its checkpoints here).
+
+    Attributes
+    ----------
+    state : TrainState
+    best_state_dict : dict
+        A CPU copy of the model's best-validation state dict.
+    """
+
+    def __init__(self, model: nn.Module, config: TrainConfig, device: torch.device, *,
+                 log: Callable[[str], None] | None = print, progress: bool | None = None,
+                 on_epoch_end: Callable | None = None):
+        self.model = model.to(device)
+        self.config = config
+        self.device = device
+        self.log = log or (lambda line: None)
+        self.progress = sys.stdout.isatty() if progress is None else progress
+        self.on_epoch_end = on_epoch_end
+        self.state = TrainState(patience_left=config.patience)
+        self.shuffle_generator = torch.Generator(device="cpu")
+        self.shuffle_generator.manual_seed(config.seed)
+        self.optimizers: OptimizerSet = self._optimizers_for(1)
+        self.best_state_dict: dict | None = None
+
+    # -- state ---------------------------------------------------------------
+    def _optimizers_for(self, epoch: int) -> OptimizerSet:
+        set_sparse_embeddings(self.model, uses_sparse_gradients(self.config, epoch))
+        return build_optimizers(self.model, self.config, epoch)
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly: model, optimizer, RNGs, history."""
+        rng = {"torch": torch.get_rng_state(), "shuffle": self.shuffle_generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizers.state_dict(),
+            "epoch": self.state.epoch,
+            "best": self.state.best,
+            "best_epoch": self.state.best_epoch,
+            "patience_left": -1 if self.state.patience_left is None else self.state.patience_left,
+            "stopped_early": self.state.stopped_early,
+            "rng": rng,
+            "history": [dict(h) for h in self.state.history],
+        }
+
+    def load_state_dict(self, state: dict, best_state_dict: dict | None = None) -> None:
+        """Restore a :meth:`state_dict` (and the best weights so far, for ``model.pt``)."""
+        self.model.load_state_dict(state["model"])
+        self.optimizers = self._optimizers_for(max(int(state["epoch"]), 1))
+        self.optimizers.load_state_dict(state["optimizer"])
+        patience_left = int(state["patience_left"])
+        self.state = TrainState(
+            epoch=int(state["epoch"]), best=float(state["best"]),
+            best_epoch=int(state["best_epoch"]),
+            patience_left=None if patience_left < 0 else patience_left,
+            history=[dict(h) for h in state["history"]],
+            stopped_early=bool(state.get("stopped_early", False)),
+        )
+        torch.set_rng_state(state["rng"]["torch"])
+        self.shuffle_generator.set_state(state["rng"]["shuffle"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.best_state_dict = best_state_dict
+
+    @property
+    def finished(self) -> bool:
+        """True once all epochs ran or early stopping triggered."""
+        return self.state.stopped_early or self.state.epoch >= self.config.epochs
+
+    # -- loop ----------------------------------------------------------------
+    def fit(self, train, valid=None) -> TrainState:
+        """Train until ``config.epochs`` or early stopping.
+
+        Parameters
+        ----------
+        train : EncodedRatings, RatingTensors or (user_index, item_index, rating) arrays
+        valid : same, optional
+            Without it there is no early stopping and the last epoch is the best.
+
+        Returns
+        -------
+        TrainState
+
+        Raises
+        ------
+        DivergedError
+            The training loss became NaN or infinite.
+        """
+        train = RatingTensors.from_arrays(train, self.device)
+        if len(train) == 0:
+            raise DataError("no training rows")
+        valid = RatingTensors.from_arrays(valid, self.device) if valid is not None else None
+        if valid is not None and len(valid) == 0:
+            valid = None
+        threads = torch.get_num_threads()
+        if self.config.num_threads:
+            torch.set_num_threads(self.config.num_threads)
+        try:
+            while not self.finished:
+                self._run_epoch(train, valid)
+        finally:
+            torch.set_num_threads(threads)
+        if self.best_state_dict is None:
+            self.best_state_dict = self._cpu_state()
+        return self.state
+
+    def _cpu_state(self) -> dict:
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+    def _run_epoch(self, train: RatingTensors, valid: RatingTensors | None) -> None:
+        cfg = self.config
+        epoch = self.state.epoch + 1
+        if cfg.optimizer == "notebook" and epoch == 2:
+            self.optimizers = self._optimizers_for(epoch)
+        model, optimizers = self.model, self.optimizers
+        model.train()
+        n, batch = len(train), cfg.batch_size
+        check_every = 1 if self.device.type == "cpu" else 50
+        order = torch.randperm(n, generator=self.shuffle_generator).to(self.device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        bar = _progress(n, epoch, cfg.epochs, self.progress)
+        start = time.perf_counter()
+        for step, lo in enumerate(range(0, n, batch)):
+            rows = order[lo:lo + batch]
+            users, items = train.user_index[rows], train.item_index[rows]
+            ratings = train.rating[rows]
+            loss = nn.functional.mse_loss(model(users, items), ratings)
+            loss_sum += loss.detach() * rows.shape[0]
+            if cfg.l2:
+                loss = loss + cfg.l2 * model.l2_penalty(users, items)
+            optimizers.zero_grad()
+            loss.backward()
+            if step % check_every == 0 and not math.isfinite(float(loss.detach())):
+                self._diverged(epoch, step)
+            optimizers.step()
+            if bar is not None:
+                bar.update(int(rows.shape[0]))
+        train_mse = float(loss_sum) / n
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - start
+        if bar is not None:
+            bar.close()
+        if not math.isfinite(train_mse):
+            self._diverged(epoch, None)
+        valid_mse = _mse(model, valid, cfg.eval_batch_size) if valid is not None else None
+        record = EpochRecord(
+            epoch=epoch, train_mse=train_mse, train_rmse=math.sqrt(train_mse),
+            valid_mse=valid_mse,
+            valid_rmse=math.sqrt(valid_mse) if valid_mse is not None else None,
+            seconds=seconds, samples_per_s=n / seconds if seconds > 0 else float("inf"),
+        )
+        st = self.state
+        st.epoch = epoch
+        st.history.append(record.to_dict())
+        score = valid_mse if valid_mse is not None else train_mse
+        improved = valid_mse is None or score < st.best
+        if improved:
+            st.best, st.best_epoch = score, epoch
+            st.patience_left = cfg.patience
+            self.best_state_dict = self._cpu_state()
+        elif st.patience_left is not None:
+            st.patience_left -= 1
+            if st.patience_left <= 0:
+                st.stopped_early = True
+        self.log(format_record(record, cfg.epochs, improved and valid_mse is not None))
+        if st.stopped_early:
+            self.log(f"early stop: no better validation MSE for {cfg.patience} epoch(s); "
+                     f"best epoch {st.best_epoch}")
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(self, record, improved)
+
+    def _diverged(self, epoch: int, step: int | None) -> None:
+        where = f"epoch {epoch}" + (f", step {step}" if step is not None else "")
+        raise DivergedError(
+            f"training diverged at {where}: the loss is NaN or infinite; "
+            "lower --lr / embedding lr or check the ratings"
+        )
+
+
+def format_record(record: EpochRecord, epochs: int, best: bool = False) -> str:
+    """One printed line per epoch."""
+    text = (f"epoch {record.epoch}/{epochs}  train_rmse {record.train_rmse:.4f}")
+    if record.valid_rmse is not None:
+        text += f"  valid_rmse {record.valid_rmse:.4f}"
+    text += f"  {record.seconds:.1f}s  {record.samples_per_s:,.0f} samples/s"
+    return text + ("  *" if best else "")
+
+
+def copy_state(state: dict) -> dict:
+    """A deep copy of a state dict (tensors cloned)."""
+    return copy.deepcopy(state)
