@@ -33,6 +33,10 @@ ITEM_IDS_FILE = "item_ids.parquet"
 REQUIRED_FILES = (MODEL_FILE, USER_IDS_FILE, ITEM_IDS_FILE)
 
 
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def _manifest_digest(manifest: dict) -> str:
     """sha256 over the canonical JSON of the manifest without its own digest field."""
     body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
@@ -205,9 +209,9 @@ class Bundle:
             )
         lines.append(
             f"rating        {rating.get('column')!r} in [{rating.get('min')}, {rating.get('max')}], "
-            f"global mean {rating.get('global_mean')}"
+            f"global mean {_fmt(rating.get('global_mean'))}"
         )
-        lines.append(f"fallback      {m.get('fallback_score')} for unknown ids")
+        lines.append(f"fallback      {_fmt(m.get('fallback_score'))} for unknown ids")
         test = (m.get("metrics") or {}).get("test")
         if test:
             lines.append(

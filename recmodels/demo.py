@@ -68,12 +68,23 @@ def main(out_dir: str, epochs: int, rows: int, model_kind: str, seed: int) -> No
     run_dir, bundle_dir, scores = out / "run", out / "bundle", out / "scores.parquet"
     hybrid = ["--item-embeddings", str(paths["item_embeddings"])] if model_kind == "hybrid" else []
     _run(["train", "--data", str(paths["ratings"]), "--model", model_kind, *hybrid,
-          "--epochs", str(epochs), "--seed", str(seed), "--quiet", "--out", str(run_dir)])
+          "--epochs", str(epochs), "--seed", str(seed), "--out", str(run_dir)])
     _run(["export", str(run_dir), "--format", "onnx", "--out", str(bundle_dir)])
     _run(["info", str(bundle_dir)])
-    _run(["score", str(bundle_dir), str(candidates), str(scores), "--quiet",
+    _run(["score", str(bundle_dir), str(candidates), str(scores),
           "--report", str(out / "score-report.json")])
 
+    import json
+
+    planted = json.loads(Path(paths["meta"]).read_text())
+    test = json.loads((run_dir / "metrics.json").read_text())["test"]
+    closed = (planted["global_mean_rmse"] - test["rmse"]) / (
+        planted["global_mean_rmse"] - planted["best_rmse"]
+    )
+    click.echo(
+        f"\ntest RMSE {test['rmse']:.4f} vs planted best {planted['best_rmse']:.4f} and "
+        f"global-mean {planted['global_mean_rmse']:.4f}: {100 * closed:.0f}% of the gap closed"
+    )
     click.echo("\nresults:")
     click.echo(f"  run directory  {run_dir}  (metrics.json, loss.png, model.pt, train.log)")
     click.echo(f"  bundle         {bundle_dir}  (model.onnx, user_ids/item_ids.parquet, manifest.json)")

@@ -70,7 +70,7 @@ def test_bundle_loads_and_exposes_manifest(bundle_dir):
     b = Bundle.load(bundle_dir)
     assert b.fallback_score == 3.5 and b.rating_range == (1.0, 5.0)
     assert len(b.user_encoder) == 3 and b.item_encoder.kind_ == "string"
-    assert "fallback      3.5" in b.summary()
+    assert "fallback      3.5000 for unknown ids" in b.summary()
 
 
 def _edit_manifest(d, **changes):
