@@ -153,8 +153,8 @@ def _rating_metrics(model, enc, device, batch_size) -> dict:
     from ..metrics import rating_metrics
     from .trainer import predict_tensors
 
-    users = torch.as_tensor(enc.user_index, device=device)
-    items = torch.as_tensor(enc.item_index, device=device)
+    users = torch.from_numpy(np.array(enc.user_index, dtype=np.int64)).to(device)
+    items = torch.from_numpy(np.array(enc.item_index, dtype=np.int64)).to(device)
     pred = predict_tensors(model, users, items, batch_size).cpu().numpy()
     return rating_metrics(enc.rating, pred)
 
