@@ -51,7 +51,7 @@ import click
     "--batch-size",
     type=click.IntRange(min=1),
     default=None,
-    help="Rows per inference batch (default 65536).",
+    help="Rows per pipeline batch (default 1048576; on CPU scored in sub-batches).",
 )
 @click.option(
     "--part-rows",
@@ -63,7 +63,7 @@ import click
     "--threads",
     type=click.IntRange(min=1),
     default=None,
-    help="onnxruntime CPU threads (default: available CPUs).",
+    help="CPU inference threads (default: available CPUs).",
 )
 @click.option(
     "--resume",
@@ -117,7 +117,7 @@ def score(
             unknown=unknown,
             clip=clip,
             batch_size=batch_size or DEFAULT_BATCH_SIZE,
-            intra_op_threads=threads,
+            threads=threads,
         )
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)

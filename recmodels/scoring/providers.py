@@ -117,24 +117,21 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def default_intra_op_threads() -> int:
-    """Threads for onnxruntime's intra-op pool: all CPUs but one, which the pipeline's read,
-    id-mapping and write threads use (measured on 2 cores: 1 onnxruntime thread beside the
-    I/O threads beats 2 that contend with them; see docs/benchmarks.md)."""
-    return max(1, available_cpus() - 1)
-
-
 def session_options(intra_op_threads: int | None = None):
-    """SessionOptions tuned for throughput on big batches of a small graph."""
+    """SessionOptions tuned for throughput on big batches of a small graph.
+
+    ``intra_op_threads`` defaults to 1: :class:`~recmodels.scoring.session.ScoringSession` runs
+    sub-batches concurrently from several threads, each call on its calling thread, which beats
+    onnxruntime's intra-op pool on this graph (docs/benchmarks.md)."""
     rt = ort()
     opts = rt.SessionOptions()
     opts.graph_optimization_level = rt.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = rt.ExecutionMode.ORT_SEQUENTIAL
-    opts.intra_op_num_threads = intra_op_threads or default_intra_op_threads()
+    opts.intra_op_num_threads = intra_op_threads or 1
     opts.inter_op_num_threads = 1
     opts.log_severity_level = _NORMAL
     # The pipeline's reader/writer threads share the cores: do not let idle onnxruntime
-    # workers spin between batches.
+    # workers spin between batches (only matters with intra_op_threads > 1).
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
@@ -160,7 +157,7 @@ def create_session(model_path, device: str | DeviceRequest = "auto", *, intra_op
         ``auto`` uses CUDA only when the session really gets it (else CPU, with one warning);
         ``cuda`` raises :class:`DeviceError` when it cannot be had.
     intra_op_threads : int, optional
-        CPU threads for onnxruntime (default: the CPUs this process may use).
+        onnxruntime intra-op threads (default 1).
 
     Returns
     -------

@@ -104,7 +104,7 @@ class InputSource:
     def _parquet_batches(self, columns, batch_size, start_row):
         try:
             if self._dataset is None:
-                pfile = pq.ParquetFile(self.files[0])
+                pfile = pq.ParquetFile(self.files[0], pre_buffer=True)
                 meta = pfile.metadata
                 groups, offset, first = [], 0, None
                 for g in range(meta.num_row_groups):

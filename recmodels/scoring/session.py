@@ -1,18 +1,38 @@
-"""A bundle's graph, ready to score index pairs (torch-free)."""
+"""A bundle's graph, ready to score index pairs (torch-free).
+
+On CPU the graph is bound by random reads of the embedding tables (NeuMF at the notebook's sizes
+carries ~100 MB of tables, more than the L3 cache), not by arithmetic. :meth:`ScoringSession.run`
+therefore, for a batch larger than one sub-batch:
+
+1. orders the pairs by the larger table's index (a radix sort on a 16-bit key, ~10-15 ns a row),
+   so that Gathers sweep that table in address order and rows shared by neighbouring pairs are
+   read once from memory;
+2. runs the ordered pairs in sub-batches of :data:`SUB_BATCH_ROWS` rows, whose intermediates stay
+   in the core's L2 cache, on ``threads`` threads that call one session concurrently (each call
+   runs on its calling thread: intra-op threads 1; onnxruntime releases the GIL);
+3. scatters the scores back into input order.
+
+See docs/benchmarks.md for what each step buys. On CUDA the batch goes to the graph as it is.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..bundle import Bundle
-from ..errors import BundleError
-from .providers import DeviceRequest, create_session
+from ..errors import BundleError, ConfigError
+from .providers import DeviceRequest, available_cpus, create_session
 
 USER_INPUT = "user_index"
 ITEM_INPUT = "item_index"
 SCORE_OUTPUT = "score"
+SUB_BATCH_ROWS = 2048
+"""Rows per onnxruntime call on CPU: measured best of 1k-16k on a 2-core Zen4 (docs/benchmarks.md)."""
+_KEY_BITS = 16  # numpy's stable argsort is a radix sort for 16-bit keys
 
 
 def load_bundle(bundle: Bundle | str | os.PathLike, *, verify_checksums: bool = True) -> Bundle:
@@ -29,7 +49,11 @@ class ScoringSession:
     ----------
     bundle : Bundle or path-like
     device : {"auto", "cpu", "cuda", "cuda:N"}
-    intra_op_threads : int, optional
+    threads : int, optional
+        CPU: threads that run sub-batches concurrently on the one session (default: the CPUs
+        this process may use). Ignored on CUDA.
+    sub_batch : int, optional
+        CPU: rows per onnxruntime call (default :data:`SUB_BATCH_ROWS`).
 
     Attributes
     ----------
@@ -38,11 +62,23 @@ class ScoringSession:
         The provider that actually runs the graph: ``"cpu"`` or ``"cuda:N"``.
     """
 
-    def __init__(self, bundle, device: str | DeviceRequest = "auto", *, intra_op_threads=None):
+    def __init__(
+        self,
+        bundle,
+        device: str | DeviceRequest = "auto",
+        *,
+        threads: int | None = None,
+        sub_batch: int | None = None,
+    ):
         self.bundle = load_bundle(bundle)
+        if threads is not None and int(threads) < 1:
+            raise ConfigError(f"--threads must be positive, got {threads}")
+        if sub_batch is not None and int(sub_batch) < 1:
+            raise ConfigError(f"sub_batch must be positive, got {sub_batch}")
         try:
+            # Each concurrent run() executes on its calling thread, so one intra-op thread.
             self.session, self.provider = create_session(
-                self.bundle.model_path, device, intra_op_threads=intra_op_threads
+                self.bundle.model_path, device, intra_op_threads=1
             )
         except Exception as exc:
             if type(exc).__module__.startswith("onnxruntime") or "ONNXRuntimeError" in str(exc):
@@ -62,17 +98,81 @@ class ScoringSession:
         self._outputs = [SCORE_OUTPUT]
         self.n_users = len(self.bundle.user_encoder)
         self.n_items = len(self.bundle.item_encoder)
+        self.on_cpu = self.provider == "cpu"
+        self.threads = int(threads or available_cpus()) if self.on_cpu else 1
+        self.sub_batch = int(sub_batch or SUB_BATCH_ROWS)
+        # order by the side with more rows: its table is the larger one (same width both sides)
+        self._order_by_user = self.n_users >= self.n_items
+        n = max(self.n_users, self.n_items)
+        self._key_shift = max(0, (n - 1).bit_length() - _KEY_BITS)
+        self._pool = ThreadPoolExecutor(self.threads - 1, "recmodels-infer") if self.threads > 1 else None
 
-    def run(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
+    def order(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray | None:
+        """The permutation that :meth:`run` applies before scoring, or None when it does not
+        reorder (CUDA, or a batch of at most one sub-batch). Computing it ahead (in another
+        thread) and passing it to :meth:`run` spreads the work."""
+        if not self.on_cpu or user_index.size <= self.sub_batch:
+            return None
+        index = user_index if self._order_by_user else item_index
+        key = (index >> self._key_shift).astype(np.uint16)
+        return np.argsort(key, kind="stable")
+
+    def run(
+        self, user_index: np.ndarray, item_index: np.ndarray, order: np.ndarray | None = None
+    ) -> np.ndarray:
         """Scores (float32) for index pairs, which must all be valid (0 <= index < count).
 
         The caller guarantees validity: the CUDA provider does not range-check ``Gather``.
+        ``order``: :meth:`order` of the same arrays, when already computed.
         """
         user_index = np.ascontiguousarray(user_index, dtype=np.int64)
         item_index = np.ascontiguousarray(item_index, dtype=np.int64)
-        if user_index.size == 0:
+        n = user_index.size
+        if n == 0:
             return np.empty(0, dtype=np.float32)
+        if not self.on_cpu or n <= self.sub_batch:
+            return self._run(user_index, item_index)
+        if order is None:
+            order = self.order(user_index, item_index)
+        users, items = user_index[order], item_index[order]
+        scores = np.empty(n, dtype=np.float32)
+        step = self.sub_batch
+        n_chunks = -(-n // step)
+        taken = [0]
+        lock = threading.Lock()
+
+        def work():  # threads take the next chunk when free: a descheduled thread delays nothing
+            while True:
+                with lock:
+                    k = taken[0]
+                    taken[0] += 1
+                if k >= n_chunks:
+                    return
+                lo = k * step
+                hi = min(lo + step, n)
+                scores[lo:hi] = self._run(users[lo:hi], items[lo:hi])
+
+        if self._pool is None or n_chunks == 1:
+            work()
+        else:
+            helpers = [self._pool.submit(work) for _ in range(min(self.threads - 1, n_chunks - 1))]
+            try:
+                work()
+            finally:
+                for f in helpers:
+                    f.result()
+        out = np.empty(n, dtype=np.float32)
+        out[order] = scores
+        return out
+
+    def _run(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
         (scores,) = self.session.run(
             self._outputs, {USER_INPUT: user_index, ITEM_INPUT: item_index}
         )
         return np.asarray(scores, dtype=np.float32).reshape(-1)
+
+    def close(self) -> None:
+        """Stop the sub-batch threads (they also end with the process)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None

@@ -86,7 +86,12 @@ class _BatchFile:
         self.rows = 0
         with _write_errors(final):
             if fmt == "parquet":
-                self._writer = pq.ParquetWriter(path, schema, compression=PARQUET_COMPRESSION)
+                self._writer = pq.ParquetWriter(
+                    path,
+                    schema,
+                    compression=PARQUET_COMPRESSION,
+                    use_dictionary=_dictionary_columns(schema),
+                )
             else:
                 self._writer = pacsv.CSVWriter(path, schema)
 
@@ -99,6 +104,12 @@ class _BatchFile:
     def close(self) -> None:
         with _write_errors(self.final):
             self._writer.close()
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary-encoding: not floats. Scores are nearly all distinct, so their
+    dictionary only overflows and falls back, which cost ~20% of the write time."""
+    return [f.name for f in schema if not pa.types.is_floating(f.type)]
 
 
 def _fsync(path: Path) -> None:
