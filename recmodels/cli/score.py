@@ -51,7 +51,7 @@ import click
     "--batch-size",
     type=click.IntRange(min=1),
     default=None,
-    help="Rows per pipeline batch (default 1048576; on CPU scored in sub-batches).",
+    help="Rows per pipeline batch (default 262144; on CPU scored in sub-batches).",
 )
 @click.option(
     "--part-rows",

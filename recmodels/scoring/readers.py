@@ -104,7 +104,9 @@ class InputSource:
     def _parquet_batches(self, columns, batch_size, start_row):
         try:
             if self._dataset is None:
-                pfile = pq.ParquetFile(self.files[0], pre_buffer=True)
+                # pre_buffer (pyarrow's default) caches the column chunks of every row group
+                # it reads ahead until the reader is done: RSS grew with the input size
+                pfile = pq.ParquetFile(self.files[0], pre_buffer=False)
                 meta = pfile.metadata
                 groups, offset, first = [], 0, None
                 for g in range(meta.num_row_groups):
@@ -138,7 +140,11 @@ class InputSource:
                         partition_base_dir=self._base_dir,
                     )
                 iterator = dataset.to_batches(
-                    columns=columns, batch_size=batch_size, batch_readahead=2, fragment_readahead=1
+                    columns=columns,
+                    batch_size=batch_size,
+                    batch_readahead=2,
+                    fragment_readahead=1,
+                    fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),
                 )
                 offset = first
             for batch in iterator:

@@ -21,11 +21,11 @@ from .readers import id_arrow_type, open_input
 from .session import ScoringSession, load_bundle
 from .writers import FileOutput, PartsOutput, resolve_output
 
-DEFAULT_BATCH_SIZE = 1 << 20
-"""Rows per pipeline batch (1,048,576, one default part). On CPU each batch is ordered by table
-index and scored in sub-batches (see :mod:`recmodels.scoring.session`): the larger the batch,
-the more pairs share table rows (1M rows: ~1.4x the locality gain of 256k). Memory stays bounded
-by batch size x queue depth (docs/benchmarks.md)."""
+DEFAULT_BATCH_SIZE = 1 << 18
+"""Rows per pipeline batch (262,144). On CPU each batch is ordered by table index and scored in
+sub-batches (see :mod:`recmodels.scoring.session`); larger batches order more pairs together
+but gained little past 256k rows (docs/benchmarks.md), while the memory in flight grows with
+batch size x queue depth."""
 DEFAULT_PART_ROWS = 1 << 20
 """Input rows per part file in directory output (1,048,576)."""
 POLICIES = ("fallback", "skip", "error")
@@ -234,7 +234,7 @@ class Scorer:
     def _infer(self, m: _Mapped) -> _Mapped:
         """Run the graph; unknown pairs (index 0 here) get the fallback score (step 2)."""
         scores = self._session.run(m.user_index, m.item_index, m.order)
-        m.order = None
+        m.user_index = m.item_index = m.order = None  # not needed downstream: free them early
         if m.known is not None:
             scores[~m.known] = self.fallback_score
         if self.clip:
