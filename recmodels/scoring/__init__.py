@@ -11,6 +11,7 @@ from ..bundle import Bundle
 from .providers import DeviceRequest, available_providers, create_session, cuda_compiled
 from .scorer import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_CUDA_BATCH_SIZE,
     DEFAULT_PART_ROWS,
     POLICIES,
     Scorer,
@@ -23,6 +24,7 @@ from .session import ScoringSession, load_bundle
 __all__ = [
     "Bundle",
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_CUDA_BATCH_SIZE",
     "DEFAULT_PART_ROWS",
     "DeviceRequest",
     "POLICIES",

@@ -26,6 +26,9 @@ DEFAULT_BATCH_SIZE = 1 << 18
 sub-batches (see :mod:`recmodels.scoring.session`); larger batches order more pairs together
 but gained little past 256k rows (docs/benchmarks.md), while the memory in flight grows with
 batch size x queue depth."""
+DEFAULT_CUDA_BATCH_SIZE = 1 << 20
+"""Rows per batch on CUDA (1,048,576): one graph call per batch, so larger amortizes the launch
+and transfer overheads."""
 DEFAULT_PART_ROWS = 1 << 20
 """Input rows per part file in directory output (1,048,576)."""
 POLICIES = ("fallback", "skip", "error")
@@ -129,8 +132,9 @@ class Scorer:
         ``skip`` drops them; ``error`` raises :class:`DataError` at the first, naming id and row.
     clip : bool
         Clip scores to the bundle's rating range.
-    batch_size : int
-        Rows per pipeline batch (on CPU scored in sub-batches, see :class:`ScoringSession`).
+    batch_size : int, optional
+        Rows per pipeline batch (on CPU scored in sub-batches, see :class:`ScoringSession`);
+        default :data:`DEFAULT_BATCH_SIZE` on CPU, :data:`DEFAULT_CUDA_BATCH_SIZE` on CUDA.
     threads : int, optional
         CPU threads running sub-batches concurrently (default: the CPUs this process may use).
     intra_op_threads : int, optional
@@ -152,13 +156,13 @@ class Scorer:
         item_col: str | None = None,
         unknown: str = "fallback",
         clip: bool = False,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         threads: int | None = None,
         intra_op_threads: int | None = None,
     ):
         if unknown not in POLICIES:
             raise ConfigError(f"--unknown {unknown!r}: choose one of {', '.join(POLICIES)}")
-        if int(batch_size) < 1:
+        if batch_size is not None and int(batch_size) < 1:
             raise ConfigError(f"--batch-size must be positive, got {batch_size}")
         self.bundle = load_bundle(bundle)
         self.user_col = user_col or self.bundle.user_column
@@ -167,7 +171,6 @@ class Scorer:
             raise ConfigError(f"user and item id columns are both {self.user_col!r}")
         self.unknown = unknown
         self.clip = bool(clip)
-        self.batch_size = int(batch_size)
         self.user_encoder = self.bundle.user_encoder
         self.item_encoder = self.bundle.item_encoder
         self._user_map = IndexMap(self.user_encoder)
@@ -183,6 +186,9 @@ class Scorer:
         for w in caught:  # re-emit to the caller's filters (the CLI prints them as one line each)
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         self.provider = self._session.provider
+        if batch_size is None:
+            batch_size = DEFAULT_BATCH_SIZE if self.provider == "cpu" else DEFAULT_CUDA_BATCH_SIZE
+        self.batch_size = int(batch_size)
         self._reset_counts()
 
     # -- counting ------------------------------------------------------------------------------
