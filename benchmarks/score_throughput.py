@@ -275,6 +275,8 @@ def main(argv=None) -> None:
         args.repeat = 1
     if cuda:
         args.repeat = min(args.repeat, 2)
+    if cuda and args.baseline_rows is None:
+        args.baseline_rows = 5_000_000  # keeps gpu_check.sh's time bound
     base_rows = min(args.baseline_rows or args.rows, args.rows)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="score-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -391,4 +393,9 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from recmodels.errors import RecmodelsError
+
+    try:
+        main()
+    except RecmodelsError as exc:  # e.g. --device cuda without a usable GPU: one line, exit 1
+        sys.exit(f"error: {exc}")
