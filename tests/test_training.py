@@ -188,3 +188,13 @@ def test_python_api_doc_example_runs(tmp_path, monkeypatch):
     assert blocks, "docs/python-api.md has no python example"
     monkeypatch.chdir(tmp_path)
     exec(compile(blocks[0], "docs/python-api.md", "exec"), {})
+
+
+@pytest.mark.parametrize("optimizer", ["rowwise-adagrad", "adam"])
+def test_l2_shrinks_the_embeddings(tiny, optimizer):
+    def norm(l2):
+        config = TrainConfig(epochs=3, batch_size=64, optimizer=optimizer, l2=l2, patience=None,
+                             device="cpu")
+        return fit_tiny(tiny, config).model.user_gmf.weight.norm().item()
+
+    assert norm(1.0) < 0.8 * norm(0.0)

@@ -72,12 +72,13 @@ def _load_toml(path: str) -> dict:
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True),
               help="Learning rate of the dense layers (all layers for adam/sgd/notebook).")
 @click.option("--embedding-lr", type=click.FloatRange(min=0, min_open=True),
-              help="Row-wise Adagrad learning rate of the embeddings [default: 0.05].")
+              help="Row-wise Adagrad learning rate of the embeddings [default: 0.1].")
 @click.option("--optimizer",
               type=click.Choice(["rowwise-adagrad", "adam", "sparse-adam", "sgd", "notebook"]),
               help="Optimizer recipe [default: rowwise-adagrad]; notebook = Adam for epoch 1, "
                    "then SGD lr 5e-4.")
-@click.option("--l2", type=click.FloatRange(min=0), help="L2 penalty on looked-up embedding rows.")
+@click.option("--l2", type=click.FloatRange(min=0),
+              help="L2 penalty on looked-up embedding rows [default: 0.03].")
 @click.option("--patience", type=click.IntRange(min=1),
               help="Early stop after this many epochs without a better validation MSE [default: 2].")
 @click.option("--embedding-dim", type=click.IntRange(min=1), help="GMF width [default: 32].")

@@ -13,7 +13,7 @@ OPTIMIZERS = ("rowwise-adagrad", "adam", "sparse-adam", "sgd", "notebook")
 # Learning rates used when TrainConfig.lr / embedding_lr are left as None.
 DEFAULT_LR = {"rowwise-adagrad": 1e-3, "adam": 1e-3, "sparse-adam": 1e-3, "sgd": 0.05,
               "notebook": 1e-3}
-DEFAULT_EMBEDDING_LR = 0.05
+DEFAULT_EMBEDDING_LR = 0.1
 NOTEBOOK_SGD_LR = 5e-4
 
 
@@ -37,7 +37,7 @@ class TrainConfig:
         Learning rate of the dense layers (and of everything for adam/sgd/notebook);
         ``None`` picks the optimizer's default (:data:`DEFAULT_LR`).
     embedding_lr : float, optional
-        Row-wise Adagrad learning rate of the embedding tables (default 0.05).
+        Row-wise Adagrad learning rate of the embedding tables (default 0.1).
     l2 : float
         Weight of the L2 penalty on the embedding rows (and biases) each batch looks up.
     patience : int or None
@@ -58,7 +58,7 @@ class TrainConfig:
     optimizer: str = "rowwise-adagrad"
     lr: float | None = None
     embedding_lr: float | None = None
-    l2: float = 0.0
+    l2: float = 0.03
     patience: int | None = 2
     seed: int = 0
     device: str = "auto"

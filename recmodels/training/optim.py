@@ -25,13 +25,18 @@ class RowwiseAdagrad(torch.optim.Optimizer):
     lr : float
     eps : float
     initial_accumulator : float
+    weight_decay : float
+        Added to each looked-up row's gradient as ``weight_decay * weight[r]``, once per
+        occurrence in the batch: the gradient of an L2 penalty on the looked-up rows, without
+        a second pass of lookups through autograd.
     """
 
     def __init__(self, params, lr: float = 0.05, eps: float = 1e-8,
-                 initial_accumulator: float = 0.0):
+                 initial_accumulator: float = 0.0, weight_decay: float = 0.0):
         if lr <= 0:
             raise ValueError(f"lr must be positive, got {lr}")
-        super().__init__(params, {"lr": lr, "eps": eps, "initial_accumulator": initial_accumulator})
+        super().__init__(params, {"lr": lr, "eps": eps, "initial_accumulator": initial_accumulator,
+                                  "weight_decay": weight_decay})
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -40,7 +45,7 @@ class RowwiseAdagrad(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, eps = group["lr"], group["eps"]
+            lr, eps, decay = group["lr"], group["eps"], group.get("weight_decay", 0.0)
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -53,10 +58,14 @@ class RowwiseAdagrad(torch.optim.Optimizer):
                 if grad.is_sparse:
                     rows = grad._indices()[0]
                     values = grad._values()
+                    if decay:
+                        values = values + decay * p.index_select(0, rows)
                     acc.index_add_(0, rows, values.pow(2).mean(dim=1))
                     scale = acc.index_select(0, rows).sqrt_().add_(eps).reciprocal_()
                     p.index_add_(0, rows, values * scale.unsqueeze(1), alpha=-lr)
                 else:
+                    if decay:
+                        grad = grad + decay * p
                     acc.add_(grad.pow(2).mean(dim=1))
                     p.addcmul_(grad, acc.sqrt().add_(eps).reciprocal_().unsqueeze(1), value=-lr)
         return loss
@@ -100,6 +109,11 @@ def set_sparse_embeddings(model: nn.Module, sparse: bool) -> None:
             module.sparse = sparse
 
 
+def l2_in_optimizer(config: TrainConfig) -> bool:
+    """Whether the optimizer applies ``config.l2`` itself (no penalty term in the loss)."""
+    return config.optimizer == "rowwise-adagrad"
+
+
 def uses_sparse_gradients(config: TrainConfig, epoch: int) -> bool:
     """Whether the embeddings should produce sparse gradients in ``epoch`` (1-based)."""
     if config.optimizer in ("rowwise-adagrad", "sparse-adam", "sgd"):
@@ -127,5 +141,8 @@ def build_optimizers(model: nn.Module, config: TrainConfig, epoch: int) -> Optim
     if name == "sparse-adam":
         return OptimizerSet({"embeddings": torch.optim.SparseAdam(tables, lr=lr),
                              "dense": torch.optim.Adam(dense, lr=lr)})
-    return OptimizerSet({"embeddings": RowwiseAdagrad(tables, lr=config.resolved_embedding_lr),
+    # l2 * mean_batch ||row||^2 has gradient (2 * l2 / B) * row per occurrence of the row
+    decay = 2.0 * config.l2 / config.batch_size
+    return OptimizerSet({"embeddings": RowwiseAdagrad(tables, lr=config.resolved_embedding_lr,
+                                                      weight_decay=decay),
                          "dense": torch.optim.Adam(dense, lr=lr)})

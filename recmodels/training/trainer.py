@@ -19,7 +19,13 @@ from torch import nn
 
 from ..errors import DataError, DivergedError
 from .config import TrainConfig
-from .optim import OptimizerSet, build_optimizers, set_sparse_embeddings, uses_sparse_gradients
+from .optim import (
+    OptimizerSet,
+    build_optimizers,
+    l2_in_optimizer,
+    set_sparse_embeddings,
+    uses_sparse_gradients,
+)
 
 
 @dataclass
@@ -250,6 +256,7 @@ class Trainer:
         model.train()
         n, batch = len(train), cfg.batch_size
         check_every = 1 if self.device.type == "cpu" else 50
+        penalty = cfg.l2 if not l2_in_optimizer(cfg) else 0.0
         order = torch.randperm(n, generator=self.shuffle_generator).to(self.device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         bar = _progress(n, epoch, cfg.epochs, self.progress)
@@ -260,8 +267,8 @@ class Trainer:
             ratings = train.rating[rows]
             loss = nn.functional.mse_loss(model(users, items), ratings)
             loss_sum += loss.detach() * rows.shape[0]
-            if cfg.l2:
-                loss = loss + cfg.l2 * model.l2_penalty(users, items)
+            if penalty:
+                loss = loss + penalty * model.l2_penalty(users, items)
             optimizers.zero_grad()
             loss.backward()
             if step % check_every == 0 and not math.isfinite(float(loss.detach())):
