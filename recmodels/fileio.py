@@ -27,10 +27,14 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once at import: os.umask() sets while it reads, which would race with writer threads.
+_UMASK = _read_umask()
 
 
 def check_writable_parent(path: str | os.PathLike) -> Path:
@@ -59,7 +63,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         # mkstemp creates 0600; give the file the permissions a plain open() would have
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -85,7 +89,7 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp creates 0700
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.replace(path, old / "x")

@@ -7,7 +7,7 @@ import pytest
 from recmodels.bundle import FORMAT_VERSION, Bundle, finalize_bundle
 from recmodels.encoders import IdEncoder
 from recmodels.errors import BundleError, OutputError
-from recmodels.fileio import _umask, atomic_directory, atomic_path, write_json
+from recmodels.fileio import _UMASK, atomic_directory, atomic_path, write_json
 
 
 def test_atomic_path_leaves_nothing_on_error(tmp_path):
@@ -20,7 +20,7 @@ def test_atomic_path_leaves_nothing_on_error(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_text("whole")
     assert target.read_text() == "whole"
-    assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not mkstemp's 0600
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_UMASK  # not mkstemp's 0600
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
 
