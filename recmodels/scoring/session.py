@@ -158,6 +158,10 @@ class ScoringSession:
             helpers = [self._pool.submit(work) for _ in range(min(self.threads - 1, n_chunks - 1))]
             try:
                 work()
+            except BaseException:
+                with lock:
+                    taken[0] = n_chunks  # the helpers stop at their next chunk
+                raise
             finally:
                 for f in helpers:
                     f.result()
