@@ -76,6 +76,19 @@ def is_run_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / CONFIG_FILE).is_file()
 
 
+def _check_replaceable(path: Path, overwrite: bool) -> bool:
+    """True if ``path`` exists and may be replaced; raise if it exists and may not."""
+    if not path.exists():
+        return False
+    if not overwrite:
+        raise RunDirError(f"{path} already exists; pass --resume to continue it or "
+                          "--overwrite to replace it")
+    if not path.is_dir() or (any(path.iterdir()) and not is_run_dir(path)):
+        raise RunDirError(f"{path} exists and is not a recmodels run directory; "
+                          "refusing to overwrite it, choose another --out")
+    return True
+
+
 def prepare_run_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Create an empty run directory (replacing an old *run* directory with ``overwrite``).
 
@@ -86,13 +99,7 @@ def prepare_run_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path
         (recmodels never deletes a directory it did not write), or cannot be created.
     """
     path = Path(path)
-    if path.exists():
-        if not overwrite:
-            raise RunDirError(f"{path} already exists; pass --resume to continue it or "
-                              "--overwrite to replace it")
-        if not path.is_dir() or (any(path.iterdir()) and not is_run_dir(path)):
-            raise RunDirError(f"{path} exists and is not a recmodels run directory; "
-                              "refusing to overwrite it, choose another --out")
+    if _check_replaceable(path, overwrite):
         shutil.rmtree(path)
     try:
         (path / SPLIT_DIR).mkdir(parents=True)
@@ -122,13 +129,7 @@ def check_out_dir(path: str | os.PathLike, *, resume: bool = False,
             raise RunDirError(f"{path}: nothing to resume (no {LAST_FILE}: no epoch finished); "
                               "pass --overwrite to start again")
         return path
-    if path.exists():
-        if not overwrite:
-            raise RunDirError(f"{path} already exists; pass --resume to continue it or "
-                              "--overwrite to replace it")
-        if not path.is_dir() or (any(path.iterdir()) and not is_run_dir(path)):
-            raise RunDirError(f"{path} exists and is not a recmodels run directory; "
-                              "refusing to overwrite it, choose another --out")
+    _check_replaceable(path, overwrite)
     parent = path.resolve().parent
     existing = parent
     while not existing.exists():
