@@ -4,6 +4,7 @@ A bundle is a directory::
 
     model.onnx            the graph (inputs user_index/item_index int64 [batch], output score float32 [batch])
     model.onnx.data       optional ONNX external data, when the weights exceed protobuf's 2 GB
+    model_ids.onnx        optional (export --embed-encoders): raw user_id/item_id in, score + known out
     user_ids.parquet      column ``id``: row position = user index (int64 or string ids)
     item_ids.parquet      column ``id``: row position = item index
     manifest.json         what the files mean, their sha256, versions, metrics and the parity result
@@ -28,6 +29,7 @@ FORMAT_NAME = "recmodels-bundle"
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
+RAW_IDS_FILE = "model_ids.onnx"
 USER_IDS_FILE = "user_ids.parquet"
 ITEM_IDS_FILE = "item_ids.parquet"
 REQUIRED_FILES = (MODEL_FILE, USER_IDS_FILE, ITEM_IDS_FILE)
@@ -166,6 +168,12 @@ class Bundle:
         return self.path / self.manifest.get("graph", {}).get("file", MODEL_FILE)
 
     @property
+    def raw_ids_model_path(self) -> Path | None:
+        """Path of the raw-id graph (``model_ids.onnx``), or None if the bundle has none."""
+        section = self.manifest.get("graph_raw_ids")
+        return self.path / section.get("file", RAW_IDS_FILE) if section else None
+
+    @property
     def model_kind(self) -> str:
         return self.manifest["model"]["kind"]
 
@@ -202,6 +210,12 @@ class Bundle:
         ]
         for io in graph.get("inputs", []) + graph.get("outputs", []):
             lines.append(f"  {io['name']:<12}{io['dtype']} {io['shape']}")
+        raw = m.get("graph_raw_ids")
+        if raw:
+            opsets = ", ".join(f"{k} {v}" for k, v in sorted((raw.get("opset_import") or {}).items()))
+            lines.append(f"raw-id graph  {raw.get('file')}  ({opsets})")
+            for io in raw.get("inputs", []) + raw.get("outputs", []):
+                lines.append(f"  {io['name']:<12}{io['dtype']} {io['shape']}")
         for role in ("user", "item"):
             r = ids.get(role, {})
             lines.append(

@@ -158,3 +158,32 @@ def test_bad_opset(run_dir, tmp_path):
     result = invoke(run_dir, "--out", tmp_path / "b", "--opset", "9")
     assert_one_line_failure(result, "opset")
     assert not (tmp_path / "b").exists()
+
+
+def test_embed_encoders_flag(run_dir, tmp_path):
+    import onnxruntime as ort
+
+    out = tmp_path / "bundle"
+    result = invoke(run_dir, "--out", out, "--embed-encoders")
+    assert result.exit_code == 0, result.output
+    assert "model_ids.onnx" in result.output
+    bundle = Bundle.load(out)
+    raw = bundle.manifest["graph_raw_ids"]
+    assert [io["dtype"] for io in raw["inputs"]] == ["int64", "string"]
+    assert bundle.manifest["parity"]["raw_ids"]["n_pairs"] == 10_000
+    session = ort.InferenceSession(str(bundle.raw_ids_model_path), providers=["CPUExecutionProvider"])
+    score, known = session.run(
+        ["score", "known"],
+        {
+            "user_id": np.array([0, 1, 3], dtype=np.int64),
+            "item_id": np.array(["b0", "b1", "zz"], dtype=object),
+        },
+    )
+    assert known.tolist() == [True, False, False]  # user 1 and item "zz" are unknown
+    assert score[1] == score[2] == np.float32(3.5)
+    plain = ort.InferenceSession(str(bundle.model_path), providers=["CPUExecutionProvider"])
+    expected = plain.run(["score"], {"user_index": np.array([0]), "item_index": np.array([0])})[0]
+    np.testing.assert_allclose(score[:1], expected, atol=1e-6, rtol=0)
+    # without the flag: no raw-id graph
+    assert invoke(run_dir, "--out", tmp_path / "plain").exit_code == 0
+    assert not (tmp_path / "plain" / "model_ids.onnx").exists()

@@ -349,3 +349,109 @@ def test_tampered_bundle_is_refused(tmp_path, case):
         Bundle.load(path)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+# -- raw-id graph (embed_encoders) ----------------------------------------------------------------
+def _raw_session(path: Path):
+    bundle = Bundle.load(path)
+    return bundle, cpu_session(bundle.raw_ids_model_path)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_embed_encoders_scores_raw_ids(tmp_path, kind):
+    model = make_model(kind)
+    path = export_small(model, tmp_path / "b", embed_encoders=True, fallback_score=2.5)
+    bundle, session = _raw_session(path)
+    m = bundle.manifest
+    assert "model_ids.onnx" in m["files"] and bundle.raw_ids_model_path == path / "model_ids.onnx"
+    raw = m["graph_raw_ids"]
+    assert raw["file"] == "model_ids.onnx" and raw["opset_import"] == {"ai.onnx": 17, "ai.onnx.ml": 2}
+    assert raw["inputs"] == [
+        {"name": "user_id", "dtype": "int64", "shape": ["batch"]},
+        {"name": "item_id", "dtype": "string", "shape": ["batch"]},
+    ]
+    assert [o["name"] for o in raw["outputs"]] == ["score", "known"]
+    assert m["parity"]["raw_ids"]["passed"] and m["parity"]["raw_ids"]["max_abs_diff"] <= 1e-6
+
+    graph = onnx.load(str(path / "model_ids.onnx"))
+    onnx.checker.check_model(graph, full_check=True)
+    assert {o.domain: o.version for o in graph.opset_import} == {"": 17, "ai.onnx.ml": 2}
+    types = {x.name: x.type.tensor_type.elem_type for x in list(graph.graph.input) + list(graph.graph.output)}
+    assert types == {"user_id": onnx.TensorProto.INT64, "item_id": onnx.TensorProto.STRING,
+                     "score": onnx.TensorProto.FLOAT, "known": onnx.TensorProto.BOOL}
+    # every Gather reads an index that went through Where(known, ., 0)
+    where_out = {n.output[0] for n in graph.graph.node if n.op_type == "Where"}
+    assert all(n.input[1] in where_out for n in graph.graph.node if n.op_type == "Gather")
+
+    users, items = bundle.user_encoder.classes_, bundle.item_encoder.classes_
+    rng = np.random.default_rng(3)
+    u = rng.integers(0, N_USERS, 60)
+    i = rng.integers(0, N_ITEMS, 60)
+    uid, iid = users[u].astype(np.int64), items[i].astype(object)
+    # unknown users (between ids, below, above), unknown items, both
+    uid[5], uid[6], uid[7] = 1001, -3, users[-1] + 7
+    iid[8], iid[9] = "book-999", ""
+    uid[10], iid[10] = 999, "nope"
+    unknown = np.zeros(60, dtype=bool)
+    unknown[5:11] = True
+    expected = torch_scores(model, u, i)
+    model_session = cpu_session(bundle.model_path)
+    for batch in (1, 7, 60):
+        got, known = [], []
+        for s in range(0, 60, batch):
+            feed = {"user_id": uid[s:s + batch], "item_id": iid[s:s + batch]}
+            score, k = session.run(["score", "known"], feed)
+            got.append(score)
+            known.append(k)
+        got, known = np.concatenate(got), np.concatenate(known)
+        assert got.dtype == np.float32 and known.dtype == bool
+        np.testing.assert_array_equal(known, ~unknown)
+        np.testing.assert_array_equal(got[unknown], np.float32(2.5))
+        np.testing.assert_allclose(got[~unknown], expected[~unknown], atol=1e-5, rtol=0)
+        if batch == 1:  # one pair at a time: the same subgraph on the same index as model.onnx
+            plain = np.concatenate([
+                model_session.run(["score"], {"user_index": u[s:s + 1], "item_index": i[s:s + 1]})[0]
+                for s in range(60)
+            ])
+            np.testing.assert_allclose(got[~unknown], plain[~unknown], atol=1e-6, rtol=0)
+
+
+def test_embed_encoders_string_users_int_items(tmp_path):
+    model = make_model("neumf", n_users=9, n_items=5)
+    users = IdEncoder("user").fit([f"u{k}" for k in range(9)])
+    items = IdEncoder("item").fit(np.arange(5, dtype=np.int64) * 100)
+    path = export_model(model, users, items, tmp_path / "b", data=DATA, embed_encoders=True, **FAST)
+    bundle, session = _raw_session(path)
+    assert [io["dtype"] for io in bundle.manifest["graph_raw_ids"]["inputs"]] == ["string", "int64"]
+    uid = np.array(["u3", "u99", "u0"], dtype=object)
+    iid = np.array([400, 0, 50], dtype=np.int64)
+    score, known = session.run(["score", "known"], {"user_id": uid, "item_id": iid})
+    assert known.tolist() == [True, False, False]
+    assert score[1] == score[2] == np.float32(3.75)
+    expected = torch_scores(model, np.array([users.transform(["u3"])[0]]), np.array([4]))
+    np.testing.assert_allclose(score[0], expected[0], atol=1e-5, rtol=0)
+    # the plain bundle has no raw-id graph
+    plain = export_model(model, users, items, tmp_path / "p", data=DATA, **FAST)
+    assert Bundle.load(plain).raw_ids_model_path is None
+    assert "model_ids.onnx" not in Bundle.load(plain).manifest["files"]
+
+
+def test_embed_encoders_parity_failure_leaves_nothing(tmp_path, monkeypatch):
+    import recmodels.export as export
+    from recmodels.export.graph import build_raw_ids
+
+    def off_by_one(scoring, users, items, fallback, **kw):  # unknown ids scored wrong
+        return build_raw_ids(scoring, users, items, fallback + 1.0, **kw)
+
+    monkeypatch.setattr(export, "build_raw_ids", off_by_one)
+    with pytest.raises(ParityError, match="raw-id parity check failed") as info:
+        export_small(make_model("mf"), tmp_path / "b", embed_encoders=True)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "b").exists() and leftovers(tmp_path) == []
+
+
+def test_embed_encoders_checksummed(tmp_path):
+    path = export_small(make_model("mf", n_users=5, n_items=4), tmp_path / "b", embed_encoders=True)
+    _flip_byte(path / "model_ids.onnx", offset=40)
+    with pytest.raises(BundleError, match="model_ids.onnx: sha256 mismatch"):
+        Bundle.load(path)

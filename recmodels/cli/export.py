@@ -27,7 +27,9 @@ _FORMATS = ("onnx",)
     help="Score for unknown ids [default: the training ratings' global mean].",
 )
 @click.option(
-    "--embed-encoders", is_flag=True, hidden=True, help="Not supported yet.",
+    "--embed-encoders", is_flag=True,
+    help="Also write model_ids.onnx: raw user_id/item_id in (mapped inside with ai.onnx.ml "
+    "LabelEncoder), score and known out; unknown ids get the fallback score.",
 )
 def export(run_dir, fmt, out_dir, overwrite, no_fold, opset, fallback_score, embed_encoders):
     """Export a trained run (RUN_DIR) to a verified ONNX scoring bundle.
@@ -57,3 +59,9 @@ def export(run_dir, fmt, out_dir, overwrite, no_fold, opset, fallback_score, emb
         f"opset {opset}); parity max |onnx - torch| = {parity['max_abs_diff']:.2e} "
         f"over {parity['n_pairs']} pairs"
     )
+    if embed_encoders:
+        raw = parity["raw_ids"]
+        click.echo(
+            f"wrote {bundle.raw_ids_model_path.name} (raw ids); max |model_ids - model| = "
+            f"{raw['max_abs_diff']:.2e}, {raw['n_unknown']} unknown pairs scored {bundle.fallback_score:g}"
+        )

@@ -15,8 +15,10 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from .. import __version__
-from ..bundle import ITEM_IDS_FILE, MODEL_FILE, USER_IDS_FILE, finalize_bundle
+from ..bundle import ITEM_IDS_FILE, MODEL_FILE, RAW_IDS_FILE, USER_IDS_FILE, finalize_bundle
 from ..encoders import IdEncoder
 from ..errors import ConfigError, OutputError, RunDirError
 from ..fileio import atomic_directory, check_writable_parent
@@ -25,14 +27,19 @@ from .graph import (
     DEFAULT_OPSET,
     EXTERNAL_DATA_THRESHOLD,
     INPUTS,
+    ML_DOMAIN,
+    ML_OPSET,
     OUTPUTS,
+    RAW_OUTPUTS,
     build_folded,
+    build_raw_ids,
     build_unfolded,
     check_opset,
     initializer_bytes,
+    raw_id_inputs,
     save_graph,
 )
-from .parity import BATCH_SIZES, N_PAIRS, TOLERANCE, check_parity
+from .parity import BATCH_SIZES, N_PAIRS, TOLERANCE, check_parity, check_raw_id_parity
 
 FORMATS = ("onnx",)
 
@@ -44,6 +51,7 @@ __all__ = [
     "ScoreSpec",
     "build_graph",
     "check_parity",
+    "check_raw_id_parity",
     "export_model",
     "export_onnx",
     "fold",
@@ -141,6 +149,7 @@ def export_model(
     overwrite: bool = False,
     fold: bool = True,
     opset: int = DEFAULT_OPSET,
+    embed_encoders: bool = False,
     fallback_score: float | None = None,
     external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
     parity_pairs: int = N_PAIRS,
@@ -171,6 +180,10 @@ def export_model(
         model's structure (for comparisons).
     opset : int
         ai.onnx opset of the graph.
+    embed_encoders : bool
+        Also write ``model_ids.onnx``, which takes raw ``user_id``/``item_id`` and maps them
+        inside with ai.onnx.ml ``LabelEncoder`` (unknown ids -> ``fallback_score``, ``known``
+        False); checked against ``model.onnx`` as part of the parity check.
     fallback_score : float, optional
         Score for unknown ids; default the training ratings' global mean.
     external_data_threshold : int
@@ -204,8 +217,15 @@ def export_model(
     fallback = global_mean if fallback_score is None else _finite(fallback_score, "--fallback-score")
     model.eval()
     graph, notes = build_graph(model, fold_graph=fold, opset=opset)
+    raw_graph = None
+    if embed_encoders:  # built before model.onnx is saved: saving as external data empties the tensors
+        raw_graph = build_raw_ids(
+            graph, user_encoder.classes_, item_encoder.classes_, fallback,
+            user_kind=user_encoder.kind_, item_kind=item_encoder.kind_,
+        )
 
     with atomic_directory(out_dir, overwrite=overwrite) as staging:
+        graph_bytes = initializer_bytes(graph)
         external = save_graph(graph, staging / MODEL_FILE, external_data_threshold=external_data_threshold)
         parity = check_parity(
             model,
@@ -215,6 +235,33 @@ def export_model(
             tolerance=tolerance,
             seed=seed,
         )
+        raw_section = None
+        if raw_graph is not None:
+            raw_external = save_graph(
+                raw_graph, staging / RAW_IDS_FILE, external_data_threshold=external_data_threshold
+            )
+            parity["raw_ids"] = check_raw_id_parity(
+                staging / MODEL_FILE,
+                staging / RAW_IDS_FILE,
+                user_encoder.classes_,
+                item_encoder.classes_,
+                fallback,
+                user_kind=user_encoder.kind_,
+                item_kind=item_encoder.kind_,
+                n_pairs=parity_pairs,
+                batch_sizes=parity_batch_sizes,
+                seed=seed,
+            )
+            raw_section = {
+                "file": RAW_IDS_FILE,
+                "opset": opset,
+                "opset_import": {"ai.onnx": opset, ML_DOMAIN: ML_OPSET},
+                "ir_version": int(raw_graph.ir_version),
+                "inputs": [dict(io) for io in raw_id_inputs(user_encoder.kind_, item_encoder.kind_)],
+                "outputs": [dict(io) for io in RAW_OUTPUTS],
+                "external_data": raw_external,
+                "fallback_score": float(np.float32(fallback)),
+            }
         user_src, item_src = id_files if id_files else (None, None)
         _write_ids(user_encoder, user_src, staging / USER_IDS_FILE)
         _write_ids(item_encoder, item_src, staging / ITEM_IDS_FILE)
@@ -232,7 +279,7 @@ def export_model(
                 "inputs": [dict(io) for io in INPUTS],
                 "outputs": [dict(io) for io in OUTPUTS],
                 "external_data": external,
-                "initializer_bytes": initializer_bytes(graph),
+                "initializer_bytes": graph_bytes,
                 "initializers": [
                     {"name": t.name, "shape": list(t.dims)} for t in graph.graph.initializer
                 ],
@@ -256,6 +303,7 @@ def export_model(
                 "global_mean": global_mean,
             },
             "fallback_score": fallback,
+            **({"graph_raw_ids": raw_section} if raw_section else {}),
             "metrics": _metrics_section(metrics),
             "versions": _versions(),
             "parity": parity,
@@ -294,7 +342,7 @@ def export_onnx(
     opset : int
         ai.onnx opset (default :data:`DEFAULT_OPSET`).
     embed_encoders : bool
-        Not supported yet (raises :class:`ConfigError`).
+        Also write ``model_ids.onnx``, a graph taking raw ids (see :func:`export_model`).
     fallback_score : float, optional
         Score for unknown ids (default: the training ratings' global mean).
     external_data_threshold : int
@@ -318,8 +366,6 @@ def export_onnx(
     ParityError
         The graph does not reproduce the torch model within 1e-5 (nothing is written).
     """
-    if embed_encoders:
-        raise ConfigError("--embed-encoders is not supported yet; map ids with the bundle's Parquet maps")
     run_dir = Path(run_dir)
     out_dir = _check_out_dir(Path(out_dir), overwrite, protect=run_dir)
     check_opset(opset)
@@ -344,6 +390,7 @@ def export_onnx(
         overwrite=overwrite,
         fold=fold,
         opset=opset,
+        embed_encoders=embed_encoders,
         fallback_score=fallback_score,
         external_data_threshold=external_data_threshold,
         parity_pairs=parity_pairs,

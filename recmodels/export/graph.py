@@ -29,6 +29,15 @@ INPUTS = (
 OUTPUTS = ({"name": "score", "dtype": "float32", "shape": ["batch"]},)
 PRODUCER = "recmodels"
 
+ML_DOMAIN = "ai.onnx.ml"
+ML_OPSET = 2
+"""ai.onnx.ml opset of the raw-id graph: LabelEncoder-2 takes ``keys_int64s``/``keys_strings`` with
+``values_int64s`` and ``default_int64`` (onnxruntime's CPU EP implements 2-3 and 4+)."""
+RAW_OUTPUTS = (
+    {"name": "score", "dtype": "float32", "shape": ["batch"]},
+    {"name": "known", "dtype": "bool", "shape": ["batch"]},
+)
+
 
 def check_opset(opset: int) -> int:
     """Return ``opset`` if this onnx and onnxruntime support it, else raise :class:`ConfigError`."""
@@ -187,6 +196,107 @@ def build_folded(folded: FoldedSpec, opset: int = DEFAULT_OPSET):
         y = b.op("Add", [y, dot_sum], "plus_dot")
         _finish_score(b, y)
     return b.model(f"recmodels_{folded.kind}_folded", opset, f"recmodels {folded.kind} (folded)")
+
+
+def raw_id_inputs(user_kind: str, item_kind: str) -> tuple[dict, dict]:
+    """The raw-id graph's inputs: ``user_id``/``item_id`` in the training ids' dtype."""
+    return (
+        {"name": "user_id", "dtype": user_kind, "shape": ["batch"]},
+        {"name": "item_id", "dtype": item_kind, "shape": ["batch"]},
+    )
+
+
+def _label_encoder_attrs(classes, kind: str) -> dict:
+    values = np.arange(len(classes), dtype=np.int64).tolist()
+    if kind == "int64":
+        keys = {"keys_int64s": np.asarray(classes, dtype=np.int64).tolist()}
+    elif kind == "string":
+        keys = {"keys_strings": [str(c) for c in classes]}
+    else:
+        raise ConfigError(f"cannot embed a {kind!r} id map; ids must be int64 or string")
+    return {**keys, "values_int64s": values, "default_int64": -1}
+
+
+def build_raw_ids(scoring, user_classes, item_classes, fallback_score: float, *, user_kind: str,
+                  item_kind: str):
+    """Wrap a scoring graph (from :func:`build_folded`/:func:`build_unfolded`) to take raw ids.
+
+    ``user_id``/``item_id`` (int64 or string [batch]) go through ai.onnx.ml ``LabelEncoder``
+    (id -> position among the sorted classes, ``-1`` when unknown); ``known = (u >= 0) & (i >= 0)``;
+    the indices fed to the scoring subgraph are ``Where(known, index, 0)`` so ``-1`` never reaches
+    ``Gather`` (which would count it from the end); ``score = Where(known, model_score, fallback)``.
+    The scoring subgraph's nodes and initializers are copied unchanged from ``scoring``, which is
+    not modified.
+
+    Returns
+    -------
+    onnx.ModelProto
+        Outputs ``score`` (float32 [batch]) and ``known`` (bool [batch]).
+    """
+    from onnx import NodeProto, TensorProto, helper
+
+    from .. import __version__
+
+    opset = next(o.version for o in scoring.opset_import if o.domain in ("", "ai.onnx"))
+    model_score = "raw.model_score"
+    nodes = []
+    for role, classes, kind in (("user", user_classes, user_kind), ("item", item_classes, item_kind)):
+        code = f"raw.{role}_code"
+        nodes.append(helper.make_node(
+            "LabelEncoder", [f"{role}_id"], [code], name=f"LabelEncoder_{role}", domain=ML_DOMAIN,
+            **_label_encoder_attrs(classes, kind),
+        ))
+        nodes.append(helper.make_node(
+            "GreaterOrEqual", [code, "raw.zero"], [f"raw.{role}_known"], name=f"GreaterOrEqual_{role}"
+        ))
+    nodes.append(helper.make_node("And", ["raw.user_known", "raw.item_known"], ["known"], name="And_known"))
+    for role in ("user", "item"):
+        # the scoring subgraph reads user_index/item_index: only ever valid rows
+        nodes.append(helper.make_node(
+            "Where", ["known", f"raw.{role}_code", "raw.zero"], [f"{role}_index"], name=f"Where_{role}_index"
+        ))
+    for node in scoring.graph.node:
+        copy = NodeProto()  # a copy: the scoring graph itself is saved as model.onnx
+        copy.CopyFrom(node)
+        for k, name in enumerate(copy.output):
+            if name == "score":
+                copy.output[k] = model_score
+        for k, name in enumerate(copy.input):
+            if name == "score":
+                copy.input[k] = model_score
+        nodes.append(copy)
+    nodes.append(
+        helper.make_node("Where", ["known", model_score, "raw.fallback"], ["score"], name="Where_score")
+    )
+
+    initializers = [
+        helper.make_tensor("raw.zero", TensorProto.INT64, [], [0]),
+        helper.make_tensor("raw.fallback", TensorProto.FLOAT, [], [float(np.float32(fallback_score))]),
+    ]
+    for tensor in scoring.graph.initializer:
+        copy = TensorProto()
+        copy.CopyFrom(tensor)
+        initializers.append(copy)
+    elem = {"int64": TensorProto.INT64, "string": TensorProto.STRING}
+    inputs = [
+        helper.make_tensor_value_info(io["name"], elem[io["dtype"]], ["batch"])
+        for io in raw_id_inputs(user_kind, item_kind)
+    ]
+    outputs = [
+        helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"]),
+        helper.make_tensor_value_info("known", TensorProto.BOOL, ["batch"]),
+    ]
+    name = scoring.graph.name + "_raw_ids"
+    graph = helper.make_graph(nodes, name, inputs, outputs, initializer=initializers)
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid(ML_DOMAIN, ML_OPSET)],
+        producer_name=PRODUCER,
+        producer_version=__version__,
+        doc_string=scoring.doc_string + "; raw ids mapped inside (ai.onnx.ml LabelEncoder)",
+    )
+    model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
+    return model
 
 
 def initializer_bytes(model) -> int:

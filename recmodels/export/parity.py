@@ -118,3 +118,140 @@ def check_parity(
             f"exceeds tolerance {tolerance:g}; no bundle was written"
         )
     return result
+
+
+RAW_TOLERANCE = 1e-6
+
+
+def unknown_ids(classes: np.ndarray, kind: str, n: int) -> np.ndarray:
+    """``n`` ids that are not among ``classes`` (below, between and above them for integers)."""
+    known = set(classes.tolist())
+    out: list = []
+    if kind == "int64":
+        lo, hi = int(np.min(classes)), int(np.max(classes))
+        gaps = np.setdiff1d(np.arange(lo, hi + 1), classes)[:n].tolist() if hi - lo < 1 << 20 else []
+        outside = [c for j in range(1, n + 1) for c in (hi + j, lo - j) if -(2**63) <= c < 2**63]
+        for c in [*gaps[: n // 2], *outside]:  # between the ids and beyond both ends
+            if c not in known and c not in out:
+                out.append(c)
+        return np.asarray(out[:n], dtype=np.int64)
+    k = 0
+    while len(out) < n:
+        for candidate in (f"unknown-{k}", "", f"{classes[0]}~{k}" if len(classes) else f"u{k}"):
+            if candidate not in known and candidate not in out and len(out) < n:
+                out.append(candidate)
+        k += 1
+    return np.asarray(out, dtype=object)
+
+
+def _run_raw(session, user_ids, item_ids, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    scores, known = [], []
+    for start in range(0, user_ids.size, batch):
+        feed = {"user_id": user_ids[start : start + batch], "item_id": item_ids[start : start + batch]}
+        s, k = session.run(["score", "known"], feed)
+        scores.append(s)
+        known.append(k)
+    return np.concatenate(scores), np.concatenate(known)
+
+
+def check_raw_id_parity(
+    model_path: str | os.PathLike,
+    raw_path: str | os.PathLike,
+    user_classes: np.ndarray,
+    item_classes: np.ndarray,
+    fallback_score: float,
+    *,
+    user_kind: str,
+    item_kind: str,
+    n_pairs: int = N_PAIRS,
+    batch_sizes: tuple[int, ...] = BATCH_SIZES,
+    tolerance: float = RAW_TOLERANCE,
+    seed: int = 0,
+) -> dict:
+    """The raw-id graph against ``model.onnx``: same scores on known pairs, fallback on unknown ones.
+
+    Random known pairs (as in :func:`check_parity`) are mapped to their raw ids and mixed with
+    pairs whose user, item or both are unknown (about one in eight rows, shuffled in). At each batch
+    size the raw-id graph must return ``known`` exactly, ``fallback_score`` (as float32) where a
+    side is unknown, and on known rows the scores ``model.onnx`` gives for the same indices in the
+    same batches (the unknown rows' slots scored at index 0, as the raw-id graph does inside)
+    within ``tolerance``.
+
+    Returns
+    -------
+    dict
+        ``{"passed", "max_abs_diff", "tolerance", "n_pairs", "n_unknown", "batch_sizes",
+        "max_abs_diff_by_batch", "provider", "seed"}`` (the manifest's ``parity.raw_ids``).
+
+    Raises
+    ------
+    ParityError
+        A wrong ``known`` flag, a wrong fallback or a known score off by more than ``tolerance``.
+    """
+    user_classes, item_classes = np.asarray(user_classes), np.asarray(item_classes)
+    users, items = random_pairs(len(user_classes), len(item_classes), n_pairs, seed)
+    rng = np.random.default_rng(seed + 1)
+    n_unknown = max(3, n_pairs // 8)
+    bad_users = unknown_ids(user_classes, user_kind, 4)
+    bad_items = unknown_ids(item_classes, item_kind, 4)
+    which = np.arange(n_unknown) % 3  # 0: user unknown, 1: item unknown, 2: both
+    extra_u = rng.integers(0, len(user_classes), n_unknown)
+    extra_i = rng.integers(0, len(item_classes), n_unknown)
+    user_ids = np.concatenate([user_classes[users], user_classes[extra_u]]).astype(user_classes.dtype)
+    item_ids = np.concatenate([item_classes[items], item_classes[extra_i]]).astype(item_classes.dtype)
+    known = np.ones(user_ids.size, dtype=bool)
+    pick = rng.integers(0, 4, n_unknown)
+    for k in range(n_unknown):
+        row = n_pairs + k
+        if which[k] in (0, 2):
+            user_ids[row] = bad_users[pick[k]]
+        if which[k] in (1, 2):
+            item_ids[row] = bad_items[pick[k]]
+        known[row] = False
+    order = rng.permutation(user_ids.size)
+    order = np.concatenate([order[order < 2], order[order >= 2]])  # keep the corners first
+    user_ids, item_ids, known = user_ids[order], item_ids[order], known[order]
+    safe_u = np.where(known, np.concatenate([users, extra_u])[order], 0).astype(np.int64)
+    safe_i = np.where(known, np.concatenate([items, extra_i])[order], 0).astype(np.int64)
+    fallback = np.float32(fallback_score)
+
+    model_session, raw_session = cpu_session(model_path), cpu_session(raw_path)
+    by_batch, problems = {}, []
+    largest = max(batch_sizes)
+    for batch in sorted(batch_sizes):
+        n = user_ids.size if batch == largest else min(user_ids.size, SMALL_BATCH_PAIRS)
+        got, got_known = _run_raw(raw_session, user_ids[:n], item_ids[:n], batch)
+        inner = _run(model_session, safe_u[:n], safe_i[:n], batch)
+        if got.dtype != np.float32 or got.shape != (n,) or got_known.dtype != bool or got_known.shape != (n,):
+            raise ParityError(
+                f"raw-id parity check failed: graph returned {got.dtype} {got.shape} / {got_known.dtype} "
+                f"{got_known.shape}, expected float32 ({n},) / bool ({n},); no bundle was written"
+            )
+        if not np.array_equal(got_known, known[:n]):
+            wrong = int(np.sum(got_known != known[:n]))
+            problems.append(f"'known' wrong for {wrong} rows at batch size {batch}")
+        wrong_fallback = ~known[:n] & (got != fallback)
+        if wrong_fallback.any():
+            problems.append(f"{int(wrong_fallback.sum())} unknown pairs not scored {float(fallback):g}")
+        k = known[:n]
+        diff = np.abs(got[k].astype(np.float64) - inner[k].astype(np.float64))
+        worst = float(np.max(diff)) if diff.size else 0.0
+        if not np.all(np.isfinite(got)):
+            worst = float("inf")
+        by_batch[str(batch)] = worst
+    max_diff = max(by_batch.values())
+    if max_diff > tolerance:
+        problems.append(f"max |model_ids.onnx - model.onnx| = {max_diff:.3g} exceeds tolerance {tolerance:g}")
+    if problems:
+        raise ParityError(f"raw-id parity check failed: {problems[0]}; no bundle was written")
+    return {
+        "passed": True,
+        "max_abs_diff": max_diff,
+        "tolerance": tolerance,
+        "n_pairs": int(n_pairs),
+        "n_unknown": int(n_unknown),
+        "batch_sizes": [int(b) for b in sorted(batch_sizes)],
+        "max_abs_diff_by_batch": by_batch,
+        "provider": "CPUExecutionProvider",
+        "seed": seed,
+    }
