@@ -198,3 +198,40 @@ def test_l2_shrinks_the_embeddings(tiny, optimizer):
         return fit_tiny(tiny, config).model.user_gmf.weight.norm().item()
 
     assert norm(1.0) < 0.8 * norm(0.0)
+
+
+def test_frequency_aware_l2_scales_each_row_by_its_count():
+    from recmodels.training.optim import row_decay_scales
+
+    model = tiny_model()
+    users = torch.tensor([0, 0, 0, 0, 1])  # counts 4, 1 (mean 2.5 over rows that occur)
+    items = torch.tensor([2, 2, 3, 3, 3])
+    for exponent, bias in ((0.0, None), (0.5, 0.01), (1.0, None)):
+        config = TrainConfig(l2=0.05, l2_frequency_exponent=exponent, l2_bias=bias)
+        scales = row_decay_scales(model, config, users, items)
+        user_scale = scales[model.user_gmf.weight]
+        # per-lookup multiplier (c / c_mean) ** (exponent - 1): per-epoch penalty ~ c ** exponent
+        assert user_scale[0] * 4 / (user_scale[1] * 1) == pytest.approx(4.0 ** exponent)
+        bias_scale = scales[model.user_bias.weight]
+        ratio = 1.0 if bias is None else bias / 0.05
+        assert torch.allclose(bias_scale, user_scale * ratio)
+
+
+def test_frequency_aware_l2_resume_is_exact(tiny):
+    config = TrainConfig(epochs=4, batch_size=64, patience=None, device="cpu", l2=0.5,
+                         l2_frequency_exponent=0.0, l2_bias=0.1)
+    full = fit_tiny(tiny, config)
+    saved = {}
+
+    def stop_after_two(trainer, record, improved):
+        saved["last"] = trainer.state_dict()
+        if record.epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit_tiny(tiny, config, on_epoch_end=stop_after_two)
+    resumed = Trainer(tiny_model(seed=99), config, CPU, log=None, progress=False)
+    resumed.load_state_dict(saved["last"])
+    resumed.fit(tiny, tiny)
+    for key, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key

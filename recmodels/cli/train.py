@@ -78,7 +78,7 @@ def _load_toml(path: str) -> dict:
               help="Optimizer recipe [default: rowwise-adagrad]; notebook = Adam for epoch 1, "
                    "then SGD lr 5e-4.")
 @click.option("--l2", type=click.FloatRange(min=0),
-              help="L2 penalty on looked-up embedding rows [default: 0.03].")
+              help="L2 penalty on looked-up embedding rows [default: 0.05].")
 @click.option("--patience", type=click.IntRange(min=1),
               help="Early stop after this many epochs without a better validation MSE [default: 2].")
 @click.option("--embedding-dim", type=click.IntRange(min=1), help="GMF width [default: 32].")

@@ -40,6 +40,13 @@ class TrainConfig:
         Row-wise Adagrad learning rate of the embedding tables (default 0.1).
     l2 : float
         Weight of the L2 penalty on the embedding rows (and biases) each batch looks up.
+    l2_frequency_exponent : float
+        Row-wise Adagrad only: a row seen ``c`` times per epoch (``c_mean`` on average in its
+        table) is penalised ``l2 * (c / c_mean) ** l2_frequency_exponent`` per epoch. 1 is the
+        plain per-lookup penalty (frequent rows regularised most); 0 regularises every row
+        alike, as a Gaussian prior on each row does.
+    l2_bias : float, optional
+        Row-wise Adagrad only: the L2 weight of the bias tables (``None``: ``l2``).
     patience : int or None
         Stop after this many epochs without a better validation MSE; ``None`` never stops
         early.
@@ -58,7 +65,9 @@ class TrainConfig:
     optimizer: str = "rowwise-adagrad"
     lr: float | None = None
     embedding_lr: float | None = None
-    l2: float = 0.03
+    l2: float = 0.05
+    l2_frequency_exponent: float = 0.5
+    l2_bias: float | None = None
     patience: int | None = 2
     seed: int = 0
     device: str = "auto"
@@ -79,6 +88,12 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a positive number; got {value!r}")
         if not (isinstance(self.l2, (int, float)) and self.l2 >= 0 and math.isfinite(self.l2)):
             raise ConfigError(f"l2 must be a non-negative number; got {self.l2!r}")
+        if not (isinstance(self.l2_frequency_exponent, (int, float))
+                and 0 <= self.l2_frequency_exponent <= 2 and math.isfinite(self.l2_frequency_exponent)):
+            raise ConfigError(f"l2_frequency_exponent must be in [0, 2]; got {self.l2_frequency_exponent!r}")
+        if self.l2_bias is not None and not (isinstance(self.l2_bias, (int, float)) and self.l2_bias >= 0
+                                             and math.isfinite(self.l2_bias)):
+            raise ConfigError(f"l2_bias must be a non-negative number or None; got {self.l2_bias!r}")
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
             raise ConfigError(f"patience must be a positive integer or None; got {self.patience!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):

@@ -58,7 +58,7 @@ class RatingModel:
 
     def __init__(self, model: str = "neumf", *, epochs: int = 10, batch_size: int = 16384,
                  optimizer: str = "rowwise-adagrad", lr: float | None = None,
-                 embedding_lr: float | None = None, l2: float = 0.03, patience: int | None = 2,
+                 embedding_lr: float | None = None, l2: float = 0.05, patience: int | None = 2,
                  seed: int = 0, device: str = "auto", num_threads: int | None = None,
                  embedding_dim: int = 32, num_layers: int = 3, use_bias: bool = True,
                  user_col: str = "user_id", item_col: str = "item_id", rating_col: str = "rating",

@@ -29,6 +29,10 @@ class RowwiseAdagrad(torch.optim.Optimizer):
         Added to each looked-up row's gradient as ``weight_decay * weight[r]``, once per
         occurrence in the batch: the gradient of an L2 penalty on the looked-up rows, without
         a second pass of lookups through autograd.
+
+    :meth:`set_row_decay` scales the decay per row (e.g. by the inverse of the row's
+    training frequency, so that the penalty a row gets per epoch does not grow with its
+    count).
     """
 
     def __init__(self, params, lr: float = 0.05, eps: float = 1e-8,
@@ -38,12 +42,21 @@ class RowwiseAdagrad(torch.optim.Optimizer):
         super().__init__(params, {"lr": lr, "eps": eps, "initial_accumulator": initial_accumulator,
                                   "weight_decay": weight_decay})
 
+    def set_row_decay(self, param: torch.Tensor, scale: torch.Tensor | None) -> None:
+        """Multiply ``weight_decay`` for each row of ``param`` by ``scale[row]`` (None: 1)."""
+        self._row_decay = getattr(self, "_row_decay", {})
+        if scale is None:
+            self._row_decay.pop(id(param), None)
+        else:
+            self._row_decay[id(param)] = scale.to(device=param.device, dtype=param.dtype)
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        row_decay = getattr(self, "_row_decay", {})
         for group in self.param_groups:
             lr, eps, decay = group["lr"], group["eps"], group.get("weight_decay", 0.0)
             for p in group["params"]:
@@ -59,13 +72,19 @@ class RowwiseAdagrad(torch.optim.Optimizer):
                     rows = grad._indices()[0]
                     values = grad._values()
                     if decay:
-                        values = values + decay * p.index_select(0, rows)
+                        shrink = p.index_select(0, rows)
+                        scale = row_decay.get(id(p))
+                        if scale is not None:
+                            shrink.mul_(scale.index_select(0, rows).unsqueeze(1))
+                        values = torch.add(values, shrink, alpha=decay)
                     acc.index_add_(0, rows, values.pow(2).mean(dim=1))
                     scale = acc.index_select(0, rows).sqrt_().add_(eps).reciprocal_()
                     p.index_add_(0, rows, values * scale.unsqueeze(1), alpha=-lr)
                 else:
                     if decay:
-                        grad = grad + decay * p
+                        scale = row_decay.get(id(p))
+                        shrink = p if scale is None else p * scale.unsqueeze(1)
+                        grad = grad + decay * shrink
                     acc.add_(grad.pow(2).mean(dim=1))
                     p.addcmul_(grad, acc.sqrt().add_(eps).reciprocal_().unsqueeze(1), value=-lr)
         return loss
@@ -146,3 +165,28 @@ def build_optimizers(model: nn.Module, config: TrainConfig, epoch: int) -> Optim
     return OptimizerSet({"embeddings": RowwiseAdagrad(tables, lr=config.resolved_embedding_lr,
                                                       weight_decay=decay),
                          "dense": torch.optim.Adam(dense, lr=lr)})
+
+
+def row_decay_scales(model: nn.Module, config: TrainConfig, user_index: torch.Tensor,
+                     item_index: torch.Tensor) -> dict:
+    """Per-row L2 multipliers ``{table weight: FloatTensor[n]}`` from training frequencies.
+
+    A row looked up ``c`` times per epoch (mean over the table's rows ``c_mean``) gets
+    ``(c / c_mean) ** (l2_frequency_exponent - 1)`` per lookup, so its penalty per epoch is
+    ``l2 * (c / c_mean) ** l2_frequency_exponent`` (exponent 1: plain per-lookup L2; 0: the same
+    for every row, as a Gaussian prior gives). Bias tables also get ``l2_bias / l2``.
+    """
+    power = config.l2_frequency_exponent - 1.0
+    counts = {}
+    out = {}
+    for table, side in model.embedding_tables():
+        if side not in counts:
+            index = user_index if side == "user" else item_index
+            c = torch.bincount(index, minlength=table.num_embeddings).to(torch.float64)
+            c = c[:table.num_embeddings]
+            counts[side] = (c / c[c > 0].mean()).clamp_(min=1.0 / max(float(c.max()), 1.0))
+        scale = counts[side].pow(power) if power else torch.ones_like(counts[side])
+        if table.embedding_dim == 1 and config.l2_bias is not None and config.l2 > 0:
+            scale = scale * (config.l2_bias / config.l2)
+        out[table.weight] = scale.to(torch.float32)
+    return out

@@ -23,6 +23,7 @@ from .optim import (
     OptimizerSet,
     build_optimizers,
     l2_in_optimizer,
+    row_decay_scales,
     set_sparse_embeddings,
     uses_sparse_gradients,
 )
@@ -232,6 +233,7 @@ class Trainer:
         valid = RatingTensors.from_arrays(valid, self.device) if valid is not None else None
         if valid is not None and len(valid) == 0:
             valid = None
+        self._set_row_decay(train)
         threads = torch.get_num_threads()
         if self.config.num_threads:
             torch.set_num_threads(self.config.num_threads)
@@ -243,6 +245,17 @@ class Trainer:
         if self.best_state_dict is None:
             self.best_state_dict = self._cpu_state()
         return self.state
+
+    def _set_row_decay(self, train: RatingTensors) -> None:
+        cfg = self.config
+        opt = self.optimizers.optimizers.get("embeddings")
+        if not (l2_in_optimizer(cfg) and hasattr(opt, "set_row_decay")):
+            return
+        if cfg.l2_frequency_exponent == 1.0 and cfg.l2_bias is None:
+            return
+        for weight, scale in row_decay_scales(self.model, cfg, train.user_index,
+                                              train.item_index).items():
+            opt.set_row_decay(weight, scale)
 
     def _cpu_state(self) -> dict:
         return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
