@@ -1,4 +1,7 @@
-"""NeuMF config sweep on the ceiling split: neumf_sweep.py SCALE THREADS GRID_JSON (list of TrainConfig dicts)."""
+"""NeuMF config sweep on the ceiling split.
+
+Usage: neumf_sweep.py SCALE THREADS GRID_JSON (a list of TrainConfig dicts).
+"""
 
 import json
 import sys
@@ -33,7 +36,8 @@ for spec in grid:
     h = t.state.history
     best = min(x["valid_rmse"] for x in h)
     print(
-        f"{json.dumps(spec)} {model_opts}: valid {best:.4f} gap {(gm - best) / (gm - br):.1%} ep {t.state.best_epoch}/{len(h)} "
+        f"{json.dumps(spec)} {model_opts}: valid {best:.4f} gap {(gm - best) / (gm - br):.1%} "
+        f"ep {t.state.best_epoch}/{len(h)} "
         f"med {np.median([x['samples_per_s'] for x in h]):,.0f}/s {time.time() - t0:.0f}s",
         flush=True,
     )
