@@ -14,6 +14,7 @@ from recmodels import data as D  # noqa: E402
 from recmodels.datasets import make_ratings  # noqa: E402
 from recmodels.devices import resolve_device  # noqa: E402
 from recmodels.errors import (  # noqa: E402
+    ConfigError,
     DataError,
     DeviceError,
     DivergedError,
@@ -84,21 +85,56 @@ def test_every_optimizer_lowers_the_loss(tiny, optimizer):
     assert history[-1]["train_mse"] < history[0]["train_mse"]
 
 
-def test_seeded_training_is_deterministic(tiny):
-    config = TrainConfig(epochs=2, batch_size=64, device="cpu")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_seeded_training_is_deterministic(tiny, precision):
+    config = TrainConfig(epochs=2, batch_size=64, device="cpu", precision=precision)
     a, b = fit_tiny(tiny, config), fit_tiny(tiny, config)
     for key, value in a.model.state_dict().items():
         assert torch.equal(value, b.model.state_dict()[key]), key
     assert [h["train_mse"] for h in a.state.history] == [h["train_mse"] for h in b.state.history]
 
 
+def test_bf16_autocasts_the_mlp_only_and_still_learns(tiny):
+    trainer = Trainer(tiny_model(), TrainConfig(device="cpu", precision="bf16"), CPU, log=None,
+                      progress=False)
+    assert trainer.autocast_dtype == torch.bfloat16
+    seen = {}
+    trainer.model.mlp[1].register_forward_hook(lambda m, i, o: seen.__setitem__("mlp", o.dtype))
+    trainer.model.predict.register_forward_hook(lambda m, i, o: seen.__setitem__("predict", o.dtype))
+    users, items = torch.as_tensor(tiny[0][:8]), torch.as_tensor(tiny[1][:8])
+    with trainer._autocast():
+        out = trainer.model(users, items)
+    assert (seen["mlp"], seen["predict"], out.dtype) == (torch.bfloat16, torch.float32, torch.float32)
+    fp32_config = TrainConfig(device="cpu", precision="fp32")
+    assert Trainer(tiny_model(), fp32_config, CPU, log=None).autocast_dtype is None
+
+    config = dict(epochs=3, batch_size=64, patience=None, device="cpu")
+    fp32 = fit_tiny(tiny, TrainConfig(precision="fp32", **config))
+    bf16 = fit_tiny(tiny, TrainConfig(precision="bf16", **config))
+    a, b = fp32.model.mlp[1].weight, bf16.model.mlp[1].weight
+    assert not torch.equal(a, b) and bf16.model.mlp[1].weight.dtype == torch.float32
+    assert bf16.state.history[-1]["train_mse"] < bf16.state.history[0]["train_mse"]
+    assert abs(bf16.state.history[-1]["valid_mse"] - fp32.state.history[-1]["valid_mse"]) < 0.05
+
+
+def test_precision_is_validated_and_old_configs_load_as_fp32():
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig(precision="fp16")
+    assert TrainConfig().precision == "bf16"
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "precision"}
+    assert TrainConfig.from_dict(old).precision == "fp32"
+    assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
+
+
 class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("optimizer", ["rowwise-adagrad", "notebook", "sparse-adam"])
-def test_resume_after_interruption_matches_uninterrupted(tiny, optimizer):
-    config = TrainConfig(epochs=4, batch_size=64, optimizer=optimizer, patience=None, device="cpu")
+@pytest.mark.parametrize("optimizer,precision", [("rowwise-adagrad", "fp32"), ("rowwise-adagrad", "bf16"),
+                                                 ("notebook", "fp32"), ("sparse-adam", "fp32")])
+def test_resume_after_interruption_matches_uninterrupted(tiny, optimizer, precision):
+    config = TrainConfig(epochs=4, batch_size=64, optimizer=optimizer, patience=None, device="cpu",
+                         precision=precision)
     full = fit_tiny(tiny, config)
 
     saved = {}

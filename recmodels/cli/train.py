@@ -12,7 +12,7 @@ _OPTIONS = {
     "epochs": "int", "batch_size": "int", "lr": "float", "embedding_lr": "float",
     "optimizer": "str", "l2": "float", "patience": "int", "device": "str", "seed": "int",
     "out": "path", "duplicates": "str", "embedding_dim": "int", "num_layers": "int",
-    "use_bias": "bool", "threads": "int",
+    "use_bias": "bool", "threads": "int", "precision": "str",
 }
 _DEFAULTS = {"model": "neumf", "embedding_fill": "zeros", "user_col": "user_id",
              "item_col": "item_id", "rating_col": "rating", "rating_range": (1.0, 5.0),
@@ -86,6 +86,9 @@ def _load_toml(path: str) -> dict:
 @click.option("--use-bias/--no-bias", default=None, help="User/item bias terms [default: on].")
 @click.option("--device", help="auto, cpu, cuda or cuda:N [default: auto].")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch.")
+@click.option("--precision", type=click.Choice(["bf16", "fp32"]),
+              help="Training forward of the MLP tower in bf16 autocast or fp32 (evaluation is "
+                   "always fp32) [default: bf16].")
 @click.option("--seed", type=int, help="Seed of split, initialisation, shuffling [default: 0].")
 @click.option("--out", type=click.Path(), help="Run directory to write (required).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out from last.pt.")
@@ -121,7 +124,7 @@ def train(config_file, **flags):
     train_fields = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr",
                     "embedding_lr": "embedding_lr", "optimizer": "optimizer", "l2": "l2",
                     "patience": "patience", "device": "device", "seed": "seed",
-                    "threads": "num_threads"}
+                    "threads": "num_threads", "precision": "precision"}
     if resume:
         overrides = {train_fields[k]: given[k] for k in ("epochs", "patience", "device", "threads")
                      if k in given}

@@ -91,7 +91,15 @@ class RatingModelBase(nn.Module):
         -------
         FloatTensor of shape (B,)
         """
-        out = self.predict(self.features(user_index, item_index)).squeeze(-1) + self.global_mean
+        features = self.features(user_index, item_index)
+        device_type = features.device.type
+        if torch.is_autocast_enabled(device_type):
+            # Mixed-precision training autocasts the MLP tower only; the predict layer (one
+            # output, negligible cost) stays fp32 so predictions are not rounded to bf16.
+            with torch.autocast(device_type, enabled=False):
+                out = self.predict(features.float()).squeeze(-1) + self.global_mean
+        else:
+            out = self.predict(features).squeeze(-1) + self.global_mean
         if self.config.use_bias:
             out = out + self.user_bias(user_index).squeeze(-1) + self.item_bias(item_index).squeeze(-1)
         return out

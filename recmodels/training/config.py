@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 
 OPTIMIZERS = ("rowwise-adagrad", "adam", "sparse-adam", "sgd", "notebook")
+PRECISIONS = ("fp32", "bf16")
 
 # Learning rates used when TrainConfig.lr / embedding_lr are left as None.
 DEFAULT_LR = {"rowwise-adagrad": 1e-3, "adam": 1e-3, "sparse-adam": 1e-3, "sgd": 0.05,
@@ -58,6 +59,13 @@ class TrainConfig:
         ``torch.set_num_threads`` while training; ``None`` leaves torch's setting alone.
     eval_batch_size : int
         Rows per forward pass when predicting validation/test rows.
+    precision : {"bf16", "fp32"}
+        ``"bf16"`` (default): the training forward of the MLP tower runs under
+        ``torch.autocast(dtype=torch.bfloat16)`` (its Linear layers compute in bf16); the
+        embeddings, the predict layer, the loss, the parameters and the optimizer state stay
+        fp32, and evaluation/prediction is always fp32. On CUDA without bf16 support it falls
+        back to fp32. ``"fp32"``: everything in fp32. Configs saved before this option existed
+        load as ``"fp32"`` (how they were trained).
     """
 
     epochs: int = 10
@@ -73,6 +81,7 @@ class TrainConfig:
     device: str = "auto"
     num_threads: int | None = None
     eval_batch_size: int = 65536
+    precision: str = "bf16"
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -98,6 +107,8 @@ class TrainConfig:
             raise ConfigError(f"patience must be a positive integer or None; got {self.patience!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed must be an integer; got {self.seed!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
         if self.num_threads is not None and (not isinstance(self.num_threads, int)
                                              or self.num_threads < 1):
             raise ConfigError(f"num_threads must be a positive integer; got {self.num_threads!r}")
@@ -123,7 +134,7 @@ class TrainConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
-        return cls(**data)
+        return cls(**{"precision": "fp32", **data})
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with some fields changed (validated again)."""

@@ -6,6 +6,7 @@ tensors, each epoch draws one seeded permutation and every batch is a slice of i
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import sys
@@ -162,6 +163,24 @@ class Trainer:
         self.optimizers: OptimizerSet = self._optimizers_for(1)
         self.best_state_dict: dict | None = None
 
+    # -- precision -----------------------------------------------------------
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The autocast dtype of the training forward (``None``: plain fp32)."""
+        if self.config.precision != "bf16":
+            return None
+        if self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            return None
+        if self.device.type not in ("cpu", "cuda"):
+            return None
+        return torch.bfloat16
+
+    def _autocast(self):
+        dtype = self.autocast_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
     # -- state ---------------------------------------------------------------
     def _optimizers_for(self, epoch: int) -> OptimizerSet:
         set_sparse_embeddings(self.model, uses_sparse_gradients(self.config, epoch))
@@ -278,7 +297,9 @@ class Trainer:
             rows = order[lo:lo + batch]
             users, items = train.user_index[rows], train.item_index[rows]
             ratings = train.rating[rows]
-            loss = nn.functional.mse_loss(model(users, items), ratings)
+            with self._autocast():
+                pred = model(users, items)
+            loss = nn.functional.mse_loss(pred.float(), ratings)
             loss_sum += loss.detach() * rows.shape[0]
             if penalty:
                 loss = loss + penalty * model.l2_penalty(users, items)
