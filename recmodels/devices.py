@@ -64,3 +64,30 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     if index >= count:
         raise DeviceError(f"device {spec!r} does not exist; this machine has {count} CUDA device(s)")
     return torch.device("cuda", index)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX-BF16).
+
+    Elsewhere bf16 is emulated and slower than fp32, so bf16 training falls back to fp32.
+    Read from ``/proc/cpuinfo``; False where that does not exist.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def supports_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast pays on ``device`` (native bf16 on this CPU or GPU)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return cpu_has_native_bf16()
+    return False

@@ -36,6 +36,12 @@ def dense_split():
     return syn, D.split_interactions(syn.ratings, seed=0)
 
 
+@pytest.fixture(autouse=True)
+def native_bf16(monkeypatch):
+    """Exercise the bf16 path on any CPU (without native bf16 the trainer falls back to fp32)."""
+    monkeypatch.setattr("recmodels.training.trainer.supports_bf16", lambda device: True)
+
+
 @pytest.fixture(scope="module")
 def tiny():
     rng = np.random.default_rng(0)
@@ -115,6 +121,12 @@ def test_bf16_autocasts_the_mlp_only_and_still_learns(tiny):
     assert not torch.equal(a, b) and bf16.model.mlp[1].weight.dtype == torch.float32
     assert bf16.state.history[-1]["train_mse"] < bf16.state.history[0]["train_mse"]
     assert abs(bf16.state.history[-1]["valid_mse"] - fp32.state.history[-1]["valid_mse"]) < 0.05
+
+
+def test_bf16_falls_back_to_fp32_without_native_support(monkeypatch):
+    monkeypatch.setattr("recmodels.training.trainer.supports_bf16", lambda device: False)
+    trainer = Trainer(tiny_model(), TrainConfig(device="cpu", precision="bf16"), CPU, log=None)
+    assert trainer.autocast_dtype is None
 
 
 def test_precision_is_validated_and_old_configs_load_as_fp32():

@@ -63,9 +63,10 @@ class TrainConfig:
         ``"bf16"`` (default): the training forward of the MLP tower runs under
         ``torch.autocast(dtype=torch.bfloat16)`` (its Linear layers compute in bf16); the
         embeddings, the predict layer, the loss, the parameters and the optimizer state stay
-        fp32, and evaluation/prediction is always fp32. On CUDA without bf16 support it falls
-        back to fp32. ``"fp32"``: everything in fp32. Configs saved before this option existed
-        load as ``"fp32"`` (how they were trained).
+        fp32, and evaluation/prediction is always fp32. On a device without native bf16
+        (a GPU without bf16, a CPU without AVX512-BF16/AMX) it falls back to fp32, where
+        emulated bf16 would be slower. ``"fp32"``: everything in fp32. Configs saved before
+        this option existed load as ``"fp32"`` (how they were trained).
     """
 
     epochs: int = 10

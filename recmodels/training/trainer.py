@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..devices import supports_bf16
 from ..errors import DataError, DivergedError
 from .config import TrainConfig
 from .optim import (
@@ -167,11 +168,7 @@ class Trainer:
     @property
     def autocast_dtype(self) -> torch.dtype | None:
         """The autocast dtype of the training forward (``None``: plain fp32)."""
-        if self.config.precision != "bf16":
-            return None
-        if self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            return None
-        if self.device.type not in ("cpu", "cuda"):
+        if self.config.precision != "bf16" or not supports_bf16(self.device):
             return None
         return torch.bfloat16
 
