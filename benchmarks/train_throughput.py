@@ -29,6 +29,7 @@ from torch.utils import data as tud
 
 from recmodels import data as D
 from recmodels.datasets import make_ratings
+from recmodels.devices import resolve_device
 from recmodels.models import ModelConfig, build_model
 from recmodels.training import TrainConfig, Trainer
 
@@ -74,12 +75,19 @@ class NotebookDataSet(tud.Dataset):
         return self.users[idx], self.items[idx], self.ratings[idx]
 
 
-def notebook_loop(train, n_users, n_items, steps: int, seed: int) -> float:
-    """Samples/s of the notebook's training loop over ``steps`` batches of 256."""
+def notebook_loop(train, n_users, n_items, steps: int, seed: int, device=None) -> float:
+    """Samples/s of the notebook's training loop over ``steps`` batches of 256.
+
+    As in the notebook, the dataset's tensors live on ``device`` and the DataLoader collates
+    one sample at a time.
+    """
     torch.manual_seed(seed)
-    model = NotebookModel(n_users, n_items)
-    loader = tud.DataLoader(NotebookDataSet(train.user_index, train.item_index, train.rating),
-                            batch_size=256, shuffle=True)
+    device = device or torch.device("cpu")
+    model = NotebookModel(n_users, n_items).to(device)
+    dataset = NotebookDataSet(train.user_index, train.item_index, train.rating)
+    dataset.users, dataset.items, dataset.ratings = (
+        t.to(device) for t in (dataset.users, dataset.items, dataset.ratings))
+    loader = tud.DataLoader(dataset, batch_size=256, shuffle=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     criterion = nn.MSELoss()
     model.train()
@@ -112,12 +120,16 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-option", action="append", default=[], metavar="KEY=JSON",
                         help="override a TrainConfig field, e.g. batch_size=8192")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="recmodels batch size (default: TrainConfig's)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.small:
         args.users, args.items, args.ratings = 10_000, 6_000, 440_000
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
 
     t0 = time.perf_counter()
     syn = make_ratings(args.users, args.items, args.ratings, seed=args.seed)
@@ -130,18 +142,20 @@ def main(argv=None):
           f"global-mean rmse {syn.global_mean_rmse:.4f}, planted best {syn.best_rmse:.4f}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
-    nb = notebook_loop(train, len(users), len(items), args.notebook_steps, args.seed)
+    nb = notebook_loop(train, len(users), len(items), args.notebook_steps, args.seed, device)
     print(f"notebook loop (Dataset+DataLoader, batch 256, dense Adam): {nb:,.0f} samples/s "
           f"-> {len(train) / nb:,.0f} s/epoch (projected)")
 
     overrides = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.train_option)}
     if args.epochs:
         overrides["epochs"] = args.epochs
-    config = TrainConfig(device="cpu", seed=args.seed, **overrides)
+    if args.batch_size:
+        overrides["batch_size"] = args.batch_size
+    config = TrainConfig(device=str(device), seed=args.seed, **overrides)
     torch.manual_seed(args.seed)
     model = build_model(ModelConfig("neumf", len(users), len(items),
                                     global_mean=float(train.rating.mean())))
-    trainer = Trainer(model, config, torch.device("cpu"), log=print, progress=False)
+    trainer = Trainer(model, config, device, log=print, progress=False)
     trainer.fit(train, valid)
     history = trainer.state.history
     sps = float(np.median([h["samples_per_s"] for h in history]))
@@ -156,7 +170,8 @@ def main(argv=None):
           f"{closed:.1%} of the gap closed")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"notebook_samples_per_s": nb, "samples_per_s": sps, "seconds_per_epoch": secs,
+            json.dump({"device": str(device), "notebook_samples_per_s": nb, "samples_per_s": sps,
+                       "seconds_per_epoch": secs,
                        "speedup": sps / nb, "valid_rmse": best, "gap_closed": closed,
                        "config": config.to_dict(), "history": history,
                        "data": {"users": len(users), "items": len(items), "train": len(train),
@@ -165,4 +180,9 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from recmodels.errors import RecmodelsError
+
+    try:
+        main()
+    except RecmodelsError as exc:  # e.g. --device cuda without a GPU: one line, exit 1
+        raise SystemExit(f"error: {exc}") from None
