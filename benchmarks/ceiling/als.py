@@ -26,7 +26,8 @@ def load(scale):
     return syn, tr, va, len(users), len(items)
 
 
-def solve_side(idx, n, X, y, lam_vec, chunk=400_000, alpha=0.0):
+def normal_equations(idx, n, X, y, chunk=400_000):
+    """Per-row Gram matrices ``G[r] = sum x x^T`` and ``b[r] = sum x y`` over the rows of each index."""
     k = X.shape[1]
     G = torch.zeros(n, k, k, dtype=torch.float64)
     b = torch.zeros(n, k, dtype=torch.float64)
@@ -34,6 +35,11 @@ def solve_side(idx, n, X, y, lam_vec, chunk=400_000, alpha=0.0):
         xi = X[s : s + chunk]
         G.index_add_(0, idx[s : s + chunk], xi.unsqueeze(2) * xi.unsqueeze(1))
         b.index_add_(0, idx[s : s + chunk], xi * y[s : s + chunk].unsqueeze(1))
+    return G, b
+
+
+def solve_side(idx, n, X, y, lam_vec, chunk=400_000, alpha=0.0):
+    G, b = normal_equations(idx, n, X, y, chunk)
     cnt = torch.bincount(idx, minlength=n).double().clamp(min=1)
     w = (cnt / cnt.mean()) ** alpha
     G += torch.diag(lam_vec) * w[:, None, None]

@@ -10,23 +10,17 @@ import numpy as np
 import torch
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from als import load
+from als import load, normal_equations
 
 from recmodels.datasets import expected_rating
 
 
 def side(idx, n, X, y, prec, sigma2, g, chunk=400_000):
-    k = X.shape[1]
-    G = torch.zeros(n, k, k, dtype=torch.float64)
-    b = torch.zeros(n, k, dtype=torch.float64)
-    for s in range(0, idx.shape[0], chunk):
-        xi = X[s : s + chunk]
-        G.index_add_(0, idx[s : s + chunk], xi.unsqueeze(2) * xi.unsqueeze(1))
-        b.index_add_(0, idx[s : s + chunk], xi * y[s : s + chunk].unsqueeze(1))
+    G, b = normal_equations(idx, n, X, y, chunk)
     A = G / sigma2 + torch.diag(prec)
     L = torch.linalg.cholesky(A)
     mean = torch.cholesky_solve((b / sigma2).unsqueeze(2), L).squeeze(2)
-    z = torch.randn(n, k, 1, generator=g, dtype=torch.float64)
+    z = torch.randn(n, X.shape[1], 1, generator=g, dtype=torch.float64)
     noise = torch.linalg.solve_triangular(L.transpose(1, 2), z, upper=True).squeeze(2)
     return mean + noise
 
