@@ -24,6 +24,10 @@ COMMANDS = {
 }
 
 
+# what the `train` extra adds; the base install (scoring) works without them
+TRAIN_EXTRA_MODULES = {"torch", "onnx", "onnxscript", "sklearn", "matplotlib"}
+
+
 class LazyGroup(click.Group):
     """A group that imports each command's module only when that command is used."""
 
@@ -42,6 +46,14 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except RecmodelsError as exc:
             raise click.ClickException(str(exc)) from None
+        except ImportError as exc:
+            missing = (exc.name or "").split(".")[0]
+            if missing in TRAIN_EXTRA_MODULES:
+                raise click.ClickException(
+                    f"this command needs {missing}, which the base install leaves out; "
+                    "install the training extra: pip install 'recmodels[train]'"
+                ) from None
+            raise
         except MemoryError:
             raise click.ClickException("out of memory; use a smaller --batch-size") from None
         except OSError as exc:
