@@ -262,6 +262,9 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+_INT64_MAX = np.iinfo(np.int64).max
+
+
 def normalize_ids(values: pd.Series, where: str, column: str) -> pd.Series:
     """Return ids as int64 when all are integral numbers, else as strings.
 
@@ -278,6 +281,8 @@ def normalize_ids(values: pd.Series, where: str, column: str) -> pd.Series:
     if pd.api.types.is_bool_dtype(dtype):
         return values.astype(np.int64)
     if pd.api.types.is_integer_dtype(dtype):
+        if pd.api.types.is_unsigned_integer_dtype(dtype) and len(values) and values.max() > _INT64_MAX:
+            return values.astype(str)  # beyond int64 (e.g. uint64 hashes): string ids, as in a CSV
         return values.astype(np.int64)
     if pd.api.types.is_float_dtype(dtype):
         arr = values.to_numpy(dtype=np.float64)
@@ -611,12 +616,13 @@ def split_interactions(
 def _sortable(values: pd.Series, column: str) -> np.ndarray:
     if values.isna().any():
         raise DataError(f"timestamp column {column!r} has empty values; fill or drop them")
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return values.to_numpy().astype("datetime64[ns]").astype(np.int64)
+    if not pd.api.types.is_datetime64_any_dtype(values.dtype):
+        values = _timestamp_column(values, "data", column)
     if pd.api.types.is_numeric_dtype(values.dtype):
         return values.to_numpy(dtype=np.float64)
-    parsed = _timestamp_column(values, "data", column)
-    return parsed.to_numpy().astype("datetime64[ns]").astype(np.int64)
+    if isinstance(values.dtype, pd.DatetimeTZDtype):  # tz-aware: compare as UTC instants
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    return values.to_numpy().astype("datetime64[ns]").astype(np.int64)
 
 
 def _take(df: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:

@@ -46,6 +46,8 @@ def _to_numpy_with_nulls(ids) -> tuple[np.ndarray, np.ndarray | None]:
             mask = None
         if isinstance(ids.dtype, pd.StringDtype) or ids.dtype == object:
             values = ids.astype(object).to_numpy()
+        elif mask is not None and pd.api.types.is_integer_dtype(ids.dtype):
+            values = ids.to_numpy(dtype=np.int64, na_value=0)  # not float64: exact beyond 2**53
         elif mask is not None:
             values = ids.to_numpy(dtype=np.float64, na_value=0)
         else:

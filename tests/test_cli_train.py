@@ -85,6 +85,21 @@ def test_hybrid_and_toml_config(files, tmp_path):
     assert state["item_pretrained"].shape == (config["model"]["n_items"], 6)
 
 
+@pytest.mark.parametrize("line, fragment", [
+    ('rating_range = ["a", 5]', "rating_range must be [MIN, MAX]"),
+    ('use_bias = "no"', "use_bias must be true or false"),
+    ('epochs = "3"', "epochs must be an integer"),
+    ("lr = true", "lr must be a number"),
+])
+def test_toml_values_of_the_wrong_type_are_one_line(files, tmp_path, line, fragment):
+    toml = tmp_path / "train.toml"
+    toml.write_text(line + "\n")
+    out = tmp_path / "run"
+    result = invoke("--config", toml, "--data", files["ratings"], "--out", out)
+    assert_one_line_failure(result, "train.toml", fragment)
+    assert not out.exists()
+
+
 def test_pre_split_files(files, synthetic, tmp_path):
     df = synthetic.ratings.sample(frac=1, random_state=0)
     parts = {}

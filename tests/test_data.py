@@ -85,6 +85,16 @@ def test_string_ids_stay_strings_and_integral_floats_become_int(tmp_path):
     assert df["user_id"].tolist() == ["007", "8"]  # leading zeros make it a string id
 
 
+def test_uint64_ids_beyond_int64_become_strings_not_wrapped(tmp_path):
+    # 64-bit hashes stored as uint64: casting to int64 used to wrap them to negative ids
+    big = np.array([2**63 + 5, 2**63 + 7, 3], dtype=np.uint64)
+    table = pa.table({"user_id": big, "item_id": np.array([1, 2, 3], np.uint64), "rating": [1, 2, 3]})
+    pq.write_table(table, tmp_path / "u.parquet")
+    df = read_interactions(tmp_path / "u.parquet")
+    assert df["user_id"].tolist() == [str(2**63 + 5), str(2**63 + 7), "3"]
+    assert df["item_id"].dtype == np.int64 and df["item_id"].tolist() == [1, 2, 3]
+
+
 def test_type_change_after_the_first_block_is_found(tmp_path):
     # pyarrow infers types from the first block (1 MB); a bad value further down still gets
     # a clear message with its row number.
@@ -252,6 +262,18 @@ def test_leave_last_out():
         split_interactions(df, method="leave-last-out")
     with pytest.raises(DataError, match="at least one user with 3 or more"):
         split_interactions(df[df.user_id == 2], method="leave-last-out", columns=cols)
+
+
+def test_leave_last_out_with_tz_aware_timestamps_orders_by_instant(recwarn):
+    cols = Columns(timestamp="ts")
+    ts = pd.to_datetime(["2024-01-01 12:00+02:00", "2024-01-01 11:30+00:00", "2024-01-01 11:00+00:00"],
+                        utc=True)
+    df = pd.DataFrame({"user_id": [1, 1, 1], "item_id": [10, 11, 12], "rating": [1.0, 2.0, 3.0],
+                       "ts": ts.tz_convert("Europe/Paris")})
+    split = split_interactions(df, method="leave-last-out", columns=cols)
+    # 12:00+02:00 is 10:00 UTC, the earliest: train; 11:30 UTC is the latest: test
+    assert split.test.item_id.tolist() == [11] and split.train.item_id.tolist() == [10]
+    assert not [w for w in recwarn if "timezone" in str(w.message)]
 
 
 def test_leave_last_out_matches_a_groupby_reference():

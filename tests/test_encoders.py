@@ -31,6 +31,14 @@ def test_int_transform_unknown_and_nulls(span):
     assert got.tolist() == [1, UNKNOWN, UNKNOWN, 2, UNKNOWN, UNKNOWN]
 
 
+def test_nullable_int_ids_beyond_2_53_keep_their_value():
+    # an Int64 column with a null used to go through float64 and lose the low bits
+    classes = np.array([2**62 + 1, 2**62 + 2, 2**62 + 3])
+    enc = IdEncoder("user").fit(classes)
+    got = enc.transform(pd.Series([2**62 + 3, None, 2**62 + 1, 2**62 + 4], dtype="Int64"))
+    assert got.tolist() == [2, UNKNOWN, 0, UNKNOWN]
+
+
 def test_accepts_arrow_arrays_with_nulls():
     enc = IdEncoder("item").fit(["a", "b"])
     got = enc.transform(pa.chunked_array([["b", None], ["zz", "a"]]))

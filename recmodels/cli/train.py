@@ -34,12 +34,29 @@ def _load_toml(path: str) -> dict:
     if unknown:
         raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}; "
                           "see `recmodels train --help`")
-    if "rating_range" in table:
-        value = table["rating_range"]
-        if not (isinstance(value, list) and len(value) == 2):
-            raise ConfigError(f"{path}: rating_range must be [MIN, MAX]")
-        table["rating_range"] = tuple(float(v) for v in value)
+    for key, value in table.items():
+        kind = _OPTIONS[key]
+        if kind == "range":
+            if not (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)):
+                raise ConfigError(f"{path}: rating_range must be [MIN, MAX] (two numbers), got {value!r}")
+            table[key] = tuple(float(v) for v in value)
+        elif not _TOML_TYPES[kind][1](value):
+            raise ConfigError(f"{path}: {key} must be {_TOML_TYPES[kind][0]}, got {value!r}")
     return table
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# option kind -> (description for messages, check of a TOML value)
+_TOML_TYPES = {
+    "path": ("a string (a path)", lambda v: isinstance(v, str)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "float": ("a number", _is_number),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+}
 
 
 @click.command()
