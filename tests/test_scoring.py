@@ -285,6 +285,31 @@ def test_resume_skips_complete_parts(tmp_path, mf):
         score(mf.path, src, tmp_path / "x.parquet", resume=True, **kw)
 
 
+@pytest.mark.parametrize("layout", ["row-groups", "files"])
+def test_resume_mid_input_reads_from_the_right_row(tmp_path, mf, layout):
+    """Resuming skips whole row groups / files before the first missing part, and no more."""
+    df = pairs(mf, 1000, seed=12)
+    if layout == "row-groups":
+        src = tmp_path / "in.parquet"
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), src, row_group_size=90)
+    else:
+        src = tmp_path / "in"
+        src.mkdir()
+        for k, lo in enumerate(range(0, 1000, 300)):
+            df.iloc[lo : lo + 300].to_parquet(src / f"f{k}.parquet", index=False)
+    out = tmp_path / "out"
+    kw = dict(device="cpu", part_rows=128, batch_size=50)
+    score(mf.path, src, out, **kw)
+    clean = pd.read_parquet(out)
+    for k in range(3, 8):  # parts 3.. start at row 384, inside a row group / the second file
+        (out / f"part-{k:05d}.parquet").unlink()
+        (out / f"_part-{k:05d}.json").unlink()
+    (out / "_SUCCESS").unlink()
+    rep = score(mf.path, src, out, resume=True, **kw)
+    assert rep.parts_resumed == 3 and rep.parts_written == 5
+    pd.testing.assert_frame_equal(pd.read_parquet(out), clean)
+
+
 def test_existing_file_output_refused_then_overwritten(tmp_path, mf):
     src = write_input(pairs(mf, 50), tmp_path / "in.csv", "csv")
     out = tmp_path / "o.csv"

@@ -108,13 +108,8 @@ class InputSource:
                 # it reads ahead until the reader is done: RSS grew with the input size
                 pfile = pq.ParquetFile(self.files[0], pre_buffer=False)
                 meta = pfile.metadata
-                groups, offset, first = [], 0, None
-                for g in range(meta.num_row_groups):
-                    rows = meta.row_group(g).num_rows
-                    if offset + rows > start_row:
-                        groups.append(g)
-                        first = offset if first is None else first
-                    offset += rows
+                sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+                groups, first = _pieces_from(sizes, start_row)
                 if not groups:
                     return
                 iterator = pfile.iter_batches(
@@ -122,14 +117,10 @@ class InputSource:
                 )
                 offset = first
             else:
-                files, offset, first = [], 0, None
-                for file, rows in zip(self.files, self.file_rows, strict=True):
-                    if offset + rows > start_row:
-                        files.append(file)
-                        first = offset if first is None else first
-                    offset += rows
-                if not files:
+                chosen, first = _pieces_from(self.file_rows, start_row)
+                if not chosen:
                     return
+                files = [self.files[k] for k in chosen]
                 dataset = self._dataset
                 if len(files) != len(self.files):
                     dataset = ds.dataset(
@@ -372,3 +363,15 @@ def open_input(
         "hive" if base else None,
         base,
     )
+
+
+def _pieces_from(sizes, start_row: int) -> tuple[list[int], int | None]:
+    """Indices of the consecutive pieces (row groups, files) holding rows at or after
+    ``start_row``, and the input row where the first of them starts."""
+    chosen, offset, first = [], 0, None
+    for k, rows in enumerate(sizes):
+        if offset + rows > start_row:
+            chosen.append(k)
+            first = offset if first is None else first
+        offset += rows
+    return chosen, first
