@@ -270,13 +270,7 @@ def normalize_ids(values: pd.Series, where: str, column: str) -> pd.Series:
 
     Null ids raise :class:`DataError` naming the first null row.
     """
-    null = values.isna().to_numpy()
-    if null.any():
-        first = int(np.argmax(null))
-        raise DataError(
-            f"{where}: {int(null.sum())} empty id(s) in column {column!r}, first at {_row(first)}; "
-            "drop or fill those rows"
-        )
+    _reject_empty(values, where, column, "id")
     dtype = values.dtype
     if pd.api.types.is_bool_dtype(dtype):
         return values.astype(np.int64)
@@ -317,14 +311,19 @@ def _numeric_column(values: pd.Series, where: str, column: str, what: str = "rat
     return arr
 
 
-def _timestamp_column(values: pd.Series, where: str, column: str) -> pd.Series:
+def _reject_empty(values: pd.Series, where: str, column: str, what: str) -> None:
+    """Raise :class:`DataError` naming the first empty cell of ``values``, if any."""
     null = values.isna().to_numpy()
     if null.any():
         first = int(np.argmax(null))
         raise DataError(
-            f"{where}: empty timestamp at {_row(first)} in column {column!r} "
-            f"({int(null.sum())} such row(s)); fill or drop them"
+            f"{where}: {int(null.sum())} empty {what}(s) in column {column!r}, first at {_row(first)}; "
+            "drop or fill those rows"
         )
+
+
+def _timestamp_column(values: pd.Series, where: str, column: str) -> pd.Series:
+    _reject_empty(values, where, column, "timestamp")
     if pd.api.types.is_datetime64_any_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
         return values
     numeric = pd.to_numeric(values, errors="coerce")
