@@ -9,6 +9,24 @@ file, row or column at fault and say what to do.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type name when empty), at most ``limit`` chars.
+
+    Library and OS exceptions are often multi-line; user-facing messages quote only this.
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
+def row_label(position: int) -> str:
+    """How every message names a row: the 1-based data row, the header not counted.
+
+    ``position`` is the 0-based position of the row among the data rows (a DataFrame's
+    ``iloc``, an Arrow table's row), so ``row_label(0)`` is ``"data row 1"`` (in a CSV, the line after the header).
+    """
+    return f"data row {int(position) + 1}"
+
+
 class RecmodelsError(Exception):
     """Base class for every user-facing recmodels error."""
 
