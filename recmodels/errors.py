@@ -22,7 +22,8 @@ def row_label(position: int) -> str:
     """How every message names a row: the 1-based data row, the header not counted.
 
     ``position`` is the 0-based position of the row among the data rows (a DataFrame's
-    ``iloc``, an Arrow table's row), so ``row_label(0)`` is ``"data row 1"`` (in a CSV, the line after the header).
+    ``iloc``, an Arrow table's row), so ``row_label(0)`` is ``"data row 1"`` (in a CSV, the
+    line after the header).
     """
     return f"data row {int(position) + 1}"
 
