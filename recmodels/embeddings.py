@@ -14,13 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .data import _first_line, _row, _show, arrow_ids, normalize_ids, read_table
 from .encoders import IdEncoder
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, first_line, row_label
+from .ids import fit_kind, show_id
+from .tables import read_table
 
 __all__ = ["AlignedEmbeddings", "align_item_embeddings", "read_item_embeddings"]
 
 FILL_MODES = ("zeros", "mean")
+_KIND_WORDS = {"int64": "integers", "string": "strings"}
 
 
 @dataclass
@@ -78,14 +80,16 @@ def read_item_embeddings(source, id_col: str = "item_id") -> tuple[np.ndarray, n
     Parameters
     ----------
     source : str, path-like or pandas.DataFrame
-        CSV (``.csv``, ``.csv.gz``), Parquet file or Parquet directory, or a DataFrame.
+        Anything :func:`recmodels.tables.read_table` reads (CSV/TSV, plain or compressed,
+        Parquet, a directory or glob of them), or a DataFrame.
     id_col : str
         The id column; every other column is one vector dimension and must be numeric.
 
     Returns
     -------
     ids : ndarray
-        int64 when all ids are integral, else object (strings); unique.
+        int64 or object (str), as the id rules of :mod:`recmodels.ids` decide for the column
+        (CSV ids are read as text: ``"0204"`` stays a string, ``204.0`` is 204); unique.
     vectors : ndarray of float32, shape (n, d)
         Rows in table order.
 
@@ -94,39 +98,48 @@ def read_item_embeddings(source, id_col: str = "item_id") -> tuple[np.ndarray, n
     DataError
         Missing or empty file, no data rows, missing id column (the message lists the
         columns), no vector columns, non-numeric/empty cells, NaN or infinite values, empty
-        or duplicate ids. Rows are 1-based data rows (header not counted).
+        or duplicate ids. Rows are named ``data row N`` (1-based, header not counted).
     """
     if isinstance(source, pd.DataFrame):
         where = "DataFrame"
         frame = source.reset_index(drop=True)
         frame.columns = [str(c) for c in frame.columns]
+        raw_ids = frame[id_col] if id_col in frame.columns else None
     else:
         table, where = read_table(source, None, what="item embedding", text_columns=(id_col,))
-        if id_col in table.column_names:
-            index = table.schema.get_field_index(id_col)
-            table = table.set_column(index, id_col, arrow_ids(table[id_col]))
-        frame = table.to_pandas()
-    available = list(frame.columns)
-    if id_col not in available:
+        raw_ids = table.column(id_col) if id_col in table.column_names else None
+        frame = table.drop_columns([id_col]) if raw_ids is not None else table
+        frame = frame.to_pandas()
+    if raw_ids is None:
+        available = list(frame.columns)
         shown = ", ".join(repr(c) for c in available[:10]) + (" ..." if len(available) > 10 else "")
         raise DataError(
             f"{where}: no id column {id_col!r} in the item embedding table; its columns are "
             f"{shown}; name the table's id column (id_col)"
         )
-    vector_cols = [c for c in available if c != id_col]
+    vector_cols = [c for c in frame.columns if c != id_col]
     if not vector_cols:
         raise DataError(f"{where}: item embedding table has only the id column {id_col!r}, no vectors")
     if len(frame) == 0:
         raise DataError(f"{where}: item embedding table has a header but no rows")
-    ids = normalize_ids(frame[id_col], where, id_col)
-    dup = ids.duplicated(keep="first").to_numpy()
+    try:
+        _, ids, nulls = fit_kind(raw_ids)
+    except TypeError as exc:
+        raise DataError(f"{where}: id column {id_col!r}: {exc}; ids must be integers or text") from None
+    if nulls is not None:
+        first = int(np.argmax(nulls))
+        raise DataError(
+            f"{where}: {int(nulls.sum())} empty id(s) in column {id_col!r}, first at {row_label(first)}; "
+            "drop or fill those rows"
+        )
+    dup = pd.Series(ids).duplicated(keep="first").to_numpy()
     if dup.any():
         second = int(np.argmax(dup))
-        value = ids.iloc[second]
-        first = int(np.argmax((ids == value).to_numpy()))
+        first = int(np.argmax(ids == ids[second]))
         raise DataError(
-            f"{where}: duplicate item id {_show(value)} in column {id_col!r} at {_row(second)}, "
-            f"first at row {first + 1} ({int(dup.sum())} duplicate(s)); keep one vector per item"
+            f"{where}: duplicate item id {show_id(ids[second])} in column {id_col!r} at "
+            f"{row_label(second)}, first at {row_label(first)} ({int(dup.sum())} duplicate(s)); "
+            "keep one vector per item"
         )
     vectors = np.empty((len(frame), len(vector_cols)), dtype=np.float64)
     for j, col in enumerate(vector_cols):
@@ -143,7 +156,7 @@ def read_item_embeddings(source, id_col: str = "item_id") -> tuple[np.ndarray, n
             if bad_text.any():
                 row = int(np.argmax(bad_text))
                 raise DataError(
-                    f"{where}: non-numeric value {_show(values.iloc[row])} at {_row(row)} in "
+                    f"{where}: non-numeric value {show_id(values.iloc[row])} at {row_label(row)} in "
                     f"embedding column {col!r}; vector cells must be numbers"
                 )
         bad = ~np.isfinite(arr) | (np.abs(arr) > np.finfo(np.float32).max)
@@ -151,36 +164,16 @@ def read_item_embeddings(source, id_col: str = "item_id") -> tuple[np.ndarray, n
             row = int(np.argmax(bad))
             what = "empty or NaN" if raw_missing[row] else f"{arr[row]!r} (NaN/inf or beyond float32)"
             raise DataError(
-                f"{where}: value at {_row(row)} in embedding column {col!r} is {what} "
+                f"{where}: value at {row_label(row)} in embedding column {col!r} is {what} "
                 f"({int(bad.sum())} such cell(s) in that column); vectors must be finite numbers"
             )
         vectors[:, j] = arr
-    out_ids = ids.to_numpy()
-    if out_ids.dtype != np.int64:
-        out_ids = out_ids.astype(object)
-    return out_ids, vectors.astype(np.float32)
+    return ids, vectors.astype(np.float32)
 
 
 def _nan_text(values: pd.Series) -> np.ndarray:
     text = values.astype(str).str.strip().str.lower()
     return text.isin(["nan", "inf", "-inf", "+inf", "infinity", "-infinity"]).to_numpy()
-
-
-def _ids_for_encoder(ids: np.ndarray, encoder: IdEncoder) -> np.ndarray:
-    """Make table ids comparable with the encoder's kind (int ids vs integral text)."""
-    ids = np.asarray(ids)
-    if encoder.kind_ == "string" and ids.dtype.kind in "iu":
-        return ids.astype(str).astype(object)
-    if encoder.kind_ == "int64" and ids.dtype.kind in "USO":
-        parsed = pd.to_numeric(pd.Series(ids, dtype=object), errors="coerce")
-        ok = parsed.notna().all() and np.all(parsed.to_numpy() == np.round(parsed.to_numpy()))
-        if not ok:
-            raise DataError(
-                "item ids in the embedding table are strings (e.g. "
-                f"{_show(ids[0])}) but the ratings' item ids are integers; use the same ids in both"
-            )
-        return parsed.to_numpy().astype(np.int64)
-    return ids
 
 
 def align_item_embeddings(
@@ -227,19 +220,24 @@ def align_item_embeddings(
             "use a table of that width or set the pretrained dimension to match"
         )
     try:
-        index = item_encoder.transform(_ids_for_encoder(ids, item_encoder), unknown="mask")
+        index = item_encoder.transform(ids, unknown="mask")
     except DataError as exc:
-        raise DataError(f"item embedding table: {_first_line(exc)}") from None
+        raise DataError(f"item embedding table: {first_line(exc)}") from None
     known = index >= 0
     if np.unique(index[known]).size != int(known.sum()):
         raise DataError("item embedding table has duplicate item ids; keep one vector per item")
     n_items = len(item_encoder)
     n_matched = int(known.sum())
     if n_matched == 0 and n_items:
+        table_kind = fit_kind(ids)[0]
+        kinds = "" if table_kind == item_encoder.kind_ else (
+            f"; the table's ids are {_KIND_WORDS[table_kind]} but the ratings' item ids are "
+            f"{_KIND_WORDS[item_encoder.kind_]}"
+        )
         raise DataError(
-            f"none of the {ids.shape[0]} item embedding ids (e.g. {_show(ids[0])}) matches an item "
-            f"of the ratings (e.g. {_show(item_encoder.classes_[0])}); check the table and its id "
-            "column"
+            f"none of the {ids.shape[0]} item embedding ids (e.g. {show_id(ids[0])}) matches an item "
+            f"of the ratings (e.g. {show_id(item_encoder.classes_[0])}){kinds}; check the table and its "
+            "id column"
         )
     matrix = np.zeros((n_items, dim), dtype=np.float32)
     matrix[index[known]] = vectors[known]

@@ -15,73 +15,39 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import DataError, NotFittedError
+from .errors import DataError, NotFittedError, first_line, row_label
+from .ids import fit_kind, id_at, show_id, to_kind
 
 UNKNOWN = -1
 """Index returned for ids the encoder never saw (and for null ids)."""
 
-ID_KINDS = ("int64", "string")
-
-# Below this span (max - min + 1) integer ids are mapped through a dense lookup
-# table instead of a hash table: one gather per id, several times faster.
+# Below this span (max - min + 1) integer ids are mapped through a dense lookup table instead of
+# a hash table: one gather per id, several times faster. 256 MB of int64 at most, and never more
+# than 64 slots per id (sparser id ranges use the hash table).
 _MAX_LUT_SPAN = 1 << 25
 
 
-def _to_numpy_with_nulls(ids) -> tuple[np.ndarray, np.ndarray | None]:
-    """Return ``(values, null_mask)``; null positions hold an arbitrary value."""
-    if isinstance(ids, (pa.ChunkedArray, pa.Array)):
-        if ids.null_count:
-            mask = pc.is_null(ids).to_numpy(zero_copy_only=False)
-            fill = "" if pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type) else 0
-            ids = pc.fill_null(ids, fill)
-        else:
-            mask = None
-        return ids.to_numpy(zero_copy_only=False), mask
-    if isinstance(ids, (pd.Series, pd.Index)):
-        mask = ids.isna().to_numpy()
-        if not mask.any():
-            mask = None
-        if isinstance(ids.dtype, pd.StringDtype) or ids.dtype == object:
-            values = ids.astype(object).to_numpy()
-        elif mask is not None and pd.api.types.is_integer_dtype(ids.dtype):
-            values = ids.to_numpy(dtype=np.int64, na_value=0)  # not float64: exact beyond 2**53
-        elif mask is not None:
-            values = ids.to_numpy(dtype=np.float64, na_value=0)
-        else:
-            values = ids.to_numpy()
-        return values, mask
-    values = np.asarray(ids)
-    if values.dtype.kind == "U" and not isinstance(ids, np.ndarray):
-        values = np.empty(len(ids), dtype=object)  # keep strings exactly (no NUL stripping)
-        values[:] = list(ids)
-    if values.dtype.kind == "f":
-        mask = np.isnan(values)
-        return values, (mask if mask.any() else None)
-    if values.dtype == object:
-        mask = pd.isna(values)
-        return values, (mask if mask.any() else None)
-    return values, None
-
-
-def _as_str_objects(values: np.ndarray) -> np.ndarray:
-    """Strings as an object array (numpy's fixed-width unicode would drop trailing NULs)."""
-    if values.dtype == object and all(isinstance(v, str) for v in values[:64]):
-        return values
-    return pd.Series(values, dtype=object).astype(str).to_numpy(dtype=object)
-
-
-def _id_kind(values: np.ndarray) -> str:
+def _kind_of_classes(values: np.ndarray) -> str:
     kind = values.dtype.kind
     if kind in "iub":
         return "int64"
-    if kind == "f":
-        return "float"
     if kind in "USO":
         return "string"
     return str(values.dtype)
+
+
+def unknown_id_error(role: str, value, position: int, count: int | None, *, where: str | None = None,
+                     hint: str = "it was not in the training data") -> DataError:
+    """The one message for an unknown (or null) id, used by training, Python and the CLI.
+
+    ``position`` is the 0-based row among the data rows (named with :func:`row_label`);
+    ``count`` the number of unknown rows in all, when known.
+    """
+    prefix = f"{where}: " if where else ""
+    total = f" ({count:,} unknown in all)" if count is not None else ""
+    return DataError(f"{prefix}unknown {role} id {show_id(value)} at {row_label(position)}{total}; {hint}")
 
 
 class IdEncoder:
@@ -113,32 +79,24 @@ class IdEncoder:
 
     # -- fitting -------------------------------------------------------------
     def fit(self, ids) -> IdEncoder:
-        """Learn the sorted unique ids. Null ids are an error."""
-        values, mask = _to_numpy_with_nulls(ids)
-        if mask is not None:
+        """Learn the sorted unique ids (kind by :mod:`recmodels.ids`' rules). Null ids are an error."""
+        try:
+            kind, values, nulls = fit_kind(ids)
+        except TypeError as exc:
+            raise DataError(f"{self.name} ids: {exc}") from None
+        if nulls is not None:
             raise DataError(
-                f"{mask.sum()} null {self.name} id(s) (first at row {int(np.argmax(mask)) + 1}); "
+                f"{int(nulls.sum())} null {self.name} id(s) (first at {row_label(int(np.argmax(nulls)))}); "
                 "drop or fill them before fitting"
             )
-        kind = _id_kind(values)
-        if kind == "float":
-            if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
-                raise DataError(f"{self.name} ids must be integers or strings, got non-integral floats")
-            values = values.astype(np.int64)
-            kind = "int64"
-        if kind == "int64":
-            classes = np.unique(values.astype(np.int64, copy=False))
-        elif kind == "string":
-            classes = np.sort(pd.unique(_as_str_objects(values)))
-        else:
-            raise DataError(f"{self.name} ids have unsupported dtype {values.dtype}")
+        classes = np.unique(values) if kind == "int64" else np.sort(pd.unique(values))
         return self._set_classes(classes, kind)
 
     @classmethod
     def from_classes(cls, classes, name: str = "id") -> IdEncoder:
         """Rebuild an encoder from its (sorted, unique) classes."""
         values = np.asarray(classes)
-        kind = _id_kind(values) if values.size else "int64"
+        kind = _kind_of_classes(values) if values.size else "int64"
         if kind == "int64":
             values = values.astype(np.int64, copy=False)
         elif kind == "string":
@@ -149,7 +107,7 @@ class IdEncoder:
             ordered = values[1:] > values[:-1]
             if not np.all(ordered):
                 row = int(np.argmin(ordered)) + 1
-                raise DataError(f"{name} id map is not sorted and unique (row {row})")
+                raise DataError(f"{name} id map is not sorted and unique ({row_label(row)})")
         return cls(name)._set_classes(values, kind)
 
     def _set_classes(self, classes: np.ndarray, kind: str) -> IdEncoder:
@@ -157,14 +115,13 @@ class IdEncoder:
         self.kind_ = kind
         self._index = pd.Index(classes)
         self._lut = None
-        self._lut_offset = 0
         if kind == "int64" and classes.size:
             lo, hi = int(classes[0]), int(classes[-1])
             span = hi - lo + 1
             if span <= _MAX_LUT_SPAN and span <= 64 * classes.size + (1 << 16):
-                lut = np.full(span, UNKNOWN, dtype=np.int64)
+                lut = np.full(span + 1, UNKNOWN, dtype=np.int64)  # slot `span`: every id outside
                 lut[classes - lo] = np.arange(classes.size, dtype=np.int64)
-                self._lut, self._lut_offset = lut, lo
+                self._lut, self._lo, self._span = lut, np.int64(lo), np.uint64(span)
         return self
 
     # -- using ---------------------------------------------------------------
@@ -176,75 +133,73 @@ class IdEncoder:
         self._check_fitted()
         return int(self.classes_.size)
 
-    def transform(self, ids, *, unknown: str = "mask") -> np.ndarray:
+    def transform(self, ids, *, unknown: str = "mask", where: str | None = None) -> np.ndarray:
         """Map ids to indices.
 
         Parameters
         ----------
         ids : array-like, pandas Series or pyarrow array of shape (n,)
+            Any input kind; values are read by :mod:`recmodels.ids`' mapping rules (an integer
+            encoder maps ``204``, ``204.0`` and ``"204"`` alike; ``"0204"`` is unknown to it).
         unknown : {"mask", "error"}
             ``"mask"`` returns :data:`UNKNOWN` (-1) for ids not seen at fit time
             and for nulls; ``"error"`` raises :class:`DataError` naming the first one.
+        where : str, optional
+            The input's name, for the error message.
 
         Returns
         -------
         ndarray of int64, shape (n,)
         """
-        self._check_fitted()
-        values, mask = _to_numpy_with_nulls(ids)
-        kind = _id_kind(values)
-        if self.kind_ == "int64":
-            if kind == "float":
-                bad = ~np.isfinite(values) | (values != np.round(values))
-                if mask is not None:
-                    bad &= ~mask
-                if bad.any():
-                    raise DataError(
-                        f"{self.name} id {values[np.argmax(bad)].item()!r} "
-                        f"(row {int(np.argmax(bad)) + 1}) is not "
-                        "an integer; this model was trained with integer ids"
-                    )
-                values = np.where(mask, 0, values) if mask is not None else values
-                values = values.astype(np.int64)
-            elif kind == "string":
-                raise DataError(
-                    f"{self.name} ids are strings but this model was trained with integer ids; "
-                    "pass integer ids (or retrain with string ids)"
-                )
-            elif kind != "int64":
-                raise DataError(f"{self.name} ids have unsupported dtype {values.dtype}")
-            out = self._transform_int(values.astype(np.int64, copy=False))
-        else:
-            values = _as_str_objects(values)
-            out = self._index.get_indexer(values)
-            out = out.astype(np.int64, copy=False)
-        if mask is not None:
-            out[mask] = UNKNOWN
+        if unknown not in ("mask", "error"):
+            raise ValueError(f"unknown must be 'mask' or 'error', got {unknown!r}")
+        out = self.lookup(ids)[0]
         if unknown == "error":
             missing = out == UNKNOWN
             if missing.any():
                 row = int(np.argmax(missing))
-                value = values[row].item() if hasattr(values[row], "item") else values[row]
-                what = "null" if mask is not None and mask[row] else repr(value)
-                raise DataError(
-                    f"unknown {self.name} id {what} at row {row + 1} "
-                    f"({int(missing.sum())} unknown in all); "
-                    "it was not in the training data"
-                )
-        elif unknown != "mask":
-            raise ValueError(f"unknown must be 'mask' or 'error', got {unknown!r}")
+                value = id_at(ids, row, self.kind_)
+                raise unknown_id_error(self.name, value, row, int(missing.sum()), where=where)
         return out
 
-    def _transform_int(self, values: np.ndarray) -> np.ndarray:
-        if self._lut is not None:
-            shifted = values - self._lut_offset
-            inside = (shifted >= 0) & (shifted < self._lut.size)
-            if inside.all():
-                return self._lut[shifted]
-            out = np.full(values.shape, UNKNOWN, dtype=np.int64)
-            out[inside] = self._lut[shifted[inside]]
-            return out
-        return self._index.get_indexer(values).astype(np.int64, copy=False)
+    def lookup(self, ids) -> tuple[np.ndarray, np.ndarray | None]:
+        """Indices of ``ids`` (:data:`UNKNOWN` for unknown and null ids) and the null mask (or None).
+
+        The scorer's hot path: an int64 Arrow array without nulls costs one subtraction, one
+        clamp and one table read per id.
+        """
+        self._check_fitted()
+        if (
+            self._lut is not None
+            and isinstance(ids, pa.Array)
+            and ids.type == pa.int64()
+            and ids.null_count == 0
+        ):
+            return self._lut_lookup(ids.to_numpy()), None
+        try:
+            values, invalid, nulls = to_kind(ids, self.kind_)
+        except TypeError as exc:
+            raise DataError(f"{self.name} ids: {exc}") from None
+        if self.kind_ == "int64":
+            if self._lut is not None:
+                out = self._lut_lookup(values)
+            else:
+                out = self._index.get_indexer(values).astype(np.int64, copy=False)
+        else:
+            out = self._index.get_indexer(values).astype(np.int64, copy=False)
+        if invalid is not None:
+            out[invalid] = UNKNOWN
+        if nulls is not None:
+            out[nulls] = UNKNOWN
+        return out, nulls
+
+    def _lut_lookup(self, values: np.ndarray) -> np.ndarray:
+        # ids outside [lo, lo + span) wrap to >= span as unsigned (int64 differences wrap modulo
+        # 2**64 and stay >= span, since lo + span - 1 <= int64 max) and are clamped to the
+        # sentinel slot.
+        shifted = (values.astype(np.int64, copy=False) - self._lo).view(np.uint64)
+        np.minimum(shifted, self._span, out=shifted)
+        return self._lut[shifted]
 
     def inverse_transform(self, indices) -> np.ndarray:
         """Map indices back to the raw ids; out-of-range indices raise ``IndexError``."""
@@ -278,7 +233,7 @@ class IdEncoder:
         except FileNotFoundError:
             raise DataError(f"{path}: id map not found") from None
         except (OSError, pa.ArrowException) as exc:
-            raise DataError(f"{path}: cannot read id map ({exc})") from None
+            raise DataError(f"{path}: cannot read id map ({first_line(exc)})") from None
         if table.column_names != ["id"]:
             raise DataError(f"{path}: id map must have exactly one column 'id', has {table.column_names}")
         column = table.column("id")

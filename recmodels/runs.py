@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import __version__
 from .encoders import IdEncoder
-from .errors import RunDirError
+from .errors import RunDirError, first_line
 from .fileio import atomic_path, read_json, write_json
 
 CONFIG_FILE = "config.json"
@@ -60,8 +60,52 @@ def load_torch(path: str | os.PathLike) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip, unpickling refused, truncated file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RunDirError(f"{path}: cannot read checkpoint ({first})") from None
+        raise RunDirError(f"{path}: cannot read checkpoint ({first_line(exc)})") from None
+
+
+def load_weights(model, state, path: str | os.PathLike, config_path: str | os.PathLike) -> None:
+    """``model.load_state_dict(state)``, or one :class:`RunDirError` line when they do not fit.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Built from the run's ``config.json``.
+    state : dict
+        The weights read from ``path`` (``model.pt``, or ``last.pt["model"]``).
+    path, config_path : path-like
+        Named in the message.
+
+    Raises
+    ------
+    RunDirError
+        Missing, unexpected or differently shaped tensors (torch's multi-line RuntimeError
+        summarised as its first difference), e.g. a checkpoint of another model shape.
+    """
+    problem = None
+    if not isinstance(state, dict):
+        problem = f"it holds a {type(state).__name__}, not a state dict"
+    else:
+        expected = model.state_dict()
+        missing = [k for k in expected if k not in state]
+        unexpected = [k for k in state if k not in expected]
+        shapes = [k for k in expected if k in state and hasattr(state[k], "shape")
+                  and tuple(state[k].shape) != tuple(expected[k].shape)]
+        if shapes:
+            k = shapes[0]
+            problem = (f"{k} is {list(state[k].shape)} there but {list(expected[k].shape)} in the "
+                       f"model ({len(shapes)} tensor(s) differ)")
+        elif missing:
+            problem = f"it lacks {missing[0]} ({len(missing)} missing tensor(s))"
+        elif unexpected:
+            problem = f"it has {unexpected[0]}, which the model lacks ({len(unexpected)} extra)"
+    if problem is None:
+        try:
+            model.load_state_dict(state)
+            return
+        except (RuntimeError, TypeError, ValueError) as exc:
+            problem = first_line(exc)
+    raise RunDirError(f"{path} does not fit {config_path}: {problem}; the checkpoint belongs to "
+                      "another model shape (start a new run with --overwrite, or use its own run directory)")
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -145,6 +189,13 @@ def run_config(model_config, train_config, data: dict) -> dict:
             "train": train_config.to_dict(), "data": data}
 
 
+def metrics_object(history: list[dict], best_epoch: int, valid: dict | None, test: dict | None,
+                   data: dict) -> dict:
+    """The ``metrics.json`` object: per-epoch history, best epoch, valid/test metrics
+    (``None`` until evaluated, or when that part is absent) and the data statistics."""
+    return {"history": history, "best_epoch": best_epoch, "valid": valid, "test": test, "data": data}
+
+
 def plot_loss(history: list[dict], path: str | os.PathLike) -> Path:
     """Draw train vs valid RMSE per epoch to a PNG (matplotlib, Agg backend)."""
     import matplotlib
@@ -210,7 +261,7 @@ def load_config(run_dir: str | os.PathLike) -> dict:
     except FileNotFoundError:
         raise RunDirError(f"{path}: missing; {run_dir} is not a recmodels run directory") from None
     except (OSError, ValueError) as exc:
-        raise RunDirError(f"{path}: unreadable ({str(exc).splitlines()[0]})") from None
+        raise RunDirError(f"{path}: unreadable ({first_line(exc)})") from None
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         raise RunDirError(f"{path}: has no 'model' section; not a recmodels run config")
     return config
@@ -264,14 +315,14 @@ def load_run(run_dir: str | os.PathLike, *, require_complete: bool = True) -> Ru
         )
     state = load_torch(run_dir / MODEL_FILE)
     model = build_model(model_config)
-    model.load_state_dict(state)
+    load_weights(model, state, run_dir / MODEL_FILE, run_dir / CONFIG_FILE)
     model.eval()
     metrics = {}
     if (run_dir / METRICS_FILE).is_file():
         try:
             metrics = read_json(run_dir / METRICS_FILE)
         except (OSError, ValueError) as exc:
-            raise RunDirError(f"{run_dir / METRICS_FILE}: unreadable ({exc})") from None
+            raise RunDirError(f"{run_dir / METRICS_FILE}: unreadable ({first_line(exc)})") from None
     return Run(run_dir, config, model_config, user_encoder, item_encoder, model, metrics)
 
 
@@ -293,6 +344,6 @@ def _finite(obj):
 __all__ = [
     "COMPLETE_FILE", "CONFIG_FILE", "ITEM_IDS_FILE", "LAST_FILE", "LOG_FILE", "LOSS_PLOT_FILE",
     "METRICS_FILE", "MODEL_FILE", "Run", "SPLIT_DIR", "USER_IDS_FILE", "check_out_dir",
-    "load_config", "load_run", "load_torch", "plot_loss", "prepare_run_dir", "run_config",
-    "save_torch", "split_path", "write_metrics", "write_text",
+    "load_config", "load_run", "load_torch", "load_weights", "metrics_object", "plot_loss",
+    "prepare_run_dir", "run_config", "save_torch", "split_path", "write_metrics", "write_text",
 ]

@@ -1,15 +1,25 @@
-"""Build small scoring bundles without torch: an ONNX graph from ``onnx.helper``, id maps and a
-manifest, plus a numpy reference scorer for the same weights.
+"""Build small scoring bundles without torch, through the exporter's own code, with a numpy oracle.
 
-Two graph kinds:
+The weights are random numpy arrays (:func:`make_weights`). :func:`score_spec` reads them into the
+exporter's :class:`~recmodels.export.fold.ScoreSpec`; the graph comes from the exporter's
+folding and graph code (:func:`recmodels.export.graph.graph_for`: ``fold`` + ``build_folded``, or
+``build_unfolded``), and :func:`recmodels.export.writer.write_bundle` writes the bundle as
+``recmodels export`` does: ``onnx.checker``, the parity check in onnxruntime (CPU) against
+:func:`reference_scores`, optionally ``model_ids.onnx`` and its parity check, the id maps, and the
+``Manifest`` (``build_manifest`` + ``finalize_bundle``) with parity, metrics and versions.
+
+:func:`reference_scores` is the oracle: float64 numpy straight from the raw weights, written
+independently of the spec and the folding. Three kinds:
 
 * ``mf``: ``score = sum(P[u] * Q[i]) + bu[u] + bi[i] + mu``
-* ``neumf``: GMF (``P[u] * Q[i]``) beside an MLP over ``concat(Mu[u], Mi[i])``, layers
-  ``2*mlp_dim -> layers...``, then a linear head over ``concat(gmf, mlp)`` plus ``mu``. With
-  ``folded=True`` the first MLP layer is folded into per-user / per-item tables
-  (``Tu = Mu @ W1[:d]``, ``Ti = Mi @ W1[d:] + b1``) as the real exporter does.
+* ``neumf``: GMF (``P[u] * Q[i]``) beside an MLP over ``concat(Mu[u], Mi[i])`` (ReLU layers
+  ``2*mlp_dim -> layers...``), then a linear head ``Wo, bo`` over ``concat(gmf, mlp)`` plus ``mu``
+* ``hybrid``: ``neumf`` with a pretrained item table ``E`` appended to the head's input
 
-Used by the scoring tests and by ``benchmarks/score_throughput.py``.
+``model.config`` in the manifest has ``ModelConfig``'s keys, but the widths follow the factory's
+arguments (``mlp_dim``, ``layers``), which a ``ModelConfig`` may not reproduce; the metrics are
+stand-in figures (nothing is trained). Used by the scoring tests and by
+``benchmarks/score_throughput.py``.
 """
 
 from __future__ import annotations
@@ -19,13 +29,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
-from recmodels.bundle import finalize_bundle
 from recmodels.encoders import IdEncoder
+from recmodels.export.fold import Layer, ScoreSpec
+from recmodels.export.graph import DEFAULT_OPSET, graph_for
+from recmodels.export.manifest import library_versions
+from recmodels.export.writer import write_bundle
 
-OPSET = 17
+OPSET = DEFAULT_OPSET
+KINDS = ("mf", "neumf", "hybrid")
+REFERENCE = "numpy"
+"""What the factory's parity check compares the graph with (``parity.reference``)."""
+
+STAND_IN_METRICS = {
+    "history": [{"epoch": 1, "train_mse": 0.64, "train_rmse": 0.8}],
+    "best_epoch": 1,
+    "valid": {"rmse": 0.9, "mae": 0.7, "mse": 0.81, "hit_accuracy": 0.5, "n": 1000},
+    "test": {"rmse": 0.91, "mae": 0.71, "mse": 0.8281, "hit_accuracy": 0.49, "n": 1000},
+}
+"""A run's ``metrics.json`` as the factory records it (made-up figures of the right shape)."""
 
 
 @dataclass
@@ -40,8 +62,8 @@ class FactoryBundle:
     rating_range: tuple[float, float]
 
     def reference(self, user_index, item_index) -> np.ndarray:
-        """float64 numpy scores for valid index pairs (always the unfolded math)."""
-        return reference_scores(self.weights, self.kind, False, user_index, item_index)
+        """float64 numpy scores for valid index pairs (the oracle, never the folded tables)."""
+        return reference_scores(self.weights, self.kind, user_index, item_index)
 
     def reference_ids(self, user_ids, item_ids, *, clip=False):
         """Reference ``(scores float32, known)`` for raw ids (unknown -> fallback)."""
@@ -61,26 +83,33 @@ def _relu(x):
     return np.maximum(x, 0)
 
 
-def reference_scores(w, kind, folded, u, i):
+def _n_layers(w) -> int:
+    return sum(1 for k in w if k[0] == "W" and k[1:].isdigit())
+
+
+def reference_scores(w, kind, u, i):
+    """The oracle: float64 scores of index pairs ``(u, i)`` from the raw weights ``w``."""
     u = np.asarray(u, dtype=np.int64)
     i = np.asarray(i, dtype=np.int64)
     f64 = {k: np.asarray(v, dtype=np.float64) for k, v in w.items()}
     if kind == "mf":
         return (f64["P"][u] * f64["Q"][i]).sum(1) + f64["bu"][u] + f64["bi"][i] + f64["mu"][0]
     gmf = f64["P"][u] * f64["Q"][i]
-    if folded:
-        h = _relu(f64["Tu"][u] + f64["Ti"][i])
-    else:
-        h = _relu(np.concatenate([f64["Mu"][u], f64["Mi"][i]], 1) @ f64["W0"] + f64["b0"])
-    n = sum(1 for k in f64 if k.startswith("W") and k != "Wo")
-    for layer in range(1, n):
+    h = _relu(np.concatenate([f64["Mu"][u], f64["Mi"][i]], 1) @ f64["W0"] + f64["b0"])
+    for layer in range(1, _n_layers(f64)):
         h = _relu(h @ f64[f"W{layer}"] + f64[f"b{layer}"])
-    return (np.concatenate([gmf, h], 1) @ f64["Wo"])[:, 0] + f64["bo"][0] + f64["mu"][0]
+    parts = [gmf, h] + ([f64["E"][i]] if kind == "hybrid" else [])
+    return (np.concatenate(parts, 1) @ f64["Wo"])[:, 0] + f64["bo"][0] + f64["mu"][0]
 
 
 def make_weights(
-    kind, n_users, n_items, *, dim=8, mlp_dim=8, layers=(16, 8, 4), seed=0, mu=3.5, scale=0.3
+    kind, n_users, n_items, *, dim=8, mlp_dim=8, layers=(16, 8, 4), pretrained_dim=4, seed=0, mu=3.5,
+    scale=0.3,
 ):
+    """Random float32 weights: ``P``, ``Q``, ``mu``; mf ``bu``, ``bi``; neumf/hybrid ``Mu``, ``Mi``,
+    ``W{k}`` ([in, out]), ``b{k}``, ``Wo`` ([features, 1]), ``bo``; hybrid ``E``."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
     rng = np.random.default_rng(seed)
 
     def r(*shape):
@@ -96,98 +125,52 @@ def make_weights(
         w[f"W{k}"] = (rng.standard_normal((prev, width)) / np.sqrt(prev)).astype(np.float32)
         w[f"b{k}"] = r(width)
         prev = width
-    w["Wo"] = (rng.standard_normal((dim + prev, 1)) / np.sqrt(dim + prev)).astype(np.float32)
+    extra = pretrained_dim if kind == "hybrid" else 0
+    w["Wo"] = (rng.standard_normal((dim + prev + extra, 1)) / np.sqrt(dim + prev + extra)).astype(np.float32)
     w["bo"] = r(1)
+    if kind == "hybrid":
+        w["E"] = rng.standard_normal((n_items, pretrained_dim)).astype(np.float32)
     return w
 
 
-def fold_weights(w, mlp_dim):
-    out = {k: v for k, v in w.items() if k not in ("Mu", "Mi", "W0", "b0")}
-    out["Tu"] = (w["Mu"] @ w["W0"][:mlp_dim]).astype(np.float32)
-    out["Ti"] = (w["Mi"] @ w["W0"][mlp_dim:] + w["b0"]).astype(np.float32)
-    out["W0"] = np.zeros((0,), np.float32)  # placeholder so the layer count stays the same
-    return out
-
-
-def build_graph(w, kind, folded) -> onnx.ModelProto:
-    init = []
-    nodes = []
-
-    def const(name, array):
-        init.append(numpy_helper.from_array(np.asarray(array), name))
-        return name
-
-    def node(op, inputs, output, **attrs):
-        nodes.append(helper.make_node(op, inputs, [output], **attrs))
-        return output
-
-    const("axis1", np.array([1], np.int64))
-    const("mu", w["mu"])
-    const("P", w["P"])
-    const("Q", w["Q"])
-    pu = node("Gather", ["P", "user_index"], "pu")
-    qi = node("Gather", ["Q", "item_index"], "qi")
-    gmf = node("Mul", [pu, qi], "gmf")
+def score_spec(w, kind) -> ScoreSpec:
+    """The exporter's :class:`ScoreSpec` of the weights (float64 copies, as ``extract_spec`` makes)."""
+    f64 = {k: np.asarray(v, dtype=np.float64) for k, v in w.items()}
+    n_users, n_items = f64["P"].shape[0], f64["Q"].shape[0]
     if kind == "mf":
-        const("bu", w["bu"])
-        const("bi", w["bi"])
-        dot = node("ReduceSum", [gmf, "axis1"], "dot", keepdims=0)
-        s = node("Add", [dot, node("Gather", ["bu", "user_index"], "gbu")], "s1")
-        s = node("Add", [s, node("Gather", ["bi", "item_index"], "gbi")], "s2")
-        node("Add", [s, "mu"], "score")
+        spec = ScoreSpec(
+            kind="mf", n_users=n_users, n_items=n_items, segments=("gmf",),
+            predict_w=np.ones(f64["P"].shape[1]), global_mean=float(f64["mu"][0]),
+            user_gmf=f64["P"], item_gmf=f64["Q"], user_bias=f64["bu"], item_bias=f64["bi"],
+        )
     else:
-        n_layers = sum(1 for k in w if k.startswith("W") and k != "Wo")
-        if folded:
-            const("Tu", w["Tu"])
-            const("Ti", w["Ti"])
-            h = node(
-                "Add",
-                [
-                    node("Gather", ["Tu", "user_index"], "tu"),
-                    node("Gather", ["Ti", "item_index"], "ti"),
-                ],
-                "h0pre",
-            )
-            h = node("Relu", [h], "h0")
-            first = 1
-        else:
-            const("Mu", w["Mu"])
-            const("Mi", w["Mi"])
-            x = node(
-                "Concat",
-                [
-                    node("Gather", ["Mu", "user_index"], "mu_u"),
-                    node("Gather", ["Mi", "item_index"], "mi_i"),
-                ],
-                "x",
-                axis=1,
-            )
-            h = x
-            first = 0
-        for k in range(first, n_layers):
-            const(f"W{k}", w[f"W{k}"])
-            const(f"b{k}", w[f"b{k}"])
-            h = node("Relu", [node("Gemm", [h, f"W{k}", f"b{k}"], f"g{k}")], f"h{k}")
-        const("Wo", w["Wo"])
-        const("bo", w["bo"])
-        z = node("Concat", [gmf, h], "z", axis=1)
-        out = node("Gemm", [z, "Wo", "bo"], "o")
-        out = node("Squeeze", [out, "axis1"], "o1")
-        node("Add", [out, "mu"], "score")
-    graph = helper.make_graph(
-        nodes,
-        f"recmodels_factory_{kind}",
-        [
-            helper.make_tensor_value_info("user_index", TensorProto.INT64, ["batch"]),
-            helper.make_tensor_value_info("item_index", TensorProto.INT64, ["batch"]),
-        ],
-        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])],
-        init,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+        spec = ScoreSpec(
+            kind=kind, n_users=n_users, n_items=n_items,
+            segments=("gmf", "mlp", "pretrained") if kind == "hybrid" else ("gmf", "mlp"),
+            predict_w=f64["Wo"][:, 0], predict_b=float(f64["bo"][0]), global_mean=float(f64["mu"][0]),
+            user_gmf=f64["P"], item_gmf=f64["Q"], user_mlp=f64["Mu"], item_mlp=f64["Mi"],
+            mlp_layers=[Layer(f64[f"W{k}"].T.copy(), f64[f"b{k}"], relu=True) for k in range(_n_layers(w))],
+            item_pretrained=f64.get("E") if kind == "hybrid" else None,
+        )
+    spec.validate()
+    return spec
+
+
+def _model_config(w, kind, layers, pretrained_dim, scale) -> dict:
+    """``ModelConfig.to_dict()``'s keys for the factory's network."""
+    n_layers = len(layers) if kind != "mf" else 1
+    return {
+        "kind": kind,
+        "n_users": int(w["P"].shape[0]),
+        "n_items": int(w["Q"].shape[0]),
+        "embedding_dim": int(w["P"].shape[1]),
+        "num_layers": n_layers,
+        "dropouts": [0.0] * n_layers if kind != "mf" else [],
+        "init_std": float(scale),
+        "pretrained_dim": int(pretrained_dim) if kind == "hybrid" else 0,
+        "use_bias": kind == "mf",
+        "global_mean": float(w["mu"][0]),
+    }
 
 
 def make_bundle(
@@ -202,20 +185,24 @@ def make_bundle(
     dim: int = 8,
     mlp_dim: int = 8,
     layers=(16, 8, 4),
+    pretrained_dim: int = 4,
     folded: bool = False,
+    embed_encoders: bool = False,
     seed: int = 0,
     user_column: str = "user_id",
     item_column: str = "item_id",
     fallback_score: float = 3.25,
     rating_range=(1.0, 5.0),
+    metrics: dict | None = None,
 ) -> FactoryBundle:
-    """Write a bundle at ``path`` and return its description with a reference scorer.
+    """Write a bundle at ``path`` (replacing one there) and return its description with the oracle.
 
-    Int ids default to sparse values (``1000 + 7*k``) so dense-LUT and offset logic is exercised;
-    string ids are ``"u0", "u1", ...``.
+    Int ids default to sparse values (``1000 + 7*k`` users, ``5 + 3*k`` items) so dense-LUT and
+    offset logic is exercised; string ids are ``"u0", "u1", ...`` / ``"i0", ...``. ``folded``
+    folds the graph (any kind) as ``recmodels export`` does by default; ``embed_encoders`` adds
+    ``model_ids.onnx``. The parity check (10,000 pairs against :func:`reference_scores`) must
+    pass, as at export.
     """
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     if user_ids is None:
         user_ids = (
             (1000 + 7 * np.arange(n_users))
@@ -230,48 +217,36 @@ def make_bundle(
         )
     ue = IdEncoder("user").fit(user_ids)
     ie = IdEncoder("item").fit(item_ids)
-    w = make_weights(kind, len(ue), len(ie), dim=dim, mlp_dim=mlp_dim, layers=layers, seed=seed)
-    wg = fold_weights(w, mlp_dim) if (kind == "neumf" and folded) else w
-    model = build_graph(wg, kind, folded and kind == "neumf")
-    onnx.save(model, path / "model.onnx")
-    ue.save(path / "user_ids.parquet")
-    ie.save(path / "item_ids.parquet")
-    manifest = {
-        "ids": {
-            "user": {"column": user_column, "dtype": ue.kind_, "count": len(ue)},
-            "item": {"column": item_column, "dtype": ie.kind_, "count": len(ie)},
-        },
-        "rating": {
-            "column": "rating",
-            "min": rating_range[0],
-            "max": rating_range[1],
-            "global_mean": 3.5,
-        },
-        "fallback_score": fallback_score,
-        "graph": {
-            "file": "model.onnx",
-            "opset": OPSET,
-            "inputs": [
-                {"name": "user_index", "dtype": "int64", "shape": ["batch"]},
-                {"name": "item_index", "dtype": "int64", "shape": ["batch"]},
-            ],
-            "outputs": [{"name": "score", "dtype": "float32", "shape": ["batch"]}],
-        },
-        "model": {
-            "kind": kind,
-            "config": {"dim": dim, "mlp_dim": mlp_dim, "layers": list(layers)},
-            "folded": bool(folded and kind == "neumf"),
-        },
-        "versions": {"onnx": onnx.__version__},
-    }
-    finalize_bundle(path, manifest)
-    return FactoryBundle(
+    w = make_weights(kind, len(ue), len(ie), dim=dim, mlp_dim=mlp_dim, layers=layers,
+                     pretrained_dim=pretrained_dim, seed=seed)
+    graph, notes = graph_for(score_spec(w, kind), fold_graph=folded, opset=OPSET)
+    write_bundle(
         path,
+        graph,
+        folded=bool(folded),
+        folding=notes,
+        reference=lambda u, i: reference_scores(w, kind, u, i),
+        reference_name=REFERENCE,
+        model_config=_model_config(w, kind, layers, pretrained_dim, 0.3),
+        user_encoder=ue,
+        item_encoder=ie,
+        versions=library_versions(torch=False),
+        data={
+            "user_col": user_column, "item_col": item_column, "rating_col": "rating",
+            "rating_min": rating_range[0], "rating_max": rating_range[1], "global_mean": float(w["mu"][0]),
+        },
+        metrics=STAND_IN_METRICS if metrics is None else metrics,
+        fallback_score=fallback_score,
+        overwrite=True,
+        embed_encoders=embed_encoders,
+    )
+    return FactoryBundle(
+        Path(path),
         ue.classes_,
         ie.classes_,
         w,
         kind,
-        bool(folded and kind == "neumf"),
+        bool(folded),
         fallback_score,
         tuple(rating_range),
     )

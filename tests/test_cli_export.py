@@ -83,10 +83,11 @@ def test_export_writes_a_verified_bundle(run_dir, tmp_path):
     assert "parity max |onnx - torch|" in result.output
     bundle = Bundle.load(out)
     m = bundle.manifest
-    assert m["model"]["folded"] is True and m["parity"]["n_pairs"] == 10_000
-    assert m["parity"]["max_abs_diff"] <= 1e-5
-    assert m["metrics"]["test"]["rmse"] == 1.1 and m["metrics"]["train"]["rmse"] == 1.0
-    assert m["source"]["run_dir"] == str(run_dir.resolve())
+    assert m.model.folded is True and m.parity.n_pairs == 10_000
+    assert m.parity.max_abs_diff <= 1e-5
+    assert m.metrics["test"]["rmse"] == 1.1 and m.metrics["train"]["rmse"] == 1.0
+    assert m.source["run_dir"] == str(run_dir.resolve())
+    assert m.model.config == json.loads((run_dir / "config.json").read_text())["model"]
     # the id maps are the run's files, byte for byte
     for name in ("user_ids.parquet", "item_ids.parquet"):
         assert (out / name).read_bytes() == (run_dir / name).read_bytes()
@@ -100,7 +101,8 @@ def test_no_fold_opset_and_overwrite(run_dir, tmp_path):
     result = invoke(run_dir, "--out", out, "--overwrite", "--no-fold", "--opset", "15")
     assert result.exit_code == 0, result.output
     m = Bundle.load(out).manifest
-    assert m["model"]["folded"] is False and m["graph"]["opset"] == 15
+    assert m.model.folded is False and m.graph.opset == 15
+    assert "unfolded" in result.output and "opset 15" in result.output
 
 
 def test_hybrid_run(tmp_path):
@@ -168,9 +170,9 @@ def test_embed_encoders_flag(run_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "model_ids.onnx" in result.output
     bundle = Bundle.load(out)
-    raw = bundle.manifest["graph_raw_ids"]
-    assert [io["dtype"] for io in raw["inputs"]] == ["int64", "string"]
-    assert bundle.manifest["parity"]["raw_ids"]["n_pairs"] == 10_000
+    raw = bundle.manifest.graph_raw_ids
+    assert [io.dtype for io in raw.inputs] == ["int64", "string"]
+    assert bundle.manifest.parity.raw_ids.n_pairs == 10_000
     session = ort.InferenceSession(str(bundle.raw_ids_model_path), providers=["CPUExecutionProvider"])
     score, known = session.run(
         ["score", "known"],

@@ -54,7 +54,7 @@ def test_info_on_bad_data_is_one_line_and_exit_1(ratings_csv, tmp_path):
     assert message.startswith("Error: ") and "\n" not in message
     assert "'item_id'" in message and "'book_id'" in message and "--item-col" in message
     result = invoke(ratings_csv, "--item-col", "book_id", "--rating-range", "2", "5")
-    assert result.exit_code == 1 and "rating 1 at row 4" in result.output
+    assert result.exit_code == 1 and "rating 1 at data row 4" in result.output
     result = invoke(tmp_path / "missing.csv")
     assert result.exit_code == 1 and "not found" in result.output
 
@@ -118,6 +118,10 @@ def test_info_on_a_bundle(tmp_path):
     result = invoke(fb.path)
     assert result.exit_code == 0, result.output
     assert "bundle" in result.output and "sha256 verified" in result.output
+    assert "parity        max |onnx - numpy| = " in result.output and "test metrics  " in result.output
+    result = invoke(fb.path, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == json.loads((fb.path / "manifest.json").read_text())
     (fb.path / "model.onnx").write_bytes(b"garbage")
     result = invoke(fb.path)
     assert result.exit_code == 1 and "model.onnx" in result.output

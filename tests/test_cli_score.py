@@ -64,15 +64,15 @@ def test_cli_scores_and_reports(tmp_path, setup):
 
 def test_cli_errors_are_one_line(tmp_path, setup):
     root, fb, _ = setup
-    (tmp_path / "bad.csv").write_text("user_id,item_id\n1000,5\nx1,5\n")
+    (tmp_path / "bad.csv").write_text("user_id,item_id\nx2,5\nx1,5\n")
     cases = [
         ([tmp_path / "nobundle", root / "in.parquet", tmp_path / "a.parquet"], "bundle"),
         ([fb.path, tmp_path / "nope.csv", tmp_path / "a.parquet"], "not found"),
-        ([fb.path, tmp_path / "bad.csv", tmp_path / "a.parquet"], "non-integer id"),
+        ([fb.path, tmp_path / "bad.csv", tmp_path / "a.parquet"], "are text but the bundle's are integer"),
         ([fb.path, root / "in.parquet", tmp_path / "a.parquet", "--user-col", "uid"], "uid"),
         ([fb.path, root / "in.parquet", tmp_path / "a.txt"], "format"),
         ([fb.path, root / "in.parquet", tmp_path / "a.parquet", "--unknown", "error"],
-         "unknown user id 77 at input row 0"),
+         "unknown user id 77 at data row 1;"),
     ]
     for args, needle in cases:
         res = invoke(*args, "--device", "cpu")
@@ -115,6 +115,17 @@ def test_cli_device_cuda_without_cuda_fails_in_one_line(tmp_path, setup):
 
 
 CLI = [sys.executable, "-m", "recmodels", "score"]
+SLOW_PARTS = textwrap.dedent("""
+    import sys, time
+    from recmodels.cli import main
+    from recmodels.scoring.writers import PartsOutput
+    end_part = PartsOutput.end_part
+    def slow_end_part(self, *args, **kwargs):
+        end_part(self, *args, **kwargs)
+        time.sleep(0.05)
+    PartsOutput.end_part = slow_end_part
+    sys.exit(main(sys.argv[1:]))
+""")
 
 
 def test_kill_and_resume_matches_clean_run(tmp_path, setup):
@@ -126,8 +137,8 @@ def test_kill_and_resume_matches_clean_run(tmp_path, setup):
     subprocess.run(CLI + args + [str(clean)] + opts, check=True, env=env, timeout=120)
 
     out = tmp_path / "out"
-    slow = {**env, "RECMODELS_SCORE_THROTTLE_S": "0.05"}
-    proc = subprocess.Popen(CLI + args + [str(out)] + opts, env=slow)
+    # slowed down by monkeypatching the writer in the child process (no test hook in the library)
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_PARTS, "score"] + args + [str(out)] + opts, env=env)
     deadline = time.monotonic() + 60
     while len(list(out.glob("part-*"))) < 5 and time.monotonic() < deadline:
         time.sleep(0.01)

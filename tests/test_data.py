@@ -25,7 +25,8 @@ from recmodels.data import (
     save_encoded,
     split_interactions,
 )
-from recmodels.errors import ConfigError, DataError
+from recmodels.errors import ConfigError, DataError, row_label
+from recmodels.ids import fit_kind
 
 BOOKS = Columns(item="book_id")
 
@@ -102,7 +103,7 @@ def test_type_change_after_the_first_block_is_found(tmp_path):
     lines = [f"{k % 997},{k},4" for k in range(n)]
     lines[100_000] = "5,100000,abc"
     path = write(tmp_path / "big.csv", "user_id,item_id,rating\n" + "\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"row 100001 .*'rating'.*'abc'"):
+    with pytest.raises(DataError, match=r"at data row 100001 in column 'rating' is 'abc'"):
         read_interactions(path)
 
 
@@ -112,13 +113,13 @@ def test_type_change_after_the_first_block_is_found(tmp_path):
         ("", ["empty"]),
         ("user_id,item_id,rating\n", ["header but no data rows"]),
         ("user_id,book,rating\n1,2,3\n", ["missing", "'item_id'", "'book'", "--item-col"]),
-        ("user_id,item_id,rating\n1,2,3\n1,3,abc\n", ["row 2", "'rating'", "'abc'", "not a number"]),
-        ("user_id,item_id,rating\n1,2,3\n1,3,\n", ["row 2", "'rating'", "empty"]),
-        ("user_id,item_id,rating\n1,2,NaN\n", ["row 1", "'rating'"]),
-        ("user_id,item_id,rating\n1,2,3\n1,3,6\n", ["rating 6", "row 2", "outside [1, 5]"]),
-        ("user_id,item_id,rating\n1,2,3\n1,3,0.5\n", ["row 2", "outside"]),
-        ("user_id,item_id,rating\n1,2,3\n,3,4\n", ["'user_id'", "row 2", "empty id"]),
-        ("user_id,item_id,rating\n1,2,3\n2,,4\n", ["'item_id'", "row 2"]),
+        ("user_id,item_id,rating\n1,2,3\n1,3,abc\n", ["data row 2", "'rating'", "'abc'", "not a number"]),
+        ("user_id,item_id,rating\n1,2,3\n1,3,\n", ["data row 2", "'rating'", "empty"]),
+        ("user_id,item_id,rating\n1,2,NaN\n", ["data row 1", "'rating'"]),
+        ("user_id,item_id,rating\n1,2,3\n1,3,6\n", ["rating 6", "data row 2", "outside [1, 5]"]),
+        ("user_id,item_id,rating\n1,2,3\n1,3,0.5\n", ["data row 2", "outside"]),
+        ("user_id,item_id,rating\n1,2,3\n,3,4\n", ["'user_id'", "data row 2", "empty id"]),
+        ("user_id,item_id,rating\n1,2,3\n2,,4\n", ["'item_id'", "data row 2"]),
     ],
 )
 def test_bad_files_name_file_row_and_column(tmp_path, text, expected):
@@ -132,10 +133,12 @@ def test_bad_files_name_file_row_and_column(tmp_path, text, expected):
         assert part in message, (part, message)
 
 
-def test_row_numbers_say_they_are_one_based_data_rows(tmp_path):
+def test_row_numbers_are_one_based_data_rows(tmp_path):
+    # the one convention (recmodels.errors.row_label): line 3 of the file is data row 2
     path = write(tmp_path / "r.csv", "user_id,item_id,rating\n1,2,3\n1,3,9\n")
-    with pytest.raises(DataError, match=r"row 2 \(1-based data row, header not counted\)"):
+    with pytest.raises(DataError, match=rf"rating 9 at {row_label(1)} in column 'rating'"):
         read_interactions(path)
+    assert row_label(1) == "data row 2"
 
 
 def test_missing_file_and_unsupported_type(tmp_path):
@@ -146,7 +149,7 @@ def test_missing_file_and_unsupported_type(tmp_path):
         read_interactions(bad)
     empty_dir = tmp_path / "d"
     empty_dir.mkdir()
-    with pytest.raises(DataError, match="no .parquet files"):
+    with pytest.raises(DataError, match=r"d: interaction directory holds no data files \(\.csv, .*\.parquet"):
         read_interactions(empty_dir)
 
 
@@ -160,7 +163,7 @@ def test_parquet_missing_column_lists_columns(tmp_path):
 def test_rating_range_none_skips_the_check_and_bad_ranges_are_config_errors(notebook_csv):
     df = pd.DataFrame({"user_id": [1], "item_id": [1], "rating": [10.0]})
     assert read_interactions(df, rating_range=None)["rating"].tolist() == [10.0]
-    with pytest.raises(DataError, match=r"DataFrame: rating 10 at row 1"):
+    with pytest.raises(DataError, match=r"DataFrame: rating 10 at data row 1 "):
         read_interactions(df)
     with pytest.raises(ConfigError, match="MIN < MAX"):
         read_interactions(df, rating_range=(5, 1))
@@ -182,8 +185,11 @@ def test_duplicates_last_first_and_error(tmp_path):
     with pytest.raises(DataError) as info:
         read_interactions(path, duplicates="error")
     message = str(info.value)
-    assert "duplicate (user, item) pair (1, 1) at row 4" in message
-    assert "first seen at row 1" in message and "2 duplicate row(s)" in message
+    assert "duplicate (user, item) pair (1, 1) at data row 4" in message
+    assert "first seen at data row 1" in message and "2 duplicate row(s)" in message
+    # both spellings of the fix: the CLI flag and the Python argument (issue 11, item 7)
+    assert "--duplicates last" in message and "duplicates='last'" in message
+    assert "\n" not in message
 
 
 def test_timestamps_numeric_or_text(tmp_path):
@@ -198,7 +204,7 @@ def test_timestamps_numeric_or_text(tmp_path):
     df = read_interactions(path, cols)
     assert df["ts"].iloc[0] > df["ts"].iloc[1]
     path = write(tmp_path / "t2.csv", "user_id,item_id,rating,ts\n1,1,1,2020-01-02\n1,2,2,soon\n")
-    with pytest.raises(DataError, match=r"timestamp 'soon' at row 2 .*'ts'"):
+    with pytest.raises(DataError, match=r"timestamp 'soon' at data row 2 .*'ts'"):
         read_interactions(path, cols)
 
 
@@ -355,7 +361,14 @@ def test_encode_round_trip(pairs):
     encoded, report = encode(df, users, items)
     assert report["kept"] == len(df)
     assert users.inverse_transform(encoded.user_index).tolist() == df["user_id"].tolist()
-    assert items.inverse_transform(encoded.item_index).tolist() == df["item_id"].tolist()
+    # text ids round-trip as the id rules read them: exactly as written, unless every one is a
+    # canonical integer spelling ("0", "-12", "7.0"), when the column holds integer ids
+    kind, _, _ = fit_kind(df["item_id"])
+    assert items.kind_ == kind
+    expected = df["item_id"].tolist()
+    if kind == "int64":
+        expected = [int(float(text)) for text in expected]
+    assert items.inverse_transform(encoded.item_index).tolist() == expected
 
 
 # --------------------------------------------------------------------------------------------

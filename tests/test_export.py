@@ -17,7 +17,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 ort.set_default_logger_severity(3)
 
-from recmodels.bundle import FORMAT_VERSION, Bundle, _manifest_digest  # noqa: E402
+from recmodels.bundle import FORMAT_VERSION, Bundle, Manifest, manifest_digest  # noqa: E402
 from recmodels.encoders import IdEncoder  # noqa: E402
 from recmodels.errors import BundleError, ConfigError, OutputError, ParityError  # noqa: E402
 from recmodels.export import export_model, fold  # noqa: E402
@@ -116,9 +116,10 @@ def test_round_trip_scores_match_torch(bundles, kind, folded):
     model, path = bundles[kind, folded]
     bundle = Bundle.load(path)
     m = bundle.manifest
-    assert m["model"]["kind"] == kind and m["model"]["folded"] is folded
-    assert m["parity"]["passed"] and m["parity"]["max_abs_diff"] <= 1e-5
-    assert m["parity"]["batch_sizes"] == [1, 2, 7, 4096]
+    assert isinstance(m, Manifest)
+    assert m.model.kind == kind and m.model.folded is folded
+    assert m.parity.passed and m.parity.max_abs_diff <= 1e-5
+    assert m.parity.batch_sizes == [1, 2, 7, 4096] and m.parity.reference is None
     session = cpu_session(bundle.model_path)
     rng = np.random.default_rng(7)
     u = rng.integers(0, N_USERS, 300)
@@ -131,6 +132,17 @@ def test_round_trip_scores_match_torch(bundles, kind, folded):
         ])
         assert got.dtype == np.float32 and got.shape == (300,)
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+def test_check_parity_is_what_the_manifest_records(bundles):
+    from recmodels.export import check_parity
+
+    model, path = bundles["neumf", True]
+    result = check_parity(model, path / "model.onnx", n_pairs=2000)
+    assert result == Bundle.load(path).manifest.parity.to_dict()
+    other = make_model("neumf", seed=5)
+    with pytest.raises(ParityError, match=r"max \|onnx - torch\| = .* exceeds tolerance"):
+        check_parity(other, path / "model.onnx", n_pairs=50)
 
 
 def test_graph_interface_and_manifest(bundles):
@@ -147,11 +159,15 @@ def test_graph_interface_and_manifest(bundles):
     assert {o.domain: o.version for o in graph.opset_import} == {"": 17}
     assert not any(n.op_type == "Dropout" for n in graph.graph.node)
 
-    m = Bundle.load(path).manifest
+    bundle = Bundle.load(path)
+    m = bundle.manifest.to_dict()
     assert m["graph"]["opset"] == 17 and m["graph"]["file"] == "model.onnx"
     assert m["graph"]["inputs"][0] == {"name": "user_index", "dtype": "int64", "shape": ["batch"]}
     assert m["graph"]["outputs"] == [{"name": "score", "dtype": "float32", "shape": ["batch"]}]
     assert m["graph"]["external_data"] is None
+    assert m["graph"]["initializers"] == [
+        {"name": t.name, "shape": list(t.dims)} for t in graph.graph.initializer
+    ]
     assert m["ids"]["user"] == {
         "column": "user_id", "dtype": "int64", "count": N_USERS, "file": "user_ids.parquet",
     }
@@ -161,6 +177,12 @@ def test_graph_interface_and_manifest(bundles):
     assert set(m["versions"]) >= {"recmodels", "torch", "onnx", "onnxruntime"}
     assert m["created_at"].endswith("+00:00")
     assert sorted(m["files"]) == ["item_ids.parquet", "model.onnx", "user_ids.parquet"]
+    assert "graph_raw_ids" not in m and "reference" not in m["parity"]
+    # the typed view reads the same values, and the manifest's digest is the bundle's
+    assert bundle.manifest.graph.inputs[0].name == "user_index" and bundle.manifest.ids.user.count == N_USERS
+    assert bundle.digest == m["manifest_sha256"] == manifest_digest(m)
+    on_disk = json.loads((path / "manifest.json").read_text())
+    assert on_disk == m
 
 
 @pytest.mark.parametrize("folded", [False, True])
@@ -176,7 +198,7 @@ def test_hybrid_pretrained_table_is_in_the_graph(bundles, folded):
 def test_folded_hybrid_tables(bundles):
     _, folded = bundles["hybrid", True]
     m = Bundle.load(folded).manifest
-    assert any("item_pretrained" in note for note in m["model"]["folding"])
+    assert any("item_pretrained" in note for note in m.model.folding)
     init = {t.name: list(t.dims) for t in onnx.load(str(folded / "model.onnx")).graph.initializer}
     assert init["item_table"][0] == N_ITEMS and init["user_table"][0] == N_USERS
     assert init["user_mlp_table"] == [N_USERS, 32]  # width of the first MLP layer's output
@@ -219,8 +241,8 @@ def test_external_data(tmp_path):
     path = export_small(model, tmp_path / "ext", external_data_threshold=0)
     assert (path / "model.onnx.data").is_file()
     bundle = Bundle.load(path)
-    assert bundle.manifest["graph"]["external_data"] == "model.onnx.data"
-    assert "model.onnx.data" in bundle.manifest["files"]
+    assert bundle.manifest.graph.external_data == "model.onnx.data"
+    assert "model.onnx.data" in bundle.manifest.files
     assert (path / "model.onnx").stat().st_size < (path / "model.onnx.data").stat().st_size
     u, i = np.arange(N_USERS) % N_USERS, np.arange(N_USERS) % N_ITEMS
     got = cpu_session(bundle.model_path).run(["score"], {"user_index": u, "item_index": i})[0]
@@ -239,7 +261,7 @@ def test_other_opsets(tmp_path, opset):
     path = export_small(make_model("neumf"), tmp_path / "b", opset=opset)
     graph = onnx.load(str(path / "model.onnx"))
     assert {o.domain: o.version for o in graph.opset_import} == {"": opset}
-    assert Bundle.load(path).manifest["graph"]["opset"] == opset
+    assert Bundle.load(path).manifest.graph.opset == opset
 
 
 @pytest.mark.parametrize("opset", [7, 12, 99])
@@ -264,8 +286,9 @@ def test_fallback_score_and_metrics(tmp_path):
                         fallback_score=4.0, **FAST)
     bundle = Bundle.load(path)
     assert bundle.fallback_score == 4.0
-    assert bundle.manifest["metrics"]["train"] == {"mse": 0.81, "rmse": 0.9}
-    assert bundle.manifest["metrics"]["test"]["rmse"] == 1.01
+    assert bundle.manifest.metrics["train"] == {"mse": 0.81, "rmse": 0.9}
+    assert bundle.manifest.metrics["test"]["rmse"] == 1.01
+    assert bundle.manifest.metrics["best_epoch"] == 2
     text = bundle.summary()
     assert "rmse 1.0100" in text and "fallback      4.0" in text
     assert "parity        max |onnx - torch|" in text and "(folded)" in text
@@ -285,7 +308,7 @@ def test_existing_output_refused_then_overwritten(tmp_path):
 
 
 def test_parity_failure_leaves_nothing(tmp_path, monkeypatch):
-    import recmodels.export as export
+    import recmodels.export.api as export
 
     other = make_model("neumf", seed=99)
     real = export.build_graph
@@ -315,7 +338,7 @@ def _edit_manifest(path: Path, change, *, redigest: bool) -> None:
     manifest = json.loads(manifest_path.read_text())
     change(manifest)
     if redigest:
-        manifest["manifest_sha256"] = _manifest_digest(manifest)
+        manifest["manifest_sha256"] = manifest_digest(manifest)
     manifest_path.write_text(json.dumps(manifest))
 
 
@@ -362,7 +385,7 @@ def test_embed_encoders_scores_raw_ids(tmp_path, kind):
     model = make_model(kind)
     path = export_small(model, tmp_path / "b", embed_encoders=True, fallback_score=2.5)
     bundle, session = _raw_session(path)
-    m = bundle.manifest
+    m = bundle.manifest.to_dict()
     assert "model_ids.onnx" in m["files"] and bundle.raw_ids_model_path == path / "model_ids.onnx"
     raw = m["graph_raw_ids"]
     assert raw["file"] == "model_ids.onnx" and raw["opset_import"] == {"ai.onnx": 17, "ai.onnx.ml": 2}
@@ -422,7 +445,7 @@ def test_embed_encoders_string_users_int_items(tmp_path):
     items = IdEncoder("item").fit(np.arange(5, dtype=np.int64) * 100)
     path = export_model(model, users, items, tmp_path / "b", data=DATA, embed_encoders=True, **FAST)
     bundle, session = _raw_session(path)
-    assert [io["dtype"] for io in bundle.manifest["graph_raw_ids"]["inputs"]] == ["string", "int64"]
+    assert [io.dtype for io in bundle.manifest.graph_raw_ids.inputs] == ["string", "int64"]
     uid = np.array(["u3", "u99", "u0"], dtype=object)
     iid = np.array([400, 0, 50], dtype=np.int64)
     score, known = session.run(["score", "known"], {"user_id": uid, "item_id": iid})
@@ -433,11 +456,12 @@ def test_embed_encoders_string_users_int_items(tmp_path):
     # the plain bundle has no raw-id graph
     plain = export_model(model, users, items, tmp_path / "p", data=DATA, **FAST)
     assert Bundle.load(plain).raw_ids_model_path is None
-    assert "model_ids.onnx" not in Bundle.load(plain).manifest["files"]
+    assert "model_ids.onnx" not in Bundle.load(plain).manifest.files
+    assert Bundle.load(plain).manifest.graph_raw_ids is None
 
 
 def test_embed_encoders_parity_failure_leaves_nothing(tmp_path, monkeypatch):
-    import recmodels.export as export
+    import recmodels.export.writer as export
     from recmodels.export.graph import build_raw_ids
 
     def off_by_one(scoring, users, items, fallback, **kw):  # unknown ids scored wrong

@@ -4,7 +4,19 @@ import json
 
 import pytest
 
-from recmodels.bundle import FORMAT_VERSION, Bundle, finalize_bundle
+from recmodels.bundle import (
+    FORMAT_VERSION,
+    Bundle,
+    GraphSection,
+    IdMap,
+    IdsSection,
+    Manifest,
+    ModelSection,
+    ParitySection,
+    RatingSection,
+    TensorInfo,
+    finalize_bundle,
+)
 from recmodels.encoders import IdEncoder
 from recmodels.errors import BundleError, OutputError
 from recmodels.fileio import _UMASK, atomic_directory, atomic_path, write_json
@@ -48,6 +60,35 @@ def test_write_json_rejects_nan(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def stand_in_manifest(**changes) -> Manifest:
+    """A complete manifest for the stand-in bundle below (3 int users, 2 string items)."""
+    tensor = {"dtype": "int64", "shape": ["batch"]}
+    fields = dict(
+        model=ModelSection(kind="mf", config={}, folded=False, folding=[]),
+        graph=GraphSection(
+            file="model.onnx", opset=17, ir_version=8,
+            inputs=[TensorInfo(name="user_index", **tensor), TensorInfo(name="item_index", **tensor)],
+            outputs=[TensorInfo(name="score", dtype="float32", shape=["batch"])],
+            external_data=None, initializer_bytes=0, initializers=[],
+        ),
+        ids=IdsSection(
+            user=IdMap(column="user_id", dtype="int64", count=3, file="user_ids.parquet"),
+            item=IdMap(column="item_id", dtype="string", count=2, file="item_ids.parquet"),
+        ),
+        rating=RatingSection(column="rating", min=1.0, max=5.0, global_mean=3.5),
+        fallback_score=3.5,
+        metrics={},
+        versions={"recmodels": "0"},
+        parity=ParitySection(
+            passed=True, max_abs_diff=0.0, tolerance=1e-5, n_pairs=1, batch_sizes=[1],
+            max_abs_diff_by_batch={"1": 0.0}, provider="CPUExecutionProvider", seed=0,
+        ),
+        source={},
+        created_at="2025-01-31T12:00:00+00:00",
+    )
+    return Manifest(**{**fields, **changes})
+
+
 @pytest.fixture
 def bundle_dir(tmp_path):
     d = tmp_path / "b"
@@ -55,15 +96,8 @@ def bundle_dir(tmp_path):
     (d / "model.onnx").write_bytes(b"stand-in graph bytes")
     IdEncoder("user").fit([10, 20, 30]).save(d / "user_ids.parquet")
     IdEncoder("item").fit(["x", "y"]).save(d / "item_ids.parquet")
-    finalize_bundle(
-        d,
-        {
-            "model": {"kind": "mf", "config": {}},
-            "ids": {"user": {"column": "user_id", "count": 3}, "item": {"column": "item_id", "count": 2}},
-            "rating": {"column": "rating", "min": 1.0, "max": 5.0, "global_mean": 3.5},
-            "fallback_score": 3.5,
-        },
-    )
+    written = finalize_bundle(d, stand_in_manifest())
+    assert written.digest == json.loads((d / "manifest.json").read_text())["manifest_sha256"]
     return d
 
 
@@ -72,6 +106,23 @@ def test_bundle_loads_and_exposes_manifest(bundle_dir):
     assert b.fallback_score == 3.5 and b.rating_range == (1.0, 5.0)
     assert len(b.user_encoder) == 3 and b.item_encoder.kind_ == "string"
     assert "fallback      3.5000 for unknown ids" in b.summary()
+    assert b.model_path == bundle_dir / "model.onnx" and b.raw_ids_model_path is None
+    assert b.model_kind == "mf" and (b.user_column, b.item_column) == ("user_id", "item_id")
+    assert b.digest == json.loads((bundle_dir / "manifest.json").read_text())["manifest_sha256"]
+    assert b.manifest == stand_in_manifest(files=b.manifest.files, manifest_sha256=b.digest)
+
+
+def test_finalize_fills_files_and_digest_and_refuses_a_dict(bundle_dir):
+    m = Bundle.load(bundle_dir).manifest
+    assert sorted(m.files) == ["item_ids.parquet", "model.onnx", "user_ids.parquet"]
+    assert m.files["model.onnx"].bytes == len(b"stand-in graph bytes")
+    assert m.format == "recmodels-bundle" and m.format_version == FORMAT_VERSION
+    assert m.compute_digest() == m.digest
+    with pytest.raises(TypeError, match="Manifest"):
+        finalize_bundle(bundle_dir, m.to_dict())
+    (bundle_dir / "model.onnx").unlink()
+    with pytest.raises(BundleError, match="missing model.onnx"):
+        finalize_bundle(bundle_dir, m)
 
 
 def _edit_manifest(d, **changes):

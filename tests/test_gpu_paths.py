@@ -46,10 +46,19 @@ def test_unknown_and_null_ids_never_reach_the_graph(tmp_path, monkeypatch, polic
     users[rng.random(n) < 0.05] = np.nan  # null
     frame = pd.DataFrame({"user_id": pd.array(users).astype("Int64"),
                           "item_id": pd.array(items).astype("Int64")})
-    out = Scorer(fb.path, device="cpu", unknown=policy).score_frame(frame)
-    assert seen, "the graph was never run"
     known = frame["user_id"].isin(fb.user_ids) & frame["item_id"].isin(fb.item_ids)
+    scorer = Scorer(fb.path, device="cpu", unknown=policy, max_unknown_share=1)
+    out = scorer.score_frame(frame)
+    assert seen, "the graph was never run"
     assert len(out) == (n if policy == "fallback" else int(known.sum()))
+    # the path `recmodels score` runs: files through the streaming reader (CSV ids read as text)
+    frame.to_parquet(tmp_path / "in.parquet")
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    for name in ("in.parquet", "in.csv"):
+        seen.clear()
+        rep = scorer.score_file(tmp_path / name, tmp_path / f"out-{name}.parquet", overwrite=True)
+        assert seen and rep.rows_written == len(out)
+        assert rep.unknown_rows == int((~known).sum())
 
 
 @pytest.mark.skipif(cuda_available(), reason="checks the no-CUDA error path")

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from recmodels.errors import BundleError, ConfigError, DataError, OutputError
 from recmodels.scoring import Bundle, Scorer, score, score_frame
-from recmodels.scoring.scorer import rebatch
+from recmodels.scoring.stream import rebatch
 
 TOL = 1e-5
 
@@ -69,7 +69,7 @@ def test_scores_match_reference(tmp_path, kind, folded, id_kind):
     out = score_frame(fb.path, df, device="cpu", batch_size=1000)
     known = check_scores(fb, df, out)
     assert known.all() and out["known"].all()
-    assert Bundle.load(fb.path).manifest["model"]["folded"] == (folded and kind == "neumf")
+    assert Bundle.load(fb.path).manifest.model.folded == folded
 
 
 def test_policies_on_frames(mf, mf_scorer):
@@ -99,8 +99,12 @@ def test_clip_and_bad_options(mf):
         Scorer(mf.path, device="tpu")
     with pytest.raises(ConfigError, match="clashes"):
         score_frame(mf.path, df.assign(score=1.0), device="cpu")
-    with pytest.raises(DataError, match="strings"):
-        score_frame(mf.path, df.assign(user_id=df["user_id"].astype(str)), device="cpu")
+    # the id rules: integer text is the integer (so it scores alike); other text is unknown
+    as_text = score_frame(mf.path, df.assign(user_id=df["user_id"].astype(str)), device="cpu")
+    np.testing.assert_array_equal(as_text["score"], score_frame(mf.path, df, device="cpu")["score"])
+    with pytest.warns(UserWarning, match="ids the bundle does not know"):
+        other = score_frame(mf.path, df.assign(user_id="u" + df["user_id"].astype(str)), device="cpu")
+    assert not other["known"].any()
 
 
 @settings(
@@ -121,14 +125,14 @@ def test_batches_keep_order_and_count(mf, sizes, unknown_frac, policy, seed):
         chunks.append(table.slice(lo, n).to_batches(max_chunksize=max(n, 1))[0] if n else
                       pa.RecordBatch.from_pylist([], schema=table.schema))
         lo += n
-    scorer = Scorer(mf.path, device="cpu", unknown=policy, batch_size=17)
+    scorer = Scorer(mf.path, device="cpu", unknown=policy, batch_size=17, max_unknown_share=1)
     outs = list(scorer.score_batches(iter(chunks)))
     assert len(outs) == len(chunks)
     got = pa.Table.from_batches(outs, schema=outs[0].schema).to_pandas()
     ref, known = mf.reference_ids(df["user_id"], df["item_id"])
     if policy == "skip":
         ref, expected_rows = ref[known], df["row"][known]
-        assert scorer._counts["skipped"] == (~known).sum()
+        assert scorer.counts["skipped"] == (~known).sum()
     else:
         expected_rows = df["row"]
         assert got["known"].tolist() == known.tolist()
@@ -244,7 +248,7 @@ def test_error_policy_names_id_and_row_and_leaves_nothing(tmp_path, mf):
     df.loc[217, "item_id"] = 424242
     src = write_input(df, tmp_path / "in.csv", "csv")
     for out in (tmp_path / "o.parquet", tmp_path / "odir"):
-        with pytest.raises(DataError, match=r"unknown item id 424242 at input row 217"):
+        with pytest.raises(DataError, match=r"unknown item id 424242 at data row 218;"):
             score(mf.path, src, out, device="cpu", unknown="error", part_rows=100, batch_size=50)
         assert not out.exists()
     assert sorted(os.listdir(tmp_path)) == ["in.csv"]
@@ -339,11 +343,11 @@ def test_bad_inputs(tmp_path, mf):
     (tmp_path / "noid.csv").write_text("user,item_id\n1000,5\n")
     with pytest.raises(DataError, match="no user id column 'user_id'"):
         run(tmp_path / "noid.csv")
-    (tmp_path / "strid.csv").write_text("user_id,item_id\n1000,5\nabc,5\n")
-    with pytest.raises(DataError, match="non-integer id 'abc'"):
+    (tmp_path / "strid.csv").write_text("user_id,item_id\nabd,5\nabc,5\n")
+    with pytest.raises(DataError, match="2 of 2 rows .* the input's user ids .* are text but"):
         run(tmp_path / "strid.csv")
     pq.write_table(pa.table({"user_id": ["a"], "item_id": [5]}), tmp_path / "str.parquet")
-    with pytest.raises(DataError, match="holds strings"):
+    with pytest.raises(DataError, match="1 of 1 rows .* does not know"):
         run(tmp_path / "str.parquet")
     good = write_input(pairs(mf, 500), tmp_path / "good.parquet", "parquet")
     data = open(good, "rb").read()

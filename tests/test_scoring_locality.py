@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from recmodels.encoders import IdEncoder
 from recmodels.errors import ConfigError
 from recmodels.scoring import Scorer, ScoringSession
-from recmodels.scoring.idmap import IndexMap
 
 
 @pytest.fixture(scope="module")
@@ -96,24 +95,27 @@ def _encoder(classes):
     extra=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=30),
     near=st.lists(st.integers(-3, 3), max_size=30),
 )
-def test_index_map_matches_encoder(classes, extra, near):
+def test_dense_lookup_matches_ranks(classes, extra, near):
     enc = _encoder(classes)
     ids = list(classes) + list(extra)
     ids += [min(max(c + d, -(2**63)), 2**63 - 1) for c, d in zip(classes, near, strict=False)]
     column = pa.array(ids, type=pa.int64())
-    np.testing.assert_array_equal(IndexMap(enc).transform(column), enc.transform(column))
+    # the dense-table fast path (int64 Arrow, no nulls) agrees with the general path (numpy input)
+    fast, _ = enc.lookup(column)
+    np.testing.assert_array_equal(fast, enc.lookup(np.asarray(ids, dtype=np.int64))[0])
+    ranks = {v: k for k, v in enumerate(sorted(classes))}
+    assert fast.tolist() == [ranks.get(v, -1) for v in ids]
 
 
-def test_index_map_dense_and_fallbacks():
+def test_dense_lookup_edges_and_fallbacks():
     enc = _encoder([2**63 - 3, 2**63 - 2, 2**63 - 1])
-    m = IndexMap(enc)
-    assert m._lut is not None
+    assert enc._lut is not None
     ids = pa.array([-(2**63), 2**63 - 1, 2**63 - 4, 2**63 - 3, 0], type=pa.int64())
-    assert m.transform(ids).tolist() == [-1, 2, -1, 0, -1]
+    assert enc.transform(ids).tolist() == [-1, 2, -1, 0, -1]
     with_null = pa.array([2**63 - 2, None], type=pa.int64())
-    assert m.transform(with_null).tolist() == [1, -1]
+    assert enc.transform(with_null).tolist() == [1, -1]
     strings = IdEncoder("user").fit(np.array(["a", "b"], dtype=object))
-    assert IndexMap(strings).transform(pa.array(["b", "z"])).tolist() == [1, -1]
+    assert strings.transform(pa.array(["b", "z"])).tolist() == [1, -1]
     sparse = _encoder([0, 10**12])
-    assert IndexMap(sparse)._lut is None
-    assert IndexMap(sparse).transform(pa.array([10**12, 5], type=pa.int64())).tolist() == [1, -1]
+    assert sparse._lut is None
+    assert sparse.transform(pa.array([10**12, 5], type=pa.int64())).tolist() == [1, -1]

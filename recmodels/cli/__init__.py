@@ -25,7 +25,7 @@ COMMANDS = {
 
 
 # what the `train` extra adds; the base install (scoring) works without them
-TRAIN_EXTRA_MODULES = {"torch", "onnx", "onnxscript", "sklearn", "matplotlib"}
+TRAIN_EXTRA_MODULES = {"torch", "onnx", "sklearn", "matplotlib"}
 
 
 class LazyGroup(click.Group):

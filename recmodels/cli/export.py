@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import click
 
-# keep in step with recmodels.export (not imported here: it pulls in onnx/torch)
-_DEFAULT_OPSET = 17
-_FORMATS = ("onnx",)
+from ..export import DEFAULT_OPSET, FORMATS  # torch- and onnx-free at import
 
 
 @click.command("export")
@@ -21,7 +19,7 @@ _FORMATS = ("onnx",)
     "--no-fold", "no_fold", is_flag=True,
     help="Keep the model's structure instead of folding it for inference (for comparisons).",
 )
-@click.option("--opset", type=int, default=_DEFAULT_OPSET, show_default=True, help="ai.onnx opset.")
+@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True, help="ai.onnx opset.")
 @click.option(
     "--fallback-score", type=float, default=None,
     help="Score for unknown ids [default: the training ratings' global mean].",
@@ -37,9 +35,9 @@ def export(run_dir, fmt, out_dir, overwrite, no_fold, opset, fallback_score, emb
     The graph is checked with onnx.checker and against the torch model on 10,000 random
     pairs (max |onnx - torch| <= 1e-5) before the bundle is moved into place.
     """
-    if fmt.lower() not in _FORMATS:
-        raise click.ClickException(f"unsupported --format {fmt!r}; supported: {', '.join(_FORMATS)}")
-    from ..export import export_onnx  # imports torch
+    if fmt.lower() not in FORMATS:
+        raise click.ClickException(f"unsupported --format {fmt!r}; supported: {', '.join(FORMATS)}")
+    from ..export import export_onnx
 
     path = export_onnx(
         run_dir,
@@ -53,15 +51,16 @@ def export(run_dir, fmt, out_dir, overwrite, no_fold, opset, fallback_score, emb
     from ..bundle import Bundle
 
     bundle = Bundle.load(path)
-    parity = bundle.manifest["parity"]
+    manifest = bundle.manifest
+    parity = manifest.parity
     click.echo(
-        f"wrote {path} ({bundle.model_kind}, {'folded' if not no_fold else 'unfolded'}, "
-        f"opset {opset}); parity max |onnx - torch| = {parity['max_abs_diff']:.2e} "
-        f"over {parity['n_pairs']} pairs"
+        f"wrote {path} ({bundle.model_kind}, {'folded' if manifest.model.folded else 'unfolded'}, "
+        f"opset {manifest.graph.opset}); parity max |onnx - torch| = {parity.max_abs_diff:.2e} "
+        f"over {parity.n_pairs} pairs"
     )
-    if embed_encoders:
-        raw = parity["raw_ids"]
+    if parity.raw_ids is not None:
+        raw = parity.raw_ids
         click.echo(
             f"wrote {bundle.raw_ids_model_path.name} (raw ids); max |model_ids - model| = "
-            f"{raw['max_abs_diff']:.2e}, {raw['n_unknown']} unknown pairs scored {bundle.fallback_score:g}"
+            f"{raw.max_abs_diff:.2e}, {raw.n_unknown} unknown pairs scored {bundle.fallback_score:g}"
         )

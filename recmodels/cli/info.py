@@ -7,10 +7,9 @@ from pathlib import Path
 
 import click
 
-MANIFEST = "manifest.json"
-RUN_CONFIG = "config.json"
-RUN_METRICS = "metrics.json"
-RUN_COMPLETE = "COMPLETE"
+from ..bundle import MANIFEST_FILE, Bundle
+from ..errors import first_line
+from ..runs import COMPLETE_FILE, CONFIG_FILE, METRICS_FILE
 
 
 def _compact(mapping: dict | None, skip: tuple = ()) -> str:
@@ -36,7 +35,7 @@ def _read_json(path: Path) -> tuple[dict | None, str | None]:
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return None, f"{path.name} unreadable ({str(exc).splitlines()[0]})"
+        return None, f"{path.name} unreadable ({first_line(exc)})"
     if not isinstance(obj, dict):
         return None, f"{path.name} is not a JSON object"
     return obj, None
@@ -47,9 +46,9 @@ def run_summary(path: Path) -> tuple[str, dict]:
 
     Missing or unreadable files are reported in the text, never raised.
     """
-    config, config_problem = _read_json(path / RUN_CONFIG)
-    metrics, metrics_problem = _read_json(path / RUN_METRICS)
-    complete = (path / RUN_COMPLETE).is_file()
+    config, config_problem = _read_json(path / CONFIG_FILE)
+    metrics, metrics_problem = _read_json(path / METRICS_FILE)
+    complete = (path / COMPLETE_FILE).is_file()
     lines = [
         f"run           {path}",
         "status        "
@@ -128,13 +127,14 @@ def info(path, user_col, item_col, rating_col, timestamp_col, rating_range, as_j
       validated like training input, and its statistics: users, items, interactions,
       density, rating histogram and per-user / per-item count quantiles.
     """
-    if path.is_dir() and (path / MANIFEST).is_file():
-        from ..bundle import Bundle
-
+    if path.is_dir() and (path / MANIFEST_FILE).is_file():
         bundle = Bundle.load(path)
-        click.echo(json.dumps(bundle.manifest, indent=2, sort_keys=True) if as_json else bundle.summary())
+        if as_json:
+            click.echo(json.dumps(bundle.manifest.to_dict(), indent=2, sort_keys=True))
+        else:
+            click.echo(bundle.summary())
         return
-    if path.is_dir() and (path / RUN_CONFIG).exists():
+    if path.is_dir() and (path / CONFIG_FILE).exists():
         text, facts = run_summary(path)
         click.echo(json.dumps(facts, indent=2, sort_keys=True) if as_json else text)
         return

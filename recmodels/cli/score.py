@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
-import warnings
 
 import click
+
+from ..scoring.report import DEFAULT_MAX_UNKNOWN_SHARE
 
 
 @click.command("score")
@@ -33,6 +34,13 @@ import click
     default="fallback",
     show_default=True,
     help="Unknown/null ids: fallback score + `known` column, drop the row, or fail.",
+)
+@click.option(
+    "--max-unknown-share",
+    type=click.FloatRange(0, 1),
+    default=DEFAULT_MAX_UNKNOWN_SHARE,
+    show_default=True,
+    help="Fail (writing nothing) when more than this share of rows has unknown ids; 1 turns it off.",
 )
 @click.option(
     "--clip/--no-clip",
@@ -88,6 +96,7 @@ def score(
     keep,
     fmt,
     unknown,
+    max_unknown_share,
     clip,
     device,
     batch_size,
@@ -105,10 +114,12 @@ def score(
     OUTPUT  out.parquet / out.csv: one file (renamed into place when complete);
             a path without extension: part files + _SUCCESS (resumable with --resume).
     """
-    from ..scoring import DEFAULT_PART_ROWS, Scorer
+    import warnings
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    from ..scoring import Scorer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # printed below from scorer.warnings
         scorer = Scorer(
             bundle,
             device=device,
@@ -118,15 +129,17 @@ def score(
             clip=clip,
             batch_size=batch_size,
             threads=threads,
+            max_unknown_share=max_unknown_share,
         )
-    for w in caught:
-        click.echo(f"warning: {w.message}", err=True)
+    if not quiet:
+        for message in scorer.warnings:
+            click.echo(f"warning: {message}", err=True)
     report = scorer.score_file(
         input,
         output,
         keep=keep,
         format=fmt,
-        part_rows=part_rows or DEFAULT_PART_ROWS,
+        part_rows=part_rows,
         resume=resume,
         overwrite=overwrite,
         progress=not quiet and sys.stdout.isatty(),

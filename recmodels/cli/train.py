@@ -1,25 +1,196 @@
-"""``recmodels train``: train a rating model and write a run directory."""
+"""``recmodels train``: train a rating model and write a run directory.
+
+One table (:data:`OPTIONS`) says which config field each option sets; the defaults and their
+``[default: ...]`` help come from the config dataclasses (``ModelConfig``, ``TrainConfig``,
+``DataConfig``), and a ``--config`` TOML file fills the same options (click's ``default_map``),
+with flags overriding it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
 import click
+from click.core import ParameterSource
 
-# TOML/CLI option name -> where it goes; flags given on the command line override the file.
-_OPTIONS = {
-    "data": "path", "train": "path", "valid": "path", "test": "path", "model": "str",
-    "item_embeddings": "path", "embedding_fill": "str", "user_col": "str", "item_col": "str",
-    "rating_col": "str", "timestamp_col": "str", "rating_range": "range", "split": "str",
-    "epochs": "int", "batch_size": "int", "lr": "float", "embedding_lr": "float",
-    "optimizer": "str", "l2": "float", "patience": "int", "device": "str", "seed": "int",
-    "out": "path", "duplicates": "str", "embedding_dim": "int", "num_layers": "int",
-    "use_bias": "bool", "threads": "int", "precision": "str",
-}
-_DEFAULTS = {"model": "neumf", "embedding_fill": "zeros", "user_col": "user_id",
-             "item_col": "item_id", "rating_col": "rating", "rating_range": (1.0, 5.0),
-             "split": "random", "duplicates": "last", "device": "auto", "seed": 0}
+from ..models.config import DEFAULT_KIND, MODEL_KINDS, ModelConfig, default_dropouts
+from ..training.config import (
+    DEFAULT_EMBEDDING_LR,
+    DEFAULT_LR,
+    OPTIMIZERS,
+    PRECISIONS,
+    RESUMABLE_FIELDS,
+    TrainConfig,
+)
+from ..training.setup import DataConfig
 
 
-def _load_toml(path: str) -> dict:
+class FloatList(click.ParamType):
+    """Comma-separated numbers (``0.5,0.3,0.3``); a TOML file gives a list."""
+
+    name = "N,N,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            items = [v for v in str(value).replace(" ", "").split(",") if v]
+        try:
+            if any(isinstance(v, bool) for v in items):
+                raise ValueError
+            return tuple(float(v) for v in items)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a comma-separated list of numbers", param, ctx)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One ``recmodels train`` option and the config field it sets."""
+
+    flags: tuple[str, ...]
+    section: str  # "model", "train", "data": a config dataclass; "input", "run": none
+    field: str
+    type: object = None
+    help: str = ""
+    nargs: int = 1
+    metavar: str | None = None
+    is_flag: bool = False
+
+    @property
+    def name(self) -> str:
+        """The parameter (and TOML key) name: the long flag in snake_case."""
+        return self.flags[0].split("/")[0].lstrip("-").replace("-", "_")
+
+
+_PATH = click.Path()
+_POSITIVE = click.FloatRange(min=0, min_open=True)
+OPTIONS = (
+    Option(("--data",), "input", "data", _PATH, "Interactions (CSV/Parquet) split into train/valid/test."),
+    Option(("--train",), "input", "train", _PATH, "Pre-split training interactions."),
+    Option(("--valid",), "input", "valid", _PATH, "Pre-split validation interactions."),
+    Option(("--test",), "input", "test", _PATH, "Pre-split test interactions."),
+    Option(("--model",), "model", "kind", click.Choice(MODEL_KINDS), "Architecture."),
+    Option(("--item-embeddings",), "input", "item_embeddings", _PATH,
+           "Pretrained item table (hybrid): the item id column plus numeric columns."),
+    Option(("--embedding-fill",), "data", "embedding_fill", click.Choice(["zeros", "mean"]),
+           "Vector for items missing from --item-embeddings."),
+    Option(("--user-col",), "data", "user_col", None, "User id column."),
+    Option(("--item-col",), "data", "item_col", None, "Item id column."),
+    Option(("--rating-col",), "data", "rating_col", None, "Rating column."),
+    Option(("--timestamp-col",), "data", "timestamp_col", None,
+           "Timestamp column (needed by --split leave-last-out)."),
+    Option(("--rating-range",), "data", "rating_range", float, "Allowed rating range.", nargs=2,
+           metavar="MIN MAX"),
+    Option(("--split",), "data", "split", click.Choice(["random", "leave-last-out"]),
+           "How --data is split: random by --fractions, or each user's last rating to test and the "
+           "one before to valid."),
+    Option(("--fractions",), "data", "fractions", float, "Train/valid/test fractions of a random split.",
+           nargs=3, metavar="TRAIN VALID TEST"),
+    Option(("--duplicates",), "data", "duplicates", click.Choice(["last", "first", "error"]),
+           "Repeated (user, item) pairs: keep the last/first, or fail."),
+    Option(("--epochs",), "train", "epochs", click.IntRange(min=1), "Maximum epochs."),
+    Option(("--batch-size",), "train", "batch_size", click.IntRange(min=1), "Rows per step."),
+    Option(("--lr",), "train", "lr", _POSITIVE,
+           "Learning rate of the dense layers (all layers for adam/sgd/notebook)."),
+    Option(("--embedding-lr",), "train", "embedding_lr", _POSITIVE,
+           "Row-wise Adagrad learning rate of the embeddings."),
+    Option(("--optimizer",), "train", "optimizer", click.Choice(OPTIMIZERS),
+           "Optimizer recipe; notebook = Adam for epoch 1, then SGD lr 5e-4."),
+    Option(("--l2",), "train", "l2", click.FloatRange(min=0), "L2 penalty on looked-up embedding rows."),
+    Option(("--l2-frequency-exponent",), "train", "l2_frequency_exponent", click.FloatRange(0, 2),
+           "Row-wise Adagrad: a row seen c times per epoch gets l2 * (c / c_mean) ** this."),
+    Option(("--l2-bias",), "train", "l2_bias", click.FloatRange(min=0),
+           "Row-wise Adagrad: L2 weight of the bias tables."),
+    Option(("--patience",), "train", "patience", click.IntRange(min=1),
+           "Early stop after this many epochs without a better validation MSE."),
+    Option(("--embedding-dim",), "model", "embedding_dim", click.IntRange(min=1), "GMF width."),
+    Option(("--num-layers",), "model", "num_layers", click.IntRange(min=1), "MLP layers."),
+    Option(("--dropouts",), "model", "dropouts", FloatList(), "Dropout before each MLP layer."),
+    Option(("--init-std",), "model", "init_std", _POSITIVE, "Embeddings start from N(0, init-std)."),
+    Option(("--use-bias/--no-bias",), "model", "use_bias", None, "User/item bias terms.", is_flag=True),
+    Option(("--device",), "train", "device", None, "auto, cpu, cuda, cuda:N (gpu = cuda)."),
+    Option(("--threads",), "train", "num_threads", click.IntRange(min=1), "CPU threads for torch."),
+    Option(("--eval-batch-size",), "train", "eval_batch_size", click.IntRange(min=1),
+           "Rows per forward pass when evaluating."),
+    Option(("--precision",), "train", "precision", click.Choice(PRECISIONS),
+           "Training forward of the MLP tower in bf16 autocast or fp32 (evaluation is always fp32)."),
+    Option(("--seed",), "train", "seed", int, "Seed of split, initialisation, shuffling, dropout."),
+    Option(("--out",), "input", "out", _PATH, "Run directory to write (required)."),
+    Option(("--resume",), "run", "resume", None, "Continue the interrupted run in --out from last.pt.",
+           is_flag=True),
+    Option(("--overwrite",), "run", "overwrite", None, "Replace an existing run directory.", is_flag=True),
+    Option(("--quiet", "-q"), "run", "quiet", None, "No progress bar and no data statistics.",
+           is_flag=True),
+)
+BY_NAME = {opt.name: opt for opt in OPTIONS}
+_CONFIGS = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig}
+
+
+def default(opt: Option):
+    """The option's default: its config dataclass field's default (``None``/``False`` otherwise)."""
+    if opt.section == "model" and opt.field == "kind":
+        return DEFAULT_KIND
+    if opt.section in _CONFIGS:
+        return {f.name: f.default for f in dataclasses.fields(_CONFIGS[opt.section])}[opt.field]
+    return False if opt.is_flag else None
+
+
+def _text(opt: Option, value) -> str:
+    """``value`` as it is spelled on the command line (a flag pair names the side)."""
+    if opt.is_flag:
+        return opt.flags[0].split("/")[0 if value else -1]
+    if value is None:
+        return "none"
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    return " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def default_text(opt: Option) -> str | None:
+    """How the help shows the option's default (``None``: no default to show)."""
+    value = default(opt)
+    if opt.section not in _CONFIGS:
+        return None
+    special = {
+        "lr": lambda: "the optimizer's: " + ", ".join(
+            f"{lr:g} ({', '.join(k for k, v in DEFAULT_LR.items() if v == lr)})"
+            for lr in sorted(set(DEFAULT_LR.values()))),
+        "embedding_lr": lambda: f"{DEFAULT_EMBEDDING_LR:g}",
+        "l2_bias": lambda: "--l2",
+        "num_threads": lambda: "torch's",
+        "dropouts": lambda: "{:g}, then {:g} for each later layer".format(*default_dropouts(2)),
+    }
+    if opt.field in special:
+        return special[opt.field]()
+    return None if value is None else _text(opt, value)
+
+
+def _toml_kind(opt: Option) -> tuple[str, object]:
+    """What a TOML value of ``opt`` must be: (description, check)."""
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    if opt.nargs > 1:
+        shape = "[" + ", ".join(opt.metavar.split()) + "]"
+        return (f"{shape} ({opt.nargs} numbers)",
+                lambda v: isinstance(v, list) and len(v) == opt.nargs and all(map(number, v)))
+    if opt.is_flag:
+        return "true or false", lambda v: isinstance(v, bool)
+    if isinstance(opt.type, FloatList):
+        return "a list of numbers", lambda v: isinstance(v, list) and all(map(number, v))
+    if opt.type is int or isinstance(opt.type, click.types.IntParamType):
+        return "an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)
+    if opt.type is float or isinstance(opt.type, click.types.FloatParamType):
+        return "a number", number
+    if isinstance(opt.type, click.Path):
+        return "a string (a path)", lambda v: isinstance(v, str)
+    return "a string", lambda v: isinstance(v, str)
+
+
+def _load_toml(ctx: click.Context, param: click.Parameter, path: str | None) -> str | None:
+    """``--config``: read the TOML file into ``ctx.default_map`` (checked, paths made absolute)."""
+    if path is None:
+        return None
     import tomllib
 
     from ..errors import ConfigError
@@ -29,89 +200,52 @@ def _load_toml(path: str) -> dict:
             table = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
     table = {key.replace("-", "_"): value for key, value in table.items()}
-    unknown = sorted(set(table) - set(_OPTIONS))
+    unknown = sorted(set(table) - set(BY_NAME))
     if unknown:
         raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}; "
                           "see `recmodels train --help`")
+    params = {p.name: p for p in ctx.command.params}
+    folder = Path(path).resolve().parent
+    defaults = {}
     for key, value in table.items():
-        kind = _OPTIONS[key]
-        if kind == "range":
-            if not (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)):
-                raise ConfigError(f"{path}: rating_range must be [MIN, MAX] (two numbers), got {value!r}")
-            table[key] = tuple(float(v) for v in value)
-        elif not _TOML_TYPES[kind][1](value):
-            raise ConfigError(f"{path}: {key} must be {_TOML_TYPES[kind][0]}, got {value!r}")
-    return table
+        opt = BY_NAME[key]
+        what, check = _toml_kind(opt)
+        if not check(value):
+            raise ConfigError(f"{path}: {key} must be {what}, got {value!r}")
+        try:
+            value = params[key].type_cast_value(ctx, tuple(value) if opt.nargs > 1 else value)
+        except click.BadParameter as exc:
+            raise ConfigError(f"{path}: {key}: {exc.message}") from None
+        if isinstance(opt.type, click.Path) and not os.path.isabs(value):
+            value = str(folder / value)  # relative to the file, not to where the command runs
+        defaults[key] = value
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return path
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-# option kind -> (description for messages, check of a TOML value)
-_TOML_TYPES = {
-    "path": ("a string (a path)", lambda v: isinstance(v, str)),
-    "str": ("a string", lambda v: isinstance(v, str)),
-    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
-    "float": ("a number", _is_number),
-    "bool": ("true or false", lambda v: isinstance(v, bool)),
-}
+def _add_options(command):
+    for opt in reversed(OPTIONS):
+        shown = default_text(opt)
+        kwargs = dict(help=opt.help + (f"  [default: {shown}]" if shown is not None else ""),
+                      default=default(opt))
+        if opt.is_flag:
+            kwargs.update(is_flag=True)
+        else:
+            kwargs.update(type=opt.type, nargs=opt.nargs, metavar=opt.metavar)
+        command = click.option(*opt.flags, opt.name, **kwargs)(command)
+    return click.option("--config", "config_file", type=click.Path(dir_okay=False), is_eager=True,
+                        expose_value=False, callback=_load_toml,
+                        help="TOML file with any of these options (snake_case or kebab-case keys; "
+                             "relative paths from the file's folder); flags override it.")(command)
 
 
 @click.command()
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="TOML file with any of these options (snake_case or kebab-case keys); "
-                   "flags override it.")
-@click.option("--data", type=click.Path(), help="Interactions (CSV/Parquet) split into train/valid/test.")
-@click.option("--train", "train_file", type=click.Path(), help="Pre-split training interactions.")
-@click.option("--valid", "valid_file", type=click.Path(), help="Pre-split validation interactions.")
-@click.option("--test", "test_file", type=click.Path(), help="Pre-split test interactions.")
-@click.option("--model", type=click.Choice(["mf", "neumf", "hybrid"]),
-              help="Architecture [default: neumf].")
-@click.option("--item-embeddings", type=click.Path(),
-              help="Pretrained item table (hybrid): the item id column plus numeric columns.")
-@click.option("--embedding-fill", type=click.Choice(["zeros", "mean"]),
-              help="Vector for items missing from --item-embeddings [default: zeros].")
-@click.option("--user-col", help="User id column [default: user_id].")
-@click.option("--item-col", help="Item id column [default: item_id].")
-@click.option("--rating-col", help="Rating column [default: rating].")
-@click.option("--timestamp-col", help="Timestamp column (needed by --split leave-last-out).")
-@click.option("--rating-range", nargs=2, type=float, metavar="MIN MAX",
-              help="Allowed rating range [default: 1 5].")
-@click.option("--split", type=click.Choice(["random", "leave-last-out"]),
-              help="How --data is split (70/20/10 random, or each user's last rating) "
-                   "[default: random].")
-@click.option("--duplicates", type=click.Choice(["last", "first", "error"]),
-              help="Repeated (user, item) pairs: keep the last/first, or fail [default: last].")
-@click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs [default: 10].")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Rows per step [default: 16384].")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
-              help="Learning rate of the dense layers (all layers for adam/sgd/notebook).")
-@click.option("--embedding-lr", type=click.FloatRange(min=0, min_open=True),
-              help="Row-wise Adagrad learning rate of the embeddings [default: 0.1].")
-@click.option("--optimizer",
-              type=click.Choice(["rowwise-adagrad", "adam", "sparse-adam", "sgd", "notebook"]),
-              help="Optimizer recipe [default: rowwise-adagrad]; notebook = Adam for epoch 1, "
-                   "then SGD lr 5e-4.")
-@click.option("--l2", type=click.FloatRange(min=0),
-              help="L2 penalty on looked-up embedding rows [default: 0.05].")
-@click.option("--patience", type=click.IntRange(min=1),
-              help="Early stop after this many epochs without a better validation MSE [default: 2].")
-@click.option("--embedding-dim", type=click.IntRange(min=1), help="GMF width [default: 32].")
-@click.option("--num-layers", type=click.IntRange(min=1), help="MLP layers [default: 3].")
-@click.option("--use-bias/--no-bias", default=None, help="User/item bias terms [default: on].")
-@click.option("--device", help="auto, cpu, cuda or cuda:N [default: auto].")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch.")
-@click.option("--precision", type=click.Choice(["bf16", "fp32"]),
-              help="Training forward of the MLP tower in bf16 autocast or fp32 (evaluation is "
-                   "always fp32) [default: bf16].")
-@click.option("--seed", type=int, help="Seed of split, initialisation, shuffling [default: 0].")
-@click.option("--out", type=click.Path(), help="Run directory to write (required).")
-@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out from last.pt.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no data statistics.")
-def train(config_file, **flags):
+@_add_options
+@click.pass_context
+def train(ctx: click.Context, **options):
     """Train an MF, NeuMF or hybrid NeuMF rating model and write a run directory.
 
     \b
@@ -122,49 +256,89 @@ def train(config_file, **flags):
       recmodels train --config train.toml --epochs 20 --out runs/long
       recmodels train --out runs/neumf --resume
     """
-    from ..errors import ConfigError
-
-    renamed = {"train_file": "train", "valid_file": "valid", "test_file": "test"}
-    given = {renamed.get(k, k): v for k, v in flags.items()
-             if v is not None and k not in ("resume", "overwrite", "quiet")}
-    if given.get("rating_range") == ():
-        given.pop("rating_range")
-    options = {**_DEFAULTS, **(_load_toml(config_file) if config_file else {}), **given}
-    if not options.get("out"):
-        raise click.UsageError("--out RUN_DIR is required")
-    resume, overwrite, quiet = flags["resume"], flags["overwrite"], flags["quiet"]
-
-    from ..data import Columns
-    from ..training import TrainConfig
     from ..training.pipeline import train_run
 
-    train_fields = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr",
-                    "embedding_lr": "embedding_lr", "optimizer": "optimizer", "l2": "l2",
-                    "patience": "patience", "device": "device", "seed": "seed",
-                    "threads": "num_threads", "precision": "precision"}
-    if resume:
-        overrides = {train_fields[k]: given[k] for k in ("epochs", "patience", "device", "threads")
-                     if k in given}
-        train_run(options["out"], resume=True, quiet=quiet, echo=click.echo,
+    if not options["out"]:
+        raise click.UsageError("--out RUN_DIR is required")
+    given = {name for name in options
+             if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
+    sections = {s: {o.field: options[o.name] for o in OPTIONS if o.section == s}
+                for s in ("model", "train", "data", "input", "run")}
+    run = sections["run"]
+    if run["resume"]:
+        overrides = {o.field: options[o.name] for o in OPTIONS
+                     if o.section == "train" and o.field in RESUMABLE_FIELDS and o.name in given}
+        if not run["overwrite"]:
+            check_resume(options["out"], options, given)
+        train_run(options["out"], resume=True, quiet=run["quiet"], echo=click.echo,
                   resume_overrides=overrides)
         return
-    train_kwargs = {field: options[key] for key, field in train_fields.items() if key in options}
-    model_options = {k: options[k] for k in ("embedding_dim", "num_layers", "use_bias")
-                     if k in options}
-    if "num_layers" in model_options and model_options["num_layers"] != 3:
-        model_options["dropouts"] = (0.5,) + (0.3,) * (model_options["num_layers"] - 1)
-    try:
-        train_config = TrainConfig(**train_kwargs)
-        columns = Columns(user=options["user_col"], item=options["item_col"],
-                          rating=options["rating_col"], timestamp=options.get("timestamp_col"))
-    except TypeError as exc:
-        raise ConfigError(f"invalid option value ({exc})") from None
+    model = sections["model"]
+    kind = model.pop("kind")
+    inputs = sections["input"]
     train_run(
-        options["out"], data=options.get("data"), train=options.get("train"),
-        valid=options.get("valid"), test=options.get("test"), model=options["model"],
-        model_options=model_options, train_config=train_config, columns=columns,
-        rating_range=tuple(options["rating_range"]), duplicates=options["duplicates"],
-        split=options["split"], item_embeddings=options.get("item_embeddings"),
-        embedding_fill=options["embedding_fill"], overwrite=overwrite, quiet=quiet,
+        inputs["out"], data=inputs["data"], train=inputs["train"], valid=inputs["valid"],
+        test=inputs["test"], model=kind, model_options=model,
+        train_config=TrainConfig(**sections["train"]), data_config=DataConfig(**sections["data"]),
+        item_embeddings=inputs["item_embeddings"], overwrite=run["overwrite"], quiet=run["quiet"],
         echo=click.echo,
     )
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return float(a) == float(b)
+    if isinstance(a, str) and isinstance(b, str) and a != b and os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return a == b
+
+
+def _run_values(config: dict) -> dict:
+    """Option name -> the value the run in ``config`` (its ``config.json``) was made with."""
+    from ..training.setup import DataConfig as _Data
+
+    model = ModelConfig.from_dict(config["model"])
+    train_config = TrainConfig.from_dict(config.get("train") or {})
+    data = config.get("data") or {}
+    data_config = _Data.from_run(data)
+    sources = list(data.get("sources") or [])
+    split = (data.get("split") or {}).get("method")
+    given_parts = split == "given"
+    values = {}
+    for opt in OPTIONS:
+        if opt.section == "model":
+            values[opt.name] = model.kind if opt.field == "kind" else getattr(model, opt.field)
+        elif opt.section == "train":
+            values[opt.name] = getattr(train_config, opt.field)
+        elif opt.section == "data":
+            values[opt.name] = getattr(data_config, opt.field)
+    values["data"] = None if given_parts or not sources else sources[0]
+    for i, part in enumerate(("train", "valid", "test")):
+        values[part] = sources[i] if given_parts and i < len(sources) else None
+    values["item_embeddings"] = (data.get("item_embeddings") or {}).get("source")
+    return values
+
+
+def check_resume(out: str, options: dict, given: set[str]) -> None:
+    """Refuse options given for a resume (flags or TOML) that differ from the run's settings."""
+    from .. import runs
+    from ..errors import ConfigError, RunDirError
+
+    runs.check_out_dir(out, resume=True)
+    config = runs.load_config(out)
+    try:
+        run_values = _run_values(config)
+    except ConfigError as exc:
+        raise RunDirError(f"{Path(out) / runs.CONFIG_FILE}: {exc}") from None
+    may_change = [o for o in OPTIONS if o.section == "train" and o.field in RESUMABLE_FIELDS]
+    allowed = ", ".join(o.flags[0] for o in may_change[:-1]) + f" and {may_change[-1].flags[0]}"
+    for opt in OPTIONS:
+        if opt.name not in given or opt in may_change or opt.section == "run" or opt.name == "out":
+            continue
+        if opt.name in run_values and not _same(options[opt.name], run_values[opt.name]):
+            now, was = _text(opt, options[opt.name]), _text(opt, run_values[opt.name])
+            shown = now if opt.is_flag else f"{opt.flags[0]} {now}"
+            raise ConfigError(f"{shown} differs from the run's {was!r}; only {allowed} may change "
+                              "on --resume")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .fold import FoldedSpec, ScoreSpec
+from .fold import FoldedSpec, ScoreSpec, fold
 
 DEFAULT_OPSET = 17
 MAX_OPSET = 23
@@ -196,6 +196,20 @@ def build_folded(folded: FoldedSpec, opset: int = DEFAULT_OPSET):
         y = b.op("Add", [y, dot_sum], "plus_dot")
         _finish_score(b, y)
     return b.model(f"recmodels_{folded.kind}_folded", opset, f"recmodels {folded.kind} (folded)")
+
+
+def graph_for(spec: ScoreSpec, *, fold_graph: bool = True, opset: int = DEFAULT_OPSET):
+    """The scoring graph of ``spec``, folded (:func:`~recmodels.export.fold.fold`) or as is.
+
+    Returns
+    -------
+    (onnx.ModelProto, list of str)
+        The graph and the notes on what was folded (the manifest's ``model.folding``).
+    """
+    if fold_graph:
+        folded = fold(spec)
+        return build_folded(folded, opset), folded.notes
+    return build_unfolded(spec, opset), ["dropout removed (identity at inference)"]
 
 
 def raw_id_inputs(user_kind: str, item_kind: str) -> tuple[dict, dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -82,9 +83,57 @@ def check_parity(
         If any score differs by more than ``tolerance`` (or is not finite).
     """
     model.eval()
-    n_users, n_items = model.config.n_users, model.config.n_items
+    return check_reference_parity(
+        lambda users, items: torch_scores(model, users, items),
+        model.config.n_users,
+        model.config.n_items,
+        onnx_path,
+        n_pairs=n_pairs,
+        batch_sizes=batch_sizes,
+        tolerance=tolerance,
+        seed=seed,
+    )
+
+
+def check_reference_parity(
+    reference: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    n_users: int,
+    n_items: int,
+    onnx_path: str | os.PathLike,
+    *,
+    reference_name: str = "torch",
+    n_pairs: int = N_PAIRS,
+    batch_sizes: tuple[int, ...] = BATCH_SIZES,
+    tolerance: float = TOLERANCE,
+    seed: int = 0,
+) -> dict:
+    """:func:`check_parity` against any scoring function ``reference(user_index, item_index)``.
+
+    Parameters
+    ----------
+    reference : callable
+        ``(users int64 [n], items int64 [n]) -> scores [n]``; the judge (the torch model in the
+        exporter, the numpy oracle in the test factory).
+    n_users, n_items : int
+        The tables' sizes (pairs are drawn from them).
+    onnx_path : path-like
+        The graph to check.
+    reference_name : str
+        What ``reference`` is, for messages; anything but ``"torch"`` is also recorded as the
+        result's ``reference``.
+
+    Returns
+    -------
+    dict
+        As :func:`check_parity`, plus ``"reference"`` when it is not ``"torch"``.
+
+    Raises
+    ------
+    ParityError
+        If any score differs by more than ``tolerance`` (or is not finite).
+    """
     users, items = random_pairs(n_users, n_items, n_pairs, seed)
-    expected = torch_scores(model, users, items)
+    expected = np.asarray(reference(users, items))
     session = cpu_session(onnx_path)
     by_batch = {}
     largest = max(batch_sizes)
@@ -111,11 +160,13 @@ def check_parity(
         "provider": "CPUExecutionProvider",
         "seed": seed,
     }
+    if reference_name != "torch":
+        result["reference"] = reference_name
     if not result["passed"]:
         worst_batch = max(by_batch, key=by_batch.get)
         raise ParityError(
-            f"parity check failed: max |onnx - torch| = {max_diff:.3g} at batch size {worst_batch} "
-            f"exceeds tolerance {tolerance:g}; no bundle was written"
+            f"parity check failed: max |onnx - {reference_name}| = {max_diff:.3g} at batch size "
+            f"{worst_batch} exceeds tolerance {tolerance:g}; no bundle was written"
         )
     return result
 

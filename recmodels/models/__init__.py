@@ -6,19 +6,32 @@ Every model maps ``(user_index LongTensor[B], item_index LongTensor[B])`` to
 
     model = build_model(config)
     model.load_state_dict(state_dict)
+
+:class:`ModelConfig` needs no torch; the network classes (and :func:`build_model`) import it
+on first use.
 """
 
 from __future__ import annotations
 
-from torch import nn
+import importlib
+from typing import TYPE_CHECKING
 
-from .config import MODEL_KINDS, ModelConfig
-from .hybrid import HybridNeuMF
-from .layers import RatingModelBase
-from .mf import MF
-from .neumf import NeuMF
+from .config import DEFAULT_KIND, MODEL_KINDS, ModelConfig, default_dropouts
 
-_CLASSES = {"mf": MF, "neumf": NeuMF, "hybrid": HybridNeuMF}
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+_CLASS_MODULES = {"MF": "mf", "NeuMF": "neumf", "HybridNeuMF": "hybrid", "RatingModelBase": "layers"}
+_KIND_CLASSES = {"mf": "MF", "neumf": "NeuMF", "hybrid": "HybridNeuMF"}
+
+
+def __getattr__(name: str):
+    module = _CLASS_MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
 
 def build_model(config: ModelConfig, pretrained=None) -> nn.Module:
@@ -35,7 +48,7 @@ def build_model(config: ModelConfig, pretrained=None) -> nn.Module:
     nn.Module
         An :class:`MF`, :class:`NeuMF` or :class:`HybridNeuMF`.
     """
-    model = _CLASSES[config.kind](config)
+    model = __getattr__(_KIND_CLASSES[config.kind])(config)
     if pretrained is not None:
         if config.kind != "hybrid":
             raise ValueError(f"pretrained item vectors are only for hybrid models, not {config.kind!r}")
@@ -44,5 +57,6 @@ def build_model(config: ModelConfig, pretrained=None) -> nn.Module:
 
 
 __all__ = [
-    "MF", "MODEL_KINDS", "HybridNeuMF", "ModelConfig", "NeuMF", "RatingModelBase", "build_model",
+    "DEFAULT_KIND", "MF", "MODEL_KINDS", "HybridNeuMF", "ModelConfig", "NeuMF", "RatingModelBase",
+    "build_model", "default_dropouts",
 ]

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import ConfigError
 
 MODEL_KINDS = ("mf", "neumf", "hybrid")
+DEFAULT_KIND = "neumf"
+# Filled from the data by the training set-up, never by a user.
+DATA_FIELDS = ("n_users", "n_items", "pretrained_dim", "global_mean")
+
+
+def default_dropouts(num_layers: int) -> tuple[float, ...]:
+    """The default MLP dropouts: 0.5 before the first linear, 0.3 before each later one."""
+    return (0.5,) + (0.3,) * (num_layers - 1)
 
 
 @dataclass(frozen=True)
@@ -29,8 +37,10 @@ class ModelConfig:
         ``embedding_dim * 2 ** (num_layers - 1)`` wide, so the tower's input is
         ``embedding_dim * 2 ** num_layers`` and each layer halves it
         (256 -> 128 -> 64 -> 32 at the notebook's sizes).
-    dropouts : tuple of float
-        Dropout before each MLP linear; length ``num_layers``.
+    dropouts : tuple of float, optional
+        Dropout before each MLP linear; length ``num_layers``. ``None`` (the default) means
+        :func:`default_dropouts` of ``num_layers`` (``(0.5, 0.3, 0.3)`` for 3 layers); the
+        resolved tuple is what the config holds and saves.
     init_std : float
         Embeddings are initialised from N(0, init_std); linears are Xavier-uniform.
     pretrained_dim : int
@@ -54,7 +64,7 @@ class ModelConfig:
     n_items: int
     embedding_dim: int = 32
     num_layers: int = 3
-    dropouts: tuple[float, ...] = field(default=(0.5, 0.3, 0.3))
+    dropouts: tuple[float, ...] | None = None
     init_std: float = 0.01
     pretrained_dim: int = 0
     use_bias: bool = True
@@ -67,14 +77,20 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer; got {value!r}")
-        object.__setattr__(self, "dropouts", tuple(float(p) for p in self.dropouts))
+        dropouts = default_dropouts(self.num_layers) if self.dropouts is None else self.dropouts
+        try:
+            dropouts = tuple(float(p) for p in dropouts)
+        except (TypeError, ValueError):
+            raise ConfigError(f"dropouts must be a list of numbers; got {self.dropouts!r}") from None
+        object.__setattr__(self, "dropouts", dropouts)
         if self.kind != "mf" and len(self.dropouts) != self.num_layers:
             raise ConfigError(
                 f"dropouts needs one value per MLP layer ({self.num_layers}); got {self.dropouts}"
             )
         if any(not 0.0 <= p < 1.0 for p in self.dropouts):
             raise ConfigError(f"dropouts must be in [0, 1); got {self.dropouts}")
-        if not (self.init_std > 0 and math.isfinite(self.init_std)):
+        std = self.init_std
+        if isinstance(std, bool) or not (isinstance(std, (int, float)) and std > 0 and math.isfinite(std)):
             raise ConfigError(f"init_std must be positive; got {self.init_std!r}")
         if self.kind == "hybrid" and self.pretrained_dim < 1:
             raise ConfigError("a hybrid model needs pretrained_dim >= 1 (the item embedding width)")
@@ -83,6 +99,8 @@ class ModelConfig:
         if not math.isfinite(self.global_mean):
             raise ConfigError(f"global_mean must be finite; got {self.global_mean!r}")
         object.__setattr__(self, "global_mean", float(self.global_mean))
+        if self.use_bias not in (True, False):
+            raise ConfigError(f"use_bias must be true or false; got {self.use_bias!r}")
         object.__setattr__(self, "use_bias", bool(self.use_bias))
 
     @property
@@ -110,12 +128,17 @@ class ModelConfig:
         if unknown:
             raise ConfigError(f"unknown model config key(s): {', '.join(unknown)}")
         kwargs = dict(data)
-        if "dropouts" in kwargs:
+        if isinstance(kwargs.get("dropouts"), list):
             kwargs["dropouts"] = tuple(kwargs["dropouts"])
         try:
             return cls(**kwargs)
         except TypeError as exc:
             raise ConfigError(f"invalid model config: {exc}") from None
+
+    @classmethod
+    def user_fields(cls) -> tuple[str, ...]:
+        """The fields a user chooses (everything but ``kind`` and :data:`DATA_FIELDS`)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("kind", *DATA_FIELDS))
 
     def replace(self, **changes) -> ModelConfig:
         """A copy with some fields changed (validated again)."""

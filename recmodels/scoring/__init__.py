@@ -9,13 +9,13 @@ See ``docs/scoring.md``.
 
 from ..bundle import Bundle
 from .providers import DeviceRequest, available_providers, create_session, cuda_compiled
+from .report import DEFAULT_MAX_UNKNOWN_SHARE, ScoreReport
 from .scorer import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CUDA_BATCH_SIZE,
     DEFAULT_PART_ROWS,
     POLICIES,
     Scorer,
-    ScoreReport,
     score,
     score_frame,
 )
@@ -25,6 +25,7 @@ __all__ = [
     "Bundle",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_CUDA_BATCH_SIZE",
+    "DEFAULT_MAX_UNKNOWN_SHARE",
     "DEFAULT_PART_ROWS",
     "DeviceRequest",
     "POLICIES",

@@ -19,7 +19,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 
-from ..errors import ConfigError, DeviceError
+from ..errors import ConfigError, DeviceError, first_line
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -146,7 +146,21 @@ def describe_provider(providers: list[str], device_id: int = 0) -> str:
     return first.removesuffix("ExecutionProvider").lower()
 
 
-def create_session(model_path, device: str | DeviceRequest = "auto", *, intra_op_threads=None):
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """Emit a RuntimeWarning once per process (every Scorer still records it in its report)."""
+    with _lock:
+        if message in _warned:
+            return
+        _warned.add(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def create_session(
+    model_path, device: str | DeviceRequest = "auto", *, intra_op_threads=None, notes: list | None = None
+):
     """Create an onnxruntime session on the requested device.
 
     Parameters
@@ -158,6 +172,9 @@ def create_session(model_path, device: str | DeviceRequest = "auto", *, intra_op
         ``cuda`` raises :class:`DeviceError` when it cannot be had.
     intra_op_threads : int, optional
         onnxruntime intra-op threads (default 1).
+    notes : list, optional
+        Receives the reason when ``auto`` falls back to CPU (the warning itself is emitted once
+        per process).
 
     Returns
     -------
@@ -185,7 +202,7 @@ def create_session(model_path, device: str | DeviceRequest = "auto", *, intra_op
                 )
         except Exception as exc:  # onnxruntime raises its own types (Fail, RuntimeException...)
             reason = (
-                f"onnxruntime could not start CUDA device {request.device_id} ({_first_line(exc)})"
+                f"onnxruntime could not start CUDA device {request.device_id} ({first_line(exc, 200)})"
             )
         else:
             if session.get_providers() and session.get_providers()[0] == CUDA:
@@ -195,11 +212,9 @@ def create_session(model_path, device: str | DeviceRequest = "auto", *, intra_op
             )
     if request.kind == "cuda":
         raise DeviceError(f"--device {request}: {reason}; use --device cpu or auto")
-    warnings.warn(f"CUDA unavailable, scoring on CPU: {reason}", RuntimeWarning, stacklevel=2)
+    message = f"CUDA unavailable, scoring on CPU: {reason}"
+    if notes is not None:
+        notes.append(message)
+    warn_once(message)
     session = rt.InferenceSession(path, sess_options=opts, providers=[CPU])
     return session, "cpu"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..bundle import Bundle
-from ..errors import BundleError, ConfigError
+from ..errors import BundleError, ConfigError, first_line
 from .providers import DeviceRequest, available_cpus, create_session
 
 USER_INPUT = "user_index"
@@ -60,6 +60,8 @@ class ScoringSession:
     bundle : Bundle
     provider : str
         The provider that actually runs the graph: ``"cpu"`` or ``"cuda:N"``.
+    notes : list of str
+        Why the requested provider was not used (``auto`` without CUDA), for reports.
     """
 
     def __init__(
@@ -77,14 +79,15 @@ class ScoringSession:
             raise ConfigError(f"sub_batch must be positive, got {sub_batch}")
         try:
             # Each concurrent run() executes on its calling thread, so one intra-op thread.
+            self.notes: list[str] = []
             self.session, self.provider = create_session(
-                self.bundle.model_path, device, intra_op_threads=1
+                self.bundle.model_path, device, intra_op_threads=1, notes=self.notes
             )
         except Exception as exc:
             if type(exc).__module__.startswith("onnxruntime") or "ONNXRuntimeError" in str(exc):
                 raise BundleError(
                     f"{self.bundle.model_path}: onnxruntime cannot load the graph "
-                    f"({str(exc).strip().splitlines()[0][:200]}); re-export the bundle"
+                    f"({first_line(exc, 200)}); re-export the bundle"
                 ) from None
             raise
         inputs = {i.name for i in self.session.get_inputs()}

@@ -16,7 +16,6 @@ starting with ``_`` or ``.`` are ignored by Spark, pyarrow.dataset and pandas re
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -302,7 +301,11 @@ class PartsOutput:
         self._current.write(batch)
         self.rows += batch.num_rows
 
-    def end_part(self, input_rows: int) -> None:
+    def end_part(self, input_rows: int, *, unknown_rows: int = 0) -> None:
+        """Close the current part: fsync, sidecar (the commit record), rename into place.
+
+        ``unknown_rows`` is recorded so that a resumed run's unknown-id guard counts this part.
+        """
         k = self._part
         self._current.close()
         _fsync(self._tmp)
@@ -313,6 +316,7 @@ class PartsOutput:
             "input_rows": int(input_rows),
             "rows": self._current.rows,
             "bytes": self._tmp.stat().st_size,
+            "unknown_rows": int(unknown_rows),
         }
         # Sidecar first, then the part: a part file with a matching sidecar is complete.
         with _write_errors(self.part_path(k)):
@@ -343,11 +347,3 @@ class PartsOutput:
 
 def _schema_text(schema: pa.Schema) -> list[str]:
     return [f"{f.name}:{f.type}" for f in schema]
-
-
-def read_parts_rows(path) -> int:
-    """Total rows recorded by the sidecars of a directory output (for tests and reports)."""
-    total = 0
-    for sidecar in sorted(Path(path).glob("_part-*.json")):
-        total += json.loads(sidecar.read_text())["rows"]
-    return total

@@ -16,6 +16,8 @@ DEFAULT_LR = {"rowwise-adagrad": 1e-3, "adam": 1e-3, "sparse-adam": 1e-3, "sgd":
               "notebook": 1e-3}
 DEFAULT_EMBEDDING_LR = 0.1
 NOTEBOOK_SGD_LR = 5e-4
+# The only TrainConfig fields a resumed run may change (the rest are part of the run).
+RESUMABLE_FIELDS = ("epochs", "patience", "device", "num_threads")
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,8 @@ class TrainConfig:
     seed : int
         Seeds initialisation, shuffling and dropout.
     device : str
-        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (see :mod:`recmodels.devices`).
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (``"gpu"``, ``"gpu:N"`` are the same);
+        see :func:`recmodels.devices.parse_device`.
     num_threads : int or None
         ``torch.set_num_threads`` while training; ``None`` leaves torch's setting alone.
     eval_batch_size : int
@@ -104,15 +107,22 @@ class TrainConfig:
         if self.l2_bias is not None and not (isinstance(self.l2_bias, (int, float)) and self.l2_bias >= 0
                                              and math.isfinite(self.l2_bias)):
             raise ConfigError(f"l2_bias must be a non-negative number or None; got {self.l2_bias!r}")
-        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+        patience = self.patience
+        if patience is not None and (not isinstance(patience, int) or isinstance(patience, bool)
+                                     or patience < 1):
             raise ConfigError(f"patience must be a positive integer or None; got {self.patience!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed must be an integer; got {self.seed!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
         if self.num_threads is not None and (not isinstance(self.num_threads, int)
-                                             or self.num_threads < 1):
+                                             or isinstance(self.num_threads, bool) or self.num_threads < 1):
             raise ConfigError(f"num_threads must be a positive integer; got {self.num_threads!r}")
+        if not isinstance(self.device, str):
+            raise ConfigError(f"device must be a string such as 'auto', 'cpu', 'cuda:0'; got {self.device!r}")
+        from ..devices import parse_device
+
+        parse_device(self.device)
 
     @property
     def resolved_lr(self) -> float:

@@ -14,10 +14,21 @@ class RowwiseAdagrad(torch.optim.Optimizer):
     For each looked-up row ``r`` with gradient ``g`` (shape [d])::
 
         sum[r] += mean(g ** 2)
-        weight[r] -= lr * g / (sqrt(sum[r]) + eps)
+        weight[r] -= alpha * lr * g / (sqrt(sum[r]) + eps)
 
     Works directly on the uncoalesced sparse gradients of ``nn.Embedding(sparse=True)``
     (no sort, no dense pass over the table), and on dense gradients too.
+
+    ``alpha`` is 1 unless :meth:`step` is given the batch ``loss`` the gradients come from.
+    Then the step is capped at the stochastic Polyak step (Loizou et al. 2021, SPS_max with
+    c = 1/2, in the Adagrad metric): ``alpha = min(1, 2 * loss / (g . d))``, where ``g . d``
+    is the loss decrease the whole step predicts at first order. A normalised Adagrad step
+    is about ``lr`` long whatever the size of the error (the first one is exactly
+    ``lr * sign``), so when the error is small it overshoots: on ratings that are all
+    equal one step made the model worse than the constant. For a squared loss,
+    ``2 * loss / (g . d)`` is never shorter than the exact line-search step along the
+    direction (Cauchy-Schwarz), so the cap removes only overshoot; on ordinary data it binds
+    in the first step or two.
 
     Parameters
     ----------
@@ -51,12 +62,24 @@ class RowwiseAdagrad(torch.optim.Optimizer):
             self._row_decay[id(param)] = scale.to(device=param.device, dtype=param.dtype)
 
     @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
+    def step(self, closure=None, *, loss: torch.Tensor | float | None = None):
+        """One update of every parameter that has a gradient.
+
+        Parameters
+        ----------
+        closure : callable, optional
+            Re-evaluates the loss (the ``torch.optim`` convention).
+        loss : Tensor or float, optional
+            The batch's mean squared error these gradients come from; caps the step at the
+            Polyak step (class docstring). ``None``: no cap.
+        """
+        result = None
         if closure is not None:
             with torch.enable_grad():
-                loss = closure()
+                result = closure()
         row_decay = getattr(self, "_row_decay", {})
+        capped = loss is not None
+        moves = []  # (param, rows or None, weights before, change) when capped
         for group in self.param_groups:
             lr, eps, decay = group["lr"], group["eps"], group.get("weight_decay", 0.0)
             for p in group["params"]:
@@ -71,23 +94,47 @@ class RowwiseAdagrad(torch.optim.Optimizer):
                 if grad.is_sparse:
                     rows = grad._indices()[0]
                     values = grad._values()
+                    before = p.index_select(0, rows) if decay or capped else None
                     if decay:
-                        shrink = p.index_select(0, rows)
                         scale = row_decay.get(id(p))
-                        if scale is not None:
-                            shrink.mul_(scale.index_select(0, rows).unsqueeze(1))
+                        shrink = before if scale is None else before * scale[rows].unsqueeze(1)
                         values = torch.add(values, shrink, alpha=decay)
                     acc.index_add_(0, rows, values.pow(2).mean(dim=1))
                     scale = acc.index_select(0, rows).sqrt_().add_(eps).reciprocal_()
                     p.index_add_(0, rows, values * scale.unsqueeze(1), alpha=-lr)
+                    if capped:
+                        # each occurrence sees its row's whole change, so sum(values * change)
+                        # is exactly g . change of the coalesced gradient
+                        moves.append((p, rows, before, values, p.index_select(0, rows).sub_(before)))
                 else:
+                    before = p.clone() if capped else None
                     if decay:
                         scale = row_decay.get(id(p))
                         shrink = p if scale is None else p * scale.unsqueeze(1)
                         grad = grad + decay * shrink
                     acc.add_(grad.pow(2).mean(dim=1))
                     p.addcmul_(grad, acc.sqrt().add_(eps).reciprocal_().unsqueeze(1), value=-lr)
-        return loss
+                    if capped:
+                        moves.append((p, None, before, grad, p - before))
+        if moves:
+            _cap_step(moves, loss)
+        return result
+
+
+def _cap_step(moves: list, loss) -> None:
+    """Shrink the step just taken to ``alpha = min(1, 2 * loss / predicted decrease)``."""
+    decrease = sum(-(grad * change).sum(dtype=torch.float64) for _, _, _, grad, change in moves)
+    loss = torch.as_tensor(loss, dtype=torch.float64, device=decrease.device)
+    if decrease.device.type == "cpu":  # no host sync to avoid: skip the (usual) uncapped case
+        if not float(decrease) > 2.0 * float(loss):
+            return
+    alpha = torch.where(decrease > 2.0 * loss, 2.0 * loss / decrease, torch.ones_like(decrease))
+    for p, rows, before, _, change in moves:
+        target = before.add_(change * alpha.to(change.dtype))
+        if rows is None:
+            p.copy_(target)
+        else:  # duplicate rows carry identical values, so the copy is deterministic
+            p.index_copy_(0, rows, target)
 
 
 class OptimizerSet:
@@ -100,9 +147,13 @@ class OptimizerSet:
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
 
-    def step(self) -> None:
+    def step(self, loss: torch.Tensor | None = None) -> None:
+        """Step every optimizer; ``loss`` (the batch MSE) caps the row-wise Adagrad step."""
         for opt in self.optimizers.values():
-            opt.step()
+            if isinstance(opt, RowwiseAdagrad):
+                opt.step(loss=loss)
+            else:
+                opt.step()
 
     def state_dict(self) -> dict:
         return {name: opt.state_dict() for name, opt in self.optimizers.items()}

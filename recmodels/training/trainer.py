@@ -7,7 +7,6 @@ tensors, each epoch draws one seeded permutation and every batch is a slice of i
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import sys
 import time
@@ -120,8 +119,13 @@ def _progress(total: int, epoch: int, epochs: int, enabled: bool):
         return None
     from tqdm.auto import tqdm
 
+    # On a terminal the bar is redrawn in place and cleared at the end. Elsewhere (a log
+    # file, a notebook's captured stderr) nothing can be cleared, so the bar is left at its
+    # final state instead of at the last throttled redraw.
+    stream = sys.stderr
+    on_terminal = bool(getattr(stream, "isatty", lambda: False)())
     return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="samples", unit_scale=True,
-                leave=False, dynamic_ncols=True, mininterval=0.5)
+                leave=not on_terminal, dynamic_ncols=on_terminal, mininterval=0.5, file=stream)
 
 
 class Trainer:
@@ -297,14 +301,15 @@ class Trainer:
             with self._autocast():
                 pred = model(users, items)
             loss = nn.functional.mse_loss(pred.float(), ratings)
-            loss_sum += loss.detach() * rows.shape[0]
+            mse = loss.detach()
+            loss_sum += mse * rows.shape[0]
             if penalty:
                 loss = loss + penalty * model.l2_penalty(users, items)
             optimizers.zero_grad()
             loss.backward()
             if step % check_every == 0 and not math.isfinite(float(loss.detach())):
                 self._diverged(epoch, step)
-            optimizers.step()
+            optimizers.step(loss=mse)
             if bar is not None:
                 bar.update(int(rows.shape[0]))
         train_mse = float(loss_sum) / n
@@ -357,8 +362,3 @@ def format_record(record: EpochRecord, epochs: int, best: bool = False) -> str:
         text += f"  valid_rmse {record.valid_rmse:.4f}"
     text += f"  {record.seconds:.1f}s  {record.samples_per_s:,.0f} samples/s"
     return text + ("  *" if best else "")
-
-
-def copy_state(state: dict) -> dict:
-    """A deep copy of a state dict (tensors cloned)."""
-    return copy.deepcopy(state)

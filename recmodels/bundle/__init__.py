@@ -1,0 +1,71 @@
+"""The scoring bundle: graph + id maps + manifest, verified on load (torch-, onnx- and sklearn-free).
+
+A bundle is a directory::
+
+    model.onnx            the graph (inputs user_index/item_index int64 [batch], output score float32 [batch])
+    model.onnx.data       optional ONNX external data, when the weights exceed protobuf's 2 GB
+    model_ids.onnx        optional (export --embed-encoders): raw user_id/item_id in, score + known out
+    user_ids.parquet      column ``id``: row position = user index (int64 or string ids)
+    item_ids.parquet      column ``id``: row position = item index
+    manifest.json         what the files mean, their sha256, versions, metrics and the parity result
+
+``docs/bundle-format.md`` specifies every field. :mod:`.layout` names the files,
+:mod:`.manifest` types and validates the manifest (:class:`Manifest`), and :mod:`.load` writes
+it (:func:`finalize_bundle`, how the exporter and the test factory finish a bundle) and opens a
+bundle (:meth:`Bundle.load`, how every consumer reads one).
+"""
+
+from .layout import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    ID_FILES,
+    ITEM_IDS_FILE,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    RAW_IDS_FILE,
+    REQUIRED_FILES,
+    USER_IDS_FILE,
+)
+from .load import Bundle, finalize_bundle
+from .manifest import (
+    FileEntry,
+    GraphSection,
+    IdMap,
+    IdsSection,
+    InitializerInfo,
+    Manifest,
+    ModelSection,
+    ParitySection,
+    RatingSection,
+    RawIdGraphSection,
+    RawIdParity,
+    TensorInfo,
+    manifest_digest,
+)
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "ID_FILES",
+    "ITEM_IDS_FILE",
+    "MANIFEST_FILE",
+    "MODEL_FILE",
+    "RAW_IDS_FILE",
+    "REQUIRED_FILES",
+    "USER_IDS_FILE",
+    "Bundle",
+    "FileEntry",
+    "GraphSection",
+    "IdMap",
+    "IdsSection",
+    "InitializerInfo",
+    "Manifest",
+    "ModelSection",
+    "ParitySection",
+    "RatingSection",
+    "RawIdGraphSection",
+    "RawIdParity",
+    "TensorInfo",
+    "finalize_bundle",
+    "manifest_digest",
+]

@@ -1,0 +1,19 @@
+"""What a bundle directory holds: the format name and version, and every file name in it.
+
+These are the bundle's names; the run directory's own names live in :mod:`recmodels.runs`.
+"""
+
+from __future__ import annotations
+
+FORMAT_NAME = "recmodels-bundle"
+FORMAT_VERSION = 1
+"""The bundle format version this recmodels writes and the highest it reads."""
+
+MANIFEST_FILE = "manifest.json"
+MODEL_FILE = "model.onnx"
+RAW_IDS_FILE = "model_ids.onnx"
+USER_IDS_FILE = "user_ids.parquet"
+ITEM_IDS_FILE = "item_ids.parquet"
+REQUIRED_FILES = (MODEL_FILE, USER_IDS_FILE, ITEM_IDS_FILE)
+ID_FILES = {"user": USER_IDS_FILE, "item": ITEM_IDS_FILE}
+"""Role -> the Parquet id map's file name."""

@@ -1,0 +1,211 @@
+"""Scoring a file, directory or glob into one file or resumable part files (torch-free).
+
+Batches stream from :mod:`recmodels.tables` through the scorer's one path
+(:meth:`Scorer.mapped <recmodels.scoring.scorer.Scorer.mapped>`) into a writer from
+:mod:`recmodels.scoring.writers`. Nothing is half-written: a single file is renamed into place
+when complete; parts carry sidecars; a failed run removes what it wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from ..errors import ConfigError, DataError
+from ..fileio import write_json
+from ..tables import open_table
+from .report import ScoreReport, likely_cause, unknown_share_error
+from .stream import rebatch
+from .writers import FileOutput, PartsOutput, resolve_output
+
+
+def score_file(
+    scorer,
+    input,
+    output,
+    *,
+    keep=None,
+    format: str | None = None,
+    part_rows: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    report: str | os.PathLike | None = None,
+) -> ScoreReport:
+    """Score ``input`` into ``output`` with ``scorer``.
+
+    Parameters
+    ----------
+    scorer : Scorer
+    input : path-like or str
+        CSV, ``.csv.gz``, Parquet file, directory of Parquet files, or a glob.
+    output : path-like
+        ``*.parquet`` / ``*.csv``: one file, written under a temporary name and renamed when
+        complete. No extension (or an existing directory): part files plus ``_SUCCESS``.
+    keep : list of str or "a,b", optional
+        Input columns to pass through (default: all).
+    format : {"parquet", "csv"}, optional
+        Overrides the output extension (directory output defaults to Parquet).
+    part_rows : int, optional
+        Directory output: input rows per part (part ``k`` holds input rows
+        ``[k * part_rows, (k + 1) * part_rows)``); default ``DEFAULT_PART_ROWS``.
+    resume : bool
+        Directory output: keep parts already complete and write only the rest.
+    overwrite : bool
+        Replace an existing output.
+    progress : bool
+        Show a tqdm progress bar on stderr.
+    report : path-like, optional
+        Also write the :class:`ScoreReport` there as JSON.
+
+    Returns
+    -------
+    ScoreReport
+
+    Raises
+    ------
+    DataError
+        Bad input, an unknown id under ``unknown="error"``, or more unknown rows than
+        ``scorer.max_unknown_share`` allows (then nothing is left behind).
+    """
+    from .scorer import DEFAULT_PART_ROWS
+
+    t0 = time.perf_counter()
+    mode, fmt = resolve_output(output, format)
+    if resume and mode != "dir":
+        raise ConfigError("--resume needs a directory output (a path without an extension)")
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    part_rows = int(part_rows or DEFAULT_PART_ROWS)
+    if part_rows < 1:
+        raise ConfigError(f"--part-rows must be positive, got {part_rows}")
+    source = open_table(input, text_columns=(scorer.user_col, scorer.item_col), what="input")
+    if source.total_rows == 0:
+        raise DataError(f"{source.path}: input has no rows")
+    keep = scorer.resolve_keep(source.schema.names, keep, source.path)
+    columns = [c for c in source.schema.names if c in set(keep) | {scorer.user_col, scorer.item_col}]
+    schema = scorer.output_schema(source.schema, keep)
+    if mode == "file":
+        writer = FileOutput(output, fmt, schema, overwrite=overwrite)
+    else:
+        job = {
+            "bundle": scorer.bundle.digest,
+            "input": os.path.abspath(os.fspath(input)),
+            "input_rows": source.total_rows,
+            "unknown": scorer.unknown,
+            "clip": scorer.clip,
+            "user_col": scorer.user_col,
+            "item_col": scorer.item_col,
+        }
+        writer = PartsOutput(
+            output, fmt, schema, part_rows=part_rows, job=job, resume=resume, overwrite=overwrite
+        )
+    rep = ScoreReport(
+        input=os.fspath(input),
+        output=os.fspath(output),
+        output_mode=mode,
+        format=fmt,
+        unknown_policy=scorer.unknown,
+        max_unknown_share=scorer.max_unknown_share,
+        provider=scorer.provider,
+        batch_size=scorer.batch_size,
+        warnings=list(scorer.warnings),
+    )
+    scorer._reset_counts()
+    try:
+        _run(scorer, source, columns, keep, writer, part_rows, progress, rep)
+    except BaseException as exc:
+        if isinstance(exc, DataError) and mode == "dir":
+            writer.remove_all()
+        else:
+            writer.abort()
+        raise
+    rep.seconds = time.perf_counter() - t0
+    rep.rows_per_s = rep.rows_read / rep.seconds if rep.seconds > 0 else 0.0
+    for key, value in scorer.counts.items():
+        setattr(rep, key, value)
+    if report is not None:
+        write_json(report, rep.to_dict())
+    return rep
+
+
+def _run(scorer, source, columns, keep, writer, part_rows, progress, rep) -> None:
+    dir_mode = writer.mode == "dir"
+    cut = part_rows if dir_mode else None
+    start_row = 0
+    resumed_unknown = 0
+    if dir_mode:
+        while writer.is_complete(start_row // part_rows):
+            start_row += part_rows
+        rep.parts_resumed = len(writer.complete)
+        rep.rows_resumed = sum(m["input_rows"] for m in writer.complete.values())
+        resumed_unknown = sum(m.get("unknown_rows", 0) for m in writer.complete.values())
+    limit = scorer.max_unknown_share
+    total = source.total_rows
+    types = {c: source.schema.field(c).type for c in (scorer.user_col, scorer.item_col)}
+
+    def guard(rows: int, final: bool) -> None:
+        # Early only when the limit is already certain to be exceeded over the whole input.
+        unknown = scorer.counts["unknown_rows"] + resumed_unknown
+        over_final = final and unknown > limit * rows
+        over_early = total is not None and unknown > limit * total
+        if limit < 1 and (over_final or over_early):
+            counts = dict(scorer.counts, unknown_rows=unknown)
+            cause = likely_cause(scorer.bundle, scorer.user_col, scorer.item_col, types)
+            raise unknown_share_error(source.path, counts, rows, limit, cause, total)
+
+    def batches():
+        raw = source.batches(columns, scorer.batch_size, start_row=start_row)
+        for start, batch in rebatch(raw, scorer.batch_size, cut):
+            if dir_mode and writer.is_complete(start // part_rows):
+                continue
+            yield start, batch
+
+    bar = _progress_bar(progress, source.total_rows, rep.rows_resumed)
+    part, part_input_rows, part_unknown = None, 0, 0
+    try:
+        for m in scorer.mapped(batches()):
+            out = scorer._assemble(m, keep)
+            if dir_mode:
+                k = m.start // part_rows
+                if k != part:
+                    if part is not None:
+                        writer.end_part(part_input_rows, unknown_rows=part_unknown)
+                        rep.parts_written += 1
+                    writer.begin_part(k)
+                    part, part_input_rows, part_unknown = k, 0, 0
+                part_input_rows += m.batch.num_rows
+                part_unknown += 0 if m.known is None else int((~m.known).sum())
+            writer.write(out)
+            rep.rows_read += m.batch.num_rows
+            rep.rows_written += out.num_rows
+            guard(rep.rows_read + rep.rows_resumed, final=False)
+            if bar is not None:
+                bar.update(m.batch.num_rows)
+    finally:
+        if bar is not None:
+            bar.close()
+    if rep.rows_read == 0 and rep.rows_resumed == 0:
+        raise DataError(f"{source.path}: input has no rows")
+    guard(rep.rows_read + rep.rows_resumed, final=True)
+    if dir_mode and part is not None:
+        writer.end_part(part_input_rows, unknown_rows=part_unknown)
+        rep.parts_written += 1
+    writer.commit()
+
+
+def _progress_bar(enabled: bool, total: int | None, initial: int):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit=" rows",
+        unit_scale=True,
+        dynamic_ncols=True,
+        file=sys.stderr,
+        smoothing=0.1,
+    )
