@@ -13,6 +13,8 @@ DOC_PAGES = {
     "train": "docs/training.md",
     "export": "docs/export.md",
     "score": "docs/scoring.md",
+    "recommend": "docs/recommend.md",
+    "evaluate": "docs/evaluate.md",
     "info": "docs/data.md",
 }
 

@@ -1,5 +1,9 @@
+import math
+
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from recmodels import metrics
 
@@ -29,3 +33,80 @@ def test_ranking_metrics():
     relevant = np.array([1, 5])
     assert metrics.hit_rate_at_k(ranked, relevant, 2) == 0.5
     assert metrics.ndcg_at_k(ranked, relevant, 3) == pytest.approx(0.5 / np.log2(3))
+
+
+# -- ranking from rank counts (ties) --------------------------------------------------------------
+def test_rank_counts_by_hand_with_ties_nan_and_padding():
+    positive = [0.5, 0.2, np.nan, 0.7]
+    candidates = [[0.9, 0.5, 0.1], [0.1, 0.0, 0.2], [0.3, 0.4, 0.1], [0.7, 0.8, 0.9]]
+    valid = [[True] * 3, [True] * 3, [True, True, False], [True, False, False]]
+    greater, tied = metrics.rank_counts(positive, candidates, valid)
+    # row 0: 0.9 above, 0.5 level; row 1: 0.2 level; row 2: NaN ranks last among its 2 valid;
+    # row 3: only the first slot is real and it ties
+    assert greater.tolist() == [1, 0, 2, 0]
+    assert tied.tolist() == [1, 1, 0, 1]
+
+
+def test_rank_counts_rejects_misshapen_input():
+    with pytest.raises(ValueError, match="n_rows = 2"):
+        metrics.rank_counts([0.1, 0.2], [[0.3, 0.4]])
+    with pytest.raises(ValueError, match="valid has shape"):
+        metrics.rank_counts([0.1], [[0.3, 0.4]], [[True]])
+
+
+def test_tie_rules_by_hand():
+    # one candidate above, two level, k = 3: ranks 2, 3 or 4
+    g, t = np.array([1]), np.array([2])
+    d = {r: 1 / math.log2(r + 1) for r in (2, 3, 4)}
+    assert metrics.hits_at_k(g, t, 3, "pessimistic").tolist() == [0.0]  # rank 4
+    assert metrics.ndcg_gains_at_k(g, t, 3, "pessimistic").tolist() == [0.0]
+    assert metrics.hits_at_k(g, t, 3, "optimistic").tolist() == [1.0]  # rank 2
+    assert metrics.ndcg_gains_at_k(g, t, 3, "optimistic")[0] == pytest.approx(d[2])
+    assert metrics.hits_at_k(g, t, 3, "average")[0] == pytest.approx(2 / 3)  # ranks 2, 3 of 2, 3, 4
+    assert metrics.ndcg_gains_at_k(g, t, 3, "average")[0] == pytest.approx((d[2] + d[3]) / 3)
+    # pessimistic, k = 4: rank 4 is a hit with gain 1 / log2(5)
+    assert metrics.ndcg_gains_at_k(g, t, 4)[0] == pytest.approx(d[4])
+
+
+def test_ranking_metrics_by_hand():
+    # ranks 1, 2 (tied: pessimistic 3), 11: HR@10 = 2/3, NDCG@10 = (1 + 1/log2(4)) / 3
+    got = metrics.ranking_metrics([0, 1, 10], [0, 1, 0], k=10)
+    assert got == {"hr": pytest.approx(2 / 3), "ndcg": pytest.approx((1 + 0.5) / 3), "n": 3}
+    assert metrics.ranking_metrics([], [], k=10) == {"hr": None, "ndcg": None, "n": 0}
+
+
+def test_a_constant_model_under_each_tie_rule():
+    """99 negatives all tied with the held-out item: HR@10 is 0, 1 or 10/100."""
+    g, t = np.zeros(5, np.int64), np.full(5, 99)
+    assert metrics.ranking_metrics(g, t, 10, "pessimistic")["hr"] == 0.0
+    assert metrics.ranking_metrics(g, t, 10, "optimistic")["hr"] == 1.0
+    assert metrics.ranking_metrics(g, t, 10, "average")["hr"] == pytest.approx(0.1)
+
+
+@given(st.integers(0, 30), st.integers(0, 30), st.integers(1, 40))
+def test_average_ties_is_the_mean_over_the_tied_ranks(greater, tied, k):
+    ranks = np.arange(greater + 1, greater + tied + 2)
+    hits = np.mean(ranks <= k)
+    gains = np.mean(np.where(ranks <= k, 1 / np.log2(ranks + 1.0), 0.0))
+    assert metrics.hits_at_k([greater], [tied], k, "average")[0] == pytest.approx(hits)
+    assert metrics.ndcg_gains_at_k([greater], [tied], k, "average")[0] == pytest.approx(gains)
+
+
+def test_ranking_arguments_are_checked():
+    for bad_k in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="k must be a positive integer"):
+            metrics.hits_at_k([0], [0], bad_k)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        metrics.hit_rate_at_k(np.array([[1]]), np.array([1]), 0)
+    with pytest.raises(ValueError, match="ties must be one of"):
+        metrics.hits_at_k([0], [0], 1, "random")
+    with pytest.raises(ValueError, match="counts"):
+        metrics.hits_at_k([-1], [0], 1)
+
+
+def test_ranked_list_ndcg_with_a_tie_broken_by_position():
+    """The ranked-list form has no ties of its own: position decides (hand-computed)."""
+    ranked = np.array([[7, 3, 9], [9, 7, 3]])
+    relevant = np.array([3, 3])
+    assert metrics.ndcg_at_k(ranked, relevant, 3) == pytest.approx((1 / np.log2(3) + 1 / np.log2(4)) / 2)
+    assert metrics.hit_rate_at_k(ranked, relevant, 1) == 0.0

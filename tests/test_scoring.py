@@ -16,7 +16,7 @@ from bundle_factory import make_bundle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recmodels.errors import BundleError, ConfigError, DataError, OutputError
+from recmodels.errors import BundleError, ConfigError, DataError, DeviceError, OutputError
 from recmodels.scoring import Bundle, Scorer, score, score_frame
 from recmodels.scoring.stream import rebatch
 
@@ -95,7 +95,7 @@ def test_clip_and_bad_options(mf):
     check_scores(mf, df, clipped, clip=True)
     with pytest.raises(ConfigError):
         Scorer(mf.path, device="cpu", unknown="ignore")
-    with pytest.raises(ConfigError, match="device"):
+    with pytest.raises(DeviceError, match="device .tpu.; use auto, cpu, cuda"):
         Scorer(mf.path, device="tpu")
     with pytest.raises(ConfigError, match="clashes"):
         score_frame(mf.path, df.assign(score=1.0), device="cpu")

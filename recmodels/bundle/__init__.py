@@ -5,6 +5,8 @@ A bundle is a directory::
     model.onnx            the graph (inputs user_index/item_index int64 [batch], output score float32 [batch])
     model.onnx.data       optional ONNX external data, when the weights exceed protobuf's 2 GB
     model_ids.onnx        optional (export --embed-encoders): raw user_id/item_id in, score + known out
+    recommend.onnx        a block of users x a tile of items -> each user's top-k (``recmodels recommend``)
+    retrieve.onnx         NeuMF/hybrid: the same over the dot-product part only (``--candidates``)
     user_ids.parquet      column ``id``: row position = user index (int64 or string ids)
     item_ids.parquet      column ``id``: row position = item index
     manifest.json         what the files mean, their sha256, versions, metrics and the parity result
@@ -23,7 +25,9 @@ from .layout import (
     MANIFEST_FILE,
     MODEL_FILE,
     RAW_IDS_FILE,
+    RECOMMEND_FILE,
     REQUIRED_FILES,
+    RETRIEVE_FILE,
     USER_IDS_FILE,
 )
 from .load import Bundle, finalize_bundle
@@ -39,6 +43,9 @@ from .manifest import (
     RatingSection,
     RawIdGraphSection,
     RawIdParity,
+    RecommendGraphSection,
+    RecommendParity,
+    RetrieveGraphSection,
     TensorInfo,
     manifest_digest,
 )
@@ -51,7 +58,9 @@ __all__ = [
     "MANIFEST_FILE",
     "MODEL_FILE",
     "RAW_IDS_FILE",
+    "RECOMMEND_FILE",
     "REQUIRED_FILES",
+    "RETRIEVE_FILE",
     "USER_IDS_FILE",
     "Bundle",
     "FileEntry",
@@ -65,6 +74,9 @@ __all__ = [
     "RatingSection",
     "RawIdGraphSection",
     "RawIdParity",
+    "RecommendGraphSection",
+    "RecommendParity",
+    "RetrieveGraphSection",
     "TensorInfo",
     "finalize_bundle",
     "manifest_digest",

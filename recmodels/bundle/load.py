@@ -91,6 +91,9 @@ def _read_manifest(path: Path) -> Manifest:
 def _check_files(path: Path, manifest: Manifest, verify_checksums: bool) -> None:
     manifest_path = path / MANIFEST_FILE
     graphs = [manifest.graph.file] + ([manifest.graph_raw_ids.file] if manifest.graph_raw_ids else [])
+    recommend = manifest.graph_recommend
+    if recommend is not None:
+        graphs += [recommend.file] + ([recommend.retrieve.file] if recommend.retrieve else [])
     for name in (*REQUIRED_FILES, *graphs):
         if name not in manifest.files:
             raise BundleError(f"{manifest_path}: manifest lists no {name}")
@@ -204,6 +207,20 @@ class Bundle:
         return self.path / raw.file if raw is not None else None
 
     @property
+    def recommend_model_path(self) -> Path | None:
+        """Path of the top-k graph (``recommend.onnx``), or None for a bundle exported before it."""
+        section = self.manifest.graph_recommend
+        return self.path / section.file if section is not None else None
+
+    @property
+    def retrieve_model_path(self) -> Path | None:
+        """Path of the first-stage graph of ``recommend --candidates`` (NeuMF/hybrid), or None."""
+        section = self.manifest.graph_recommend
+        if section is None or section.retrieve is None:
+            return None
+        return self.path / section.retrieve.file
+
+    @property
     def model_kind(self) -> str:
         """``"mf"``, ``"neumf"`` or ``"hybrid"``."""
         return self.manifest.model.kind
@@ -248,6 +265,10 @@ class Bundle:
             lines.append(f"raw-id graph  {raw.file}  ({opsets})")
             for io in raw.inputs + raw.outputs:
                 lines.append(f"  {io.name:<12}{io.dtype} {io.shape}")
+        rec = m.graph_recommend
+        if rec is not None:
+            retrieve = f" + {rec.retrieve.file} (first stage of --candidates)" if rec.retrieve else ""
+            lines.append(f"recommend     {rec.file}{retrieve}")
         for role in ("user", "item"):
             ids = getattr(m.ids, role)
             lines.append(f"{role + 's':<14}{ids.count} ids, column {ids.column!r} ({ids.dtype})")

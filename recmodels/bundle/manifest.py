@@ -40,6 +40,9 @@ __all__ = [
     "RatingSection",
     "RawIdGraphSection",
     "RawIdParity",
+    "RecommendGraphSection",
+    "RecommendParity",
+    "RetrieveGraphSection",
     "TensorInfo",
     "manifest_digest",
 ]
@@ -283,6 +286,32 @@ class RawIdGraphSection(_Section):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RetrieveGraphSection(_Section):
+    """``graph_recommend.retrieve``: the cheap first-stage graph of ``recommend --candidates``."""
+
+    file: str = _f(_string)
+    external_data: str | None = _f(_nullable(_string))
+    initializer_bytes: int = _f(_integer)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecommendGraphSection(_Section):
+    """``graph_recommend``: the top-k graph ``recommend.onnx`` (bundles made before it have none)."""
+
+    file: str = _f(_string)
+    opset: int = _f(_integer)
+    ir_version: int = _f(_integer)
+    inputs: list = _f(_list_of(_section(TensorInfo)))
+    outputs: list = _f(_list_of(_section(TensorInfo)))
+    external_data: str | None = _f(_nullable(_string))
+    initializer_bytes: int = _f(_integer)
+    item_multiple: int = _f(_integer)
+    """``item_index`` must have a multiple of this many entries (pad with excluded columns)."""
+    retrieve: RetrieveGraphSection | None = _f(_nullable(_section(RetrieveGraphSection)))
+    """NeuMF and hybrid: ``retrieve.onnx`` (same interface, dot-product part only); None for MF."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class IdMap(_Section):
     """``ids.user`` / ``ids.item``: one id map."""
 
@@ -328,6 +357,22 @@ class RawIdParity(_Section):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RecommendParity(_Section):
+    """``parity.recommend``: ``recommend.onnx`` (and ``retrieve.onnx``) checked against ``model.onnx``."""
+
+    passed: bool = _f(_boolean)
+    max_abs_diff: float = _f(_number)
+    tolerance: float = _f(_number)
+    n_users: int = _f(_integer)
+    n_items: int = _f(_integer)
+    n_excluded: int = _f(_integer)
+    provider: str = _f(_string)
+    seed: int = _f(_integer)
+    retrieve_max_abs_diff: float | None = _f(_nullable(_number))
+    """``retrieve.onnx`` against the dot-product part computed in float64 (None without it)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class ParitySection(_Section):
     """``parity``: the graph checked in onnxruntime against the model it was built from."""
 
@@ -343,6 +388,7 @@ class ParitySection(_Section):
     reference: str | None = _f(_string, optional=True)
     """What the graph was compared with when not the torch model (the test factory's numpy oracle)."""
     raw_ids: RawIdParity | None = _f(_section(RawIdParity), optional=True)
+    recommend: RecommendParity | None = _f(_section(RecommendParity), optional=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -374,6 +420,8 @@ class Manifest(_Section):
     source: dict = _f(_object)
     created_at: str = _f(_string)
     graph_raw_ids: RawIdGraphSection | None = _f(_section(RawIdGraphSection), optional=True)
+    graph_recommend: RecommendGraphSection | None = _f(_section(RecommendGraphSection), optional=True)
+    """The recommend graph(s); None in bundles exported before ``recmodels recommend`` existed."""
     files: dict = _f(_map_of(_section(FileEntry)), default_factory=dict)
     """File name -> :class:`FileEntry`, for every bundle file but the manifest."""
     manifest_sha256: str | None = _f(_string, default=None)

@@ -20,6 +20,8 @@ COMMANDS = {
     "train": "recmodels.cli.train:train",
     "export": "recmodels.cli.export:export",
     "score": "recmodels.cli.score:score",
+    "recommend": "recmodels.cli.recommend:recommend",
+    "evaluate": "recmodels.cli.evaluate:evaluate",
     "info": "recmodels.cli.info:info",
 }
 

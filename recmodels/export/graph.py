@@ -53,13 +53,23 @@ def check_opset(opset: int) -> int:
     return opset
 
 
+_ELEMENT_TYPES = {"int64": "INT64", "float32": "FLOAT", "bool": "BOOL", "string": "STRING"}
+
+
+def _value_info(io: dict):
+    from onnx import TensorProto, helper
+
+    return helper.make_tensor_value_info(io["name"], getattr(TensorProto, _ELEMENT_TYPES[io["dtype"]]),
+                                         list(io["shape"]))
+
+
 class _Builder:
     """Accumulates nodes and initializers with unique names."""
 
-    def __init__(self):
+    def __init__(self, reserved=None):
         self.nodes = []
         self.initializers = []
-        self._used: set[str] = {"user_index", "item_index", "score"}
+        self._used: set[str] = set(reserved or ("user_index", "item_index", "score"))
 
     def _name(self, hint: str) -> str:
         name, n = hint, 1
@@ -83,6 +93,15 @@ class _Builder:
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=f"{op_type}_{out}", **attrs))
         return out
 
+    def multi(self, op_type: str, inputs: list[str], hints: tuple[str, ...], outputs=None, **attrs) -> list[str]:
+        """A node with several outputs: ``outputs[k]`` names one exactly, else ``hints[k]`` is made unique."""
+        from onnx import helper
+
+        outputs = outputs or (None,) * len(hints)
+        names = [out or self._name(hint) for hint, out in zip(hints, outputs)]
+        self.nodes.append(helper.make_node(op_type, inputs, names, name=f"{op_type}_{names[-1]}", **attrs))
+        return names
+
     def gather(self, table: str, index: str, hint: str) -> str:
         return self.op("Gather", [table, index], hint, axis=0)
 
@@ -91,13 +110,12 @@ class _Builder:
         b = self.init(f"{hint}.bias", bias)
         return self.op("Gemm", [x, w, b], hint, transB=1)
 
-    def model(self, name: str, opset: int, doc: str):
-        from onnx import TensorProto, helper
+    def model(self, name: str, opset: int, doc: str, inputs=INPUTS, outputs=OUTPUTS):
+        """The ``ModelProto``; ``inputs``/``outputs`` as ``{"name", "dtype", "shape"}`` dicts."""
+        from onnx import helper
 
-        inputs = [
-            helper.make_tensor_value_info(io["name"], TensorProto.INT64, ["batch"]) for io in INPUTS
-        ]
-        outputs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])]
+        inputs = [_value_info(io) for io in inputs]
+        outputs = [_value_info(io) for io in outputs]
         graph = helper.make_graph(self.nodes, name, inputs, outputs, initializer=self.initializers)
         from .. import __version__
 

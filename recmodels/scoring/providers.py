@@ -14,12 +14,12 @@ import contextlib
 import importlib.util
 import io
 import os
-import re
 import threading
 import warnings
 from dataclasses import dataclass
 
-from ..errors import ConfigError, DeviceError, first_line
+from ..devices import parse_device
+from ..errors import DeviceError, first_line
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -98,12 +98,9 @@ class DeviceRequest:
 
     @classmethod
     def parse(cls, device: str | None) -> DeviceRequest:
-        text = (device or "auto").strip().lower()
-        match = re.fullmatch(r"(auto|cpu|cuda|gpu)(?::(\d+))?", text)
-        if not match or (match.group(2) is not None and match.group(1) in ("auto", "cpu")):
-            raise ConfigError(f"--device {device!r} is not one of auto, cpu, cuda, cuda:N")
-        kind = "cuda" if match.group(1) == "gpu" else match.group(1)
-        return cls(kind, int(match.group(2) or 0))
+        """Parse with the one device grammar (:func:`recmodels.devices.parse_device`)."""
+        kind, index = parse_device(device)
+        return cls(kind, index or 0)
 
     def __str__(self) -> str:
         return f"cuda:{self.device_id}" if self.kind == "cuda" else self.kind

@@ -78,8 +78,8 @@ class RowwiseAdagrad(torch.optim.Optimizer):
             with torch.enable_grad():
                 result = closure()
         row_decay = getattr(self, "_row_decay", {})
-        capped = loss is not None
-        moves = []  # (param, rows or None, weights before, change) when capped
+        taken = []  # capped steps: (param, rows or None, weights before the step, decay, lr)
+        bound = 0.0  # an upper bound of the decrease the step predicts (capped steps only)
         for group in self.param_groups:
             lr, eps, decay = group["lr"], group["eps"], group.get("weight_decay", 0.0)
             for p in group["params"]:
@@ -90,51 +90,78 @@ class RowwiseAdagrad(torch.optim.Optimizer):
                     state["sum"] = torch.full((p.shape[0],), float(group["initial_accumulator"]),
                                               dtype=p.dtype, device=p.device)
                 acc = state["sum"]
-                grad = p.grad
+                rows, grad, weights = None, p.grad, p
                 if grad.is_sparse:
-                    rows = grad._indices()[0]
-                    values = grad._values()
-                    before = p.index_select(0, rows) if decay or capped else None
-                    if decay:
-                        scale = row_decay.get(id(p))
-                        shrink = before if scale is None else before * scale[rows].unsqueeze(1)
-                        values = torch.add(values, shrink, alpha=decay)
-                    acc.index_add_(0, rows, values.pow(2).mean(dim=1))
-                    scale = acc.index_select(0, rows).sqrt_().add_(eps).reciprocal_()
-                    p.index_add_(0, rows, values * scale.unsqueeze(1), alpha=-lr)
-                    if capped:
-                        # each occurrence sees its row's whole change, so sum(values * change)
-                        # is exactly g . change of the coalesced gradient
-                        moves.append((p, rows, before, values, p.index_select(0, rows).sub_(before)))
+                    rows, grad = grad._indices()[0], grad._values()
+                    if decay or loss is not None:
+                        weights = p.index_select(0, rows)
+                elif loss is not None:
+                    weights = p.clone()
+                if decay:
+                    grad = _with_decay(grad, weights, _row_scale(row_decay.get(id(p)), rows), decay)
+                mean_square = grad.pow(2).mean(dim=1)
+                if rows is None:
+                    acc.add_(mean_square)
+                    step_scale = acc.sqrt().add_(eps).reciprocal_()
+                    p.addcmul_(grad, step_scale.unsqueeze(1), value=-lr)
                 else:
-                    before = p.clone() if capped else None
-                    if decay:
-                        scale = row_decay.get(id(p))
-                        shrink = p if scale is None else p * scale.unsqueeze(1)
-                        grad = grad + decay * shrink
-                    acc.add_(grad.pow(2).mean(dim=1))
-                    p.addcmul_(grad, acc.sqrt().add_(eps).reciprocal_().unsqueeze(1), value=-lr)
-                    if capped:
-                        moves.append((p, None, before, grad, p - before))
-        if moves:
-            _cap_step(moves, loss)
+                    acc.index_add_(0, rows, mean_square)
+                    step_scale = acc.index_select(0, rows).sqrt_().add_(eps).reciprocal_()
+                    p.index_add_(0, rows, grad * step_scale.unsqueeze(1), alpha=-lr)
+                if loss is not None:
+                    bound = bound + lr * _decrease_bound(p, rows, mean_square, step_scale)
+                    taken.append((p, rows, weights, decay))
+        if taken and not (taken[0][0].device.type == "cpu" and not float(bound) > 2.0 * float(loss)):
+            _cap_step(taken, loss, row_decay)
         return result
 
 
-def _cap_step(moves: list, loss) -> None:
-    """Shrink the step just taken to ``alpha = min(1, 2 * loss / predicted decrease)``."""
-    decrease = sum(-(grad * change).sum(dtype=torch.float64) for _, _, _, grad, change in moves)
-    loss = torch.as_tensor(loss, dtype=torch.float64, device=decrease.device)
-    if decrease.device.type == "cpu":  # no host sync to avoid: skip the (usual) uncapped case
-        if not float(decrease) > 2.0 * float(loss):
-            return
+def _row_scale(scale: torch.Tensor | None, rows: torch.Tensor | None) -> torch.Tensor | None:
+    return scale if scale is None or rows is None else scale.index_select(0, rows)
+
+
+def _with_decay(grad: torch.Tensor, weights: torch.Tensor, scale: torch.Tensor | None,
+                decay: float) -> torch.Tensor:
+    """``grad + decay * scale[row] * weight[row]`` (``weights``: the looked-up rows)."""
+    if scale is None:
+        return torch.add(grad, weights, alpha=decay)
+    return torch.addcmul(grad, weights, scale.unsqueeze(1), value=decay)
+
+
+def _cap_step(taken: list, loss, row_decay: dict) -> None:
+    """Shrink the step just taken to ``alpha = min(1, 2 * loss / decrease)``.
+
+    The exact decrease is read off the rows' actual change: each occurrence of a row sees the
+    row's whole change, so ``sum_k g_k . change_k`` is ``g . change`` of the coalesced gradient.
+    """
+    moves, decrease = [], 0.0
+    for p, rows, before, decay in taken:
+        grad = p.grad if rows is None else p.grad._values()
+        if decay:  # the gradient the step used, rebuilt from the weights before it
+            grad = _with_decay(grad, before, _row_scale(row_decay.get(id(p)), rows), decay)
+        change = (p if rows is None else p.index_select(0, rows)).sub(before)
+        decrease = decrease - torch.dot(grad.reshape(-1), change.reshape(-1))
+        moves.append((p, rows, before, change))
+    loss = torch.as_tensor(loss, dtype=decrease.dtype, device=decrease.device)
+    if decrease.device.type == "cpu" and not float(decrease) > 2.0 * float(loss):
+        return  # the usual case; on the CPU there is no host sync to avoid
     alpha = torch.where(decrease > 2.0 * loss, 2.0 * loss / decrease, torch.ones_like(decrease))
-    for p, rows, before, _, change in moves:
-        target = before.add_(change * alpha.to(change.dtype))
+    for p, rows, before, change in moves:
+        target = before.add(change * alpha)
         if rows is None:
             p.copy_(target)
         else:  # duplicate rows carry identical values, so the copy is deterministic
             p.index_copy_(0, rows, target)
+
+
+def _decrease_bound(p, rows, mean_square, step_scale) -> torch.Tensor:
+    """``sum_r s_r ||g_r||^2`` for a dense gradient (exact), or an upper bound of it for
+    sparse occurrences: ``||sum_k g_k||^2 <= (sum_k ||g_k||)^2`` per row, in 1-D passes."""
+    if rows is None:
+        return torch.dot(step_scale, mean_square) * p.shape[1]
+    norms = mean_square.sqrt()
+    per_row = torch.zeros(p.shape[0], dtype=norms.dtype, device=norms.device).index_add_(0, rows, norms)
+    return torch.dot(norms.mul_(step_scale), per_row.index_select(0, rows)) * p.shape[1]
 
 
 class OptimizerSet:
