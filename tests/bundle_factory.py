@@ -3,10 +3,13 @@
 The weights are random numpy arrays (:func:`make_weights`). :func:`score_spec` reads them into the
 exporter's :class:`~recmodels.export.fold.ScoreSpec`; the graph comes from the exporter's
 folding and graph code (:func:`recmodels.export.graph.graph_for`: ``fold`` + ``build_folded``, or
-``build_unfolded``), and :func:`recmodels.export.writer.write_bundle` writes the bundle as
-``recmodels export`` does: ``onnx.checker``, the parity check in onnxruntime (CPU) against
-:func:`reference_scores`, optionally ``model_ids.onnx`` and its parity check, the id maps, and the
-``Manifest`` (``build_manifest`` + ``finalize_bundle``) with parity, metrics and versions.
+``build_unfolded``) and the recommend graphs from the exporter's
+:func:`~recmodels.export.recommend_graph.recommend_graphs`, and
+:func:`recmodels.export.writer.write_bundle` writes the bundle as ``recmodels export`` does:
+``onnx.checker``, the parity check in onnxruntime (CPU) against :func:`reference_scores`,
+optionally ``model_ids.onnx`` and its parity check, ``recommend.onnx`` (+ ``retrieve.onnx``)
+checked against ``model.onnx``, the id maps, and the ``Manifest`` (``build_manifest`` +
+``finalize_bundle``) with parity, metrics and versions.
 
 :func:`reference_scores` is the oracle: float64 numpy straight from the raw weights, written
 independently of the spec and the folding. Three kinds:
@@ -34,6 +37,7 @@ from recmodels.encoders import IdEncoder
 from recmodels.export.fold import Layer, ScoreSpec
 from recmodels.export.graph import DEFAULT_OPSET, graph_for
 from recmodels.export.manifest import library_versions
+from recmodels.export.recommend_graph import recommend_graphs
 from recmodels.export.writer import write_bundle
 
 OPSET = DEFAULT_OPSET
@@ -194,14 +198,18 @@ def make_bundle(
     fallback_score: float = 3.25,
     rating_range=(1.0, 5.0),
     metrics: dict | None = None,
+    recommend: bool = True,
+    weights: dict | None = None,
 ) -> FactoryBundle:
     """Write a bundle at ``path`` (replacing one there) and return its description with the oracle.
 
     Int ids default to sparse values (``1000 + 7*k`` users, ``5 + 3*k`` items) so dense-LUT and
     offset logic is exercised; string ids are ``"u0", "u1", ...`` / ``"i0", ...``. ``folded``
     folds the graph (any kind) as ``recmodels export`` does by default; ``embed_encoders`` adds
-    ``model_ids.onnx``. The parity check (10,000 pairs against :func:`reference_scores`) must
-    pass, as at export.
+    ``model_ids.onnx``; ``recommend=False`` leaves out the recommend graphs (a bundle as exported
+    before ``recmodels recommend`` existed). ``weights`` replaces the random weights
+    (:func:`make_weights`'s keys and shapes). The parity check (10,000 pairs against
+    :func:`reference_scores`) must pass, as at export.
     """
     if user_ids is None:
         user_ids = (
@@ -217,9 +225,12 @@ def make_bundle(
         )
     ue = IdEncoder("user").fit(user_ids)
     ie = IdEncoder("item").fit(item_ids)
-    w = make_weights(kind, len(ue), len(ie), dim=dim, mlp_dim=mlp_dim, layers=layers,
-                     pretrained_dim=pretrained_dim, seed=seed)
-    graph, notes = graph_for(score_spec(w, kind), fold_graph=folded, opset=OPSET)
+    w = weights if weights is not None else make_weights(
+        kind, len(ue), len(ie), dim=dim, mlp_dim=mlp_dim, layers=layers, pretrained_dim=pretrained_dim,
+        seed=seed,
+    )
+    spec = score_spec(w, kind)
+    graph, notes = graph_for(spec, fold_graph=folded, opset=OPSET)
     write_bundle(
         path,
         graph,
@@ -239,6 +250,7 @@ def make_bundle(
         fallback_score=fallback_score,
         overwrite=True,
         embed_encoders=embed_encoders,
+        recommend=recommend_graphs(spec, OPSET) if recommend else None,
     )
     return FactoryBundle(
         Path(path),

@@ -269,3 +269,150 @@ def test_bad_toml_and_device(files, tmp_path):
         assert_one_line_failure(result, "cuda", "not available")
     assert not (tmp_path / "r").exists()
 
+
+
+# -- defaults come from the config dataclasses (issue 8) ------------------------------------------
+def test_option_defaults_and_help_come_from_the_config_dataclasses():
+    import dataclasses
+
+    from recmodels.cli.train import OPTIONS, default_text
+    from recmodels.cli.train import train as command
+    from recmodels.models import ModelConfig
+    from recmodels.training import TrainConfig
+    from recmodels.training.setup import DataConfig
+
+    fields = {"model": {f.name: f.default for f in dataclasses.fields(ModelConfig)},
+              "train": {f.name: f.default for f in dataclasses.fields(TrainConfig)},
+              "data": {f.name: f.default for f in dataclasses.fields(DataConfig)}}
+    fields["model"]["kind"] = "neumf"
+    params = {p.name: p for p in command.params}
+    covered = set()
+    for opt in OPTIONS:
+        if opt.section in fields:
+            assert params[opt.name].default == fields[opt.section][opt.field], opt.name
+            covered.add((opt.section, opt.field))
+    # every field a user sets has an option
+    assert {("train", f) for f in fields["train"]} <= covered
+    assert {("model", f) for f in ModelConfig.user_fields()} <= covered
+    assert {("data", f) for f in fields["data"]} <= covered
+    help_text = invoke("--help").output
+    assert "[default: 16384]" in help_text and "[default: 0.05]" in help_text
+    assert default_text(next(o for o in OPTIONS if o.name == "rating_range")) == "1 5"
+
+
+def test_train_help_needs_no_torch():
+    import subprocess
+    import sys
+
+    script = ("import sys; sys.modules['torch'] = None\n"
+              "from recmodels.cli import main\n"
+              "main(['train', '--help'])\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "--batch-size" in proc.stdout and "[default: 16384]" in proc.stdout
+
+
+def test_gpu_is_accepted_as_cuda(files, tmp_path):
+    result = invoke("--data", files["ratings"], "--device", "gpu", "--out", tmp_path / "r", *FAST)
+    if torch.cuda.is_available():
+        assert result.exit_code == 0, result.output
+    else:
+        assert_one_line_failure(result, "CUDA is not available")
+    assert_one_line_failure(invoke("--data", files["ratings"], "--device", "tpu", "--out", tmp_path / "r2",
+                                   *FAST), "unknown device", "gpu")
+
+
+# -- resume (issue 8, issue 11 item 3) -------------------------------------------------------------
+@pytest.fixture
+def short_run(files, tmp_path):
+    out = tmp_path / "run"
+    assert invoke("--data", files["ratings"], "--model", "neumf", "--out", out, *FAST,
+                  "--epochs", "1").exit_code == 0
+    return out
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--model", "mf"], "--model mf differs from the run's 'neumf'"),
+    (["--batch-size", "10"], "--batch-size 10 differs from the run's '512'"),
+    (["--data", "other.csv"], "--data other.csv differs from the run's"),
+    (["--no-bias"], "--no-bias differs from the run's '--use-bias'"),
+    (["--rating-range", "0", "10"], "--rating-range 0 10 differs"),
+    (["--precision", "fp32"], "--precision fp32 differs"),
+])
+def test_resume_refuses_options_that_differ_from_the_run(short_run, args, fragment):
+    before = (short_run / "last.pt").read_bytes()
+    result = invoke("--out", short_run, "--resume", *args)
+    assert_one_line_failure(result, fragment, "only --epochs, --patience, --device and --threads may change")
+    assert (short_run / "last.pt").read_bytes() == before
+
+
+def test_resume_accepts_the_run_s_own_values_and_the_four_that_may_change(files, short_run, tmp_path):
+    toml = write(tmp_path, "resume.toml", 'model = "neumf"\nbatch_size = 512\n')
+    result = invoke("--config", toml, "--out", short_run, "--resume", "--model", "neumf",
+                    "--data", files["ratings"], "--embedding-dim", "4", "--epochs", "2",
+                    "--patience", "3", "--threads", "1", "--device", "cpu", "--quiet")
+    assert result.exit_code == 0, result.output
+    config = json.loads((short_run / "config.json").read_text())
+    assert (config["train"]["epochs"], config["train"]["patience"]) == (2, 3)
+    bad = write(tmp_path, "bad.toml", 'optimizer = "adam"\n')
+    assert_one_line_failure(invoke("--config", bad, "--out", short_run, "--resume"),
+                            "--optimizer adam differs from the run's 'rowwise-adagrad'")
+
+
+def test_resume_with_last_pt_of_another_shape_is_one_line(files, short_run, tmp_path):
+    other = tmp_path / "other"
+    assert invoke("--data", files["ratings"], "--model", "neumf", "--out", other, *FAST, "--epochs", "1",
+                  "--embedding-dim", "8").exit_code == 0
+    (short_run / "last.pt").write_bytes((other / "last.pt").read_bytes())
+    result = invoke("--out", short_run, "--resume", "--epochs", "2")
+    assert_one_line_failure(result, "last.pt does not fit", "config.json", "another model shape")
+    assert "Traceback" not in result.output
+
+
+# -- TOML config (issue 11, item 7) ----------------------------------------------------------------
+def test_toml_paths_resolve_from_the_file_and_it_holds_every_option(files, tmp_path, monkeypatch):
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    (folder / "ratings.csv").write_bytes(files["ratings"].read_bytes())
+    toml = write(folder, "train.toml", 'data = "ratings.csv"\nout = "runs/a"\nmodel = "mf"\nquiet = true\n'
+                 'overwrite = true\nepochs = 1\nbatch-size = 512\nthreads = 1\nembedding_dim = 4\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for _ in range(2):  # the second run needs overwrite = true from the file
+        result = invoke("--config", toml)
+        assert result.exit_code == 0, result.output
+    assert (folder / "runs" / "a" / "COMPLETE").is_file() and not (elsewhere / "runs").exists()
+    assert "Users:" not in result.output  # quiet = true: no statistics block
+    config = json.loads((folder / "runs" / "a" / "config.json").read_text())
+    assert config["data"]["sources"] == [str(folder / "ratings.csv")]
+    resume = write(folder, "resume.toml", 'out = "runs/a"\nresume = true\nepochs = 2\nquiet = true\n')
+    result = invoke("--config", resume)
+    assert result.exit_code == 0, result.output
+    assert "resuming" in result.output
+
+
+# -- constant ratings (issue 11, item 6) -----------------------------------------------------------
+@pytest.mark.parametrize("model", ["mf", "neumf"])
+def test_constant_ratings_give_a_model_as_good_as_the_constant(tmp_path, model):
+    rng = np.random.default_rng(0)
+    pairs = rng.choice(300 * 200, 5000, replace=False)
+    rows = "\n".join(f"{p // 200},{p % 200},3" for p in pairs)
+    data = write(tmp_path, "eq.csv", "user_id,item_id,rating\n" + rows + "\n")
+    out = tmp_path / "run"
+    result = invoke("--data", data, "--model", model, "--epochs", "2", "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["rmse"] < 0.05, metrics["test"]
+    assert all(h["valid_rmse"] < 0.05 for h in metrics["history"]), metrics["history"]
+
+
+def test_every_option_is_documented():
+    from pathlib import Path
+
+    from recmodels.cli.train import OPTIONS
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    for opt in OPTIONS:
+        for flag in opt.flags[0].split("/"):
+            assert f"`{flag}" in text or f"/{flag}" in text, f"{flag} is not in docs/training.md"

@@ -176,7 +176,9 @@ def test_graph_interface_and_manifest(bundles):
     assert m["fallback_score"] == 3.75
     assert set(m["versions"]) >= {"recmodels", "torch", "onnx", "onnxruntime"}
     assert m["created_at"].endswith("+00:00")
-    assert sorted(m["files"]) == ["item_ids.parquet", "model.onnx", "user_ids.parquet"]
+    assert sorted(m["files"]) == [
+        "item_ids.parquet", "model.onnx", "recommend.onnx", "retrieve.onnx", "user_ids.parquet",
+    ]
     assert "graph_raw_ids" not in m and "reference" not in m["parity"]
     # the typed view reads the same values, and the manifest's digest is the bundle's
     assert bundle.manifest.graph.inputs[0].name == "user_index" and bundle.manifest.ids.user.count == N_USERS

@@ -89,7 +89,8 @@ def test_training_on_cuda_matches_cpu(kind):
     from recmodels.training import RatingModel
 
     ratings = make_ratings(300, 200, 8000, seed=3).ratings
-    train, test = ratings.iloc[:7000], ratings.iloc[7000:]
+    shuffled = ratings.sample(frac=1.0, random_state=0)  # make_ratings is sorted by user
+    train, test = shuffled.iloc[:7000], shuffled.iloc[7000:]
     kwargs = dict(epochs=2, batch_size=1024, seed=0, patience=None)
     cpu = RatingModel(kind, device="cpu", **kwargs).fit(train, test)
     gpu = RatingModel(kind, device="cuda", **kwargs).fit(train, test)

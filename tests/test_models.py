@@ -148,12 +148,31 @@ def test_notebook_sizes():
     ({"n_users": 0}, "n_users"),
     ({"embedding_dim": 2.5}, "embedding_dim"),
     ({"pretrained_dim": 3}, "pretrained_dim"),
+    ({"use_bias": "no"}, "use_bias"),
+    ({"init_std": True}, "init_std"),
+    ({"dropouts": "0.5,0.3"}, "dropouts"),
 ])
 def test_invalid_config_raises(changes, fragment):
     options = dict(kind="neumf", n_users=3, n_items=3, num_layers=2, dropouts=(0.5, 0.3))
     options.update(changes)
     with pytest.raises(ConfigError, match=fragment):
         ModelConfig(**options)
+
+
+def test_default_dropouts_follow_num_layers_and_old_configs_load_identically():
+    from recmodels.models import default_dropouts
+
+    assert ModelConfig("neumf", 3, 3).dropouts == (0.5, 0.3, 0.3) == default_dropouts(3)
+    assert ModelConfig("neumf", 3, 3, num_layers=1).dropouts == (0.5,)
+    assert ModelConfig("neumf", 3, 3, num_layers=4).dropouts == (0.5, 0.3, 0.3, 0.3)
+    assert ModelConfig("neumf", 3, 3, num_layers=2, dropouts=[0.1, 0.2]).dropouts == (0.1, 0.2)
+    saved = ModelConfig("neumf", 3, 3, num_layers=2).to_dict()
+    assert saved["dropouts"] == [0.5, 0.3]  # written out as the list, as before
+    old = {"kind": "mf", "n_users": 3, "n_items": 3, "embedding_dim": 32, "num_layers": 3,
+           "dropouts": [0.5, 0.3, 0.3], "init_std": 0.01, "pretrained_dim": 0, "use_bias": True,
+           "global_mean": 3.5}  # a config.json written before the rule moved here
+    assert ModelConfig.from_dict(old).to_dict() == old
+    assert ModelConfig.user_fields() == ("embedding_dim", "num_layers", "dropouts", "init_std", "use_bias")
 
 
 def test_hybrid_needs_pretrained_dim():

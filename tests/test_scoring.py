@@ -391,3 +391,13 @@ def test_unwritable_output(tmp_path, mf):
                     score(mf.path, src, out, device="cpu")
     finally:
         ro.chmod(0o700)
+
+
+def test_score_indices_matches_reference_and_checks_ranges(mf):
+    scorer = Scorer(mf.path, device="cpu", batch_size=7)
+    rng = np.random.default_rng(3)
+    u = rng.integers(0, len(mf.user_ids), 50)
+    i = rng.integers(0, len(mf.item_ids), 50)
+    np.testing.assert_allclose(scorer.score_indices(u, i), mf.reference(u, i), atol=TOL)
+    with pytest.raises(DataError, match="item index out of range"):
+        scorer.score_indices(u[:1], np.array([len(mf.item_ids)]))

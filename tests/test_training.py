@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -61,6 +63,7 @@ def fit_tiny(tiny, config: TrainConfig, kind="neumf", **kwargs) -> Trainer:
     return trainer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["mf", "neumf"])
 def test_training_closes_most_of_the_gap(dense_split, kind):
     syn, split = dense_split
@@ -70,6 +73,7 @@ def test_training_closes_most_of_the_gap(dense_split, kind):
     assert closed >= 0.70, f"{kind}: valid rmse {rmse:.4f} closes only {closed:.0%} of the gap"
 
 
+@pytest.mark.slow
 def test_hybrid_beats_neumf_when_item_vectors_carry_signal():
     # ~2 training ratings per item: the pretrained vectors (a noisy linear view of the planted
     # item factors and bias) are the better source of item information
@@ -210,7 +214,8 @@ def test_estimator_contract(tmp_path):
     assert est.fit(data) is est
     assert len(est.history_) == 2 and est.user_encoder_ is not None
     unknown = data.head(2).assign(user_id=-12345)
-    np.testing.assert_allclose(est.predict(unknown), est.global_mean_)
+    with pytest.warns(UserWarning, match="2 of 2 rows"):
+        np.testing.assert_allclose(est.predict(unknown), est.global_mean_)
     est.save(tmp_path / "run")
     run = load_run(tmp_path / "run")
     assert not run.model.training
@@ -283,3 +288,186 @@ def test_frequency_aware_l2_resume_is_exact(tiny):
     resumed.fit(tiny, tiny)
     for key, value in full.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+# -- the Polyak cap of row-wise Adagrad (issue 11, item 6) ---------------------------------------
+def _sparse_step(error_scale: float, loss: float | None):
+    """One RowwiseAdagrad step on a table whose gradients (with repeated rows) scale with the error."""
+    from recmodels.training.optim import RowwiseAdagrad
+
+    gen = torch.Generator().manual_seed(0)
+    table = torch.nn.Parameter(torch.randn(20, 8, generator=gen) * 0.01)
+    rows = torch.randint(0, 20, (64,), generator=gen)  # many repeats, as in a small data set
+    values = (torch.randn(64, 8, generator=gen).abs() + 0.5) * 1e-3 * error_scale  # coherent rows
+    table.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), values, table.shape, check_invariants=False)
+    before = table.detach().clone()
+    opt = RowwiseAdagrad([table], lr=0.1)
+    opt.step() if loss is None else opt.step(loss=torch.tensor(loss))
+    coalesced = table.grad.coalesce().to_dense()
+    change = table.detach() - before
+    return change, float(-(coalesced * change).sum())
+
+
+def test_rowwise_adagrad_step_is_capped_by_the_loss():
+    # Unnormalised, the step is the same whatever the size of the error (Adagrad is
+    # scale-free): that is what made constant ratings train to a worse model than the mean.
+    big, _ = _sparse_step(1.0, None)
+    tiny, _ = _sparse_step(1e-3, None)
+    assert torch.allclose(big, tiny, rtol=1e-2)  # equal but for eps
+    # With the batch loss (which scales with the error squared), the step shrinks with the
+    # error, and never predicts a decrease beyond twice the loss (the Polyak step, exact over
+    # repeated rows).
+    for scale in (1.0, 1e-3):
+        loss = 1e-4 * scale ** 2
+        change, decrease = _sparse_step(scale, loss)
+        assert decrease == pytest.approx(2 * loss, rel=1e-3)
+    small_change, _ = _sparse_step(1e-3, 1e-10)
+    big_change, _ = _sparse_step(1.0, 1e-4)
+    assert float(small_change.norm()) == pytest.approx(1e-3 * float(big_change.norm()), rel=1e-2)
+    # a large loss leaves the step as it was
+    unchanged, _ = _sparse_step(1.0, 1e6)
+    assert torch.equal(unchanged, big)
+
+
+@pytest.mark.parametrize("kind", ["mf", "neumf"])
+def test_constant_ratings_train_to_the_constant(kind):
+    rng = np.random.default_rng(0)
+    pairs = rng.choice(300 * 200, 5000, replace=False)
+    data = pd.DataFrame({"user_id": pairs // 200, "item_id": pairs % 200, "rating": 3.0})
+    split = D.split_interactions(data, seed=0)
+    est = RatingModel(kind, epochs=2, num_threads=1).fit(split.train, split.valid)
+    assert max(h["valid_rmse"] for h in est.history_) < 0.05, est.history_
+    assert est.score(split.test) < 0.05
+
+
+# -- RatingModel: every config field, the same run directory as train_run ------------------------
+def test_rating_model_takes_every_config_field_with_the_dataclass_defaults():
+    import dataclasses
+    import inspect
+
+    from recmodels.training.setup import DataConfig
+
+    params = inspect.signature(RatingModel).parameters
+    expected = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    expected.update({f.name: f.default for f in dataclasses.fields(ModelConfig)
+                     if f.name in ModelConfig.user_fields()})
+    expected.update({f.name: f.default for f in dataclasses.fields(DataConfig)
+                     if f.name in ("user_col", "item_col", "rating_col", "rating_range", "duplicates",
+                                   "embedding_fill")})
+    assert set(ModelConfig.user_fields()) == {"embedding_dim", "num_layers", "dropouts", "init_std",
+                                              "use_bias"}
+    for name, default in expected.items():
+        assert name in params, name
+        assert params[name].default == default, name
+    est = RatingModel("mf", l2_bias=0.01, precision="fp32", eval_batch_size=128, init_std=0.02)
+    assert est.get_params()["l2_bias"] == 0.01 and est.set_params(epochs=3) is est and est.epochs == 3
+    with pytest.raises(TypeError, match="colour"):
+        RatingModel("mf", colour="blue")
+    sklearn_base = pytest.importorskip("sklearn.base")
+    copy = sklearn_base.clone(est)  # scikit-learn reads the constructor's signature
+    assert copy.get_params() == est.get_params() and copy is not est
+
+
+def test_rating_model_passes_every_field_through(tmp_path):
+    data = make_ratings(60, 40, 1500, seed=4).ratings
+    est = RatingModel("neumf", epochs=1, batch_size=256, l2_frequency_exponent=1.0, l2_bias=0.01,
+                      precision="fp32", eval_batch_size=100, num_layers=2, dropouts=(0.2, 0.1),
+                      init_std=0.05, use_bias=False, embedding_dim=4).fit(data)
+    assert est.train_config_ == TrainConfig(epochs=1, batch_size=256, l2_frequency_exponent=1.0,
+                                            l2_bias=0.01, precision="fp32", eval_batch_size=100)
+    cfg = est.config_
+    assert (cfg.num_layers, cfg.dropouts, cfg.init_std, cfg.use_bias, cfg.embedding_dim) == (
+        2, (0.2, 0.1), 0.05, False, 4)
+    loaded = RatingModel.load(est.save(tmp_path / "run"))
+    assert loaded.get_params() == {**est.get_params(), "item_embeddings": None}
+
+
+def test_rating_model_save_writes_the_run_directory_train_run_writes(tmp_path):
+    from recmodels.training import train_run
+
+    syn = make_ratings(80, 50, 2500, seed=5)
+    common = dict(epochs=2, batch_size=256, device="cpu")
+    train_run(tmp_path / "cli", data=syn.ratings, model="mf", train_config=TrainConfig(**common),
+              quiet=True, echo=None)
+    split = D.split_interactions(syn.ratings, seed=0)
+    RatingModel("mf", **common).fit(split.train, split.valid).save(tmp_path / "est")
+
+    def keys(run, name):
+        return json.loads((tmp_path / run / name).read_text())
+
+    a, b = keys("cli", "config.json"), keys("est", "config.json")
+    assert set(a) == set(b)
+    for section in ("model", "train", "data"):
+        assert set(a[section]) == set(b[section]), section
+    assert set(a["data"]["split"]) <= set(b["data"]["split"]) | {"seed", "fractions"}
+    assert set(a["data"]["encode"]) == set(b["data"]["encode"])
+    ma, mb = keys("cli", "metrics.json"), keys("est", "metrics.json")
+    assert set(ma) == set(mb) == {"history", "best_epoch", "valid", "test", "data"}
+    assert set(ma["data"]) == set(mb["data"]) and set(ma["valid"]) == set(mb["valid"])
+    files = {p.relative_to(tmp_path / "cli").as_posix() for p in (tmp_path / "cli").rglob("*")}
+    est_files = {p.relative_to(tmp_path / "est").as_posix() for p in (tmp_path / "est").rglob("*")}
+    assert files - est_files == {"last.pt", "split/train.parquet", "split/valid.parquet",
+                                 "split/test.parquet"}
+    assert load_run(tmp_path / "est").metrics["valid"]["rmse"] > 0
+
+
+# -- RatingModel input checks (issue 11, items 4, 5, 7) -------------------------------------------
+def test_fit_refuses_a_validation_frame_without_known_rows():
+    data = make_ratings(60, 40, 1500, seed=6).ratings
+    valid = pd.DataFrame({"user_id": [10**9], "item_id": [10**9], "rating": [3.0]})
+    with pytest.raises(DataError, match="the validation part has no rows with users and items seen in "
+                                        "training"):
+        RatingModel("mf", epochs=3).fit(data, valid)
+
+
+def test_predict_without_an_id_column_is_a_data_error():
+    data = make_ratings(60, 40, 1500, seed=6).ratings
+    est = RatingModel("mf", epochs=1, batch_size=512).fit(data)
+    with pytest.raises(DataError, match="missing id column.*'item_id'.*item_col"):
+        est.predict(data[["user_id"]])
+    with pytest.raises(DataError, match="'rating'"):
+        est.score(data[["user_id", "item_id"]])
+
+
+def test_predict_counts_the_fallback_rows_and_warns_when_most_are():
+    import warnings
+
+    data = make_ratings(60, 40, 1500, seed=6).ratings
+    est = RatingModel("mf", epochs=1, batch_size=512).fit(data)
+    rows = data.head(10).copy()
+    rows.loc[:3, "user_id"] = -1  # 4 of 10 unknown: counted, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.predict(rows)
+    assert est.n_fallback_ == 4
+    rows.loc[:5, "user_id"] = -1  # 6 of 10
+    with pytest.warns(UserWarning, match=r"6 of 10 rows have a user or item not seen in training and got "
+                                         r"the fallback 2\.5"):
+        out = est.predict(rows, unknown=2.5)
+    assert est.n_fallback_ == 6 and (out[:6] == 2.5).all()
+
+
+def test_progress_bar_reaches_its_total_off_a_terminal():
+    import contextlib
+    import io
+
+    data = make_ratings(60, 40, 1500, seed=7).ratings
+    stream = io.StringIO()  # not a tty, as a notebook's or a log's stderr
+    with contextlib.redirect_stderr(stream):
+        RatingModel("mf", epochs=2, batch_size=256, progress=True).fit(data)
+    text = stream.getvalue()
+    for epoch in (1, 2):
+        last = text.split(f"epoch {epoch}/2:")[-1].split("\n")[0]
+        assert "100%" in last and "1.50k/1.50k" in last, text
+
+
+def test_load_run_refuses_weights_of_another_shape(tmp_path):
+    data = make_ratings(60, 40, 1500, seed=3).ratings
+    run_dir = RatingModel("mf", epochs=1, batch_size=256, embedding_dim=4).fit(data).save(tmp_path / "run")
+    config = json.loads((run_dir / "config.json").read_text())
+    config["model"]["embedding_dim"] = 8
+    (run_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RunDirError) as info:
+        load_run(run_dir)
+    message = str(info.value)
+    assert "\n" not in message and "model.pt does not fit" in message and "user_gmf.weight" in message

@@ -295,6 +295,22 @@ class RetrieveGraphSection(_Section):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RecommendParity(_Section):
+    """``graph_recommend.parity``: ``recommend.onnx`` (and ``retrieve.onnx``) checked at export."""
+
+    passed: bool = _f(_boolean)
+    max_abs_diff: float = _f(_number)
+    tolerance: float = _f(_number)
+    n_users: int = _f(_integer)
+    n_items: int = _f(_integer)
+    n_excluded: int = _f(_integer)
+    provider: str = _f(_string)
+    seed: int = _f(_integer)
+    retrieve_max_abs_diff: float | None = _f(_nullable(_number))
+    """``retrieve.onnx`` against the dot-product part computed in float64 (None without it)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class RecommendGraphSection(_Section):
     """``graph_recommend``: the top-k graph ``recommend.onnx`` (bundles made before it have none)."""
 
@@ -309,6 +325,7 @@ class RecommendGraphSection(_Section):
     """``item_index`` must have a multiple of this many entries (pad with excluded columns)."""
     retrieve: RetrieveGraphSection | None = _f(_nullable(_section(RetrieveGraphSection)))
     """NeuMF and hybrid: ``retrieve.onnx`` (same interface, dot-product part only); None for MF."""
+    parity: RecommendParity = _f(_section(RecommendParity))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -357,22 +374,6 @@ class RawIdParity(_Section):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RecommendParity(_Section):
-    """``parity.recommend``: ``recommend.onnx`` (and ``retrieve.onnx``) checked against ``model.onnx``."""
-
-    passed: bool = _f(_boolean)
-    max_abs_diff: float = _f(_number)
-    tolerance: float = _f(_number)
-    n_users: int = _f(_integer)
-    n_items: int = _f(_integer)
-    n_excluded: int = _f(_integer)
-    provider: str = _f(_string)
-    seed: int = _f(_integer)
-    retrieve_max_abs_diff: float | None = _f(_nullable(_number))
-    """``retrieve.onnx`` against the dot-product part computed in float64 (None without it)."""
-
-
-@dataclass(frozen=True, kw_only=True)
 class ParitySection(_Section):
     """``parity``: the graph checked in onnxruntime against the model it was built from."""
 
@@ -388,7 +389,6 @@ class ParitySection(_Section):
     reference: str | None = _f(_string, optional=True)
     """What the graph was compared with when not the torch model (the test factory's numpy oracle)."""
     raw_ids: RawIdParity | None = _f(_section(RawIdParity), optional=True)
-    recommend: RecommendParity | None = _f(_section(RecommendParity), optional=True)
 
 
 @dataclass(frozen=True, kw_only=True)

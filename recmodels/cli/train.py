@@ -16,6 +16,8 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from ..data import DUPLICATE_POLICIES, SPLIT_METHODS
+from ..embeddings import FILL_MODES
 from ..models.config import DEFAULT_KIND, MODEL_KINDS, ModelConfig, default_dropouts
 from ..training.config import (
     DEFAULT_EMBEDDING_LR,
@@ -75,7 +77,7 @@ OPTIONS = (
     Option(("--model",), "model", "kind", click.Choice(MODEL_KINDS), "Architecture."),
     Option(("--item-embeddings",), "input", "item_embeddings", _PATH,
            "Pretrained item table (hybrid): the item id column plus numeric columns."),
-    Option(("--embedding-fill",), "data", "embedding_fill", click.Choice(["zeros", "mean"]),
+    Option(("--embedding-fill",), "data", "embedding_fill", click.Choice(FILL_MODES),
            "Vector for items missing from --item-embeddings."),
     Option(("--user-col",), "data", "user_col", None, "User id column."),
     Option(("--item-col",), "data", "item_col", None, "Item id column."),
@@ -84,12 +86,12 @@ OPTIONS = (
            "Timestamp column (needed by --split leave-last-out)."),
     Option(("--rating-range",), "data", "rating_range", float, "Allowed rating range.", nargs=2,
            metavar="MIN MAX"),
-    Option(("--split",), "data", "split", click.Choice(["random", "leave-last-out"]),
+    Option(("--split",), "data", "split", click.Choice(SPLIT_METHODS),
            "How --data is split: random by --fractions, or each user's last rating to test and the "
            "one before to valid."),
     Option(("--fractions",), "data", "fractions", float, "Train/valid/test fractions of a random split.",
            nargs=3, metavar="TRAIN VALID TEST"),
-    Option(("--duplicates",), "data", "duplicates", click.Choice(["last", "first", "error"]),
+    Option(("--duplicates",), "data", "duplicates", click.Choice(DUPLICATE_POLICIES),
            "Repeated (user, item) pairs: keep the last/first, or fail."),
     Option(("--epochs",), "train", "epochs", click.IntRange(min=1), "Maximum epochs."),
     Option(("--batch-size",), "train", "batch_size", click.IntRange(min=1), "Rows per step."),
@@ -268,10 +270,9 @@ def train(ctx: click.Context, **options):
     if run["resume"]:
         overrides = {o.field: options[o.name] for o in OPTIONS
                      if o.section == "train" and o.field in RESUMABLE_FIELDS and o.name in given}
-        if not run["overwrite"]:
-            check_resume(options["out"], options, given)
-        train_run(options["out"], resume=True, quiet=run["quiet"], echo=click.echo,
-                  resume_overrides=overrides)
+        check_resume(options["out"], options, given)
+        train_run(options["out"], resume=True, overwrite=run["overwrite"], quiet=run["quiet"],
+                  echo=click.echo, resume_overrides=overrides)
         return
     model = sections["model"]
     kind = model.pop("kind")
@@ -295,41 +296,16 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _run_values(config: dict) -> dict:
-    """Option name -> the value the run in ``config`` (its ``config.json``) was made with."""
-    from ..training.setup import DataConfig as _Data
-
-    model = ModelConfig.from_dict(config["model"])
-    train_config = TrainConfig.from_dict(config.get("train") or {})
-    data = config.get("data") or {}
-    data_config = _Data.from_run(data)
-    sources = list(data.get("sources") or [])
-    split = (data.get("split") or {}).get("method")
-    given_parts = split == "given"
-    values = {}
-    for opt in OPTIONS:
-        if opt.section == "model":
-            values[opt.name] = model.kind if opt.field == "kind" else getattr(model, opt.field)
-        elif opt.section == "train":
-            values[opt.name] = getattr(train_config, opt.field)
-        elif opt.section == "data":
-            values[opt.name] = getattr(data_config, opt.field)
-    values["data"] = None if given_parts or not sources else sources[0]
-    for i, part in enumerate(("train", "valid", "test")):
-        values[part] = sources[i] if given_parts and i < len(sources) else None
-    values["item_embeddings"] = (data.get("item_embeddings") or {}).get("source")
-    return values
-
-
 def check_resume(out: str, options: dict, given: set[str]) -> None:
     """Refuse options given for a resume (flags or TOML) that differ from the run's settings."""
     from .. import runs
     from ..errors import ConfigError, RunDirError
+    from ..training.setup import run_settings
 
-    runs.check_out_dir(out, resume=True)
+    runs.check_out_dir(out, resume=True, overwrite=options["overwrite"])
     config = runs.load_config(out)
     try:
-        run_values = _run_values(config)
+        recorded = run_settings(config)
     except ConfigError as exc:
         raise RunDirError(f"{Path(out) / runs.CONFIG_FILE}: {exc}") from None
     may_change = [o for o in OPTIONS if o.section == "train" and o.field in RESUMABLE_FIELDS]
@@ -337,8 +313,9 @@ def check_resume(out: str, options: dict, given: set[str]) -> None:
     for opt in OPTIONS:
         if opt.name not in given or opt in may_change or opt.section == "run" or opt.name == "out":
             continue
-        if opt.name in run_values and not _same(options[opt.name], run_values[opt.name]):
-            now, was = _text(opt, options[opt.name]), _text(opt, run_values[opt.name])
+        was = recorded[opt.section][opt.field]
+        if not _same(options[opt.name], was):
+            now, was = _text(opt, options[opt.name]), _text(opt, was)
             shown = now if opt.is_flag else f"{opt.flags[0]} {now}"
             raise ConfigError(f"{shown} differs from the run's {was!r}; only {allowed} may change "
                               "on --resume")

@@ -28,10 +28,13 @@ from ..tables import read_table
 from .columns import Columns
 from .encode import EncodedRatings, encode, fit_encoders, load_encoded, save_encoded
 from .read import read_interactions
-from .split import Split, split_interactions
+from .split import SPLIT_METHODS, Split, split_interactions
 from .stats import describe, format_stats
+from .validate import DUPLICATE_POLICIES
 
 __all__ = [
+    "DUPLICATE_POLICIES",
+    "SPLIT_METHODS",
     "Columns",
     "EncodedRatings",
     "Split",

@@ -17,6 +17,7 @@ from ..fileio import check_writable_parent
 from .graph import DEFAULT_OPSET, EXTERNAL_DATA_THRESHOLD, check_opset, graph_for
 from .manifest import library_versions
 from .parity import BATCH_SIZES, N_PAIRS, TOLERANCE, torch_scores
+from .recommend_graph import recommend_graphs
 from .writer import write_bundle
 
 FORMATS = ("onnx",)
@@ -28,6 +29,13 @@ def build_graph(model, *, fold_graph: bool = True, opset: int = DEFAULT_OPSET):
     from .spec import extract_spec
 
     return graph_for(extract_spec(model), fold_graph=fold_graph, opset=opset)
+
+
+def build_recommend_graphs(model, *, opset: int = DEFAULT_OPSET):
+    """The recommend graphs of ``model`` (:func:`~recmodels.export.recommend_graph.recommend_graphs`)."""
+    from .spec import extract_spec
+
+    return recommend_graphs(extract_spec(model), opset)
 
 
 def _check_out_dir(out_dir: Path, overwrite: bool, protect: Path | None = None) -> Path:
@@ -125,6 +133,7 @@ def export_model(
         )
     model.eval()
     graph, notes = build_graph(model, fold_graph=fold, opset=opset)
+    recommend = build_recommend_graphs(model, opset=opset)
     return write_bundle(
         out_dir,
         graph,
@@ -147,6 +156,7 @@ def export_model(
         tolerance=tolerance,
         seed=seed,
         id_files=id_files,
+        recommend=recommend,
     )
 
 

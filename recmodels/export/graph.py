@@ -93,12 +93,13 @@ class _Builder:
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=f"{op_type}_{out}", **attrs))
         return out
 
-    def multi(self, op_type: str, inputs: list[str], hints: tuple[str, ...], outputs=None, **attrs) -> list[str]:
+    def multi(self, op_type: str, inputs: list[str], hints: tuple[str, ...], outputs=None,
+              **attrs) -> list[str]:
         """A node with several outputs: ``outputs[k]`` names one exactly, else ``hints[k]`` is made unique."""
         from onnx import helper
 
         outputs = outputs or (None,) * len(hints)
-        names = [out or self._name(hint) for hint, out in zip(hints, outputs)]
+        names = [out or self._name(hint) for hint, out in zip(hints, outputs, strict=True)]
         self.nodes.append(helper.make_node(op_type, inputs, names, name=f"{op_type}_{names[-1]}", **attrs))
         return names
 

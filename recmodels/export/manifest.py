@@ -18,6 +18,8 @@ from ..bundle import (
     ID_FILES,
     MODEL_FILE,
     RAW_IDS_FILE,
+    RECOMMEND_FILE,
+    RETRIEVE_FILE,
     GraphSection,
     IdMap,
     IdsSection,
@@ -27,10 +29,14 @@ from ..bundle import (
     ParitySection,
     RatingSection,
     RawIdGraphSection,
+    RecommendGraphSection,
+    RecommendParity,
+    RetrieveGraphSection,
     TensorInfo,
 )
 from ..encoders import IdEncoder
 from .graph import INPUTS, ML_DOMAIN, ML_OPSET, OUTPUTS, RAW_OUTPUTS, raw_id_inputs
+from .recommend_graph import RECOMMEND_INPUTS, RECOMMEND_OUTPUTS
 
 
 def library_versions(*, torch: bool = True) -> dict[str, str]:
@@ -101,6 +107,7 @@ def build_manifest(
     source: Mapping | None = None,
     raw_graph=None,
     raw_external_data: str | None = None,
+    recommend: Mapping | None = None,
     created_at: str | None = None,
 ) -> Manifest:
     """Assemble the manifest of a bundle whose graph(s) have been saved and checked.
@@ -136,6 +143,10 @@ def build_manifest(
         Where the model came from (``{"run_dir": ...}``).
     raw_graph : onnx.ModelProto, optional
         The raw-id graph (``model_ids.onnx``) as saved, with ``raw_external_data``.
+    recommend : mapping, optional
+        The saved and checked recommend graphs: ``{"graph", "bytes", "external_data",
+        "item_multiple", "retrieve": {"bytes", "external_data"} or None, "parity":
+        check_recommend_parity's result}`` (``graph_recommend``).
     created_at : str, optional
         ISO 8601 time; default now (UTC, seconds).
 
@@ -155,6 +166,24 @@ def build_manifest(
             outputs=_tensors(RAW_OUTPUTS),
             external_data=raw_external_data,
             fallback_score=float(np.float32(fallback_score)),
+        )
+    recommend_section = None
+    if recommend is not None:
+        retrieve = recommend["retrieve"]
+        recommend_section = RecommendGraphSection(
+            file=RECOMMEND_FILE,
+            opset=_opset(recommend["graph"]),
+            ir_version=int(recommend["graph"].ir_version),
+            inputs=_tensors(RECOMMEND_INPUTS),
+            outputs=_tensors(RECOMMEND_OUTPUTS),
+            external_data=recommend["external_data"],
+            initializer_bytes=int(recommend["bytes"]),
+            item_multiple=int(recommend["item_multiple"]),
+            retrieve=None if retrieve is None else RetrieveGraphSection(
+                file=RETRIEVE_FILE, external_data=retrieve["external_data"],
+                initializer_bytes=int(retrieve["bytes"]),
+            ),
+            parity=RecommendParity.from_dict(dict(recommend["parity"]), where="recommend parity result"),
         )
     ids = {
         role: IdMap(column=data.get(f"{role}_col", f"{role}_id"), dtype=encoder.kind_, count=len(encoder),
@@ -176,6 +205,7 @@ def build_manifest(
             initializers=[InitializerInfo(name=t.name, shape=list(t.dims)) for t in graph.graph.initializer],
         ),
         graph_raw_ids=raw_section,
+        graph_recommend=recommend_section,
         ids=IdsSection(**ids),
         rating=RatingSection(
             column=data.get("rating_col", "rating"),

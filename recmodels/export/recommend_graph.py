@@ -92,7 +92,7 @@ def _const(b: _Builder, name: str, values) -> str:
     return b.init(name, np.asarray(values, dtype=np.int64), dtype=np.int64)
 
 
-def _select(b: _Builder, scores: str, group: int = SELECT_GROUP) -> None:
+def _select(b: _Builder, scores: str, opset: int, group: int = SELECT_GROUP) -> None:
     """``scores`` [users, items] -> excluded pairs at -inf -> ``top_score``, ``top_position``.
 
     A single ``TopK`` over every column tests each score against a heap (one branch a score);
@@ -100,36 +100,61 @@ def _select(b: _Builder, scores: str, group: int = SELECT_GROUP) -> None:
     vectorised ``ReduceMax``: the ``k`` best scores of a row lie in the ``k`` groups with the best
     maxima (each of the others is beaten by ``k`` group maxima), so only those ``k * group``
     columns, gathered in ascending group order (ties keep going to the lower position), go
-    through the final ``TopK``. The row is padded with -inf to a multiple of ``group``.
+    through the final ``TopK``. The caller pads a tile to a multiple of ``group`` columns (with
+    excluded ones), so the grouping is a Reshape, not a copy.
     """
     minus_inf = b.init("minus_inf", np.array(-np.inf, dtype=np.float32))
     # [excluded]: Shape's start/end attributes need opset 15, Slice works from 13
-    n_excluded = b.op("Slice", [b.op("Shape", ["exclude"], "exclude_shape"), _const(b, "at_0", [0]),
-                                _const(b, "at_1", [1])], "n_excluded")
+    n_excluded = b.op(
+        "Slice",
+        [b.op("Shape", ["exclude"], "exclude_shape"), _const(b, "at_0", [0]), _const(b, "at_1", [1])],
+        "n_excluded",
+    )
     fill = b.op("Expand", [minus_inf, n_excluded], "excluded_scores")
     masked = b.op("ScatterND", [scores, "exclude", fill], "masked_scores")
 
     g = _const(b, "group", [group])
     groups = b.op("Reshape", [masked, _const(b, "groups_shape", [0, -1, group])], "groups")
-    group_max = b.op("ReduceMax", [groups], "group_max", axes=[2], keepdims=0)
-    n_groups = b.op("Slice", [b.op("Shape", [group_max], "group_max_shape"), _const(b, "at_1c", [1]),
-                              _const(b, "at_2b", [2])], "n_groups")
+    if opset >= 18:  # axes became an input of ReduceMax in opset 18
+        group_max = b.op("ReduceMax", [groups, _const(b, "axes_2", [2])], "group_max", keepdims=0)
+    else:
+        group_max = b.op("ReduceMax", [groups], "group_max", axes=[2], keepdims=0)
+    n_groups = b.op(
+        "Slice",
+        [b.op("Shape", [group_max], "group_max_shape"), _const(b, "at_1c", [1]), _const(b, "at_2b", [2])],
+        "n_groups",
+    )
     k_groups = b.op("Min", ["k", n_groups], "k_groups")
-    _, best_groups = b.multi("TopK", [group_max, k_groups], ("best_group_max", "best_groups"),
-                             axis=1, largest=1, sorted=0)
+    _, best_groups = b.multi(
+        "TopK", [group_max, k_groups], ("best_group_max", "best_groups"), axis=1, largest=1, sorted=0
+    )
     # ascending group order: the final TopK breaks ties by position, which is then item order
-    _, chosen = b.multi("TopK", [best_groups, k_groups], ("chosen_ascending", "chosen_order"),
-                        axis=1, largest=0, sorted=1)
-    chosen = b.op("GatherElements", [best_groups, chosen], "chosen_groups", axis=1)
-    picked = b.op("GatherND", [groups, b.op("Unsqueeze", [chosen, _const(b, "axis_2", [2])],
-                                            "chosen_groups_3d")], "picked", batch_dims=1)
+    chosen, _ = b.multi(
+        "TopK", [best_groups, k_groups], ("chosen_groups", "chosen_order"), axis=1, largest=0, sorted=1
+    )
+    picked = b.op(
+        "GatherND",
+        [groups, b.op("Unsqueeze", [chosen, _const(b, "axis_2", [2])], "chosen_groups_3d")],
+        "picked",
+        batch_dims=1,
+    )
     flat = b.op("Reshape", [picked, _const(b, "rows_shape", [0, -1])], "picked_flat")
-    _, where = b.multi("TopK", [flat, "k"], ("top_score", "picked_position"),
-                       outputs=("top_score", None), axis=1, largest=1, sorted=1)
-    group_of = b.op("GatherElements", [chosen, b.op("Div", [where, g], "picked_group")], "top_group",
-                    axis=1)
-    b.op("Add", [b.op("Mul", [group_of, g], "top_group_start"), b.op("Mod", [where, g], "top_offset")],
-         "top_position", output="top_position")
+    _, where = b.multi(
+        "TopK",
+        [flat, "k"],
+        ("top_score", "picked_position"),
+        outputs=("top_score", None),
+        axis=1,
+        largest=1,
+        sorted=1,
+    )
+    group_of = b.op("GatherElements", [chosen, b.op("Div", [where, g], "picked_group")], "top_group", axis=1)
+    b.op(
+        "Add",
+        [b.op("Mul", [group_of, g], "top_group_start"), b.op("Mod", [where, g], "top_offset")],
+        "top_position",
+        output="top_position",
+    )
 
 
 def _dot_scores(b: _Builder, user_table: np.ndarray, item_table: np.ndarray, hint: str = "dot") -> str:
@@ -160,7 +185,7 @@ def build_recommend(folded: FoldedSpec, opset: int = DEFAULT_OPSET, group: int =
     user_table, item_table = dot_tables(folded)
     dot = _dot_scores(b, user_table, item_table)
     if folded.user_first is None:
-        _select(b, dot, group)
+        _select(b, dot, opset, group)
         return _model(b, f"recmodels_{folded.kind}_recommend", opset, f"recmodels {folded.kind} recommend")
     width = folded.user_first.shape[1]
     user_mlp = b.gather(b.init("user_mlp_table", folded.user_first), "user_index", "user_mlp_rows")
@@ -177,7 +202,7 @@ def build_recommend(folded: FoldedSpec, opset: int = DEFAULT_OPSET, group: int =
             h = b.op("Relu", [h], f"mlp.{n}.relu")
     mlp = b.op("MatMul", [h, b.init("predict.weight", np.asarray(folded.out_w)[:, None])], "predict")
     mlp = b.op("Reshape", [mlp, b.op("Shape", [dot], "block_shape")], "predict_block")
-    _select(b, b.op("Add", [dot, mlp], "scores"), group)
+    _select(b, b.op("Add", [dot, mlp], "scores"), opset, group)
     return _model(b, f"recmodels_{folded.kind}_recommend", opset, f"recmodels {folded.kind} recommend")
 
 
@@ -190,7 +215,7 @@ def build_retrieve(folded: FoldedSpec, opset: int = DEFAULT_OPSET):
     if folded.user_first is None:
         return None
     b = _Builder(_RESERVED)
-    _select(b, _dot_scores(b, *dot_tables(folded)))
+    _select(b, _dot_scores(b, *dot_tables(folded)), opset)
     return _model(b, f"recmodels_{folded.kind}_retrieve", opset, f"recmodels {folded.kind} retrieve")
 
 

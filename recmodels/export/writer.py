@@ -16,13 +16,29 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import ITEM_IDS_FILE, MODEL_FILE, RAW_IDS_FILE, USER_IDS_FILE, finalize_bundle
+from ..bundle import (
+    ITEM_IDS_FILE,
+    MODEL_FILE,
+    RAW_IDS_FILE,
+    RECOMMEND_FILE,
+    RETRIEVE_FILE,
+    USER_IDS_FILE,
+    finalize_bundle,
+)
 from ..encoders import IdEncoder
 from ..errors import ConfigError
 from ..fileio import atomic_directory
 from .graph import EXTERNAL_DATA_THRESHOLD, build_raw_ids, initializer_bytes, save_graph
 from .manifest import build_manifest
-from .parity import BATCH_SIZES, N_PAIRS, TOLERANCE, check_raw_id_parity, check_reference_parity
+from .parity import (
+    BATCH_SIZES,
+    N_PAIRS,
+    TOLERANCE,
+    check_raw_id_parity,
+    check_recommend_parity,
+    check_reference_parity,
+)
+from .recommend_graph import RecommendGraphs
 
 
 def _finite(value, what: str) -> float:
@@ -59,6 +75,19 @@ def _write_ids(encoder: IdEncoder, source: Path | None, dest: Path) -> None:
         encoder.save(dest)
 
 
+def _save_recommend(staging: Path, graphs: RecommendGraphs, threshold: int) -> dict:
+    """Save the recommend graph(s); what the manifest records of them."""
+    saved = {"graph": graphs.recommend, "bytes": initializer_bytes(graphs.recommend),
+             "item_multiple": graphs.item_multiple, "retrieve": None}
+    saved["external_data"] = save_graph(graphs.recommend, staging / RECOMMEND_FILE,
+                                        external_data_threshold=threshold)
+    if graphs.retrieve is not None:
+        retrieve_bytes = initializer_bytes(graphs.retrieve)
+        external = save_graph(graphs.retrieve, staging / RETRIEVE_FILE, external_data_threshold=threshold)
+        saved["retrieve"] = {"bytes": retrieve_bytes, "external_data": external}
+    return saved
+
+
 def write_bundle(
     out_dir: str | os.PathLike,
     graph,
@@ -83,6 +112,7 @@ def write_bundle(
     tolerance: float = TOLERANCE,
     seed: int = 0,
     id_files: tuple[Path, Path] | None = None,
+    recommend: RecommendGraphs | None = None,
 ) -> Path:
     """Write a verified bundle for ``graph`` into ``out_dir`` (atomically: all or nothing).
 
@@ -120,6 +150,11 @@ def write_bundle(
         The parity check (:func:`~recmodels.export.parity.check_reference_parity`).
     id_files : (Path, Path), optional
         The run's id maps, copied byte for byte (else the encoders are written).
+    recommend : RecommendGraphs, optional
+        The recommend graphs (:func:`~recmodels.export.recommend_graph.recommend_graphs`), saved as
+        ``recommend.onnx`` (+ ``retrieve.onnx``) and checked against ``model.onnx``
+        (:func:`~recmodels.export.parity.check_recommend_parity`). Without them the bundle is what
+        exports before ``recmodels recommend`` wrote (the tests of that error use it).
 
     Returns
     -------
@@ -170,6 +205,20 @@ def write_bundle(
                 batch_sizes=parity_batch_sizes,
                 seed=seed,
             )
+        recommend_saved = None
+        if recommend is not None:
+            recommend_saved = _save_recommend(staging, recommend, external_data_threshold)
+            recommend_saved["parity"] = check_recommend_parity(
+                staging / MODEL_FILE,
+                staging / RECOMMEND_FILE,
+                len(user_encoder),
+                len(item_encoder),
+                item_multiple=recommend.item_multiple,
+                retrieve_path=staging / RETRIEVE_FILE if recommend.retrieve is not None else None,
+                retrieve_reference=recommend.retrieve_reference,
+                tolerance=tolerance,
+                seed=seed,
+            )
         user_src, item_src = id_files if id_files else (None, None)
         _write_ids(user_encoder, user_src, staging / USER_IDS_FILE)
         _write_ids(item_encoder, item_src, staging / ITEM_IDS_FILE)
@@ -191,6 +240,7 @@ def write_bundle(
             metrics=metrics,
             versions=versions,
             source=source,
+            recommend=recommend_saved,
         )
         finalize_bundle(staging, manifest)
     return Path(out_dir)

@@ -3,12 +3,16 @@
 >>> from recmodels.scoring import Scorer, score                       # doctest: +SKIP
 >>> score("bundles/neumf", "pairs.parquet", "scores.parquet")         # doctest: +SKIP
 >>> Scorer("bundles/neumf", device="cpu").score_frame(df)             # doctest: +SKIP
+>>> recommend("bundles/neumf", "recs/", k=10, exclude_seen="ratings.parquet")   # doctest: +SKIP
 
-See ``docs/scoring.md``.
+See ``docs/scoring.md`` and ``docs/recommend.md``.
 """
 
 from ..bundle import Bundle
 from .providers import DeviceRequest, available_providers, create_session, cuda_compiled
+from .recommend import DEFAULT_PART_USERS, DEFAULT_TOP_K, Recommender, recommend, recommend_frame
+from .recommend_job import RecommendJob
+from .recommend_report import RecommendReport
 from .report import DEFAULT_MAX_UNKNOWN_SHARE, ScoreReport
 from .scorer import (
     DEFAULT_BATCH_SIZE,
@@ -19,6 +23,7 @@ from .scorer import (
     score,
     score_frame,
 )
+from .seen import SeenItems, read_seen
 from .session import ScoringSession, load_bundle
 
 __all__ = [
@@ -27,15 +32,24 @@ __all__ = [
     "DEFAULT_CUDA_BATCH_SIZE",
     "DEFAULT_MAX_UNKNOWN_SHARE",
     "DEFAULT_PART_ROWS",
+    "DEFAULT_PART_USERS",
+    "DEFAULT_TOP_K",
     "DeviceRequest",
     "POLICIES",
+    "RecommendJob",
+    "RecommendReport",
+    "Recommender",
     "ScoreReport",
     "Scorer",
     "ScoringSession",
+    "SeenItems",
     "available_providers",
     "create_session",
     "cuda_compiled",
     "load_bundle",
+    "read_seen",
+    "recommend",
+    "recommend_frame",
     "score",
     "score_frame",
 ]

@@ -301,6 +301,30 @@ class Scorer:
             self.counts["skipped"] = int((~known).sum())
         return out
 
+    def score_indices(self, user_index, item_index) -> np.ndarray:
+        """Scores (float32) for pairs of *indices* into the bundle's id maps, without id mapping.
+
+        For callers that already hold indices (evaluation candidates, recommend re-ranking).
+        Every index must be valid: this is checked, since the CUDA provider does not.
+        """
+        users = np.ascontiguousarray(user_index, dtype=np.int64)
+        items = np.ascontiguousarray(item_index, dtype=np.int64)
+        if users.shape != items.shape or users.ndim != 1:
+            raise DataError(
+                f"user and item indices must be 1-D of one length, got {users.shape} and {items.shape}"
+            )
+        sizes = (("user", users, len(self.user_encoder)), ("item", items, len(self.item_encoder)))
+        for role, index, n in sizes:
+            if index.size and (index.min() < 0 or index.max() >= n):
+                raise DataError(f"{role} index out of range 0..{n - 1}")
+        scores = np.empty(users.size, dtype=np.float32)
+        for lo in range(0, users.size, self.batch_size):
+            hi = lo + self.batch_size
+            scores[lo:hi] = self._session.run(users[lo:hi], items[lo:hi])
+        if self.clip:
+            np.clip(scores, self.rating_range[0], self.rating_range[1], out=scores)
+        return scores
+
     # -- Arrow streams ----------------------------------------------------------------------------
     def score_batches(self, batches: Iterable, *, keep=None) -> Iterator[pa.RecordBatch]:
         """Score a stream of Arrow RecordBatches (or Tables, or DataFrames), pipelined; one output

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ..errors import ConfigError, OutputError
+from ..errors import ConfigError, DataError, OutputError, first_line
 from ..fileio import check_writable_parent, read_json, write_json
 
 FORMATS = ("parquet", "csv")
@@ -66,13 +66,41 @@ def resolve_output(path: str | os.PathLike, fmt: str | None = None) -> tuple[str
     return "file", fmt or by_ext
 
 
+def check_output_options(path, fmt: str | None, *, resume: bool, overwrite: bool) -> tuple[str, str]:
+    """:func:`resolve_output` plus the ``--resume`` / ``--overwrite`` rules of every writing command."""
+    mode, fmt = resolve_output(path, fmt)
+    if resume and mode != "dir":
+        raise ConfigError("--resume needs a directory output (a path without an extension)")
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    return mode, fmt
+
+
+@contextlib.contextmanager
+def cleanup_on_error(writer):
+    """Run a write with ``writer`` (a :class:`FileOutput` or :class:`PartsOutput`) and clean up if it fails.
+
+    Bad input data (:class:`DataError`) removes a directory this run created: nothing is left
+    half-written. Any other failure (disk full, an interrupt) removes only the file in progress,
+    so that complete parts stay for ``--resume``.
+    """
+    try:
+        yield writer
+    except BaseException as exc:
+        if isinstance(exc, DataError) and writer.mode == "dir":
+            writer.remove_all()
+        else:
+            writer.abort()
+        raise
+
+
 @contextlib.contextmanager
 def _write_errors(final: Path):
     """Report a failed write (disk full, file too large, permissions) as one OutputError line."""
     try:
         yield
     except (OSError, pa.ArrowException) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0][:200]
+        reason = getattr(exc, "strerror", None) or first_line(exc, 200)
         raise OutputError(f"{final}: cannot write output ({reason})") from None
 
 
@@ -170,14 +198,18 @@ class PartsOutput:
         The settings that determine the output; stored in ``_scoring.json`` and compared on resume.
     resume, overwrite : bool
         An existing non-empty directory is refused unless one of them is given.
+    command : str
+        The command that writes the directory (``score``, ``recommend``), for messages.
     """
 
     mode = "dir"
 
     def __init__(
-        self, path, fmt, schema, *, part_rows: int, job: dict, resume=False, overwrite=False
+        self, path, fmt, schema, *, part_rows: int, job: dict, resume=False, overwrite=False,
+        command: str = "score",
     ):
         self.path = Path(path)
+        self.command = command
         self.fmt = fmt
         self.schema = schema
         self.part_rows = int(part_rows)
@@ -232,7 +264,7 @@ class PartsOutput:
         job_path = self.path / JOB_FILE
         if not job_path.is_file():
             raise OutputError(
-                f"{self.path}: not a `recmodels score` output (no {JOB_FILE}); "
+                f"{self.path}: not a `recmodels {self.command}` output (no {JOB_FILE}); "
                 "cannot --resume into it"
             )
         try:

@@ -44,6 +44,10 @@ def _is_default(value, default) -> bool:
         return False
 
 
+def _short(value) -> str:
+    return f"<{type(value).__name__}>" if isinstance(value, (pd.DataFrame, np.ndarray)) else repr(value)
+
+
 class RatingModel:
     """Train and use a rating model from DataFrames, scikit-learn style.
 
@@ -120,7 +124,7 @@ patience, seed, device, num_threads, eval_batch_size, precision
         return self
 
     def __repr__(self) -> str:
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
+        changed = [f"{k}={_short(v)}" for k, v in self.get_params().items()
                    if k != "model" and not _is_default(v, PARAMS[k])]
         return f"RatingModel({self.model!r}{''.join(', ' + c for c in changed)})"
 

@@ -295,4 +295,36 @@ def build_setup(*, data=None, train=None, valid=None, test=None, model: str = DE
                          user_encoder, item_encoder, pretrained, stats, data_section)
 
 
-__all__ = ["DataConfig", "TrainingSetup", "build_setup", "check_model_options", "source_name"]
+def run_settings(config: dict) -> dict[str, dict]:
+    """What a run was made with, from its ``config.json``, by section and field.
+
+    Returns
+    -------
+    dict
+        ``{"model": {"kind", ModelConfig fields}, "train": {TrainConfig fields},
+        "data": {DataConfig fields}, "input": {"data", "train", "valid", "test",
+        "item_embeddings"}}`` (the sources as recorded, ``None`` where unused).
+
+    Raises
+    ------
+    ConfigError
+        A section does not describe a valid configuration.
+    """
+    from .config import TrainConfig
+
+    model = ModelConfig.from_dict(config["model"])
+    data = config.get("data") or {}
+    sources = list(data.get("sources") or [])
+    parts = (data.get("split") or {}).get("method") == "given"
+    inputs = {"data": None if parts or not sources else sources[0],
+              "item_embeddings": (data.get("item_embeddings") or {}).get("source")}
+    for i, part in enumerate(("train", "valid", "test")):
+        inputs[part] = sources[i] if parts and i < len(sources) else None
+    return {"model": {"kind": model.kind, **dataclasses.asdict(model)},
+            "train": dataclasses.asdict(TrainConfig.from_dict(config.get("train") or {})),
+            "data": dataclasses.asdict(DataConfig.from_run(data)),
+            "input": inputs}
+
+
+__all__ = ["DataConfig", "TrainingSetup", "build_setup", "check_model_options", "run_settings",
+           "source_name"]

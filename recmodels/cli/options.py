@@ -1,0 +1,56 @@
+"""Options that every writing command shares (``score``, ``recommend``): one definition each.
+
+Each is a click decorator; the help texts say what the option means for any command.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ..scoring.report import DEFAULT_MAX_UNKNOWN_SHARE
+
+output_format = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "csv"]),
+    default=None,
+    help="Output format (default: from the extension; parquet for a directory).",
+)
+device = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    metavar="auto|cpu|cuda[:N]",
+    help="auto uses CUDA only if onnxruntime really gets it.",
+)
+threads = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU inference threads (default: available CPUs).",
+)
+max_unknown_share = click.option(
+    "--max-unknown-share",
+    type=click.FloatRange(0, 1),
+    default=DEFAULT_MAX_UNKNOWN_SHARE,
+    show_default=True,
+    help="Fail (writing nothing) when more than this share of the rows has unknown ids; 1 turns it off.",
+)
+resume = click.option(
+    "--resume",
+    is_flag=True,
+    help="Directory output: keep complete parts of an interrupted run, write the rest.",
+)
+overwrite = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+quiet = click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
+
+
+def report(what: str):
+    """``--report FILE`` (stored as ``report_path``); ``what`` lists what the JSON holds."""
+    return click.option(
+        "--report",
+        "report_path",
+        type=click.Path(dir_okay=False, path_type=str),
+        default=None,
+        help=f"Write a JSON report ({what}).",
+    )

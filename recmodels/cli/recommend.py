@@ -1,0 +1,145 @@
+"""``recmodels recommend BUNDLE OUTPUT --top-k K``: every user's top-K items (torch-free)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import options
+
+DEFAULT_TOP_K = 10  # recmodels.scoring.recommend.DEFAULT_TOP_K (not imported: --help stays light)
+
+
+@click.command("recommend")
+@click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
+@click.argument("output", type=click.Path(path_type=str))
+@click.option(
+    "--top-k", "-k", "top_k", type=int, default=DEFAULT_TOP_K, show_default=True, help="Items per user."
+)
+@click.option(
+    "--users",
+    "users",
+    default=None,
+    metavar="FILE",
+    help="CSV/Parquet with one user id column: recommend for these users only (default: all).",
+)
+@click.option(
+    "--items",
+    "items",
+    default=None,
+    metavar="FILE",
+    help="CSV/Parquet with one item id column: the candidate items (default: all).",
+)
+@click.option(
+    "--exclude-seen",
+    default=None,
+    metavar="INTERACTIONS",
+    help="CSV/Parquet of (user, item) pairs never to recommend, e.g. the training ratings.",
+)
+@click.option("--user-col", default=None, help="User id column of the inputs (default: the bundle's).")
+@click.option("--item-col", default=None, help="Item id column of the inputs (default: the bundle's).")
+@click.option(
+    "--candidates",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="NeuMF/hybrid: retrieve N items per user by the dot-product part, re-rank them "
+    "with the full model (fast, approximate).",
+)
+@options.max_unknown_share
+@options.output_format
+@options.device
+@options.threads
+@click.option(
+    "--part-users",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Directory output: users per part file (default 16384).",
+)
+@click.option(
+    "--block-users",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tuning: users per graph call (default by model and device).",
+)
+@click.option(
+    "--tile-items",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tuning: items per graph call (default by model and device).",
+)
+@options.resume
+@options.overwrite
+@options.report("users, rows, exclusions, provider, speed")
+@options.quiet
+def recommend(
+    bundle,
+    output,
+    top_k,
+    users,
+    items,
+    exclude_seen,
+    user_col,
+    item_col,
+    candidates,
+    max_unknown_share,
+    fmt,
+    device,
+    threads,
+    part_users,
+    block_users,
+    tile_items,
+    resume,
+    overwrite,
+    report_path,
+    quiet,
+):
+    """Write the top-K items of every user in BUNDLE (or of --users) to OUTPUT.
+
+    \b
+    OUTPUT  out.parquet / out.csv: one file (renamed into place when complete);
+            a path without extension: part files + _SUCCESS (resumable with --resume).
+    Rows: user_id, rank, item_id, score, in the bundle's original ids.
+    """
+    import warnings
+
+    from ..scoring.recommend import Recommender, check_top_k
+
+    check_top_k(top_k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # printed below from recommender.warnings
+        recommender = Recommender(
+            bundle,
+            device=device,
+            threads=threads,
+            candidates=candidates,
+            block_users=block_users,
+            tile_items=tile_items,
+        )
+    # every input is read and checked before the warnings: a bad input is one line, nothing else
+    job = recommender.prepare(
+        users=users,
+        k=top_k,
+        items=items,
+        exclude_seen=exclude_seen,
+        user_col=user_col,
+        item_col=item_col,
+        max_unknown_share=max_unknown_share,
+    )
+    if not quiet:
+        for message in recommender.warnings:
+            click.echo(f"warning: {message}", err=True)
+    report = recommender.recommend_file(
+        output,
+        format=fmt,
+        part_users=part_users,
+        resume=resume,
+        overwrite=overwrite,
+        progress=not quiet and sys.stderr.isatty(),
+        report=report_path,
+        job=job,
+    )
+    recommender.close()
+    if not quiet:
+        click.echo(report.summary())

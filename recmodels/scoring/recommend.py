@@ -1,0 +1,433 @@
+"""Top-K items for every user (or a list of users) from a bundle (torch- and scikit-learn-free).
+
+:class:`Recommender` prepares a job once (the user list, the candidate items, the seen pairs as a
+:class:`~recmodels.scoring.seen.SeenItems` CSR, the checks), then runs chunks of users in
+threads through :class:`~recmodels.scoring.topk.TopKSession` (the bundle's ``recommend.onnx``)
+and writes rows ``user_id, rank, item_id, score`` in the bundle's original ids through the same
+writers as ``score`` (:mod:`recmodels.scoring.writers`: one file renamed into place, or part
+files of ``part_users`` users each, ``_SUCCESS`` last, resumable). ``candidates=N`` (NeuMF and
+hybrid) first retrieves ``N`` items a user with ``retrieve.onnx`` (the dot-product part) and
+re-ranks them with ``model.onnx`` through the pair-scoring path
+(:class:`~recmodels.scoring.session.ScoringSession`). See ``docs/recommend.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ..errors import BundleError, ConfigError
+from ..fileio import write_json
+from .files import _progress_bar
+from .providers import available_cpus
+from .recommend_job import DEFAULT_TOP_K, RecommendJob, check_top_k, prepare_job
+from .recommend_report import RecommendReport
+from .session import ScoringSession, load_bundle
+from .topk import TopKSession, select_top
+from .writers import FileOutput, PartsOutput, check_output_options, cleanup_on_error
+
+__all__ = [
+    "DEFAULT_PART_USERS",
+    "DEFAULT_TOP_K",
+    "Recommender",
+    "check_top_k",
+    "recommend",
+    "recommend_frame",
+]
+
+DEFAULT_PART_USERS = 1 << 14
+"""Users per part file in directory output (16,384; part ``k`` holds list positions
+``[k * part_users, (k + 1) * part_users)``)."""
+CHUNK_USERS = {False: 512, True: 64}
+"""Users a worker thread takes at a time (dot-product graph / MLP graph)."""
+OLD_BUNDLE = (
+    "{path} was exported before recommend existed; re-export it with "
+    "`recmodels export RUN --format onnx --out DIR`"
+)
+COLUMNS = ("user_id", "rank", "item_id", "score")
+
+
+def _arrow_ids(encoder, index: np.ndarray) -> pa.Array:
+    typ = pa.int64() if encoder.kind_ == "int64" else pa.string()
+    return pa.array(encoder.classes_[index], type=typ)
+
+
+class Recommender:
+    """Ranks candidate items for users with a bundle's recommend graph on onnxruntime.
+
+    Parameters
+    ----------
+    bundle : Bundle or path-like
+        Exported by a recmodels with ``recommend`` (``graph_recommend`` in its manifest).
+    device : {"auto", "cpu", "cuda", "cuda:N"}
+        As for ``score``: ``auto`` uses CUDA only if the session really gets it.
+    threads : int, optional
+        CPU worker threads, each running whole chunks of users (default: the CPUs this process
+        may use; one on CUDA).
+    candidates : int, optional
+        Two-stage mode (NeuMF/hybrid): retrieve this many items a user by the dot-product part,
+        re-rank them with the full model. None: exact top-K over every candidate.
+    block_users, tile_items : int, optional
+        Users per graph call and items per tile (see :data:`recmodels.scoring.topk.TILING`).
+
+    Attributes
+    ----------
+    provider : str
+        ``"cpu"`` or ``"cuda:N"``.
+    warnings : list of str
+        E.g. why CUDA was not used.
+
+    Examples
+    --------
+    >>> rec = Recommender("bundles/neumf", device="cpu")                      # doctest: +SKIP
+    >>> rec.recommend_frame(users=[1, 2], k=5, exclude_seen="ratings.csv")     # doctest: +SKIP
+    >>> rec.recommend_file("recs/", k=10, exclude_seen="ratings.parquet")      # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        bundle,
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+        candidates: int | None = None,
+        block_users: int | None = None,
+        tile_items: int | None = None,
+    ):
+        self.bundle = load_bundle(bundle)
+        section = self.bundle.manifest.graph_recommend
+        if section is None:
+            raise BundleError(OLD_BUNDLE.format(path=self.bundle.path))
+        if threads is not None and int(threads) < 1:
+            raise ConfigError(f"--threads must be positive, got {threads}")
+        has_mlp = section.retrieve is not None
+        if candidates is not None:
+            if int(candidates) < 1:
+                raise ConfigError(f"--candidates must be positive, got {candidates}")
+            if not has_mlp:
+                raise ConfigError(
+                    f"--candidates needs a NeuMF or hybrid bundle; {self.bundle.path} is "
+                    f"{self.bundle.model_kind}, whose exact top-K is already a dot product "
+                    "(drop --candidates)"
+                )
+        self.candidates = None if candidates is None else int(candidates)
+        self.warnings: list[str] = []
+        self._exact = TopKSession(
+            self.bundle.recommend_model_path,
+            device,
+            item_multiple=section.item_multiple,
+            has_mlp=has_mlp,
+            block_users=block_users,
+            tile_items=tile_items,
+            notes=self.warnings,
+        )
+        self.provider = self._exact.provider
+        self._retrieve = self._pairs = None
+        if self.candidates is not None:
+            self._retrieve = TopKSession(
+                self.bundle.retrieve_model_path,
+                self.provider,
+                item_multiple=section.item_multiple,
+                has_mlp=False,
+                block_users=block_users,
+                tile_items=tile_items,
+            )
+            self._pairs = ScoringSession(self.bundle, self.provider, threads=1)
+        on_cpu = self.provider == "cpu"
+        self.threads = int(threads or available_cpus()) if on_cpu else 1
+        self.chunk_users = CHUNK_USERS[has_mlp and self.candidates is None]
+        self.has_mlp = has_mlp
+
+    # -- preparing a job ----------------------------------------------------------------------------
+    def prepare(self, **inputs) -> RecommendJob:
+        """Read and check a run's inputs without ranking anything (every input error is raised here).
+
+        ``inputs``: ``users``, ``k``, ``items``, ``exclude_seen``, ``user_col``, ``item_col``,
+        ``max_unknown_share`` (see :func:`~recmodels.scoring.recommend_job.prepare_job`). Pass the
+        result to :meth:`recommend_file` / :meth:`recommend_table` as ``job``.
+        """
+        report = RecommendReport(
+            provider=self.provider,
+            mode="exact" if self.candidates is None else "two-stage",
+            retrieve_candidates=self.candidates,
+            threads=self.threads,
+            block_users=self._exact.block_users,
+            tile_items=self._exact.tile_items,
+            warnings=list(self.warnings),
+        )
+        return prepare_job(self.bundle, report, **inputs)
+
+    # -- computing ----------------------------------------------------------------------------------
+    def _top(self, users: np.ndarray, job: RecommendJob):
+        if self.candidates is None:
+            return self._exact.top_k(users, job.candidates, job.k, job.seen)
+        n = min(self.candidates, job.candidates.size)
+        found, _ = self._retrieve.top_k(users, job.candidates, n, job.seen)
+        valid = found >= 0
+        scores = np.full(found.shape, -np.inf, dtype=np.float32)
+        scores[valid] = self._pairs.run(np.repeat(users, n)[valid.ravel()], found[valid])
+        return select_top(scores, found, job.k)
+
+    def _chunk(self, job: RecommendJob, lo: int, hi: int) -> tuple[pa.RecordBatch, int, int, int]:
+        """The output rows of list positions ``[lo, hi)``; known users, users with rows, users short
+        of ``k``."""
+        index = job.user_index[lo:hi]
+        users = index[index >= 0]
+        items, scores = self._top(users, job)
+        found = items >= 0
+        per_user = found.sum(axis=1)
+        rows = np.repeat(np.arange(users.size), per_user)
+        b = self.bundle
+        batch = pa.RecordBatch.from_arrays(
+            [
+                _arrow_ids(b.user_encoder, users[rows]),
+                pa.array(np.nonzero(found)[1].astype(np.int32) + 1),
+                _arrow_ids(b.item_encoder, items[found]),
+                pa.array(scores[found], type=pa.float32()),
+            ],
+            names=list(COLUMNS),
+        )
+        return batch, users.size, int(np.count_nonzero(per_user)), int(np.count_nonzero(per_user < job.k))
+
+    def _schema(self) -> pa.Schema:
+        b = self.bundle
+        kind = {"int64": pa.int64(), "string": pa.string()}
+        return pa.schema(
+            [
+                ("user_id", kind[b.user_encoder.kind_]),
+                ("rank", pa.int32()),
+                ("item_id", kind[b.item_encoder.kind_]),
+                ("score", pa.float32()),
+            ]
+        )
+
+    def _run_chunks(self, job: RecommendJob, spans):
+        """``(lo, hi, result)`` for each span, computed in threads, in order."""
+        window = 2 * self.threads
+        with ThreadPoolExecutor(self.threads, "recmodels-recommend") as pool:
+            pending = deque()
+            try:
+                for lo, hi in spans:
+                    pending.append((lo, hi, pool.submit(self._chunk, job, lo, hi)))
+                    if len(pending) >= window:
+                        lo_, hi_, future = pending.popleft()
+                        yield lo_, hi_, future.result()
+                while pending:
+                    lo_, hi_, future = pending.popleft()
+                    yield lo_, hi_, future.result()
+            finally:
+                for *_, future in pending:
+                    future.cancel()
+
+    def _spans(self, start: int, stop: int, part_users: int | None):
+        step = self.chunk_users
+        lo = start
+        while lo < stop:
+            hi = min(lo + step, stop)
+            if part_users:
+                hi = min(hi, (lo // part_users + 1) * part_users)
+            yield lo, hi
+            lo = hi
+
+    # -- public entry points ------------------------------------------------------------------------
+    def recommend_table(self, users=None, *, job: RecommendJob | None = None, **inputs) -> pa.Table:
+        """Top-``k`` in memory: a ``pyarrow.Table`` with ``user_id, rank, item_id, score``.
+
+        Parameters
+        ----------
+        users : path-like or array-like, optional
+            A one-column CSV/Parquet file or the ids themselves (default: every user).
+        job : RecommendJob, optional
+            What :meth:`prepare` returned (then no other input is read).
+        **inputs
+            ``k`` (default 10), ``items`` (candidates; default all), ``exclude_seen`` ((user,
+            item) pairs never to recommend: a path, DataFrame or Arrow table), ``user_col``,
+            ``item_col`` (default: the bundle's), ``max_unknown_share`` (default 0.5): see
+            :func:`~recmodels.scoring.recommend_job.prepare_job`.
+
+        Returns
+        -------
+        pyarrow.Table
+            ``k`` rows per known user (fewer when fewer unseen candidates are left), in list
+            order, ranks 1..k by score descending, ties by item index. ``last_report`` holds
+            the counts.
+        """
+        job = job or self.prepare(users=users, **inputs)
+        batches = []
+        for *_, (batch, _known, with_rows, short) in self._run_chunks(
+            job, self._spans(0, job.user_index.size, None)
+        ):
+            batches.append(batch)
+            job.report.users_written += with_rows
+            job.report.users_short += short
+            job.report.rows_written += batch.num_rows
+        job.report.users_processed = int(job.user_index.size)
+        self.last_report = job.report
+        return pa.Table.from_batches(batches, schema=self._schema())
+
+    def recommend_frame(self, users=None, **options) -> pd.DataFrame:
+        """:meth:`recommend_table` as a pandas DataFrame."""
+        return self.recommend_table(users, **options).to_pandas()
+
+    def recommend_file(
+        self,
+        output,
+        *,
+        format: str | None = None,
+        part_users: int | None = None,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: bool = False,
+        report=None,
+        job: RecommendJob | None = None,
+        **inputs,
+    ) -> RecommendReport:
+        """Write the top-``k`` of every listed user to ``output``; inputs as :meth:`recommend_table`.
+
+        ``output``: ``*.parquet`` / ``*.csv`` is one file (temporary name, renamed when
+        complete); a path without an extension is a directory of part files of ``part_users``
+        users (default :data:`DEFAULT_PART_USERS`) plus ``_SUCCESS``, which ``resume`` continues
+        after a crash (refused when the inputs or settings differ). ``format`` overrides the
+        extension; ``progress`` shows a tqdm bar on stderr; ``report`` also writes the
+        :class:`RecommendReport` there as JSON.
+
+        Returns
+        -------
+        RecommendReport
+
+        Raises
+        ------
+        DataError, ConfigError, OutputError, BundleError
+            One line each; nothing is left behind.
+        """
+        t0 = time.perf_counter()
+        mode, fmt = check_output_options(output, format, resume=resume, overwrite=overwrite)
+        part_users = int(part_users or DEFAULT_PART_USERS)
+        if part_users < 1:
+            raise ConfigError(f"--part-users must be positive, got {part_users}")
+        job = job or self.prepare(**inputs)
+        rep = job.report
+        rep.output, rep.output_mode, rep.format = os.fspath(output), mode, fmt
+        if mode == "file":
+            writer = FileOutput(output, fmt, self._schema(), overwrite=overwrite)
+        else:
+            spec = {
+                "bundle": self.bundle.digest,
+                "inputs": job.digest,
+                "top_k": job.k,
+                "candidates": self.candidates,
+                "users": job.user_index.size,
+            }
+            writer = PartsOutput(
+                output,
+                fmt,
+                self._schema(),
+                part_rows=part_users,
+                job=spec,
+                resume=resume,
+                overwrite=overwrite,
+                command="recommend",
+            )
+        with cleanup_on_error(writer):
+            self._write(job, writer, part_users if mode == "dir" else None, progress)
+        rep.seconds = time.perf_counter() - t0
+        if report is not None:
+            write_json(report, rep.to_dict())
+        return rep
+
+    def _write(self, job: RecommendJob, writer, part_users: int | None, progress: bool) -> None:
+        rep, n = job.report, job.user_index.size
+        start = 0
+        if part_users:
+            while writer.is_complete(start // part_users) and start < n:
+                start += part_users
+            start = min(start, n)
+            rep.parts_resumed = len(writer.complete)
+            rep.users_resumed = sum(m["input_rows"] for m in writer.complete.values())
+        spans = (
+            (lo, hi)
+            for lo, hi in self._spans(start, n, part_users)
+            if not (part_users and writer.is_complete(lo // part_users))
+        )
+        bar = _progress_bar(progress, n, rep.users_resumed)
+        if bar is not None:
+            bar.unit = " users"
+        part, part_users_done = None, 0
+        t0 = time.perf_counter()
+        try:
+            for lo, hi, (batch, known, with_rows, short) in self._run_chunks(job, spans):
+                if part_users:
+                    k = lo // part_users
+                    if k != part:
+                        if part is not None:
+                            writer.end_part(part_users_done)
+                            rep.parts_written += 1
+                        writer.begin_part(k)
+                        part, part_users_done = k, 0
+                    part_users_done += hi - lo
+                writer.write(batch)
+                rep.users_processed += hi - lo
+                rep.pairs_scored += known * job.candidates.size
+                rep.users_written += with_rows
+                rep.users_short += short
+                rep.rows_written += batch.num_rows
+                if bar is not None:
+                    bar.update(hi - lo)
+        finally:
+            if bar is not None:
+                bar.close()
+        if part is not None:
+            writer.end_part(part_users_done)
+            rep.parts_written += 1
+        writer.commit()
+        compute = time.perf_counter() - t0
+        rep.pairs_per_s = rep.pairs_scored / compute if compute > 0 else 0.0
+
+    def close(self) -> None:
+        """Release the pair-scoring threads (two-stage mode)."""
+        if self._pairs is not None:
+            with contextlib.suppress(Exception):
+                self._pairs.close()
+
+
+_RECOMMENDER_OPTIONS = ("device", "threads", "candidates", "block_users", "tile_items")
+
+
+def recommend(bundle, output, **kwargs) -> RecommendReport:
+    """Write every (listed) user's top-K from ``bundle`` to ``output``.
+
+    :class:`Recommender` options (``device``, ``threads``, ``candidates``, ``block_users``,
+    ``tile_items``) and :meth:`Recommender.recommend_file` options (``k``, ``users``, ``items``,
+    ``exclude_seen``, ``user_col``, ``item_col``, ``max_unknown_share``, ``format``,
+    ``part_users``, ``resume``, ``overwrite``, ``progress``, ``report``) may be mixed.
+
+    Examples
+    --------
+    >>> rep = recommend("bundles/mf", "recs/", k=10, exclude_seen="ratings.parquet")   # doctest: +SKIP
+    >>> print(rep.summary())                                                        # doctest: +SKIP
+    """
+    rec = Recommender(bundle, **{k: v for k, v in kwargs.items() if k in _RECOMMENDER_OPTIONS})
+    try:
+        return rec.recommend_file(
+            output, **{k: v for k, v in kwargs.items() if k not in _RECOMMENDER_OPTIONS}
+        )
+    finally:
+        rec.close()
+
+
+def recommend_frame(bundle, users=None, **kwargs) -> pd.DataFrame:
+    """Top-K in memory as a DataFrame (``user_id, rank, item_id, score``); see :class:`Recommender`."""
+    rec = Recommender(bundle, **{k: v for k, v in kwargs.items() if k in _RECOMMENDER_OPTIONS})
+    try:
+        return rec.recommend_frame(
+            users, **{k: v for k, v in kwargs.items() if k not in _RECOMMENDER_OPTIONS}
+        )
+    finally:
+        rec.close()

@@ -1,0 +1,134 @@
+"""The inputs of a recommend run, read and checked before anything is ranked or written (torch-free)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from .idlist import check_duplicates, check_unknown_share, read_id_list
+from .recommend_report import RecommendReport
+from .report import DEFAULT_MAX_UNKNOWN_SHARE, check_share
+from .seen import SeenItems, read_seen
+from .topk import Candidates
+
+DEFAULT_TOP_K = 10
+
+
+def check_top_k(k) -> int:
+    """``k`` as an int, or a one-line :class:`ConfigError` when it is not a positive integer."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ConfigError(f"--top-k must be a positive integer, got {k!r}")
+    return int(k)
+
+
+@dataclass
+class RecommendJob:
+    """What to rank: list positions -> user index, the candidates, the seen pairs, ``k``.
+
+    Attributes
+    ----------
+    user_index : ndarray of int64
+        One entry per position of the user list (every user when there is none); -1 for an
+        unknown id, which gets no rows.
+    candidates : Candidates
+    seen : SeenItems or None
+    k : int
+    report : RecommendReport
+        Filled in with the inputs' counts; the run adds the rest.
+    digest : str
+        Identifies the inputs (users, candidates, seen pairs) for ``--resume``.
+    """
+
+    user_index: np.ndarray
+    candidates: Candidates
+    seen: SeenItems | None
+    k: int
+    report: RecommendReport
+    digest: str
+
+
+def _digest(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+        h.update(b"|")
+    return h.hexdigest()[:32]
+
+
+def prepare_job(
+    bundle,
+    report: RecommendReport,
+    *,
+    users=None,
+    k: int = DEFAULT_TOP_K,
+    items=None,
+    exclude_seen=None,
+    user_col: str | None = None,
+    item_col: str | None = None,
+    max_unknown_share: float = DEFAULT_MAX_UNKNOWN_SHARE,
+) -> RecommendJob:
+    """Read and check a run's inputs against ``bundle``; every input error is raised here.
+
+    Parameters
+    ----------
+    bundle : Bundle
+    report : RecommendReport
+        Receives the inputs' counts.
+    users : path-like or array-like, optional
+        A one-column CSV/Parquet file, or the ids (default: every user of the bundle).
+    k : int
+    items : path-like or array-like, optional
+        The candidate items (default: every item).
+    exclude_seen : path-like, DataFrame or pyarrow.Table, optional
+        (user, item) pairs never to recommend.
+    user_col, item_col : str, optional
+        Id columns of those inputs (default: the bundle's).
+    max_unknown_share : float
+        The ``score`` guard, per list and for the seen pairs.
+
+    Raises
+    ------
+    DataError, ConfigError
+        ``k`` not positive or above the candidates, an empty or duplicated user list, no known
+        candidate, missing columns, too many unknown ids.
+    """
+    limit = check_share(max_unknown_share)
+    report.k = k = check_top_k(k)
+    report.max_unknown_share = limit
+    user_default, item_default = bundle.user_column, bundle.item_column
+    if users is None:
+        user_index = np.arange(len(bundle.user_encoder), dtype=np.int64)
+    else:
+        ids = read_id_list(users, bundle.user_encoder, "user", column=user_col, default=user_default)
+        check_duplicates(ids, "user")
+        check_unknown_share(ids, bundle, "user", limit, user_default, item_default)
+        user_index = ids.index
+        report.users, report.unknown_users, report.null_ids = ids.where, ids.unknown, ids.nulls
+    if items is None:
+        candidates = Candidates.every(len(bundle.item_encoder))
+    else:
+        ids = read_id_list(items, bundle.item_encoder, "item", column=item_col, default=item_default)
+        check_unknown_share(ids, bundle, "item", limit, user_default, item_default)
+        report.items, report.unknown_items = ids.where, ids.unknown
+        candidates = Candidates.of(ids.known, len(bundle.item_encoder))
+    report.candidate_items = candidates.size
+    if candidates.size == 0:
+        raise DataError(f"{report.items}: none of the listed items is in the bundle; nothing to recommend")
+    if k > candidates.size:
+        raise ConfigError(
+            f"--top-k {k} is larger than the {candidates.size:,} candidate items; choose --top-k "
+            f"{candidates.size} or less"
+        )
+    seen = None
+    if exclude_seen is not None:
+        seen = read_seen(
+            exclude_seen, bundle, user_col or user_default, item_col or item_default, max_unknown_share=limit
+        )
+        report.exclude_seen, report.exclude_rows, report.seen_pairs = seen.source, seen.rows, seen.n_pairs
+        report.exclude_unknown_rows = seen.counts["unknown_rows"]
+    report.users_requested = int(user_index.size)
+    digest = _digest(user_index, candidates.items, *(() if seen is None else (seen.indptr, seen.items)))
+    return RecommendJob(user_index, candidates, seen, k, report, digest)
