@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "recmodels"
 
 # floor -> the top-level names under recmodels/ that stand on it (a package's modules share its floor)
 FLOORS = {
-    1: {"errors", "ids", "encoders", "tables", "bundle", "metrics", "fileio", "devices"},
+    1: {"errors", "ids", "values", "encoders", "tables", "bundle", "metrics", "fileio", "devices"},
     2: {"data", "models", "scoring", "datasets"},
     3: {"embeddings"},
     4: {"runs"},
@@ -31,6 +31,7 @@ ALLOWED = {name: {m for m, f in FLOOR_OF.items() if f < floor} for name, floor i
 ALLOWED.update({
     "errors": set(),
     "ids": set(),
+    "values": {"errors", "ids"},
     "fileio": {"errors"},
     "encoders": {"errors", "ids", "fileio"},
     "tables": {"errors", "fileio"},

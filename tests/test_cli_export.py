@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import assert_one_line_failure
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
@@ -65,15 +66,6 @@ def run_dir(tmp_path_factory):
 def invoke(*args):
     return CliRunner().invoke(cli, ["export", *map(str, args)])
 
-
-def assert_one_line_failure(result, *fragments):
-    assert result.exit_code != 0, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("Error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
 def test_export_writes_a_verified_bundle(run_dir, tmp_path):

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import assert_one_line_failure as assert_one_line
 
 torch = pytest.importorskip("torch")
 
@@ -39,13 +40,7 @@ def invoke(*args):
 
 
 def assert_one_line_failure(result, *fragments):
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("Error: ")
-    for fragment in fragments:
-        assert fragment.lower() in lines[0].lower(), lines[0]
-    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert_one_line(result, *fragments, ignore_case=True)
 
 
 def test_train_writes_a_complete_run(files, tmp_path):

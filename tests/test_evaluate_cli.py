@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from bundle_factory import make_bundle
 from click.testing import CliRunner
+from conftest import assert_one_line_failure
 
 from recmodels.cli import cli
 
@@ -24,14 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 def invoke(*args):
     return CliRunner().invoke(cli, ["evaluate", *map(str, args)])
 
-
-def assert_one_line_failure(result, *fragments):
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("Error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

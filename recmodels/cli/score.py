@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ..scoring.report import DEFAULT_MAX_UNKNOWN_SHARE
+from . import options
 
 
 @click.command("score")
@@ -21,13 +21,7 @@ from ..scoring.report import DEFAULT_MAX_UNKNOWN_SHARE
     metavar="COL1,COL2",
     help="Input columns to pass through (default: all).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["parquet", "csv"]),
-    default=None,
-    help="Output format (default: from the extension; parquet for a directory).",
-)
+@options.output_format
 @click.option(
     "--unknown",
     type=click.Choice(["fallback", "skip", "error"]),
@@ -35,26 +29,14 @@ from ..scoring.report import DEFAULT_MAX_UNKNOWN_SHARE
     show_default=True,
     help="Unknown/null ids: fallback score + `known` column, drop the row, or fail.",
 )
-@click.option(
-    "--max-unknown-share",
-    type=click.FloatRange(0, 1),
-    default=DEFAULT_MAX_UNKNOWN_SHARE,
-    show_default=True,
-    help="Fail (writing nothing) when more than this share of rows has unknown ids; 1 turns it off.",
-)
+@options.max_unknown_share
 @click.option(
     "--clip/--no-clip",
     default=False,
     show_default=True,
     help="Clip scores to the bundle's rating range.",
 )
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    metavar="auto|cpu|cuda[:N]",
-    help="auto uses CUDA only if onnxruntime really gets it.",
-)
+@options.device
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
@@ -67,26 +49,11 @@ from ..scoring.report import DEFAULT_MAX_UNKNOWN_SHARE
     default=None,
     help="Directory output: input rows per part file (default 1048576).",
 )
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="CPU inference threads (default: available CPUs).",
-)
-@click.option(
-    "--resume",
-    is_flag=True,
-    help="Directory output: keep complete parts of an interrupted run, write the rest.",
-)
-@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=str),
-    default=None,
-    help="Write a JSON report (rows, unknown ids, provider, speed).",
-)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
+@options.threads
+@options.resume
+@options.overwrite
+@options.report("rows, unknown ids, provider, speed")
+@options.quiet
 def score(
     bundle,
     input,

@@ -9,13 +9,13 @@ import pandas as pd
 
 from ..errors import ConfigError, DataError
 from ..tables import CSV_SUFFIXES, missing_columns_error, read_table
+from ..values import numeric_column
 from .columns import COLUMN_HINT, Columns
 from .validate import (
     DUPLICATE_POLICIES,
     check_range,
     drop_duplicates,
     id_column,
-    numeric_column,
     timestamp_column,
 )
 

@@ -55,26 +55,6 @@ def reject_empty(values: pd.Series, where: str, column: str, what: str) -> None:
         raise _empty_error(where, column, what, empty)
 
 
-def numeric_column(values: pd.Series, where: str, column: str, what: str = "rating") -> np.ndarray:
-    """float64 values of a column; non-numeric, empty or NaN cells raise naming the first row."""
-    if pd.api.types.is_bool_dtype(values.dtype):
-        raise DataError(f"{where}: column {column!r} is boolean, expected numeric {what}s")
-    if pd.api.types.is_numeric_dtype(values.dtype):
-        arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    else:
-        arr = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = np.isnan(arr)
-    if bad.any():
-        first = int(np.argmax(bad))
-        raw = values.iloc[first]
-        shown = "empty" if pd.isna(raw) else show_id(raw)
-        raise DataError(
-            f"{where}: {what} at {row_label(first)} in column {column!r} is {shown}, not a number "
-            f"({int(bad.sum())} such row(s)); fix or drop them"
-        )
-    return arr
-
-
 def check_range(rating: np.ndarray, rating_range, where: str, column: str) -> None:
     """Raise naming the first rating outside the inclusive ``rating_range``."""
     lo, hi = (float(v) for v in rating_range)

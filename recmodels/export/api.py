@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..encoders import IdEncoder
-from ..errors import ConfigError, OutputError, RunDirError, first_line
+from ..errors import ConfigError, OutputError
 from ..fileio import check_writable_parent
 from .graph import DEFAULT_OPSET, EXTERNAL_DATA_THRESHOLD, check_opset, graph_for
 from .manifest import library_versions
@@ -222,13 +222,7 @@ def export_onnx(
     run_dir = Path(run_dir)
     out_dir = _check_out_dir(Path(out_dir), overwrite, protect=run_dir)
     check_opset(opset)  # before loading the run: without the train extra this names what to install
-    try:
-        run = runs.load_run(run_dir)
-    except RuntimeError as exc:  # load_state_dict (until load_run translates it): keys or sizes differ
-        raise RunDirError(
-            f"{run_dir / runs.MODEL_FILE}: checkpoint does not fit {runs.CONFIG_FILE} ({first_line(exc)}); "
-            "export the run that wrote it"
-        ) from None
+    run = runs.load_run(run_dir)  # a checkpoint that does not fit its config: RunDirError
     data = (run.config.get("data") if isinstance(run.config, dict) else None) or {}
     return export_model(
         run.model,

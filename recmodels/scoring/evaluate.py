@@ -22,10 +22,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..errors import ConfigError, DataError, row_label
-from ..ids import as_arrow, show_id
+from ..errors import ConfigError, DataError
+from ..ids import as_arrow
 from ..metrics import TIE_RULES, ranking_metrics, rating_metrics
 from ..tables import missing_columns_error, read_table
+from ..values import numeric_column
 from .baselines import BiasBaseline, GlobalMeanBaseline
 from .candidates import rank_all_items, rank_sampled, rated_keys
 from .evaluation_report import BUCKETS, PREDICTORS, EvaluationReport, plot_evaluation, require_matplotlib
@@ -53,25 +54,6 @@ class _Ratings:
     rating: np.ndarray  # float64
 
 
-def _numeric(values: pd.Series, where: str, column: str) -> np.ndarray:
-    if pd.api.types.is_bool_dtype(values.dtype):
-        raise DataError(f"{where}: column {column!r} is boolean, expected numeric ratings")
-    if pd.api.types.is_numeric_dtype(values.dtype):
-        arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    else:
-        arr = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        first = int(np.argmax(bad))
-        raw = values.iloc[first]
-        shown = "empty" if pd.isna(raw) else show_id(raw)
-        raise DataError(
-            f"{where}: rating at {row_label(first)} in column {column!r} is {shown}, not a finite "
-            f"number ({int(bad.sum())} such row(s)); fix or drop them"
-        )
-    return arr
-
-
 def _read_ratings(source, columns: tuple[str, str, str], what: str) -> _Ratings:
     """(user, item, rating) of a file, directory, glob or DataFrame; ids stay raw (Arrow)."""
     user_col, item_col, rating_col = columns
@@ -89,7 +71,7 @@ def _read_ratings(source, columns: tuple[str, str, str], what: str) -> _Ratings:
         rating = table.column(rating_col).to_pandas()
     if len(rating) == 0:
         raise DataError(f"{where}: has no data rows; nothing to evaluate")
-    return _Ratings(where, as_arrow(users), as_arrow(items), _numeric(rating, where, rating_col))
+    return _Ratings(where, as_arrow(users), as_arrow(items), numeric_column(rating, where, rating_col))
 
 
 def _lookup(bundle, ratings: _Ratings) -> tuple[np.ndarray, np.ndarray, int]:
