@@ -15,7 +15,7 @@ DEMO   ?= demo-output
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[train,dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[train,dev,tune,spark,dask]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -15,15 +15,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "recmodels"
 FLOORS = {
     1: {"errors", "ids", "values", "encoders", "tables", "bundle", "metrics", "fileio", "devices"},
     2: {"data", "models", "scoring", "datasets"},
-    3: {"embeddings"},
+    3: {"embeddings", "spark", "dask"},
     4: {"runs"},
     5: {"training", "export"},
-    6: {"cli"},
-    7: {"demo", "__init__", "__main__"},
+    6: {"tuning"},
+    7: {"cli"},
+    8: {"demo", "__init__", "__main__"},
 }
 FLOOR_OF = {name: floor for floor, names in FLOORS.items() for name in names}
 FLOOR_1 = FLOORS[1]
-TORCH_FREE = FLOOR_1 | {"scoring", "data", "datasets", "embeddings", "cli", "__init__", "__main__"}
+TORCH_FREE = FLOOR_1 | {"scoring", "data", "datasets", "embeddings", "spark", "dask", "cli", "__init__",
+                        "__main__"}
 
 # module -> the recmodels modules it may import: those on lower floors, narrowed where a floor must
 # not see all of those below it
@@ -43,6 +45,8 @@ ALLOWED.update({
     "models": FLOOR_1,
     "datasets": FLOOR_1,
     "embeddings": FLOOR_1 | {"data"},
+    "spark": FLOOR_1 | {"scoring"},  # engines stand on the torch-free scoring core only
+    "dask": FLOOR_1 | {"scoring"},
     "runs": FLOOR_1 | {"models"},
     "export": FLOOR_1 | {"models", "runs"},
 })
