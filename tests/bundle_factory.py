@@ -27,6 +27,7 @@ stand-in figures (nothing is trained). Used by the scoring tests and by
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,11 @@ def _model_config(w, kind, layers, pretrained_dim, scale) -> dict:
     }
 
 
+def _recommend_graphs(spec, rank_all: bool):
+    graphs = recommend_graphs(spec, OPSET)
+    return graphs if rank_all else dataclasses.replace(graphs, rank_all=None, dot_reference=None)
+
+
 def make_bundle(
     path: str | os.PathLike,
     *,
@@ -199,6 +205,7 @@ def make_bundle(
     rating_range=(1.0, 5.0),
     metrics: dict | None = None,
     recommend: bool = True,
+    rank_all: bool = True,
     weights: dict | None = None,
 ) -> FactoryBundle:
     """Write a bundle at ``path`` (replacing one there) and return its description with the oracle.
@@ -207,7 +214,8 @@ def make_bundle(
     offset logic is exercised; string ids are ``"u0", "u1", ...`` / ``"i0", ...``. ``folded``
     folds the graph (any kind) as ``recmodels export`` does by default; ``embed_encoders`` adds
     ``model_ids.onnx``; ``recommend=False`` leaves out the recommend graphs (a bundle as exported
-    before ``recmodels recommend`` existed). ``weights`` replaces the random weights
+    before ``recmodels recommend`` existed); ``rank_all=False`` only the whole-catalogue graph (a
+    bundle from before ``rank_all.onnx``). ``weights`` replaces the random weights
     (:func:`make_weights`'s keys and shapes). The parity check (10,000 pairs against
     :func:`reference_scores`) must pass, as at export.
     """
@@ -250,7 +258,7 @@ def make_bundle(
         fallback_score=fallback_score,
         overwrite=True,
         embed_encoders=embed_encoders,
-        recommend=recommend_graphs(spec, OPSET) if recommend else None,
+        recommend=_recommend_graphs(spec, rank_all) if recommend else None,
     )
     return FactoryBundle(
         Path(path),

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from bundle_factory import KINDS, make_bundle, make_weights
 
+from recmodels.bundle import Bundle
 from recmodels.encoders import IdEncoder
 from recmodels.errors import BundleError, ConfigError, DataError
 from recmodels.scoring import Recommender, SeenItems, recommend, recommend_frame
@@ -182,6 +183,41 @@ def test_a_user_who_has_seen_almost_everything_gets_fewer_rows(bundles):
     mine = got[got["user_id"] == fb.user_ids[0]]
     assert sorted(IdEncoder.from_classes(fb.item_ids).transform(mine["item_id"])) == sorted(keep)
     assert rec.last_report.users_short == 1 and len(got) == (N_USERS - 1) * K + 3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_whole_catalogue_graph_ranks_alike_and_serves_only_every_item_jobs(bundles, tmp_path, kind):
+    """rank_all.onnx (MF exact, NeuMF/hybrid first stage) = the tiled graphs; a --items list or a
+    bundle without it takes the tiled graph."""
+    fb = bundles[kind, True]
+    seen = seen_pairs(fb, seed=4)
+    options = {} if kind == "mf" else {"candidates": 30}
+    first = "recommend.onnx" if kind == "mf" else "retrieve.onnx"
+    rec = Recommender(fb.path, device="cpu", **options)
+    got = rec.recommend_frame(k=K, exclude_seen=seen)
+    assert rec.last_report.graph == "rank_all.onnx"
+    old = make_bundle(tmp_path / "old", kind=kind, folded=True, n_users=N_USERS, n_items=N_ITEMS, seed=3,
+                      rank_all=False)
+    assert Bundle.load(old.path).rank_all_model_path is None
+    rec_old = Recommender(old.path, device="cpu", **options)
+    want = rec_old.recommend_frame(k=K, exclude_seen=seen)
+    assert rec_old.last_report.graph == first
+    pd.testing.assert_frame_equal(got, want, check_exact=False, atol=1e-5)
+    if kind == "mf":
+        scores, items = oracle(fb, seen)
+        assert_top_k(got, fb, scores, items, np.arange(N_USERS))
+    some = np.arange(0, N_ITEMS, 3)
+    rec.recommend_frame(k=K, exclude_seen=seen, items=fb.item_ids[some])
+    assert rec.last_report.graph == first
+
+
+def test_whole_catalogue_padding_is_never_recommended(tmp_path):
+    """150 items pad to 192 in rank_all.onnx; asking for every item returns the 150 real ones."""
+    fb = make_bundle(tmp_path / "b", kind="mf", n_users=4, n_items=150, seed=1)
+    got = Recommender(fb.path, device="cpu").recommend_frame(k=150)
+    assert len(got) == 4 * 150
+    assert got.groupby("user_id")["item_id"].nunique().eq(150).all()
+    assert set(got["item_id"]) == set(fb.item_ids) and np.isfinite(got["score"]).all()
 
 
 def test_string_ids_keep_their_type(tmp_path):

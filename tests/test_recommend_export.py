@@ -68,6 +68,26 @@ def test_factory_and_exporter_write_the_same_recommend_section(tmp_path):
     assert Manifest.from_dict(exported).to_dict() == exported
 
 
+def test_rank_all_graph_is_listed_checked_and_its_parity_can_fail(tmp_path):
+    from recmodels.export.parity import check_rank_all_parity
+
+    path = export_small(make_model("mf"), tmp_path / "b")
+    bundle = Bundle.load(path)
+    section = bundle.manifest.graph_recommend
+    assert section.rank_all.file == "rank_all.onnx" and "rank_all.onnx" in bundle.manifest.files
+    assert 0 <= section.parity.rank_all_max_abs_diff <= 1e-5
+    model = make_model("mf")
+    reference = lambda u, i: torch_scores(model, u, i).astype(np.float64)  # noqa: E731
+    assert check_rank_all_parity(path / "rank_all.onnx", reference, N_USERS, N_ITEMS) <= 1e-5
+    other = make_model("mf", seed=7)
+    wrong = lambda u, i: torch_scores(other, u, i).astype(np.float64)  # noqa: E731
+    with pytest.raises(ParityError, match="rank_all parity check failed"):
+        check_rank_all_parity(path / "rank_all.onnx", wrong, N_USERS, N_ITEMS)
+    (path / "rank_all.onnx").unlink()
+    with pytest.raises(BundleError, match="rank_all.onnx: missing from bundle"):
+        Bundle.load(path)
+
+
 def test_a_tampered_recommend_graph_is_refused(tmp_path):
     path = export_small(make_model("mf"), tmp_path / "b")
     graph = path / "recommend.onnx"

@@ -14,6 +14,7 @@ MODEL_FILE = "model.onnx"
 RAW_IDS_FILE = "model_ids.onnx"
 RECOMMEND_FILE = "recommend.onnx"
 RETRIEVE_FILE = "retrieve.onnx"
+RANK_ALL_FILE = "rank_all.onnx"
 USER_IDS_FILE = "user_ids.parquet"
 ITEM_IDS_FILE = "item_ids.parquet"
 REQUIRED_FILES = (MODEL_FILE, USER_IDS_FILE, ITEM_IDS_FILE)

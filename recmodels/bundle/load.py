@@ -94,6 +94,7 @@ def _check_files(path: Path, manifest: Manifest, verify_checksums: bool) -> None
     recommend = manifest.graph_recommend
     if recommend is not None:
         graphs += [recommend.file] + ([recommend.retrieve.file] if recommend.retrieve else [])
+        graphs += [recommend.rank_all.file] if recommend.rank_all else []
     for name in (*REQUIRED_FILES, *graphs):
         if name not in manifest.files:
             raise BundleError(f"{manifest_path}: manifest lists no {name}")
@@ -221,6 +222,14 @@ class Bundle:
         return self.path / section.retrieve.file
 
     @property
+    def rank_all_model_path(self) -> Path | None:
+        """Path of the whole-catalogue dot-product graph (``rank_all.onnx``), or None."""
+        section = self.manifest.graph_recommend
+        if section is None or section.rank_all is None:
+            return None
+        return self.path / section.rank_all.file
+
+    @property
     def model_kind(self) -> str:
         """``"mf"``, ``"neumf"`` or ``"hybrid"``."""
         return self.manifest.model.kind
@@ -268,7 +277,8 @@ class Bundle:
         rec = m.graph_recommend
         if rec is not None:
             retrieve = f" + {rec.retrieve.file} (first stage of --candidates)" if rec.retrieve else ""
-            lines.append(f"recommend     {rec.file}{retrieve}")
+            whole = f" + {rec.rank_all.file} (every item at once)" if rec.rank_all else ""
+            lines.append(f"recommend     {rec.file}{retrieve}{whole}")
         for role in ("user", "item"):
             ids = getattr(m.ids, role)
             lines.append(f"{role + 's':<14}{ids.count} ids, column {ids.column!r} ({ids.dtype})")

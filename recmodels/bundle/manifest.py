@@ -295,6 +295,20 @@ class RetrieveGraphSection(_Section):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RankAllGraphSection(_Section):
+    """``graph_recommend.rank_all``: the dot-product part ranked over the whole catalogue.
+
+    Inputs ``user_index``, ``exclude`` ((row, item index) pairs) and ``k``; for MF the exact
+    model, for NeuMF/hybrid the first stage of ``--candidates``. Used whenever every item is a
+    candidate.
+    """
+
+    file: str = _f(_string)
+    external_data: str | None = _f(_nullable(_string))
+    initializer_bytes: int = _f(_integer)
+
+
+@dataclass(frozen=True, kw_only=True)
 class RecommendParity(_Section):
     """``graph_recommend.parity``: ``recommend.onnx`` (and ``retrieve.onnx``) checked at export."""
 
@@ -308,6 +322,8 @@ class RecommendParity(_Section):
     seed: int = _f(_integer)
     retrieve_max_abs_diff: float | None = _f(_nullable(_number))
     """``retrieve.onnx`` against the dot-product part computed in float64 (None without it)."""
+    rank_all_max_abs_diff: float | None = _f(_nullable(_number), optional=True)
+    """``rank_all.onnx`` against the dot-product part in float64 (absent in older bundles)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -325,6 +341,8 @@ class RecommendGraphSection(_Section):
     """``item_index`` must have a multiple of this many entries (pad with excluded columns)."""
     retrieve: RetrieveGraphSection | None = _f(_nullable(_section(RetrieveGraphSection)))
     """NeuMF and hybrid: ``retrieve.onnx`` (same interface, dot-product part only); None for MF."""
+    rank_all: RankAllGraphSection | None = _f(_section(RankAllGraphSection), optional=True)
+    """``rank_all.onnx`` (absent in bundles exported before it: the tiled graphs serve then)."""
     parity: RecommendParity = _f(_section(RecommendParity))
 
 

@@ -17,6 +17,7 @@ from .. import __version__
 from ..bundle import (
     ID_FILES,
     MODEL_FILE,
+    RANK_ALL_FILE,
     RAW_IDS_FILE,
     RECOMMEND_FILE,
     RETRIEVE_FILE,
@@ -27,6 +28,7 @@ from ..bundle import (
     Manifest,
     ModelSection,
     ParitySection,
+    RankAllGraphSection,
     RatingSection,
     RawIdGraphSection,
     RecommendGraphSection,
@@ -182,6 +184,10 @@ def build_manifest(
             retrieve=None if retrieve is None else RetrieveGraphSection(
                 file=RETRIEVE_FILE, external_data=retrieve["external_data"],
                 initializer_bytes=int(retrieve["bytes"]),
+            ),
+            rank_all=None if recommend.get("rank_all") is None else RankAllGraphSection(
+                file=RANK_ALL_FILE, external_data=recommend["rank_all"]["external_data"],
+                initializer_bytes=int(recommend["rank_all"]["bytes"]),
             ),
             parity=RecommendParity.from_dict(dict(recommend["parity"]), where="recommend parity result"),
         )

@@ -434,3 +434,76 @@ def check_recommend_parity(
         "seed": seed,
         "retrieve_max_abs_diff": retrieve_worst,
     }
+
+
+RANK_ALL_PAIRS = 1 << 21
+"""At most about this many (user, item) pairs in the whole-catalogue parity block."""
+
+
+def check_rank_all_parity(
+    rank_all_path: str | os.PathLike,
+    reference: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    n_users: int,
+    n_items: int,
+    *,
+    tolerance: float = TOLERANCE,
+    seed: int = 0,
+) -> float:
+    """``rank_all.onnx`` against the float64 dot-product part, over the whole catalogue.
+
+    Up to 48 users (fewer for a huge catalogue), ~5% of their pairs excluded: each user's
+    top-``k`` (``k`` up to 64) must be allowed, distinct, real items (never padding), in
+    descending order, with scores within ``tolerance`` of ``reference``; no allowed item left
+    out may beat the ``k``-th by more than ``tolerance``; ties go to the lower item index.
+
+    Returns
+    -------
+    float
+        The largest score difference (the manifest's ``parity.rank_all_max_abs_diff``).
+
+    Raises
+    ------
+    ParityError
+    """
+    rng = np.random.default_rng(seed + 3)
+    n_block = max(1, min(RECOMMEND_USERS, n_users, RANK_ALL_PAIRS // n_items))
+    users = np.unique(np.concatenate([[0, n_users - 1], rng.integers(0, n_users, n_block)]))[:n_block]
+    users = users.astype(np.int64)
+    expected = np.asarray(
+        reference(np.repeat(users, n_items), np.tile(np.arange(n_items), users.size)), dtype=np.float64
+    ).reshape(users.size, n_items)
+    rows, cols = np.nonzero(rng.random((users.size, n_items)) < 0.05)
+    exclude = np.stack([rows, cols], axis=1).astype(np.int64)
+    allowed = np.ones(expected.shape, dtype=bool)
+    allowed[rows, cols] = False
+    k = min(64, n_items)
+    score, position = cpu_session(rank_all_path).run(
+        ["top_score", "top_position"],
+        {"user_index": users, "exclude": exclude, "k": np.array([k], dtype=np.int64)},
+    )
+    problems, worst = [], 0.0
+    n_allowed = np.minimum(allowed.sum(axis=1), k)
+    finite = np.isfinite(score)
+    if score.shape != (users.size, k) or not np.array_equal(finite.sum(axis=1), n_allowed):
+        problems.append("it returned the wrong number of items (or scored padding / excluded pairs)")
+    else:
+        r = np.nonzero(finite)[0]
+        c = position[finite]
+        if np.any(c < 0) or np.any(c >= n_items) or not allowed[r, c].all():
+            problems.append("it returned padding or excluded items")
+        elif np.unique(r * n_items + c).size != r.size:
+            problems.append("it returned an item twice")
+        else:
+            worst = float(np.max(np.abs(score[finite] - expected[r, c])))
+            left = np.where(allowed, expected, -np.inf)
+            left[r, c] = -np.inf
+            kth = np.where(finite, score, np.inf).min(axis=1)
+            if np.any(left.max(axis=1) > kth + tolerance):
+                problems.append("a better item was left out")
+            with np.errstate(invalid="ignore"):
+                if np.any(np.diff(score, axis=1)[finite[:, 1:]] > 0):
+                    problems.append("scores are not in descending order")
+    if problems or not worst <= tolerance:
+        what = problems[0] if problems else f"max |rank_all.onnx - dot-product reference| = {worst:.3g}"
+        raise ParityError(f"rank_all parity check failed: {what}; no bundle was written")
+    return worst

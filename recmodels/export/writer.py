@@ -19,6 +19,7 @@ import numpy as np
 from ..bundle import (
     ITEM_IDS_FILE,
     MODEL_FILE,
+    RANK_ALL_FILE,
     RAW_IDS_FILE,
     RECOMMEND_FILE,
     RETRIEVE_FILE,
@@ -34,6 +35,7 @@ from .parity import (
     BATCH_SIZES,
     N_PAIRS,
     TOLERANCE,
+    check_rank_all_parity,
     check_raw_id_parity,
     check_recommend_parity,
     check_reference_parity,
@@ -85,6 +87,10 @@ def _save_recommend(staging: Path, graphs: RecommendGraphs, threshold: int) -> d
         retrieve_bytes = initializer_bytes(graphs.retrieve)
         external = save_graph(graphs.retrieve, staging / RETRIEVE_FILE, external_data_threshold=threshold)
         saved["retrieve"] = {"bytes": retrieve_bytes, "external_data": external}
+    if graphs.rank_all is not None:
+        rank_all_bytes = initializer_bytes(graphs.rank_all)
+        external = save_graph(graphs.rank_all, staging / RANK_ALL_FILE, external_data_threshold=threshold)
+        saved["rank_all"] = {"bytes": rank_all_bytes, "external_data": external}
     return saved
 
 
@@ -219,6 +225,15 @@ def write_bundle(
                 tolerance=tolerance,
                 seed=seed,
             )
+            if recommend.rank_all is not None:
+                recommend_saved["parity"]["rank_all_max_abs_diff"] = check_rank_all_parity(
+                    staging / RANK_ALL_FILE,
+                    recommend.dot_reference,
+                    len(user_encoder),
+                    len(item_encoder),
+                    tolerance=tolerance,
+                    seed=seed,
+                )
         user_src, item_src = id_files if id_files else (None, None)
         _write_ids(user_encoder, user_src, staging / USER_IDS_FILE)
         _write_ids(item_encoder, item_src, staging / ITEM_IDS_FILE)

@@ -18,6 +18,7 @@ import os
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -129,6 +130,15 @@ class Recommender:
             notes=self.warnings,
         )
         self.provider = self._exact.provider
+        self._whole = None
+        if self.bundle.rank_all_model_path is not None and (not has_mlp or candidates is not None):
+            self._whole = TopKSession(  # the dot-product part over every item (MF: the model)
+                self.bundle.rank_all_model_path,
+                self.provider,
+                item_multiple=section.item_multiple,
+                has_mlp=False,
+                block_users=block_users,
+            )
         self._retrieve = self._pairs = None
         if self.candidates is not None:
             self._retrieve = TopKSession(
@@ -162,14 +172,26 @@ class Recommender:
             tile_items=self._exact.tile_items,
             warnings=list(self.warnings),
         )
-        return prepare_job(self.bundle, report, **inputs)
+        job = prepare_job(self.bundle, report, **inputs)
+        first = self._first_stage(job)
+        report.graph = Path(first.path).name
+        if first.whole_catalogue:
+            report.block_users, report.tile_items = first.block_users, job.candidates.size
+        return job
+
+    def _first_stage(self, job: RecommendJob) -> TopKSession:
+        """The session that ranks every candidate: the whole-catalogue graph when it can."""
+        if self._whole is not None and job.candidates.position is None:
+            return self._whole
+        return self._exact if self.candidates is None else self._retrieve
 
     # -- computing ----------------------------------------------------------------------------------
     def _top(self, users: np.ndarray, job: RecommendJob):
+        first = self._first_stage(job)
         if self.candidates is None:
-            return self._exact.top_k(users, job.candidates, job.k, job.seen)
+            return first.top_k(users, job.candidates, job.k, job.seen)
         n = min(self.candidates, job.candidates.size)
-        found, _ = self._retrieve.top_k(users, job.candidates, n, job.seen)
+        found, _ = first.top_k(users, job.candidates, n, job.seen)
         valid = found >= 0
         scores = np.full(found.shape, -np.inf, dtype=np.float32)
         scores[valid] = self._pairs.run(np.repeat(users, n)[valid.ravel()], found[valid])

@@ -37,6 +37,9 @@ class RecommendReport:
         Known users x candidate items ranked by this run, and per second of the ranking loop.
     provider : str
         ``cpu`` or ``cuda:N``.
+    graph : str
+        The graph that ranked every candidate (``rank_all.onnx`` when every item is a candidate
+        and the bundle has it; else ``recommend.onnx``, or ``retrieve.onnx`` in two-stage mode).
     seconds : float
         Wall time, reading the inputs included.
     parts_written, parts_resumed, users_resumed : int
@@ -71,6 +74,7 @@ class RecommendReport:
     max_unknown_share: float = DEFAULT_MAX_UNKNOWN_SHARE
     provider: str = "cpu"
     threads: int = 1
+    graph: str = ""
     block_users: int = 0
     tile_items: int = 0
     seconds: float = 0.0

@@ -9,6 +9,10 @@ position ascending), so a stable sort of the concatenated tiles (in ascending it
 score keeps ties going to the lower item index. Only valid indices reach the graph (CUDA's
 Gather does not range-check): a tile is padded to the graph's item multiple with the last
 candidate, and the padding is excluded.
+
+``rank_all.onnx`` (no ``item_index`` input) ranks the whole catalogue in one call per block of
+users, its item table a constant of the graph: the session detects it (``whole_catalogue``) and
+then needs every item as a candidate.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from ..errors import BundleError, ConfigError, first_line
 from .providers import create_session
 
 INPUTS = ("user_index", "item_index", "exclude", "k")
+WHOLE_INPUTS = ("user_index", "exclude", "k")
+"""``rank_all.onnx``: the whole catalogue, ``exclude`` columns are item indices."""
 OUTPUTS = ("top_score", "top_position")
 
 TILING = {
@@ -31,6 +37,9 @@ TILING = {
     (False, False): (1024, 16384),
     (True, False): (64, 8192),
 }
+WHOLE_BLOCK_USERS = {True: 8, False: 512}
+"""Users per ``rank_all.onnx`` call, on CPU / not: 8 x 59k items (~1.9 MB of scores) measured
+best on a 2-core CPU (docs/recommend.md)."""
 """Default block shapes by graph and device (docs/recommend.md, "Block sizes")."""
 
 
@@ -131,13 +140,16 @@ class TopKSession:
             raise
         inputs = {i.name for i in self.session.get_inputs()}
         outputs = {o.name for o in self.session.get_outputs()}
-        if inputs != set(INPUTS) or not set(OUTPUTS) <= outputs:
+        self.whole_catalogue = inputs == set(WHOLE_INPUTS)
+        if (inputs != set(INPUTS) and not self.whole_catalogue) or not set(OUTPUTS) <= outputs:
             raise BundleError(
                 f"{path}: graph has inputs {sorted(inputs)} and outputs {sorted(outputs)}; expected inputs "
                 f"{', '.join(INPUTS)} and outputs {', '.join(OUTPUTS)}; re-export the bundle"
             )
         self.multiple = int(item_multiple)
         default_users, default_items = TILING[(bool(has_mlp), self.provider == "cpu")]
+        if self.whole_catalogue:
+            default_users = WHOLE_BLOCK_USERS[self.provider == "cpu"]
         self.block_users = int(block_users or default_users)
         tile = int(tile_items or default_items)
         self.tile_items = -(-tile // self.multiple) * self.multiple
@@ -161,7 +173,29 @@ class TopKSession:
             )
         return items, scores
 
+    def _whole(self, users: np.ndarray, candidates: Candidates, k: int, seen):
+        if candidates.position is not None:
+            raise ValueError("rank_all.onnx ranks every item; use the tiled graph for a candidate list")
+        if seen is not None:
+            rows, cols = seen.block(users)
+            exclude = np.stack([rows, cols], axis=1).astype(np.int64, copy=False)
+        else:
+            exclude = np.zeros((0, 2), dtype=np.int64)
+        kk = min(k, candidates.size)
+        top_score, top_position = self.session.run(
+            list(OUTPUTS), {"user_index": users, "exclude": exclude, "k": np.array([kk], dtype=np.int64)}
+        )
+        found = np.isfinite(top_score)
+        out_items = np.where(found, top_position, -1)
+        out_scores = np.where(found, top_score, -np.inf).astype(np.float32)
+        if kk < k:
+            out_items = np.pad(out_items, ((0, 0), (0, k - kk)), constant_values=-1)
+            out_scores = np.pad(out_scores, ((0, 0), (0, k - kk)), constant_values=-np.inf)
+        return out_items, out_scores
+
     def _block(self, users: np.ndarray, candidates: Candidates, k: int, seen):
+        if self.whole_catalogue:
+            return self._whole(users, candidates, k, seen)
         n_cand, tile = candidates.size, self.tile_items
         if seen is not None:
             rows, seen_items = seen.block(users)
