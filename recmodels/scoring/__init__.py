@@ -4,11 +4,14 @@
 >>> score("bundles/neumf", "pairs.parquet", "scores.parquet")         # doctest: +SKIP
 >>> Scorer("bundles/neumf", device="cpu").score_frame(df)             # doctest: +SKIP
 >>> recommend("bundles/neumf", "recs/", k=10, exclude_seen="ratings.parquet")   # doctest: +SKIP
+>>> print(evaluate("bundles/neumf", "test.parquet", train="train.parquet").format_table())  # doctest: +SKIP
 
-See ``docs/scoring.md`` and ``docs/recommend.md``.
+See ``docs/scoring.md``, ``docs/recommend.md`` and ``docs/evaluate.md``.
 """
 
 from ..bundle import Bundle
+from .evaluate import evaluate
+from .evaluation_report import EvaluationReport
 from .providers import DeviceRequest, available_providers, create_session, cuda_compiled
 from .recommend import DEFAULT_PART_USERS, DEFAULT_TOP_K, Recommender, recommend, recommend_frame
 from .recommend_job import RecommendJob
@@ -35,6 +38,7 @@ __all__ = [
     "DEFAULT_PART_USERS",
     "DEFAULT_TOP_K",
     "DeviceRequest",
+    "EvaluationReport",
     "POLICIES",
     "RecommendJob",
     "RecommendReport",
@@ -46,6 +50,7 @@ __all__ = [
     "available_providers",
     "create_session",
     "cuda_compiled",
+    "evaluate",
     "load_bundle",
     "read_seen",
     "recommend",
