@@ -292,7 +292,8 @@ def test_option_defaults_and_help_come_from_the_config_dataclasses():
     assert {("data", f) for f in fields["data"]} <= covered
     help_text = invoke("--help").output
     assert "[default: 16384]" in help_text and "[default: 0.05]" in help_text
-    assert default_text(next(o for o in OPTIONS if o.name == "rating_range")) == "1 5"
+    assert default_text(next(o for o in OPTIONS if o.name == "rating_range")) == \
+        "min and max of the training ratings"
 
 
 def test_train_help_needs_no_torch():

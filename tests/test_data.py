@@ -125,7 +125,7 @@ def test_type_change_after_the_first_block_is_found(tmp_path):
 def test_bad_files_name_file_row_and_column(tmp_path, text, expected):
     path = write(tmp_path / "bad.csv", text)
     with pytest.raises(DataError) as info:
-        read_interactions(path)
+        read_interactions(path, rating_range=(1, 5))
     message = str(info.value)
     assert "\n" not in message
     assert str(path) in message
@@ -137,7 +137,7 @@ def test_row_numbers_are_one_based_data_rows(tmp_path):
     # the one convention (recmodels.errors.row_label): line 3 of the file is data row 2
     path = write(tmp_path / "r.csv", "user_id,item_id,rating\n1,2,3\n1,3,9\n")
     with pytest.raises(DataError, match=rf"rating 9 at {row_label(1)} in column 'rating'"):
-        read_interactions(path)
+        read_interactions(path, rating_range=(1, 5))
     assert row_label(1) == "data row 2"
 
 
@@ -163,8 +163,9 @@ def test_parquet_missing_column_lists_columns(tmp_path):
 def test_rating_range_none_skips_the_check_and_bad_ranges_are_config_errors(notebook_csv):
     df = pd.DataFrame({"user_id": [1], "item_id": [1], "rating": [10.0]})
     assert read_interactions(df, rating_range=None)["rating"].tolist() == [10.0]
+    assert read_interactions(df)["rating"].tolist() == [10.0]  # no range unless one is given
     with pytest.raises(DataError, match=r"DataFrame: rating 10 at data row 1 "):
-        read_interactions(df)
+        read_interactions(df, rating_range=(1, 5))
     with pytest.raises(ConfigError, match="MIN < MAX"):
         read_interactions(df, rating_range=(5, 1))
     with pytest.raises(ConfigError, match="duplicates must be one of"):

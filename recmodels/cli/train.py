@@ -84,7 +84,8 @@ OPTIONS = (
     Option(("--rating-col",), "data", "rating_col", None, "Rating column."),
     Option(("--timestamp-col",), "data", "timestamp_col", None,
            "Timestamp column (needed by --split leave-last-out)."),
-    Option(("--rating-range",), "data", "rating_range", float, "Allowed rating range.", nargs=2,
+    Option(("--rating-range",), "data", "rating_range", float,
+           "Allowed ratings (others are an error); scores are clipped to this range.", nargs=2,
            metavar="MIN MAX"),
     Option(("--split",), "data", "split", click.Choice(SPLIT_METHODS),
            "How --data is split: random by --fractions, or each user's last rating to test and the "
@@ -162,6 +163,7 @@ def default_text(opt: Option) -> str | None:
         "embedding_lr": lambda: f"{DEFAULT_EMBEDDING_LR:g}",
         "l2_bias": lambda: "--l2",
         "num_threads": lambda: "torch's",
+        "rating_range": lambda: "min and max of the training ratings",
         "dropouts": lambda: "{:g}, then {:g} for each later layer".format(*default_dropouts(2)),
     }
     if opt.field in special:

@@ -24,7 +24,7 @@ def read_interactions(
     source,
     columns: Columns = Columns(),
     *,
-    rating_range: tuple[float, float] | None = (1.0, 5.0),
+    rating_range: tuple[float, float] | None = None,
     duplicates: str = "last",
 ) -> pd.DataFrame:
     """Read and validate (user, item, rating[, timestamp]) interactions.
@@ -37,7 +37,8 @@ def read_interactions(
     columns : Columns
         Which columns hold the user id, item id, rating and (optionally) timestamp.
     rating_range : (float, float) or None
-        Inclusive bounds every rating must lie in; ``None`` skips the check.
+        Inclusive bounds every rating must lie in; ``None`` (default) skips the check
+        (training then reads the range from the training ratings).
     duplicates : {"last", "first", "error"}
         What to do with repeated (user, item) pairs: keep the last (or first) in file
         order and record how many were dropped in ``df.attrs["duplicates_dropped"]``, or

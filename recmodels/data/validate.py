@@ -63,8 +63,9 @@ def check_range(rating: np.ndarray, rating_range, where: str, column: str) -> No
         first = int(np.argmax(bad))
         raise DataError(
             f"{where}: rating {rating[first]:g} at {row_label(first)} in column {column!r} is "
-            f"outside [{lo:g}, {hi:g}] ({int(bad.sum())} such row(s)); fix the data or set the "
-            "rating range to match it"
+            f"outside [{lo:g}, {hi:g}] ({int(bad.sum())} such row(s)); fix the data, or widen "
+            "--rating-range (rating_range in Python and TOML) or leave it out to use the "
+            "training ratings' range"
         )
 
 

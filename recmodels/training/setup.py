@@ -40,7 +40,9 @@ class DataConfig:
     timestamp_col : str, optional
         Time column (needed by ``split="leave-last-out"``).
     rating_range : (float, float) or None
-        Inclusive bounds of the ratings; ``None`` skips the check.
+        Inclusive bounds of the ratings. ``None`` (default): the min and max of the
+        training ratings, recorded in ``config.json`` and the bundle's manifest (scores are
+        clipped to it). A given range rejects every rating outside it, in any part.
     duplicates : {"last", "first", "error"}
         Repeated (user, item) pairs: keep the last or first, or fail.
     split : {"random", "leave-last-out"}
@@ -60,7 +62,7 @@ class DataConfig:
     item_col: str = _COLUMNS.item
     rating_col: str = _COLUMNS.rating
     timestamp_col: str | None = _COLUMNS.timestamp
-    rating_range: tuple[float, float] | None = (1.0, 5.0)
+    rating_range: tuple[float, float] | None = None
     duplicates: str = "last"
     split: str = "random"
     fractions: tuple[float, float, float] = (0.7, 0.2, 0.1)
@@ -95,6 +97,8 @@ class DataConfig:
         """The settings a run's ``config.json`` ``data`` section records (defaults where silent)."""
         default = cls()
         split = data.get("split") or {}
+        # Runs record the range they used, given or read from the training ratings (runs made
+        # before the range was inferred recorded the given one, or None when it was skipped).
         lo, hi = data.get("rating_min", 1.0), data.get("rating_max", 5.0)
         embeddings = data.get("item_embeddings") or {}
         return cls(
@@ -152,6 +156,37 @@ class TrainingSetup:
     pretrained: np.ndarray | None
     stats: dict
     data_section: dict
+
+
+def training_rating_range(ratings, given: tuple[float, float] | None
+                          ) -> tuple[tuple[float, float], bool]:
+    """The rating range of a run: ``given``, or the min and max of the training ``ratings``.
+
+    Parameters
+    ----------
+    ratings : array-like of float
+        The training ratings (already checked against ``given`` when it is set).
+    given : (float, float) or None
+        ``DataConfig.rating_range``.
+
+    Returns
+    -------
+    ((float, float), bool)
+        The range and whether it was read from the data (``given`` is ``None``).
+
+    Examples
+    --------
+    >>> training_rating_range([0.5, 3.0, 4.5], None)
+    ((0.5, 4.5), True)
+    >>> training_rating_range([2.0, 3.0], (1, 5))
+    ((1.0, 5.0), False)
+    """
+    if given is not None:
+        return (float(given[0]), float(given[1])), False
+    values = np.asarray(ratings, dtype=np.float64)
+    if values.size == 0:
+        raise DataError("no training ratings to read the rating range from; give more data")
+    return (float(values.min()), float(values.max())), True
 
 
 def source_name(source) -> str:
@@ -267,11 +302,15 @@ def build_setup(*, data=None, train=None, valid=None, test=None, model: str = DE
                             "seen in training; give more data")
 
     global_mean = float(np.mean(encoded["train"].rating, dtype=np.float64))
-    rating_range = data_config.rating_range
+    rating_range, inferred = training_rating_range(encoded["train"].rating, data_config.rating_range)
+    if inferred:
+        log(f"rating range [{rating_range[0]:g}, {rating_range[1]:g}] read from the training "
+            "ratings (set --rating-range MIN MAX to fix it)")
     data_section = {
         **columns.to_dict(),
-        "rating_min": None if rating_range is None else rating_range[0],
-        "rating_max": None if rating_range is None else rating_range[1],
+        "rating_min": rating_range[0],
+        "rating_max": rating_range[1],
+        "rating_range_inferred": inferred,
         "global_mean": global_mean,
         "sources": sources,
         "split": split_info,
@@ -327,4 +366,4 @@ def run_settings(config: dict) -> dict[str, dict]:
 
 
 __all__ = ["DataConfig", "TrainingSetup", "build_setup", "check_model_options", "run_settings",
-           "source_name"]
+           "source_name", "training_rating_range"]
