@@ -16,6 +16,10 @@ DEFAULT_LR = {"rowwise-adagrad": 1e-3, "adam": 1e-3, "sparse-adam": 1e-3, "sgd":
               "notebook": 1e-3}
 DEFAULT_EMBEDDING_LR = 0.1
 NOTEBOOK_SGD_LR = 5e-4
+# batch_size=None: about this many optimizer steps per epoch, within these bounds.
+BATCH_STEPS_PER_EPOCH = 100
+MIN_BATCH_SIZE = 256
+MAX_BATCH_SIZE = 16384
 # The only TrainConfig fields a resumed run may change (the rest are part of the run).
 RESUMABLE_FIELDS = ("epochs", "patience", "device", "num_threads")
 
