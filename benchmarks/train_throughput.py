@@ -162,7 +162,7 @@ def main(argv=None):
     secs = float(np.median([h["seconds"] for h in history]))
     best = min(h["valid_rmse"] for h in history)
     closed = (syn.global_mean_rmse - best) / (syn.global_mean_rmse - syn.best_rmse)
-    print(f"recmodels default ({config.optimizer}, batch {config.batch_size}): "
+    print(f"recmodels default ({trainer.config.optimizer}, batch {trainer.config.batch_size}): "
           f"{sps:,.0f} samples/s, {secs:.1f} s/epoch (median of {len(history)} epochs)")
     print(f"speed-up vs notebook loop: {sps / nb:.0f}x")
     print(f"valid rmse {best:.4f} (epoch {trainer.state.best_epoch}) vs global mean "
@@ -173,7 +173,7 @@ def main(argv=None):
             json.dump({"device": str(device), "notebook_samples_per_s": nb, "samples_per_s": sps,
                        "seconds_per_epoch": secs,
                        "speedup": sps / nb, "valid_rmse": best, "gap_closed": closed,
-                       "config": config.to_dict(), "history": history,
+                       "config": trainer.config.to_dict(), "history": history,
                        "data": {"users": len(users), "items": len(items), "train": len(train),
                                 "global_mean_rmse": syn.global_mean_rmse,
                                 "best_rmse": syn.best_rmse}}, fh, indent=2)

@@ -66,3 +66,11 @@ class DeviceError(RecmodelsError):
 
 class NotFittedError(RecmodelsError, AttributeError):
     """An estimator was used before ``fit``."""
+
+
+class EngineError(RecmodelsError):
+    """A distributed engine (Spark, Dask) cannot be used: its cluster does not answer, or a job failed."""
+
+
+class MissingEngineError(EngineError, ImportError):
+    """An optional engine is not installed (the message names the extra to install)."""

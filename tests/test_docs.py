@@ -16,6 +16,7 @@ DOC_PAGES = {
     "recommend": "docs/recommend.md",
     "evaluate": "docs/evaluate.md",
     "info": "docs/data.md",
+    "tune": "docs/tuning.md",
 }
 
 

@@ -177,7 +177,8 @@ def test_graph_interface_and_manifest(bundles):
     assert set(m["versions"]) >= {"recmodels", "torch", "onnx", "onnxruntime"}
     assert m["created_at"].endswith("+00:00")
     assert sorted(m["files"]) == [
-        "item_ids.parquet", "model.onnx", "recommend.onnx", "retrieve.onnx", "user_ids.parquet",
+        "item_ids.parquet", "model.onnx", "rank_all.onnx", "recommend.onnx", "retrieve.onnx",
+        "user_ids.parquet",
     ]
     assert "graph_raw_ids" not in m and "reference" not in m["parity"]
     # the typed view reads the same values, and the manifest's digest is the bundle's

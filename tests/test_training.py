@@ -373,13 +373,17 @@ def test_rating_model_passes_every_field_through(tmp_path):
     est = RatingModel("neumf", epochs=1, batch_size=256, l2_frequency_exponent=1.0, l2_bias=0.01,
                       precision="fp32", eval_batch_size=100, num_layers=2, dropouts=(0.2, 0.1),
                       init_std=0.05, use_bias=False, embedding_dim=4).fit(data)
+    # train_config_ is the config used: l2=None resolved from the model and data (issue 12)
     assert est.train_config_ == TrainConfig(epochs=1, batch_size=256, l2_frequency_exponent=1.0,
-                                            l2_bias=0.01, precision="fp32", eval_batch_size=100)
+                                            l2_bias=0.01, precision="fp32", eval_batch_size=100,
+                                            l2=est.train_config_.l2)
+    assert est.train_config_.l2 is not None
     cfg = est.config_
     assert (cfg.num_layers, cfg.dropouts, cfg.init_std, cfg.use_bias, cfg.embedding_dim) == (
         2, (0.2, 0.1), 0.05, False, 4)
     loaded = RatingModel.load(est.save(tmp_path / "run"))
-    assert loaded.get_params() == {**est.get_params(), "item_embeddings": None}
+    assert loaded.get_params() == {**est.get_params(), "item_embeddings": None,
+                                   "l2": est.train_config_.l2}
 
 
 def test_rating_model_save_writes_the_run_directory_train_run_writes(tmp_path):

@@ -23,11 +23,14 @@ COMMANDS = {
     "recommend": "recmodels.cli.recommend:recommend",
     "evaluate": "recmodels.cli.evaluate:evaluate",
     "info": "recmodels.cli.info:info",
+    "tune": "recmodels.cli.tune:tune",
 }
 
 
 # what the `train` extra adds; the base install (scoring) works without them
 TRAIN_EXTRA_MODULES = {"torch", "onnx", "sklearn", "matplotlib"}
+# what the `tune` extra adds (recmodels tune)
+TUNE_EXTRA_MODULES = {"optuna"}
 
 
 class LazyGroup(click.Group):
@@ -50,6 +53,11 @@ class LazyGroup(click.Group):
             raise click.ClickException(str(exc)) from None
         except ImportError as exc:
             missing = (exc.name or "").split(".")[0]
+            if missing in TUNE_EXTRA_MODULES:
+                raise click.ClickException(
+                    f"this command needs {missing}, which is not installed; "
+                    "install the tuning extra: pip install 'recmodels[tune]'"
+                ) from None
             if missing in TRAIN_EXTRA_MODULES:
                 raise click.ClickException(
                     f"this command needs {missing}, which the base install leaves out; "

@@ -54,3 +54,46 @@ def report(what: str):
         default=None,
         help=f"Write a JSON report ({what}).",
     )
+
+
+# recmodels.scoring.distributed.ENGINES (not imported: --help stays light)
+ENGINES = ("local", "dask", "spark")
+engine = click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="local",
+    show_default=True,
+    help="Where to run: this process, or Dask / Spark (a local cluster unless --scheduler / --master "
+    "is given). Needs pip install 'recmodels[dask]' / 'recmodels[spark]'.",
+)
+scheduler = click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="--engine dask: the scheduler, e.g. tcp://10.0.0.5:8786 (default: a LocalCluster, one "
+    "worker per core, stopped at the end).",
+)
+master = click.option(
+    "--master",
+    default=None,
+    metavar="URL",
+    help="--engine spark: the master, e.g. spark://10.0.0.5:7077 or yarn (default: local[*]).",
+)
+
+
+def engine_address(engine_name: str, scheduler_address, master_url):
+    """Check that --scheduler / --master go with their engine; the address for the engine."""
+    from ..errors import ConfigError
+
+    if scheduler_address is not None and engine_name != "dask":
+        raise ConfigError("--scheduler needs --engine dask")
+    if master_url is not None and engine_name != "spark":
+        raise ConfigError("--master needs --engine spark")
+    return scheduler_address if engine_name == "dask" else master_url
+
+
+def engine_module(engine_name: str):
+    """``recmodels.dask`` or ``recmodels.spark``; a missing extra is one line naming it."""
+    import importlib
+
+    return importlib.import_module(f"recmodels.{engine_name}")

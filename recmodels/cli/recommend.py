@@ -72,6 +72,9 @@ DEFAULT_TOP_K = 10  # recmodels.scoring.recommend.DEFAULT_TOP_K (not imported: -
 @options.resume
 @options.overwrite
 @options.report("users, rows, exclusions, provider, speed")
+@options.engine
+@options.scheduler
+@options.master
 @options.quiet
 def recommend(
     bundle,
@@ -93,6 +96,9 @@ def recommend(
     resume,
     overwrite,
     report_path,
+    engine,
+    scheduler,
+    master,
     quiet,
 ):
     """Write the top-K items of every user in BUNDLE (or of --users) to OUTPUT.
@@ -101,12 +107,48 @@ def recommend(
     OUTPUT  out.parquet / out.csv: one file (renamed into place when complete);
             a path without extension: part files + _SUCCESS (resumable with --resume).
     Rows: user_id, rank, item_id, score, in the bundle's original ids.
+    With --engine dask|spark: one task per part of --part-users users (docs/distributed.md).
     """
     import warnings
 
     from ..scoring.recommend import Recommender, check_top_k
 
     check_top_k(top_k)
+    address = options.engine_address(engine, scheduler, master)
+    if engine != "local":
+        from ..scoring.distributed import check_engine_options
+
+        check_engine_options(engine, resume=resume)
+        module = options.engine_module(engine)
+        where = {"dask": "scheduler", "spark": "master"}[engine]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            report = module.recommend_file(
+                bundle,
+                output,
+                **{where: address},
+                k=top_k,
+                users=users,
+                items=items,
+                exclude_seen=exclude_seen,
+                user_col=user_col,
+                item_col=item_col,
+                max_unknown_share=max_unknown_share,
+                format=fmt,
+                part_users=part_users,
+                overwrite=overwrite,
+                report=report_path,
+                device=device,
+                threads=threads or 1,
+                candidates=candidates,
+                block_users=block_users,
+                tile_items=tile_items,
+            )
+        if not quiet:
+            for message in report.warnings:
+                click.echo(f"warning: {message}", err=True)
+            click.echo(report.summary())
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # printed below from recommender.warnings
         recommender = Recommender(

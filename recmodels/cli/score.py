@@ -53,6 +53,9 @@ from . import options
 @options.resume
 @options.overwrite
 @options.report("rows, unknown ids, provider, speed")
+@options.engine
+@options.scheduler
+@options.master
 @options.quiet
 def score(
     bundle,
@@ -72,6 +75,9 @@ def score(
     resume,
     overwrite,
     report_path,
+    engine,
+    scheduler,
+    master,
     quiet,
 ):
     """Score (user, item) pairs in INPUT with BUNDLE, writing OUTPUT.
@@ -80,8 +86,42 @@ def score(
     INPUT   CSV, .csv.gz, Parquet file, directory of Parquet files, or a quoted glob.
     OUTPUT  out.parquet / out.csv: one file (renamed into place when complete);
             a path without extension: part files + _SUCCESS (resumable with --resume).
+    With --engine dask|spark: the same parts, one task each (docs/distributed.md).
     """
     import warnings
+
+    if engine != "local":
+        address = options.engine_address(engine, scheduler, master)
+        module = options.engine_module(engine)
+        where = {"dask": "scheduler", "spark": "master"}[engine]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # printed below from report.warnings
+            report = module.score_file(
+                bundle,
+                input,
+                output,
+                **{where: address},
+                user_col=user_col,
+                item_col=item_col,
+                keep=keep,
+                format=fmt,
+                unknown=unknown,
+                max_unknown_share=max_unknown_share,
+                clip=clip,
+                device=device,
+                batch_size=batch_size,
+                threads=threads or 1,
+                part_rows=part_rows,
+                resume=resume,
+                overwrite=overwrite,
+                report=report_path,
+            )
+        if not quiet:
+            for message in report.warnings:
+                click.echo(f"warning: {message}", err=True)
+            click.echo(report.summary())
+        return
+    options.engine_address(engine, scheduler, master)
 
     from ..scoring import Scorer
 

@@ -95,20 +95,27 @@ OPTIONS = (
     Option(("--duplicates",), "data", "duplicates", click.Choice(DUPLICATE_POLICIES),
            "Repeated (user, item) pairs: keep the last/first, or fail."),
     Option(("--epochs",), "train", "epochs", click.IntRange(min=1), "Maximum epochs."),
-    Option(("--batch-size",), "train", "batch_size", click.IntRange(min=1), "Rows per step."),
+    Option(("--batch-size",), "train", "batch_size", click.IntRange(min=1),
+           "Rows per step; none: from the data, n_train // 100 within [256, 16384] (config.json "
+           "records it)."),
     Option(("--lr",), "train", "lr", _POSITIVE,
            "Learning rate of the dense layers (all layers for adam/sgd/notebook)."),
     Option(("--embedding-lr",), "train", "embedding_lr", _POSITIVE,
            "Row-wise Adagrad learning rate of the embeddings."),
     Option(("--optimizer",), "train", "optimizer", click.Choice(OPTIMIZERS),
            "Optimizer recipe; notebook = Adam for epoch 1, then SGD lr 5e-4."),
-    Option(("--l2",), "train", "l2", click.FloatRange(min=0), "L2 penalty on looked-up embedding rows."),
+    Option(("--l2",), "train", "l2", click.FloatRange(min=0),
+           "L2 penalty on looked-up embedding rows; none: from the model and data (NeuMF/hybrid "
+           "0.05, MF 6.4 / sqrt(ratings per user x ratings per item) within [0.03, 0.2])."),
     Option(("--l2-frequency-exponent",), "train", "l2_frequency_exponent", click.FloatRange(0, 2),
            "Row-wise Adagrad: a row seen c times per epoch gets l2 * (c / c_mean) ** this."),
     Option(("--l2-bias",), "train", "l2_bias", click.FloatRange(min=0),
            "Row-wise Adagrad: L2 weight of the bias tables."),
     Option(("--patience",), "train", "patience", click.IntRange(min=1),
            "Early stop after this many epochs without a better validation MSE."),
+    Option(("--average-decay",), "train", "average_decay", click.FloatRange(0, 1, max_open=True),
+           "Weight averaging: EMA of the weights over epochs with this decay (0 = off); "
+           "validation, model.pt and export use the average."),
     Option(("--embedding-dim",), "model", "embedding_dim", click.IntRange(min=1), "GMF width."),
     Option(("--num-layers",), "model", "num_layers", click.IntRange(min=1), "MLP layers."),
     Option(("--dropouts",), "model", "dropouts", FloatList(), "Dropout before each MLP layer."),
@@ -191,8 +198,13 @@ def _toml_kind(opt: Option) -> tuple[str, object]:
     return "a string", lambda v: isinstance(v, str)
 
 
-def _load_toml(ctx: click.Context, param: click.Parameter, path: str | None) -> str | None:
-    """``--config``: read the TOML file into ``ctx.default_map`` (checked, paths made absolute)."""
+def _load_toml(ctx: click.Context, param: click.Parameter, path: str | None, *,
+               by_name: dict | None = None, command: str = "train") -> str | None:
+    """``--config``: read the TOML file into ``ctx.default_map`` (checked, paths made absolute).
+
+    ``by_name`` is the command's option table by name (default: ``train``'s :data:`BY_NAME`).
+    """
+    by_name = BY_NAME if by_name is None else by_name
     if path is None:
         return None
     import tomllib
@@ -207,15 +219,15 @@ def _load_toml(ctx: click.Context, param: click.Parameter, path: str | None) -> 
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
     table = {key.replace("-", "_"): value for key, value in table.items()}
-    unknown = sorted(set(table) - set(BY_NAME))
+    unknown = sorted(set(table) - set(by_name))
     if unknown:
         raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}; "
-                          "see `recmodels train --help`")
+                          f"see `recmodels {command} --help`")
     params = {p.name: p for p in ctx.command.params}
     folder = Path(path).resolve().parent
     defaults = {}
     for key, value in table.items():
-        opt = BY_NAME[key]
+        opt = by_name[key]
         what, check = _toml_kind(opt)
         if not check(value):
             raise ConfigError(f"{path}: {key} must be {what}, got {value!r}")
@@ -230,8 +242,26 @@ def _load_toml(ctx: click.Context, param: click.Parameter, path: str | None) -> 
     return path
 
 
-def _add_options(command):
-    for opt in reversed(OPTIONS):
+def add_options(options: tuple[Option, ...] = OPTIONS, *, command: str = "train"):
+    """A decorator adding ``options`` (one click option each, defaults and help from the config
+    dataclasses) and ``--config FILE.toml`` filling them, to a click command.
+
+    ``recmodels train`` uses :data:`OPTIONS`; ``recmodels tune`` the same table with its own
+    additions, so the two commands share every data, column, model and training option.
+    """
+    import functools
+
+    by_name = {opt.name: opt for opt in options}
+    load = functools.partial(_load_toml, by_name=by_name, command=command)
+
+    def decorate(cmd):
+        return _add_options(cmd, options, load)
+
+    return decorate
+
+
+def _add_options(command, options=OPTIONS, load=_load_toml):
+    for opt in reversed(options):
         shown = default_text(opt)
         kwargs = dict(help=opt.help + (f"  [default: {shown}]" if shown is not None else ""),
                       default=default(opt))
@@ -241,13 +271,13 @@ def _add_options(command):
             kwargs.update(type=opt.type, nargs=opt.nargs, metavar=opt.metavar)
         command = click.option(*opt.flags, opt.name, **kwargs)(command)
     return click.option("--config", "config_file", type=click.Path(dir_okay=False), is_eager=True,
-                        expose_value=False, callback=_load_toml,
+                        expose_value=False, callback=load,
                         help="TOML file with any of these options (snake_case or kebab-case keys; "
                              "relative paths from the file's folder); flags override it.")(command)
 
 
 @click.command()
-@_add_options
+@add_options()
 @click.pass_context
 def train(ctx: click.Context, **options):
     """Train an MF, NeuMF or hybrid NeuMF rating model and write a run directory.
@@ -317,7 +347,8 @@ def check_resume(out: str, options: dict, given: set[str]) -> None:
             continue
         was = recorded[opt.section][opt.field]
         if not _same(options[opt.name], was):
-            now, was = _text(opt, options[opt.name]), _text(opt, was)
+            now = _text(opt, options[opt.name])
+            was = default_text(opt) if was is None and opt.field == "rating_range" else _text(opt, was)
             shown = now if opt.is_flag else f"{opt.flags[0]} {now}"
             raise ConfigError(f"{shown} differs from the run's {was!r}; only {allowed} may change "
                               "on --resume")

@@ -59,7 +59,7 @@ class RatingModel:
     ----------
     model : {"mf", "neumf", "hybrid"}
     epochs, batch_size, optimizer, lr, embedding_lr, l2, l2_frequency_exponent, l2_bias, \
-patience, seed, device, num_threads, eval_batch_size, precision
+patience, average_decay, seed, device, num_threads, eval_batch_size, precision
         Every :class:`~recmodels.training.TrainConfig` field.
     embedding_dim, num_layers, dropouts, init_std, use_bias
         The :class:`~recmodels.models.ModelConfig` fields a user sets (the rest come from
@@ -172,7 +172,7 @@ patience, seed, device, num_threads, eval_batch_size, precision
         valid_metrics = rating_metrics(network, setup.valid, device, train_config.eval_batch_size)
         self.model_ = network.cpu()
         self.config_ = setup.model_config
-        self.train_config_ = train_config
+        self.train_config_ = trainer.config  # batch_size resolved from the data
         self.user_encoder_, self.item_encoder_ = setup.user_encoder, setup.item_encoder
         self.history_ = trainer.state.history
         self.best_epoch_ = trainer.state.best_epoch

@@ -73,7 +73,7 @@ def train_run(out: str | os.PathLike, *, data=None, train=None, valid=None, test
               train_config: TrainConfig | None = None, data_config: DataConfig | None = None,
               columns=None, item_embeddings=None, resume: bool = False, overwrite: bool = False,
               quiet: bool = False, echo: LogFn | None = print, resume_overrides: dict | None = None,
-              **data_options) -> runs.Run:
+              setup=None, on_epoch: Callable | None = None, **data_options) -> runs.Run:
     """Train a model and write a complete run directory at ``out``.
 
     Parameters
@@ -108,6 +108,13 @@ def train_run(out: str | os.PathLike, *, data=None, train=None, valid=None, test
         With ``resume``: new values of ``epochs``, ``patience``, ``device`` or
         ``num_threads`` (:data:`~recmodels.training.config.RESUMABLE_FIELDS`), e.g.
         ``{"epochs": 20}``.
+    setup : TrainingSetup, optional
+        An already built :func:`~recmodels.training.setup.build_setup` result (its
+        ``model_config`` decides the model); the data, model and data-config arguments are
+        then not used. ``recmodels tune`` builds the set-up once for all its trials.
+    on_epoch : callable, optional
+        ``on_epoch(trainer, record, improved)`` after each epoch, once its checkpoints are
+        written (the tuner reports the validation RMSE here, and may raise to stop the run).
     **data_options
         :class:`DataConfig` fields (``rating_range=None``, ``split="leave-last-out"``, ...),
         applied over ``data_config``.
@@ -132,13 +139,19 @@ def train_run(out: str | os.PathLike, *, data=None, train=None, valid=None, test
     data_config = data_config_from(data_config, columns, **data_options)
     log = RunLog(echo)
     device = resolve_device(train_config.device)
-    if train is not None and (valid is None or test is None):
-        raise ConfigError("--train needs --valid and --test too (or use --data to split one file)")
-    setup = build_setup(data=data, train=train, valid=valid, test=test, model=model,
-                        model_options=model_options, data_config=data_config,
-                        item_embeddings=item_embeddings, seed=train_config.seed,
-                        log=lambda line, show=True: log(line, show=not quiet))
+    if setup is None:
+        if train is not None and (valid is None or test is None):
+            raise ConfigError("--train needs --valid and --test too (or use --data to split one file)")
+        setup = build_setup(data=data, train=train, valid=valid, test=test, model=model,
+                            model_options=model_options, data_config=data_config,
+                            item_embeddings=item_embeddings, seed=train_config.seed,
+                            log=lambda line, show=True: log(line, show=not quiet))
+    model = setup.model_config.kind
 
+    from .trainer import resolve_for_data
+
+    # batch_size / l2 None: from the data and model, recorded in config.json
+    train_config = resolve_for_data(train_config, setup.train, setup.model_config.kind)
     # Input is valid: from here on the run directory exists.
     runs.check_out_dir(out, resume=False, overwrite=overwrite)
     runs.prepare_run_dir(out, overwrite=overwrite)
@@ -153,7 +166,8 @@ def train_run(out: str | os.PathLike, *, data=None, train=None, valid=None, test
     log(f"model {model}: {sum(p.numel() for p in network.parameters()):,} parameters, "
         f"device {device}, optimizer {train_config.optimizer}, batch {train_config.batch_size}")
     return _train_and_finish(out, network, train_config, device, setup.train, setup.valid,
-                             setup.test, setup.stats, log, quiet, resume_state=None)
+                             setup.test, setup.stats, log, quiet, resume_state=None,
+                             on_epoch=on_epoch)
 
 
 def resume_config(config: dict, overrides: dict, where: Path) -> TrainConfig:
@@ -215,7 +229,8 @@ def _resume(out: Path, *, overrides: dict, quiet: bool, echo: LogFn | None) -> r
 
 
 def _train_and_finish(out: Path, network, train_config: TrainConfig, device, train_enc, valid_enc,
-                      test_enc, stats, log: RunLog, quiet: bool, resume_state) -> runs.Run:
+                      test_enc, stats, log: RunLog, quiet: bool, resume_state,
+                      on_epoch: Callable | None = None) -> runs.Run:
     from .trainer import Trainer
 
     def on_epoch_end(trainer: Trainer, record, improved: bool) -> None:
@@ -225,6 +240,8 @@ def _train_and_finish(out: Path, network, train_config: TrainConfig, device, tra
         runs.write_metrics(out, runs.metrics_object(trainer.state.history, trainer.state.best_epoch,
                                                     None, None, stats))
         log.save(out)
+        if on_epoch is not None:
+            on_epoch(trainer, record, improved)
 
     trainer = Trainer(network, train_config, device, log=log,
                       progress=False if quiet else None, on_epoch_end=on_epoch_end)

@@ -97,9 +97,12 @@ class DataConfig:
         """The settings a run's ``config.json`` ``data`` section records (defaults where silent)."""
         default = cls()
         split = data.get("split") or {}
-        # Runs record the range they used, given or read from the training ratings (runs made
-        # before the range was inferred recorded the given one, or None when it was skipped).
+        # Runs record the range they used; one read from the training ratings is marked so, and
+        # comes back as None (read it again). Runs made before the range was inferred recorded
+        # the given one, or None when the check was skipped.
         lo, hi = data.get("rating_min", 1.0), data.get("rating_max", 5.0)
+        if data.get("rating_range_inferred"):
+            lo = hi = None
         embeddings = data.get("item_embeddings") or {}
         return cls(
             user_col=data.get("user_col", default.user_col),

@@ -149,8 +149,14 @@ class Trainer:
     Attributes
     ----------
     state : TrainState
+    config : TrainConfig
+        The config given, with ``batch_size`` and ``l2`` resolved from the model and the
+        training rows by :meth:`fit` where they were ``None`` (:func:`resolve_for_data`).
     best_state_dict : dict
-        A CPU copy of the model's best-validation state dict.
+        A CPU copy of the model's best-validation state dict (the averaged weights with
+        ``config.average_decay > 0``).
+    average : dict or None
+        The running weight average (``config.average_decay > 0``, after the first epoch).
     """
 
     def __init__(self, model: nn.Module, config: TrainConfig, device: torch.device, *,
@@ -165,8 +171,11 @@ class Trainer:
         self.state = TrainState(patience_left=config.patience)
         self.shuffle_generator = torch.Generator(device="cpu")
         self.shuffle_generator.manual_seed(config.seed)
-        self.optimizers: OptimizerSet = self._optimizers_for(1)
+        # Built once the batch size is known (here, or in fit() when it comes from the data).
+        self.optimizers: OptimizerSet | None = (
+            self._optimizers_for(1) if config.is_resolved else None)
         self.best_state_dict: dict | None = None
+        self.average: dict | None = None
 
     # -- precision -----------------------------------------------------------
     @property
@@ -202,10 +211,20 @@ class Trainer:
             "stopped_early": self.state.stopped_early,
             "rng": rng,
             "history": [dict(h) for h in self.state.history],
+            "resolved": {"batch_size": self.config.batch_size, "l2": self.config.l2},
+            **({"average": {k: v.detach().cpu().clone() for k, v in self.average.items()}}
+               if self.average is not None else {}),
         }
 
     def load_state_dict(self, state: dict, best_state_dict: dict | None = None) -> None:
         """Restore a :meth:`state_dict` (and the best weights so far, for ``model.pt``)."""
+        if not self.config.is_resolved:  # take the values the interrupted fit resolved
+            recorded = state.get("resolved") or {}
+            self.config = self.config.replace(**{k: v for k, v in recorded.items()
+                                                 if getattr(self.config, k) is None})
+        if not self.config.is_resolved:
+            raise ValueError("cannot resume with batch_size or l2 None: give the run's values "
+                             "(config.json records them)")
         self.model.load_state_dict(state["model"])
         self.optimizers = self._optimizers_for(max(int(state["epoch"]), 1))
         self.optimizers.load_state_dict(state["optimizer"])
@@ -222,6 +241,8 @@ class Trainer:
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.best_state_dict = best_state_dict
+        average = state.get("average")
+        self.average = None if average is None else {k: v.to(self.device) for k, v in average.items()}
 
     @property
     def finished(self) -> bool:
@@ -253,6 +274,10 @@ class Trainer:
         valid = RatingTensors.from_arrays(valid, self.device) if valid is not None else None
         if valid is not None and len(valid) == 0:
             valid = None
+        if not self.config.is_resolved or self.optimizers is None:
+            kind = getattr(getattr(self.model, "config", None), "kind", "neumf")
+            self.config = resolve_for_data(self.config, train, kind)
+            self.optimizers = self._optimizers_for(max(self.state.epoch, 1))
         self._set_row_decay(train)
         threads = torch.get_num_threads()
         if self.config.num_threads:
@@ -263,7 +288,7 @@ class Trainer:
         finally:
             torch.set_num_threads(threads)
         if self.best_state_dict is None:
-            self.best_state_dict = self._cpu_state()
+            self.best_state_dict = self._cpu_state(averaged=True)
         return self.state
 
     def _set_row_decay(self, train: RatingTensors) -> None:
@@ -277,8 +302,11 @@ class Trainer:
                                               train.item_index).items():
             opt.set_row_decay(weight, scale)
 
-    def _cpu_state(self) -> dict:
-        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+    def _cpu_state(self, averaged: bool = False) -> dict:
+        """A CPU copy of the state dict (``averaged``: with :attr:`average` where there is one)."""
+        average = self.average if averaged and self.average is not None else {}
+        return {k: average.get(k, v).detach().to("cpu", copy=True)
+                for k, v in self.model.state_dict().items()}
 
     def _run_epoch(self, train: RatingTensors, valid: RatingTensors | None) -> None:
         cfg = self.config
@@ -320,7 +348,9 @@ class Trainer:
             bar.close()
         if not math.isfinite(train_mse):
             self._diverged(epoch, None)
-        valid_mse = _mse(model, valid, cfg.eval_batch_size) if valid is not None else None
+        self._update_average()
+        with self._averaged_weights():
+            valid_mse = _mse(model, valid, cfg.eval_batch_size) if valid is not None else None
         record = EpochRecord(
             epoch=epoch, train_mse=train_mse, train_rmse=math.sqrt(train_mse),
             valid_mse=valid_mse,
@@ -335,7 +365,7 @@ class Trainer:
         if improved:
             st.best, st.best_epoch = score, epoch
             st.patience_left = cfg.patience
-            self.best_state_dict = self._cpu_state()
+            self.best_state_dict = self._cpu_state(averaged=True)
         elif st.patience_left is not None:
             st.patience_left -= 1
             if st.patience_left <= 0:
@@ -347,12 +377,66 @@ class Trainer:
         if self.on_epoch_end is not None:
             self.on_epoch_end(self, record, improved)
 
+    # -- weight averaging ----------------------------------------------------
+    def _update_average(self) -> None:
+        """Fold the weights at the end of this epoch into :attr:`average` (``average_decay``)."""
+        decay = float(self.config.average_decay)
+        if not decay:
+            return
+        with torch.no_grad():
+            current = {k: v for k, v in self.model.state_dict().items() if v.is_floating_point()}
+            if self.average is None:
+                self.average = {k: v.detach().clone() for k, v in current.items()}
+                return
+            for name, value in current.items():
+                self.average[name].mul_(decay).add_(value, alpha=1.0 - decay)
+
+    @contextlib.contextmanager
+    def _averaged_weights(self):
+        """Within the block the model holds :attr:`average` (if any); the live weights after."""
+        if self.average is None:
+            yield
+            return
+        params = self.model.state_dict()
+        live = {}
+        with torch.no_grad():
+            for name, value in self.average.items():
+                live[name] = params[name].detach().clone()
+                params[name].copy_(value)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, value in live.items():
+                    params[name].copy_(value)
+
     def _diverged(self, epoch: int, step: int | None) -> None:
         where = f"epoch {epoch}" + (f", step {step}" if step is not None else "")
         raise DivergedError(
             f"training diverged at {where}: the loss is NaN or infinite; "
             "lower --lr / embedding lr or check the ratings"
         )
+
+
+def resolve_for_data(config: TrainConfig, train, kind: str = "neumf") -> TrainConfig:
+    """``config`` with its "from the data" fields (``batch_size``, ``l2``) set for ``train``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    train : RatingTensors, EncodedRatings or (user_index, item_index, rating) arrays
+    kind : str
+        The model kind (picks the ``l2`` rule).
+    """
+    if config.is_resolved:
+        return config
+    if isinstance(train, (tuple, list)):
+        users, items = train[0], train[1]
+    else:
+        users, items = train.user_index, train.item_index
+    distinct = [int(torch.unique(x).numel()) if isinstance(x, torch.Tensor) else int(np.unique(x).size)
+                for x in (users, items)]
+    return config.resolve(len(users), kind=kind, n_users=distinct[0], n_items=distinct[1])
 
 
 def format_record(record: EpochRecord, epochs: int, best: bool = False) -> str:

@@ -1,0 +1,668 @@
+"""``tune``: a hyper-parameter search on the validation split, with Optuna.
+
+The data are read, validated, split and encoded once (:func:`~recmodels.training.setup.build_setup`,
+one set-up per model kind); every trial then trains through the same
+:func:`~recmodels.training.train_run` as ``recmodels train`` into its own run directory,
+reporting the validation RMSE after each epoch so that Optuna's median pruner can stop a trial
+whose curve is worse than the others' at the same epoch. The best trial is copied to
+``OUT/best/``, a normal run directory. The study lives in ``OUT/study.db`` (Optuna's SQLite
+storage: JSON values, no pickle), so a search can be resumed.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__, runs
+from ..errors import ConfigError, RunDirError
+from ..fileio import atomic_directory, atomic_path, read_json, write_json
+from ..models.config import DEFAULT_KIND, MODEL_KINDS
+from ..training.config import TrainConfig
+from ..training.pipeline import data_config_from
+from ..training.setup import DataConfig, build_setup, source_name
+from .space import (
+    Param,
+    decode_choice,
+    default_space,
+    model_fields,
+    parameter_names,
+    parse_space,
+    read_space,
+    space_to_dict,
+    train_fields,
+)
+
+STUDY_FILE = "study.db"
+SETTINGS_FILE = "tune.json"
+TRIALS_DIR = "trials"
+BEST_DIR = "best"
+TABLE_CSV = "trials.csv"
+TABLE_JSON = "trials.json"
+PLOT_FILE = "trials.png"
+STUDY_NAME = "recmodels-tune"
+DEFAULT_TRIALS = 20
+DEFAULT_PRUNE_WARMUP = 10
+# a trial is pruned when its best validation RMSE so far is worse than this percentile of the
+# earlier trials' at the same epoch (75: the worst quarter), once PRUNE_STARTUP trials finished
+PRUNE_PERCENTILE = 75.0
+PRUNE_STARTUP = 4
+# settings a resumed search may change (they do not change what a trial learns)
+RESUMABLE = {"train.device", "train.num_threads", "train.eval_batch_size"}
+EXTRA_HINT = "install the tuning extra: pip install 'recmodels[tune]'"
+LogFn = Callable[[str], None]
+
+
+@dataclass
+class TuneResult:
+    """What :func:`tune` found.
+
+    Attributes
+    ----------
+    out : Path
+        The output directory.
+    best_run : Path
+        ``OUT/best``: the best trial's run directory (``recmodels export`` takes it).
+    best_trial : int
+        Its trial number (0-based, as Optuna counts).
+    best_value : float
+        Its validation RMSE (the objective).
+    best_params : dict
+        Its sampled parameters (``model`` included when several kinds are tuned).
+    best_metrics : dict
+        Its ``metrics.json`` ``valid`` and ``test`` sections.
+    trials : list of dict
+        One row per trial (the ``trials.csv`` columns).
+    n_new : int
+        Trials run by this call (the rest come from a resumed study).
+    seconds : float
+        Wall time of this call.
+    """
+
+    out: Path
+    best_run: Path
+    best_trial: int
+    best_value: float
+    best_params: dict
+    best_metrics: dict
+    trials: list[dict] = field(default_factory=list)
+    n_new: int = 0
+    seconds: float = 0.0
+
+    def frame(self):
+        """The trials as a pandas DataFrame (one row per trial)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.trials)
+
+
+def import_optuna():
+    """``import optuna``, or an ImportError naming the ``recmodels[tune]`` extra."""
+    try:
+        import optuna
+    except ImportError as exc:
+        raise ImportError(f"recmodels tune needs Optuna, which is not installed; {EXTRA_HINT}",
+                          name="optuna") from exc
+    return optuna
+
+
+def parse_kinds(model: str | Iterable[str]) -> tuple[str, ...]:
+    """``"mf,neumf"`` or ``["mf", "neumf"]`` -> ``("mf", "neumf")`` (checked, no repeats)."""
+    items = model.split(",") if isinstance(model, str) else list(model)
+    kinds = tuple(dict.fromkeys(str(k).strip() for k in items if str(k).strip()))
+    bad = [k for k in kinds if k not in MODEL_KINDS]
+    if bad or not kinds:
+        raise ConfigError(f"--model {','.join(map(str, items)) or '(none)'}: give one or more of "
+                          f"{', '.join(MODEL_KINDS)}, comma-separated")
+    return kinds
+
+
+def check_budget(trials: int | None, timeout: float | None) -> tuple[int | None, float | None]:
+    """The budget: ``trials`` in total (a resumed study's included) and/or ``timeout`` seconds.
+
+    Neither given: :data:`DEFAULT_TRIALS` trials. An empty budget (0 trials, a timeout of 0
+    or less) is a :class:`ConfigError`.
+    """
+    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
+        raise ConfigError(f"--trials {trials}: the budget is empty; give at least 1 trial "
+                          "(trials= in Python)")
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0
+                                    and math.isfinite(timeout)):
+        raise ConfigError(f"--timeout {timeout}: the budget is empty; give a positive number of "
+                          "seconds (timeout= in Python)")
+    if trials is None and timeout is None:
+        trials = DEFAULT_TRIALS
+    return trials, timeout
+
+
+def _space(search_space) -> dict[str, Param] | None:
+    if search_space is None:
+        return None
+    if isinstance(search_space, (str, os.PathLike)):
+        return read_space(search_space)
+    if isinstance(search_space, dict) and all(isinstance(v, Param) for v in search_space.values()):
+        return dict(search_space)
+    return parse_space(search_space, "search_space")
+
+
+def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
+    if resume and overwrite:
+        raise RunDirError("--resume and --overwrite exclude each other; pick one")
+    settings = out / SETTINGS_FILE
+    if resume:
+        if not settings.is_file():
+            raise RunDirError(f"{out}: nothing to resume (no {SETTINGS_FILE}); start a new search "
+                              "without --resume")
+        return
+    if not out.exists():
+        return
+    if not overwrite:
+        raise RunDirError(f"{out} already exists; pass --resume to continue the search or "
+                          "--overwrite to replace it")
+    if not out.is_dir() or (any(out.iterdir()) and not settings.is_file()):
+        raise RunDirError(f"{out} exists and is not a recmodels tune directory; refusing to "
+                          "overwrite it, choose another --out")
+
+
+def _flatten(obj, prefix: str = "") -> dict:
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: obj}
+
+
+def _check_same_settings(out: Path, settings: dict) -> None:
+    recorded = read_json(out / SETTINGS_FILE)
+    was, now = _flatten(recorded.get("settings", {})), _flatten(settings)
+    for key in sorted(set(was) | set(now)):
+        if key in RESUMABLE or _same(was.get(key), now.get(key)):
+            continue
+        raise ConfigError(f"{out}: {key} is {now.get(key)!r} but the study was made with "
+                          f"{was.get(key)!r}; resume with the same options (only --trials, "
+                          "--timeout, --quiet, --device and --threads may change), or use a new --out")
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return float(a) == float(b)
+    return a == b
+
+
+def _source(source) -> str | None:
+    """How ``tune.json`` records an input: an absolute path, or the kind of object."""
+    if source is None:
+        return None
+    if isinstance(source, (str, os.PathLike)) and not any(c in str(source) for c in "*?["):
+        return str(Path(source).resolve())
+    return source_name(source)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    return str(obj)
+
+
+def tune(out: str | os.PathLike, *, data=None, train=None, valid=None, test=None,
+         model: str | Iterable[str] = DEFAULT_KIND, model_options: dict | None = None,
+         train_config: TrainConfig | None = None, data_config: DataConfig | None = None,
+         columns=None, item_embeddings=None, search_space=None, trials: int | None = None,
+         timeout: float | None = None, prune: bool = True,
+         prune_warmup: int = DEFAULT_PRUNE_WARMUP, resume: bool = False, overwrite: bool = False,
+         quiet: bool = False, echo: LogFn | None = print, **data_options) -> TuneResult:
+    """Search hyper-parameters on the validation split and keep the best run.
+
+    Parameters
+    ----------
+    out : path-like
+        The output directory: ``study.db``, ``tune.json``, ``trials/NNNN/`` (a run directory
+        per finished trial), ``best/``, ``trials.csv``, ``trials.json``, ``trials.png``.
+    data, train, valid, test, item_embeddings, columns, data_config, **data_options
+        The input, exactly as for :func:`~recmodels.training.train_run`; read and split once.
+    model : str or iterable of str
+        One kind (``"mf"``) or several (``"mf,neumf"`` or ``["mf", "neumf"]``); with several,
+        the kind is a parameter of the search.
+    model_options : dict, optional
+        :class:`~recmodels.models.ModelConfig` fields every trial starts from.
+    train_config : TrainConfig, optional
+        What every trial starts from (``epochs``, ``patience``, ``optimizer``, ``seed``,
+        ``device``, ...); the search space overrides its fields. ``seed`` also seeds the
+        split and the sampler.
+    search_space : dict, path-like or None
+        ``{name: {low, high[, log, step]} | [choices] | {choices} | value}`` or a ``.toml`` /
+        ``.json`` file holding it (see :mod:`recmodels.tuning.space`); ``None``:
+        :func:`~recmodels.tuning.space.default_space`.
+    trials : int, optional
+        The study's total number of trials, a resumed study's earlier ones included (3 trials,
+        then ``resume=True, trials=5`` runs 2 more). Neither ``trials`` nor ``timeout``: 20.
+    timeout : float, optional
+        Seconds for this call: no new trial starts after it (a running one finishes).
+    prune : bool
+        Stop a trial whose best validation RMSE so far is in the worst quarter of the earlier
+        trials' at the same epoch (``optuna.pruners.PercentilePruner(75)``, once 4 trials
+        finished). A pruned trial counts towards ``trials``.
+    prune_warmup : int
+        Epochs every trial runs before it may be pruned (a higher L2 starts slower and ends
+        better: at 5 on the 100k planted set, trials like the best one were pruned).
+    resume : bool
+        Continue the study in ``out`` with the same settings (a differing one is an error).
+    overwrite : bool
+        Replace an existing tune directory.
+    quiet : bool
+        No data statistics and no line per trial (the results table is still printed).
+    echo : callable or None
+        Where printed lines go.
+
+    Returns
+    -------
+    TuneResult
+
+    Raises
+    ------
+    ImportError
+        Optuna is not installed (the message names ``pip install 'recmodels[tune]'``).
+    ConfigError
+        An empty budget, an unknown or invalid search-space parameter, options that differ
+        from a resumed study's.
+    RunDirError
+        ``out`` exists without ``resume``/``overwrite``, or there is nothing to resume.
+    DataError
+        Bad input data (checked before anything is written).
+
+    Examples
+    --------
+    >>> from recmodels.datasets import make_ratings
+    >>> data = make_ratings(200, 100, 4000, seed=0).ratings
+    >>> result = tune("tuned", data=data, model="mf", trials=3,
+    ...               train_config=TrainConfig(epochs=3, batch_size=512))  # doctest: +SKIP
+    >>> result.best_run                                                     # doctest: +SKIP
+    PosixPath('tuned/best')
+    """
+    started = time.perf_counter()
+    optuna = import_optuna()
+    out = Path(out)
+    echo = echo or (lambda line: None)
+    say = (lambda line: None) if quiet else echo
+    trials, timeout = check_budget(trials, timeout)
+    kinds = parse_kinds(model)
+    if not (isinstance(prune_warmup, int) and not isinstance(prune_warmup, bool) and prune_warmup >= 0):
+        raise ConfigError(f"--prune-warmup must be a non-negative integer; got {prune_warmup!r}")
+    train_config = train_config or TrainConfig()
+    data_config = data_config_from(data_config, columns, **data_options)
+    space = _space(search_space)
+    space = default_space(kinds, train_config.optimizer) if space is None else space
+    base_model = dict(model_options or {})
+    _check_out(out, resume, overwrite)
+    if train is not None and (valid is None or test is None):
+        raise ConfigError("--train needs --valid and --test too (or use --data to split one file)")
+    if "hybrid" not in kinds and item_embeddings is not None:
+        raise ConfigError("--item-embeddings (item_embeddings=) is only used by model 'hybrid'; "
+                          f"add it to --model (now {','.join(kinds)})")
+
+    settings = _jsonable({
+        "model": list(kinds),
+        "model_options": base_model,
+        "train": train_config.to_dict(),
+        "data": dataclasses.asdict(data_config),
+        "inputs": {name: _source(src) for name, src in (
+            ("data", data), ("train", train), ("valid", valid), ("test", test),
+            ("item_embeddings", item_embeddings))},
+        "space": space_to_dict(space),
+        "prune": bool(prune),
+        "prune_warmup": prune_warmup,
+    })
+    if resume:
+        _check_same_settings(out, settings)
+
+    # Read, check and split the input once per kind (nothing is written before this passes).
+    setups = {}
+    for i, kind in enumerate(kinds):
+        log = (lambda line, show=True: say(line) if show else None) if i == 0 else None
+        setups[kind] = build_setup(
+            data=data, train=train, valid=valid, test=test, model=kind, model_options=base_model,
+            data_config=data_config, item_embeddings=item_embeddings if kind == "hybrid" else None,
+            seed=train_config.seed, log=log)
+
+    if out.exists() and overwrite:
+        shutil.rmtree(out)
+    (out / TRIALS_DIR).mkdir(parents=True, exist_ok=True)
+    if not resume:
+        write_json(out / SETTINGS_FILE, {"recmodels_version": __version__, "study": STUDY_NAME,
+                                         "settings": settings})
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{(out / STUDY_FILE).resolve()}")
+    study = optuna.create_study(storage=storage, study_name=STUDY_NAME, direction="minimize",
+                                load_if_exists=True)
+    _fail_interrupted(study, out, optuna)
+    done = [t for t in study.trials if t.state.is_finished()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=train_config.seed + len(study.trials),
+                                             n_startup_trials=8, multivariate=True, group=True)
+    pruner = (optuna.pruners.PercentilePruner(PRUNE_PERCENTILE, n_startup_trials=PRUNE_STARTUP,
+                                              n_warmup_steps=prune_warmup)
+              if prune else optuna.pruners.NopPruner())
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, pruner=pruner)
+    if not study.trials:
+        for kind in kinds:  # the first trials: the starting configuration of each kind
+            start = _start_params(space, kind, kinds, setups[kind], train_config)
+            study.enqueue_trial(start, user_attrs={"start": sorted(start)})
+
+    n_run = None if trials is None else trials - len(done)
+    if n_run is not None and n_run <= 0:
+        raise ConfigError(f"--trials {trials}: the study in {out} already has {len(done)} "
+                          "finished trial(s); give a larger --trials (or --timeout) to run more")
+    if resume:
+        say(f"resuming the study in {out}: {len(done)} trial(s) done")
+    total = "?" if trials is None else str(trials)
+    objective = _Objective(out, kinds, space, setups, train_config, base_model, optuna, say,
+                           total, prune)
+    from ..errors import DivergedError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.optimize(objective, n_trials=n_run, timeout=timeout, catch=(DivergedError,))
+    n_new = sum(t.state.is_finished() for t in study.trials) - len(done)
+    result = _finish(out, study, optuna, n_new, time.perf_counter() - started)
+    for line in format_table(result.trials, best=result.best_trial).splitlines():
+        echo(line)
+    echo(f"best trial {result.best_trial}: valid rmse {result.best_value:.4f}, test rmse "
+         f"{result.best_metrics.get('test', {}).get('rmse', float('nan')):.4f}; run directory "
+         f"{result.best_run} (recmodels export {result.best_run} ...)")
+    echo(f"{n_new} trial(s) in {result.seconds:.1f}s; results in {out / TABLE_CSV}, "
+         f"{out / TABLE_JSON} and {out / PLOT_FILE}")
+    return result
+
+
+def _fail_interrupted(study, out: Path, optuna) -> None:
+    """Trials left RUNNING by an interrupted search: mark them failed, drop their partial dirs."""
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.RUNNING:
+            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+    for partial in (out / TRIALS_DIR).glob(".*.tmp"):
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _base_value(name: str, setup, train_config: TrainConfig):
+    if name == "lr":
+        return train_config.resolved_lr
+    if name == "embedding_lr":
+        return train_config.resolved_embedding_lr
+    if name == "dropout":
+        drops = set(setup.model_config.dropouts)
+        return drops.pop() if len(drops) == 1 else None
+    if name in train_fields():
+        return getattr(train_config, name)
+    return getattr(setup.model_config, name)
+
+
+def _start_params(space: dict[str, Param], kind: str, kinds, setup, train_config) -> dict:
+    """The enqueued first trial of ``kind``: the starting values that lie in the space.
+
+    A parameter whose starting value is outside the space is drawn; one left to the data
+    (``None``, e.g. ``batch_size`` and ``l2`` by default) is not set at all in that trial, so
+    the trial is the configuration ``recmodels train`` would use.
+    """
+    params = {"model": kind} if len(kinds) > 1 else {}
+    for name, param in space.items():
+        if param.kind == "fixed" or not param.applies_to(kind):
+            continue
+        value = _base_value(name, setup, train_config)
+        if value is None or isinstance(value, bool):
+            continue
+        if param.kind == "choice":
+            if value in param.choices:
+                params[name] = value
+        elif param.low <= value <= param.high and (param.step is None or param.kind == "int"):
+            params[name] = int(value) if param.kind == "int" else float(value)
+    return params
+
+
+class _Objective:
+    """One trial: sample, train through ``train_run`` into a run dir, report every epoch."""
+
+    def __init__(self, out, kinds, space, setups, train_config, base_model, optuna, say, total,
+                 prune):
+        self.out, self.kinds, self.space, self.setups = out, kinds, space, setups
+        self.train_config, self.base_model, self.optuna = train_config, base_model, optuna
+        self.say, self.total, self.prune = say, total, prune
+
+    def configs(self, trial):
+        kind = (trial.suggest_categorical("model", list(self.kinds)) if len(self.kinds) > 1
+                else self.kinds[0])
+        start = trial.user_attrs.get("start")  # the starting configuration: only its values
+        values = {name: decode_choice(p, p.suggest(trial)) for name, p in self.space.items()
+                  if p.applies_to(kind) and (start is None or name in start
+                                             or _base_value(name, self.setups[kind],
+                                                            self.train_config) is not None)}
+        train_values = {k: v for k, v in values.items() if k in train_fields()}
+        model_values = {k: v for k, v in values.items() if k in model_fields()}
+        setup = self.setups[kind]
+        layers = model_values.get("num_layers", setup.model_config.num_layers)
+        if "dropout" in model_values:
+            model_values["dropouts"] = (float(model_values.pop("dropout")),) * layers
+        elif "num_layers" in model_values and "dropouts" not in model_values \
+                and "dropouts" not in self.base_model:
+            model_values["dropouts"] = None  # the default for that many layers
+        model_config = setup.model_config.replace(**model_values)
+        return kind, dataclasses.replace(setup, model_config=model_config), \
+            self.train_config.replace(**train_values)
+
+    def __call__(self, trial) -> float:
+        from ..training.pipeline import train_run
+
+        kind, setup, train_config = self.configs(trial)
+        trial.set_user_attr("model", kind)
+        started = time.perf_counter()
+
+        def report(trainer, record, improved) -> None:
+            trial.report(float(record.valid_rmse), record.epoch)
+            if self.prune and trial.should_prune():
+                trial.set_user_attr("epochs", record.epoch)
+                trial.set_user_attr("seconds", time.perf_counter() - started)
+                raise self.optuna.TrialPruned(f"pruned at epoch {record.epoch}")
+
+        name = f"{trial.number:04d}"
+        try:
+            with atomic_directory(self.out / TRIALS_DIR / name) as tmp:
+                run = train_run(tmp, setup=setup, train_config=train_config, overwrite=True,
+                                quiet=True, echo=None, on_epoch=report)
+        except self.optuna.TrialPruned:
+            self.say(f"trial {trial.number + 1}/{self.total} {kind}: pruned at epoch "
+                     f"{trial.user_attrs.get('epochs')}  {_params_text(trial.params)}")
+            raise
+        except Exception as exc:
+            from ..errors import first_line
+
+            self.say(f"trial {trial.number + 1}/{self.total} {kind}: failed ({first_line(exc)})")
+            raise
+        final = self.out / TRIALS_DIR / name
+        log_file = final / runs.LOG_FILE  # it names the temporary directory it was written in
+        if log_file.is_file():
+            runs.write_text(log_file, log_file.read_text(encoding="utf-8").replace(str(tmp), str(final)))
+        metrics = run.metrics
+        value = float(metrics["valid"]["rmse"])
+        trial.set_user_attr("run_dir", f"{TRIALS_DIR}/{name}")
+        trial.set_user_attr("epochs", len(metrics.get("history") or []))
+        trial.set_user_attr("best_epoch", metrics.get("best_epoch"))
+        trial.set_user_attr("test_rmse", (metrics.get("test") or {}).get("rmse"))
+        trial.set_user_attr("seconds", time.perf_counter() - started)
+        sections = {**run.config.get("model", {}), **run.config.get("train", {})}
+        trial.set_user_attr("defaults", _jsonable({  # the values a trial left to the config
+            name: sections[name] for name in self.space if name not in trial.params
+            and name in sections and self.space[name].applies_to(kind)}))
+        best = _best_value(trial.study, value)
+        self.say(f"trial {trial.number + 1}/{self.total} {kind}: valid_rmse {value:.4f} "
+                 f"(best {best:.4f})  {len(metrics.get('history') or [])} epochs  "
+                 f"{time.perf_counter() - started:.1f}s  {_params_text(trial.params)}")
+        return value
+
+
+def _best_value(study, value: float) -> float:
+    try:
+        return min(value, study.best_value)
+    except ValueError:  # no completed trial yet
+        return value
+
+
+def _params_text(params: dict) -> str:
+    return " ".join(f"{k}={_short(v)}" for k, v in params.items() if k != "model")
+
+
+def _short(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def trial_rows(study, optuna) -> list[dict]:
+    """One dict per trial: number, state, model, valid/test RMSE, epochs, seconds, parameters."""
+    names = []
+    for t in study.trials:
+        names.extend(k for k in t.params if k != "model" and k not in names)
+    order = parameter_names()
+    names.sort(key=lambda n: order.index(n) if n in order else len(order))  # the dataclasses' order
+    rows = []
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.WAITING:
+            continue
+        curve = [t.intermediate_values[k] for k in sorted(t.intermediate_values)]
+        row = {
+            "trial": t.number,
+            "state": t.state.name.lower(),
+            "model": t.user_attrs.get("model", t.params.get("model")),
+            "valid_rmse": t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
+            "test_rmse": t.user_attrs.get("test_rmse"),
+            "best_epoch": t.user_attrs.get("best_epoch"),
+            "epochs": t.user_attrs.get("epochs", len(curve) or None),
+            "seconds": t.user_attrs.get("seconds"),
+            "run_dir": t.user_attrs.get("run_dir"),
+        }
+        defaults = t.user_attrs.get("defaults") or {}
+        row.update({name: t.params.get(name, defaults.get(name)) for name in names})
+        row["valid_rmse_by_epoch"] = curve
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict], *, best: int | None = None, limit: int = 20) -> str:
+    """The results table as text: best first, pruned and failed trials last."""
+    shown = sorted(rows, key=lambda r: (r["valid_rmse"] is None,
+                                        r["valid_rmse"] if r["valid_rmse"] is not None else 0,
+                                        r["trial"]))
+    skip = {"valid_rmse_by_epoch", "run_dir"}
+    columns = [c for c in (rows[0] if rows else {}) if c not in skip]
+    if all(r["model"] == rows[0]["model"] for r in rows):
+        columns.remove("model")
+
+    def cell(value) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    table = [columns] + [[cell(r[c]) + ("*" if c == "trial" and r["trial"] == best else "")
+                          for c in columns] for r in shown[:limit]]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    lines = ["  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)) for line in table]
+    if len(shown) > limit:
+        lines.append(f"... {len(shown) - limit} more trial(s) in {TABLE_CSV}")
+    return "\n".join(lines)
+
+
+def plot_trials(rows: list[dict], path: str | os.PathLike) -> Path:
+    """Trial value vs trial number (pruned trials at their last epoch) and the best so far."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4), dpi=100)
+    ax = fig.add_subplot()
+    done = [(r["trial"], r["valid_rmse"]) for r in rows if r["valid_rmse"] is not None]
+    pruned = [(r["trial"], r["valid_rmse_by_epoch"][-1]) for r in rows
+              if r["state"] == "pruned" and r["valid_rmse_by_epoch"]]
+    if done:
+        ax.scatter(*zip(*done, strict=True), label="complete", zorder=3)
+        best, line = math.inf, []
+        for number, value in sorted(done):
+            best = min(best, value)
+            line.append((number, best))
+        last = max(r["trial"] for r in rows)
+        if last > line[-1][0]:
+            line.append((last, best))  # the best so far holds to the last trial
+        ax.step(*zip(*line, strict=True), where="post", color="C1", label="best so far")
+    if pruned:
+        ax.scatter(*zip(*pruned, strict=True), marker="x", color="C3",
+                   label="pruned (last epoch)", zorder=3)
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation RMSE")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)
+
+
+def _write_csv(rows: list[dict], path: Path) -> None:
+    buffer = io.StringIO()
+    columns = [c for c in (rows[0] if rows else {}) if c != "valid_rmse_by_epoch"]
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_path(path) as tmp:
+        tmp.write_text(buffer.getvalue(), encoding="utf-8")
+
+
+def _finish(out: Path, study, optuna, n_new: int, seconds: float) -> TuneResult:
+    rows = trial_rows(study, optuna)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise ConfigError(f"{out}: no trial finished (all pruned or failed; see {TABLE_CSV}); "
+                          "check the data and the search space")
+    best = study.best_trial
+    source = out / best.user_attrs["run_dir"]
+    best_dir = out / BEST_DIR
+    previous = {}
+    if (out / TABLE_JSON).is_file():
+        previous = read_json(out / TABLE_JSON).get("best") or {}
+    if previous.get("trial") != best.number or not (best_dir / runs.COMPLETE_FILE).is_file():
+        with atomic_directory(best_dir, overwrite=True) as tmp:
+            shutil.copytree(source, tmp, dirs_exist_ok=True)
+    metrics = runs.load_run(best_dir).metrics
+    best_metrics = {"valid": metrics.get("valid"), "test": metrics.get("test"),
+                    "best_epoch": metrics.get("best_epoch")}
+    best_params = {k: v for k, v in best.params.items()}
+    best_params.setdefault("model", best.user_attrs.get("model"))
+    _write_csv(rows, out / TABLE_CSV)
+    write_json(out / TABLE_JSON, _jsonable({
+        "best": {"trial": best.number, "valid_rmse": best.value, "params": best_params,
+                 "run_dir": BEST_DIR, "metrics": best_metrics},
+        "trials": rows,
+    }))
+    plot_trials(rows, out / PLOT_FILE)
+    return TuneResult(out=out, best_run=best_dir, best_trial=best.number, best_value=float(best.value),
+                      best_params=best_params, best_metrics=best_metrics, trials=rows, n_new=n_new,
+                      seconds=seconds)
+
+
+__all__ = ["TuneResult", "check_budget", "format_table", "import_optuna", "parse_kinds",
+           "plot_trials", "trial_rows", "tune"]

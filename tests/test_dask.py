@@ -1,0 +1,208 @@
+"""recmodels.dask: same rows as local scoring/recommend, one session per worker, retries, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from bundle_factory import make_bundle
+
+dask = pytest.importorskip("dask")
+dd = pytest.importorskip("dask.dataframe")
+distributed = pytest.importorskip("distributed")
+
+from recmodels import dask as rdask  # noqa: E402
+from recmodels.errors import BundleError, DataError  # noqa: E402
+from recmodels.scoring import Scorer, recommend_frame  # noqa: E402
+from recmodels.scoring import worker as core  # noqa: E402
+
+N_ROWS = 6000
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dask")
+    fb = make_bundle(root / "bundle", kind="neumf", folded=True, n_users=60, n_items=45)
+    rng = np.random.default_rng(7)
+    users = np.append(fb.user_ids, [987654])  # one unknown user
+    frame = pd.DataFrame(
+        {
+            "rid": np.arange(N_ROWS, dtype=np.int64),
+            "user_id": rng.choice(users, N_ROWS),
+            "item_id": rng.choice(fb.item_ids, N_ROWS),
+            "day": rng.integers(1, 9, N_ROWS),
+        }
+    )
+    pq.write_table(
+        pa.Table.from_pandas(frame, preserve_index=False), root / "pairs.parquet", row_group_size=1000
+    )
+    seen = frame[["user_id", "item_id"]].iloc[:1500]
+    return root, fb, frame, seen
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    )
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def local_scores(fb, frame, **options):
+    return Scorer(fb.path, device="cpu", **options).score_frame(frame)
+
+
+def assert_same_rows(got: pd.DataFrame, want: pd.DataFrame, key="rid"):
+    got = got.sort_values(key).reset_index(drop=True)
+    want = want.sort_values(key).reset_index(drop=True)
+    assert list(got.columns) == list(want.columns)
+    assert len(got) == len(want)
+    for col in want.columns:
+        if col == "score":
+            np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), rtol=0, atol=1e-6)
+        else:
+            assert (got[col].to_numpy() == want[col].to_numpy()).all(), col
+
+
+def test_one_big_parquet_file_is_split_by_row_group(data):
+    root, *_ = data
+    assert rdask.read_input(root / "pairs.parquet").npartitions == N_ROWS // 1000
+
+
+@pytest.mark.parametrize("unknown", ["fallback", "skip"])
+def test_threaded_scheduler_gives_the_rows_of_local_scoring(data, unknown):
+    root, fb, frame, _ = data
+    ddf = dd.read_parquet(str(root / "pairs.parquet"), split_row_groups=True)
+    scored = rdask.score(ddf, fb.path, unknown=unknown, device="cpu")
+    assert list(scored._meta.columns) == list(local_scores(fb, frame.iloc[:1], unknown=unknown).columns)
+    with dask.config.set(scheduler="threads"):
+        got = scored.compute()
+    assert_same_rows(got, local_scores(fb, frame, unknown=unknown))
+    assert got["score"].dtype == np.float32
+
+
+def test_score_to_writes_parts_success_and_the_local_report(data, tmp_path):
+    root, fb, frame, _ = data
+    ddf = rdask.read_input(root / "pairs.parquet")
+    with dask.config.set(scheduler="threads"):
+        rep = rdask.score_to(ddf, fb.path, tmp_path / "out", keep="rid", device="cpu")
+    local = Scorer(fb.path, device="cpu").score_file(
+        root / "pairs.parquet", tmp_path / "local.parquet", keep="rid"
+    )
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["_SUCCESS", "_scoring.json"] + [f"part-{k:05d}.parquet" for k in range(6)]
+    got = pd.read_parquet(tmp_path / "out")
+    assert_same_rows(got, pd.read_parquet(tmp_path / "local.parquet"))
+    for key in ("rows_read", "rows_written", "unknown_users", "unknown_rows", "unknown_items", "skipped"):
+        assert getattr(rep, key) == getattr(local, key), key
+    assert rep.unknown_rows > 0 and rep.parts_written == 6
+
+
+def test_guard_over_the_whole_job_writes_nothing(data, tmp_path):
+    root, fb, frame, _ = data
+    bad = dd.from_pandas(frame.assign(user_id=frame.user_id + 10_000_000), npartitions=3)
+    with dask.config.set(scheduler="threads"), pytest.raises(DataError, match="max-unknown-share"):
+        rdask.score_to(bad, fb.path, tmp_path / "out", device="cpu")
+    assert not (tmp_path / "out").exists()
+
+
+def test_schema_mismatch_is_one_line_before_any_task(data):
+    root, fb, frame, _ = data
+    ddf = dd.from_pandas(frame, npartitions=2)
+    with pytest.raises(DataError, match="no item id column 'book'"):
+        rdask.score(ddf, fb.path, item_col="book")
+    wrong = dd.from_pandas(frame.assign(item_id=frame.item_id > 3), npartitions=2)
+    with pytest.raises(DataError, match="item id column 'item_id' is bool"):
+        rdask.score(wrong, fb.path)
+
+
+def test_bundle_workers_cannot_reach_is_one_line_on_the_driver(data, tmp_path, client):
+    root, fb, frame, _ = data
+    ddf = dd.from_pandas(frame, npartitions=2)
+    client.run(core.clear_caches)  # no worker holds the bundle yet
+    with pytest.raises(BundleError, match=r"cannot be read on worker .*bundle directory not found"):
+        rdask.score_to(ddf, fb.path, tmp_path / "out", bundle_path=str(tmp_path / "nowhere"), client=client)
+    assert not (tmp_path / "out").exists()
+
+
+def test_local_cluster_same_rows_and_one_session_per_worker_process(data, tmp_path, client):
+    root, fb, frame, _ = data
+    client.run(core.clear_caches)
+    ddf = dd.from_pandas(frame, npartitions=8)
+    got = client.compute(rdask.score(ddf, fb.path, device="cpu")).result()
+    assert_same_rows(got, local_scores(fb, frame))
+    stats = client.run(lambda: dict(core.STATS))
+    used = [s for s in stats.values() if s["scorers"]]
+    assert used and all(s == {"bundle_loads": 1, "scorers": 1, "recommenders": 0} for s in used), stats
+
+
+def test_recommend_partitioned_by_user_matches_local(data, client):
+    root, fb, frame, seen = data
+    users = dd.from_pandas(pd.DataFrame({"user_id": fb.user_ids}), npartitions=3)
+    recs = rdask.recommend(users, fb.path, 4, exclude_seen=dd.from_pandas(seen, npartitions=2), device="cpu")
+    got = client.compute(recs).result()
+    want = recommend_frame(fb.path, k=4, exclude_seen=seen, device="cpu")
+    key = ["user_id", "rank"]
+    got, want = got.sort_values(key).reset_index(drop=True), want.sort_values(key).reset_index(drop=True)
+    assert len(got) == len(want) == 4 * len(fb.user_ids)
+    assert (
+        got[["user_id", "rank", "item_id"]].to_numpy() == want[["user_id", "rank", "item_id"]].to_numpy()
+    ).all()
+    np.testing.assert_allclose(got.score, want.score, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["one.parquet", "one.csv"])
+def test_one_file_output_is_the_parts_in_order(data, tmp_path, name):
+    root, fb, frame, _ = data
+    ddf = rdask.read_input(root / "pairs.parquet")
+    with dask.config.set(scheduler="threads"):
+        rep = rdask.score_to(ddf, fb.path, tmp_path / name, device="cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    got = pd.read_parquet(tmp_path / name) if name.endswith(".parquet") else pd.read_csv(tmp_path / name)
+    want = local_scores(fb, frame)
+    assert (got["rid"].to_numpy() == want["rid"].to_numpy()).all()  # input order
+    np.testing.assert_allclose(got["score"], want["score"], atol=1e-6, rtol=0)
+    assert rep.output_mode == "file" and rep.rows_written == N_ROWS
+
+
+def _slow(frame: pd.DataFrame) -> pd.DataFrame:
+    time.sleep(0.4)
+    return frame
+
+
+def test_killed_worker_is_retried_without_duplicated_or_missing_rows(data, tmp_path, client):
+    """Last in the module: it kills one of the fixture's worker processes (the nanny restarts it)."""
+    root, fb, frame, _ = data
+    ddf = dd.from_pandas(frame, npartitions=12).map_partitions(_slow, meta=frame.iloc[:0])
+    pids = list(client.run(os.getpid).values())
+    outcome = {}
+
+    def run():
+        try:
+            outcome["rep"] = rdask.score_to(ddf, fb.path, tmp_path / "out", client=client, device="cpu")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            outcome["error"] = exc
+
+    job = threading.Thread(target=run)
+    job.start()
+    deadline = time.time() + 30
+    while time.time() < deadline and not list((tmp_path / "out").glob(".part-*.tmp")):
+        time.sleep(0.05)
+    os.kill(pids[0], signal.SIGKILL)
+    job.join(120)
+    assert "error" not in outcome, outcome.get("error")
+    assert pids[0] not in client.run(os.getpid).values(), "the worker was not replaced"
+    got = pd.read_parquet(tmp_path / "out")
+    assert_same_rows(got, local_scores(fb, frame))
+    assert not list((tmp_path / "out").glob(".*")), "stray temporaries"
+    assert outcome["rep"].rows_read == N_ROWS

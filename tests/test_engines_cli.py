@@ -1,0 +1,321 @@
+"""`recmodels score|recommend --engine dask|spark`: same output as local, one-line errors, lazy imports."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from bundle_factory import make_bundle
+from click.testing import CliRunner
+from conftest import assert_one_line_failure
+
+from recmodels.cli import cli
+from recmodels.scoring import Scorer, recommend_frame
+
+ENGINE_MODULES = ("pyspark", "dask", "distributed", "py4j")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engines-cli")
+    fb = make_bundle(root / "bundle", kind="mf", n_users=40, n_items=30)
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "rid": np.arange(3000, dtype=np.int64),
+            "user_id": rng.choice(np.append(fb.user_ids, [55555]), 3000),
+            "item_id": rng.choice(fb.item_ids, 3000),
+        }
+    )
+    pq.write_table(
+        pa.Table.from_pandas(frame, preserve_index=False), root / "pairs.parquet", row_group_size=1000
+    )
+    frame.to_csv(root / "pairs.csv", index=False)
+    pq.write_table(pa.Table.from_pandas(frame.iloc[:700, 1:], preserve_index=False), root / "seen.parquet")
+    return root, fb, frame
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_importing_recmodels_never_imports_an_engine():
+    code = textwrap.dedent(f"""
+        import sys
+        import recmodels, recmodels.scoring, recmodels.cli
+        from recmodels.cli import main
+        try:
+            main(["score", "--help"])
+        except SystemExit:
+            pass
+        bad = [m for m in sys.modules if m.split(".")[0] in {ENGINE_MODULES!r}]
+        assert not bad, bad
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
+
+
+def test_engine_modules_import_the_real_packages():
+    pytest.importorskip("dask")
+    pytest.importorskip("pyspark")
+    import dask
+    import pyspark
+
+    import recmodels.dask
+    import recmodels.spark
+
+    assert recmodels.dask.dask is dask and recmodels.dask.dd.read_parquet
+    assert recmodels.spark.pyspark is pyspark
+    assert "site-packages" in dask.__file__
+
+
+@pytest.mark.parametrize("engine", ["dask", "spark"])
+def test_a_missing_engine_is_one_line_naming_the_extra(setup, tmp_path, engine):
+    root, fb, _ = setup
+    blocked = {"dask": ("dask", "distributed"), "spark": ("pyspark", "py4j")}[engine]
+    code = textwrap.dedent(f"""
+        import sys
+
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {blocked!r}:
+                    raise ImportError(f"No module named {{name!r}}")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        from recmodels.cli import main
+        main(sys.argv[1:])
+    """)
+    args = ["score", fb.path, root / "pairs.parquet", tmp_path / "out", "--engine", engine]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"pip install 'recmodels[{engine}]'" in lines[0], proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--scheduler", "tcp://127.0.0.1:1"], "--scheduler needs --engine dask"),
+        (["--engine", "dask", "--master", "local[2]"], "--master needs --engine spark"),
+        (["--engine", "dask", "--resume"], "--resume with --engine dask needs a Parquet input"),
+        (["--engine", "spark", "--part-rows", "10"], "--part-rows with --engine spark needs a Parquet input"),
+    ],
+)
+def test_engine_options_that_do_not_fit_are_one_line(setup, tmp_path, args, fragment):
+    root, fb, _ = setup
+    res = invoke("score", fb.path, root / "pairs.csv", tmp_path / "out", *args)
+    assert_one_line_failure(res, fragment)
+
+
+@pytest.mark.parametrize(
+    ("engine", "flag", "address"),
+    [("dask", "--scheduler", "tcp://127.0.0.1:{port}"), ("spark", "--master", "spark://127.0.0.1:{port}")],
+)
+def test_a_cluster_that_does_not_answer_is_one_line_after_a_bounded_wait(
+    setup, tmp_path, engine, flag, address
+):
+    pytest.importorskip({"dask": "distributed", "spark": "pyspark"}[engine])
+    root, fb, _ = setup
+    t0 = time.perf_counter()
+    res = invoke(
+        "score",
+        fb.path,
+        root / "pairs.parquet",
+        tmp_path / "out",
+        "--engine",
+        engine,
+        flag,
+        address.format(port=free_port()),
+    )
+    assert_one_line_failure(res, "no answer from 127.0.0.1")
+    assert time.perf_counter() - t0 < 15
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_dask_score_matches_local_and_writes_the_same_report(setup, tmp_path):
+    pytest.importorskip("distributed")
+    root, fb, frame = setup
+    report = tmp_path / "r.json"
+    res = invoke(
+        "score",
+        fb.path,
+        root / "pairs.csv",
+        tmp_path / "out",
+        "--engine",
+        "dask",
+        "--device",
+        "cpu",
+        "--report",
+        report,
+    )
+    assert res.exit_code == 0, res.output
+    local_report = tmp_path / "local.json"
+    res_local = invoke(
+        "score", fb.path, root / "pairs.csv", tmp_path / "local", "--device", "cpu", "--report", local_report
+    )
+    assert res_local.exit_code == 0, res_local.output
+    got = pd.read_parquet(tmp_path / "out").sort_values("rid").reset_index(drop=True)
+    want = pd.read_parquet(tmp_path / "local").sort_values("rid").reset_index(drop=True)
+    assert list(got.columns) == list(want.columns)
+    assert (
+        (got[["rid", "user_id", "item_id", "known"]] == want[["rid", "user_id", "item_id", "known"]])
+        .all()
+        .all()
+    )
+    np.testing.assert_allclose(got.score, want.score, atol=1e-6, rtol=0)
+    assert (tmp_path / "out" / "_SUCCESS").is_file()
+    a, b = json.loads(report.read_text()), json.loads(local_report.read_text())
+    assert set(a) == set(b)
+    for key in ("rows_read", "rows_written", "unknown_users", "unknown_rows", "provider", "unknown_policy"):
+        assert a[key] == b[key], key
+
+
+def test_cli_dask_recommend_matches_local_part_by_part(setup, tmp_path):
+    pytest.importorskip("distributed")
+    root, fb, frame = setup
+    common = ["-k", 3, "--exclude-seen", root / "seen.parquet", "--device", "cpu", "--part-users", 16]
+    res = invoke(
+        "recommend", fb.path, tmp_path / "out", "--engine", "dask", "--scheduler", _scheduler(), *common
+    )
+    assert res.exit_code == 0, res.output
+    res_local = invoke("recommend", fb.path, tmp_path / "local", *common)
+    assert res_local.exit_code == 0
+    parts = sorted(p.name for p in (tmp_path / "out").glob("part-*"))
+    assert parts == sorted(p.name for p in (tmp_path / "local").glob("part-*")) and len(parts) == 3
+    for name in parts:
+        got, want = pd.read_parquet(tmp_path / "out" / name), pd.read_parquet(tmp_path / "local" / name)
+        assert (got[["user_id", "rank", "item_id"]] == want[["user_id", "rank", "item_id"]]).all().all()
+        np.testing.assert_allclose(got.score, want.score, atol=1e-6, rtol=0)
+    assert len(pd.read_parquet(tmp_path / "out")) == len(
+        recommend_frame(fb.path, k=3, exclude_seen=root / "seen.parquet", device="cpu")
+    )
+
+
+_CLUSTER = {}
+
+
+def _scheduler() -> str:
+    """A threads-only scheduler in this process (cheap), kept for the module."""
+    if "cluster" not in _CLUSTER:
+        import distributed
+
+        _CLUSTER["cluster"] = distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=False,
+            protocol="tcp",
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
+    return _CLUSTER["cluster"].scheduler_address
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_cluster():
+    yield
+    if "cluster" in _CLUSTER:
+        _CLUSTER.pop("cluster").close()
+
+
+def test_cli_dask_bad_input_is_one_line_and_leaves_nothing(setup, tmp_path):
+    pytest.importorskip("distributed")
+    root, fb, frame = setup
+    res = invoke(
+        "score",
+        fb.path,
+        root / "pairs.parquet",
+        tmp_path / "out",
+        "--engine",
+        "dask",
+        "--scheduler",
+        _scheduler(),
+        "--user-col",
+        "uid",
+    )
+    assert_one_line_failure(res, "no user id column 'uid'")
+    res = invoke("score", fb.path, root / "nope.parquet", tmp_path / "out", "--engine", "dask")
+    assert_one_line_failure(res, "file not found")
+    assert not (tmp_path / "out").exists()
+    assert Scorer(fb.path, device="cpu")  # the bundle is untouched
+
+
+def test_cli_dask_truncated_parquet_is_one_line(setup, tmp_path):
+    pytest.importorskip("distributed")
+    root, fb, _ = setup
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes((root / "pairs.parquet").read_bytes()[:300])
+    res = invoke("score", fb.path, bad, tmp_path / "out", "--engine", "dask", "--scheduler", _scheduler())
+    assert_one_line_failure(res, "bad.parquet")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_dask_parquet_parts_are_the_local_parts_and_resume_works(setup, tmp_path):
+    pytest.importorskip("distributed")
+    root, fb, _ = setup
+    common = ["--device", "cpu", "--part-rows", 700]
+    res = invoke(
+        "score",
+        fb.path,
+        root / "pairs.parquet",
+        tmp_path / "out",
+        "--engine",
+        "dask",
+        "--scheduler",
+        _scheduler(),
+        *common,
+    )
+    assert res.exit_code == 0, res.output
+    assert invoke("score", fb.path, root / "pairs.parquet", tmp_path / "local", *common).exit_code == 0
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "local").iterdir())
+    assert len([n for n in names if n.startswith("part-")]) == 5  # 3000 rows / 700
+    for name in names:
+        if name.startswith("part-"):
+            got, want = pd.read_parquet(tmp_path / "out" / name), pd.read_parquet(tmp_path / "local" / name)
+            assert (got.drop(columns="score") == want.drop(columns="score")).all().all(), name
+            np.testing.assert_allclose(got.score, want.score, atol=1e-6, rtol=0)
+    assert (tmp_path / "out" / "_scoring.json").read_text() == (
+        tmp_path / "local" / "_scoring.json"
+    ).read_text()
+    before = pd.read_parquet(tmp_path / "out")
+    (tmp_path / "out" / "part-00002.parquet").unlink()
+    (tmp_path / "out" / "_SUCCESS").unlink()
+    report = tmp_path / "resume.json"
+    res = invoke(
+        "score",
+        fb.path,
+        root / "pairs.parquet",
+        tmp_path / "out",
+        "--engine",
+        "dask",
+        "--scheduler",
+        _scheduler(),
+        "--resume",
+        "--report",
+        report,
+        *common,
+    )
+    assert res.exit_code == 0, res.output
+    rep = json.loads(report.read_text())
+    assert (rep["parts_written"], rep["parts_resumed"], rep["rows_read"]) == (1, 4, 700)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out"), before)
