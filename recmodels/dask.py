@@ -25,12 +25,12 @@ from .errors import DataError, EngineError, RecmodelsError, first_line
 from .scoring.distributed import (
     CONNECT_TIMEOUT_S,
     StagedOutput,
-    check_candidate_k,
     missing_engine,
     probe_address,
     score_report,
     score_task,
 )
+from .scoring.distributed_recommend import check_candidate_k, run_recommend_job
 from .scoring.recommend import Recommender
 from .scoring.session import load_bundle
 from .scoring.worker import (
@@ -392,7 +392,7 @@ def recommend(
     ids = users[[user_col]]
     ub = ids.map_partitions(_bucket_frame, user_col, task, n, meta=ids._meta.assign(_bucket=np.int64(0)))
     ub = ub.shuffle("_bucket", npartitions=n)
-    schema = rec._schema()
+    schema = rec.output_schema()
     meta = schema.empty_table().to_pandas()
     if exclude_seen is None:
         return ub.map_partitions(_recommend_bucket, None, task, user_col, meta=meta)
@@ -416,7 +416,6 @@ def _recommend_span(span: pd.DataFrame, task, directory, fmt) -> pd.DataFrame:
 
 def recommend_file(bundle, output, *, scheduler=None, n_workers=None, **kwargs):
     """``recmodels recommend --engine dask``: one task per part of users (the local part boundaries)."""
-    from .scoring.distributed import run_recommend_job
 
     def run(spans: pd.DataFrame, task, directory, fmt):
         with local_client(scheduler, n_workers=n_workers) as client:

@@ -113,3 +113,10 @@ def read_json(path: str | os.PathLike) -> dict:
     """Read a JSON file (raises ``OSError`` or ``json.JSONDecodeError``; callers name the file)."""
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def save_png(fig, path: str | os.PathLike) -> Path:
+    """Save a matplotlib figure as PNG at ``path`` atomically (temporary name, then renamed)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)

@@ -21,7 +21,7 @@ from pathlib import Path
 from . import __version__
 from .encoders import IdEncoder
 from .errors import RunDirError, first_line
-from .fileio import atomic_path, read_json, write_json
+from .fileio import atomic_path, read_json, save_png, write_json
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.pt"
@@ -215,9 +215,7 @@ def plot_loss(history: list[dict], path: str | os.PathLike) -> Path:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return Path(path)
+    return save_png(fig, path)
 
 
 @dataclass

@@ -30,13 +30,12 @@ from .errors import DataError, EngineError, RecmodelsError, first_line
 from .scoring.distributed import (
     CONNECT_TIMEOUT_S,
     StagedOutput,
-    check_candidate_k,
     missing_engine,
     probe_address,
-    run_recommend_job,
     score_report,
     score_task,
 )
+from .scoring.distributed_recommend import check_candidate_k, run_recommend_job
 from .scoring.recommend import Recommender
 from .scoring.session import load_bundle
 from .scoring.worker import (
@@ -427,7 +426,7 @@ def recommend(
         item_col=item_col,
     )
     n = int(partitions or spark.conf.get("spark.sql.shuffle.partitions"))
-    out_schema = from_arrow_schema(rec._schema())
+    out_schema = from_arrow_schema(rec.output_schema())
 
     def bucketed(frame, columns):
         sub = frame.select(*columns)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from ..fileio import atomic_path, write_json
+from ..fileio import save_png, write_json
 
 BUCKETS = ("cold", "medium", "heavy")
 """User activity buckets, by the user's number of training ratings."""
@@ -183,6 +183,4 @@ def plot_evaluation(report: EvaluationReport, path: str | os.PathLike) -> Path:
     right.legend(loc="upper left", ncol=len(report.rating), fontsize="small")
     right.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return Path(path)
+    return save_png(fig, path)

@@ -218,7 +218,8 @@ class Recommender:
         )
         return batch, users.size, int(np.count_nonzero(per_user)), int(np.count_nonzero(per_user < job.k))
 
-    def _schema(self) -> pa.Schema:
+    def output_schema(self) -> pa.Schema:
+        """The output rows' Arrow schema: ``user_id, rank, item_id, score`` in the bundle's id types."""
         b = self.bundle
         kind = {"int64": pa.int64(), "string": pa.string()}
         return pa.schema(
@@ -292,7 +293,7 @@ class Recommender:
             job.report.rows_written += batch.num_rows
         job.report.users_processed = int(job.user_index.size)
         self.last_report = job.report
-        return pa.Table.from_batches(batches, schema=self._schema())
+        return pa.Table.from_batches(batches, schema=self.output_schema())
 
     def recommend_frame(self, users=None, **options) -> pd.DataFrame:
         """:meth:`recommend_table` as a pandas DataFrame."""
@@ -338,7 +339,7 @@ class Recommender:
         rep = job.report
         rep.output, rep.output_mode, rep.format = os.fspath(output), mode, fmt
         if mode == "file":
-            writer = FileOutput(output, fmt, self._schema(), overwrite=overwrite)
+            writer = FileOutput(output, fmt, self.output_schema(), overwrite=overwrite)
         else:
             spec = {
                 "bundle": self.bundle.digest,
@@ -350,7 +351,7 @@ class Recommender:
             writer = PartsOutput(
                 output,
                 fmt,
-                self._schema(),
+                self.output_schema(),
                 part_rows=part_users,
                 job=spec,
                 resume=resume,

@@ -17,6 +17,15 @@ from .topk import Candidates
 DEFAULT_TOP_K = 10
 
 
+def check_k_fits(k: int, n_candidates: int) -> None:
+    """Refuse a ``k`` above the number of candidate items, naming both."""
+    if k > n_candidates:
+        raise ConfigError(
+            f"--top-k {k} is larger than the {n_candidates:,} candidate items; choose --top-k "
+            f"{n_candidates} or less"
+        )
+
+
 def check_top_k(k) -> int:
     """``k`` as an int, or a one-line :class:`ConfigError` when it is not a positive integer."""
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
@@ -117,11 +126,7 @@ def prepare_job(
     report.candidate_items = candidates.size
     if candidates.size == 0:
         raise DataError(f"{report.items}: none of the listed items is in the bundle; nothing to recommend")
-    if k > candidates.size:
-        raise ConfigError(
-            f"--top-k {k} is larger than the {candidates.size:,} candidate items; choose --top-k "
-            f"{candidates.size} or less"
-        )
+    check_k_fits(k, candidates.size)
     seen = None
     if exclude_seen is not None:
         seen = read_seen(

@@ -364,7 +364,7 @@ def recommend_users(users, seen, task: RecommendTask) -> pa.Table:
     rec = worker_recommender(task)
     ids = users if isinstance(users, pa.Array | pa.ChunkedArray) else pa.array(users)
     if len(ids) == 0:
-        return rec._schema().empty_table()
+        return rec.output_schema().empty_table()
     if seen is not None and len(seen) == 0:
         seen = None
     return rec.recommend_table(
@@ -418,7 +418,7 @@ def recommend_part(
     table = rec.recommend_table(job=sub)
     token = uuid.uuid4().hex
     path = Path(directory) / _part_name(part, fmt, token)
-    writer = _BatchFile(path, fmt, rec._schema(), path)
+    writer = _BatchFile(path, fmt, rec.output_schema(), path)
     try:
         for batch in table.to_batches():
             writer.write(batch)

@@ -11,9 +11,7 @@ storage: JSON values, no pickle), so a search can be resumed.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import math
 import os
 import shutil
@@ -25,17 +23,17 @@ from pathlib import Path
 
 from .. import __version__, runs
 from ..errors import ConfigError, RunDirError
-from ..fileio import atomic_directory, atomic_path, read_json, write_json
+from ..fileio import atomic_directory, read_json, write_json
 from ..models.config import DEFAULT_KIND, MODEL_KINDS
 from ..training.config import TrainConfig
 from ..training.pipeline import data_config_from
 from ..training.setup import DataConfig, build_setup, source_name
+from .results import TABLE_CSV, format_table, params_text, plot_trials, trial_rows, write_csv
 from .space import (
     Param,
     decode_choice,
     default_space,
     model_fields,
-    parameter_names,
     parse_space,
     read_space,
     space_to_dict,
@@ -46,7 +44,6 @@ STUDY_FILE = "study.db"
 SETTINGS_FILE = "tune.json"
 TRIALS_DIR = "trials"
 BEST_DIR = "best"
-TABLE_CSV = "trials.csv"
 TABLE_JSON = "trials.json"
 PLOT_FILE = "trials.png"
 STUDY_NAME = "recmodels-tune"
@@ -489,7 +486,7 @@ class _Objective:
                                 quiet=True, echo=None, on_epoch=report)
         except self.optuna.TrialPruned:
             self.say(f"trial {trial.number + 1}/{self.total} {kind}: pruned at epoch "
-                     f"{trial.user_attrs.get('epochs')}  {_params_text(trial.params)}")
+                     f"{trial.user_attrs.get('epochs')}  {params_text(trial.params)}")
             raise
         except Exception as exc:
             from ..errors import first_line
@@ -514,7 +511,7 @@ class _Objective:
         best = _best_value(trial.study, value)
         self.say(f"trial {trial.number + 1}/{self.total} {kind}: valid_rmse {value:.4f} "
                  f"(best {best:.4f})  {len(metrics.get('history') or [])} epochs  "
-                 f"{time.perf_counter() - started:.1f}s  {_params_text(trial.params)}")
+                 f"{time.perf_counter() - started:.1f}s  {params_text(trial.params)}")
         return value
 
 
@@ -523,113 +520,6 @@ def _best_value(study, value: float) -> float:
         return min(value, study.best_value)
     except ValueError:  # no completed trial yet
         return value
-
-
-def _params_text(params: dict) -> str:
-    return " ".join(f"{k}={_short(v)}" for k, v in params.items() if k != "model")
-
-
-def _short(v) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-
-def trial_rows(study, optuna) -> list[dict]:
-    """One dict per trial: number, state, model, valid/test RMSE, epochs, seconds, parameters."""
-    names = []
-    for t in study.trials:
-        names.extend(k for k in t.params if k != "model" and k not in names)
-    order = parameter_names()
-    names.sort(key=lambda n: order.index(n) if n in order else len(order))  # the dataclasses' order
-    rows = []
-    for t in study.trials:
-        if t.state == optuna.trial.TrialState.WAITING:
-            continue
-        curve = [t.intermediate_values[k] for k in sorted(t.intermediate_values)]
-        row = {
-            "trial": t.number,
-            "state": t.state.name.lower(),
-            "model": t.user_attrs.get("model", t.params.get("model")),
-            "valid_rmse": t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
-            "test_rmse": t.user_attrs.get("test_rmse"),
-            "best_epoch": t.user_attrs.get("best_epoch"),
-            "epochs": t.user_attrs.get("epochs", len(curve) or None),
-            "seconds": t.user_attrs.get("seconds"),
-            "run_dir": t.user_attrs.get("run_dir"),
-        }
-        defaults = t.user_attrs.get("defaults") or {}
-        row.update({name: t.params.get(name, defaults.get(name)) for name in names})
-        row["valid_rmse_by_epoch"] = curve
-        rows.append(row)
-    return rows
-
-
-def format_table(rows: list[dict], *, best: int | None = None, limit: int = 20) -> str:
-    """The results table as text: best first, pruned and failed trials last."""
-    shown = sorted(rows, key=lambda r: (r["valid_rmse"] is None,
-                                        r["valid_rmse"] if r["valid_rmse"] is not None else 0,
-                                        r["trial"]))
-    skip = {"valid_rmse_by_epoch", "run_dir"}
-    columns = [c for c in (rows[0] if rows else {}) if c not in skip]
-    if all(r["model"] == rows[0]["model"] for r in rows):
-        columns.remove("model")
-
-    def cell(value) -> str:
-        if value is None:
-            return "-"
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-    table = [columns] + [[cell(r[c]) + ("*" if c == "trial" and r["trial"] == best else "")
-                          for c in columns] for r in shown[:limit]]
-    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
-    lines = ["  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)) for line in table]
-    if len(shown) > limit:
-        lines.append(f"... {len(shown) - limit} more trial(s) in {TABLE_CSV}")
-    return "\n".join(lines)
-
-
-def plot_trials(rows: list[dict], path: str | os.PathLike) -> Path:
-    """Trial value vs trial number (pruned trials at their last epoch) and the best so far."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 4), dpi=100)
-    ax = fig.add_subplot()
-    done = [(r["trial"], r["valid_rmse"]) for r in rows if r["valid_rmse"] is not None]
-    pruned = [(r["trial"], r["valid_rmse_by_epoch"][-1]) for r in rows
-              if r["state"] == "pruned" and r["valid_rmse_by_epoch"]]
-    if done:
-        ax.scatter(*zip(*done, strict=True), label="complete", zorder=3)
-        best, line = math.inf, []
-        for number, value in sorted(done):
-            best = min(best, value)
-            line.append((number, best))
-        last = max(r["trial"] for r in rows)
-        if last > line[-1][0]:
-            line.append((last, best))  # the best so far holds to the last trial
-        ax.step(*zip(*line, strict=True), where="post", color="C1", label="best so far")
-    if pruned:
-        ax.scatter(*zip(*pruned, strict=True), marker="x", color="C3",
-                   label="pruned (last epoch)", zorder=3)
-    ax.set_xlabel("trial")
-    ax.set_ylabel("validation RMSE")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return Path(path)
-
-
-def _write_csv(rows: list[dict], path: Path) -> None:
-    buffer = io.StringIO()
-    columns = [c for c in (rows[0] if rows else {}) if c != "valid_rmse_by_epoch"]
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_path(path) as tmp:
-        tmp.write_text(buffer.getvalue(), encoding="utf-8")
 
 
 def _finish(out: Path, study, optuna, n_new: int, seconds: float) -> TuneResult:
@@ -652,7 +542,7 @@ def _finish(out: Path, study, optuna, n_new: int, seconds: float) -> TuneResult:
                     "best_epoch": metrics.get("best_epoch")}
     best_params = {k: v for k, v in best.params.items()}
     best_params.setdefault("model", best.user_attrs.get("model"))
-    _write_csv(rows, out / TABLE_CSV)
+    write_csv(rows, out / TABLE_CSV)
     write_json(out / TABLE_JSON, _jsonable({
         "best": {"trial": best.number, "valid_rmse": best.value, "params": best_params,
                  "run_dir": BEST_DIR, "metrics": best_metrics},
@@ -665,4 +555,4 @@ def _finish(out: Path, study, optuna, n_new: int, seconds: float) -> TuneResult:
 
 
 __all__ = ["TuneResult", "check_budget", "format_table", "import_optuna", "parse_kinds",
-           "plot_trials", "trial_rows", "tune"]
+           "plot_trials", "trial_rows", "tune"]  # the last three re-exported from .results
