@@ -228,11 +228,28 @@ def read_input(input, columns_as_text=()):
 
 @contextlib.contextmanager
 def local_client(
-    scheduler: str | None = None, *, n_workers: int | None = None, timeout: float = CONNECT_TIMEOUT_S
+    scheduler: str | None = None,
+    *,
+    n_workers: int | None = None,
+    processes: bool = False,
+    timeout: float = CONNECT_TIMEOUT_S,
 ):
-    """A ``distributed.Client``: to ``scheduler``, or to a LocalCluster (one worker per core,
-    127.0.0.1) that is stopped at the end. A scheduler that does not answer in ``timeout``
-    seconds is one :class:`EngineError` line."""
+    """A ``distributed.Client``: to ``scheduler``, or to a LocalCluster that is stopped at the end.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        A scheduler address; one that does not answer in ``timeout`` seconds is one
+        :class:`EngineError` line.
+    n_workers : int, optional
+        Workers of the local cluster (default one per core), one thread each.
+    processes : bool, default False
+        Local cluster only. False: the workers are threads of this process, sharing one copy of
+        the bundle and one onnxruntime session (onnxruntime, Arrow and the id lookups release the
+        GIL); start-up is well under a second. True: one worker process per worker, on
+        127.0.0.1, each loading its own copy of the bundle (isolation, and the killed-worker
+        retry of a real cluster), at ~2-4 s more start-up on this kind of machine.
+    """
     try:
         from distributed import Client, LocalCluster
     except ImportError as exc:
@@ -252,12 +269,14 @@ def local_client(
         return
     from .scoring.providers import available_cpus
 
+    # in-process workers talk over inproc://, worker processes over TCP on the loopback
+    where = {"host": "127.0.0.1"} if processes else {}
     cluster = LocalCluster(
         n_workers=n_workers or available_cpus(),
         threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
+        processes=processes,
         dashboard_address=None,
+        **where,
     )
     client = Client(cluster)
     try:
@@ -273,18 +292,28 @@ def _score_parts(parts: pd.DataFrame, task, input, part_rows, directory, fmt) ->
 
 
 def score_file(
-    bundle, input, output, *, scheduler=None, n_workers=None, resume=False, part_rows=None, **options
+    bundle,
+    input,
+    output,
+    *,
+    scheduler=None,
+    n_workers=None,
+    processes=False,
+    resume=False,
+    part_rows=None,
+    **options,
 ):
     """``recmodels score --engine dask``: score ``input`` into ``output`` on a Dask cluster.
 
     A Parquet input is cut into the parts of a local run (``part_rows`` input rows each), one task
     per part reading its own rows: the output (parts, sidecars, ``_scoring.json``) is the local
     one, and ``resume`` works. A CSV input is read with :func:`read_input` (one part per block).
+    ``scheduler``, ``n_workers`` and ``processes`` choose the cluster (:func:`local_client`).
     """
     from .scoring.distributed import check_engine_options, run_score_parts
 
     def run(parts, task, input_path, rows_per_part, directory, fmt):  # after every check on the driver
-        with local_client(scheduler, n_workers=n_workers) as client:
+        with local_client(scheduler, n_workers=n_workers, processes=processes) as client:
             frame = dd.from_pandas(pd.DataFrame({"part": parts}), npartitions=len(parts), sort=False)
             meta = pd.DataFrame({c: pd.Series(dtype=t) for c, t in _PART_COLUMNS.items()})
             out = frame.map_partitions(
@@ -302,7 +331,7 @@ def score_file(
     user_col = options.pop("user_col", None) or b.user_column
     item_col = options.pop("item_col", None) or b.item_column
     ddf = read_input(input, (user_col, item_col))
-    with local_client(scheduler, n_workers=n_workers) as client:
+    with local_client(scheduler, n_workers=n_workers, processes=processes) as client:
         return score_to(
             ddf,
             b,
@@ -414,11 +443,14 @@ def _recommend_span(span: pd.DataFrame, task, directory, fmt) -> pd.DataFrame:
     return pd.DataFrame(records, columns=list(_RECOMMEND_COLUMNS)).astype(_RECOMMEND_COLUMNS)
 
 
-def recommend_file(bundle, output, *, scheduler=None, n_workers=None, **kwargs):
-    """``recmodels recommend --engine dask``: one task per part of users (the local part boundaries)."""
+def recommend_file(bundle, output, *, scheduler=None, n_workers=None, processes=False, **kwargs):
+    """``recmodels recommend --engine dask``: one task per part of users (the local part boundaries).
+
+    ``scheduler``, ``n_workers`` and ``processes`` choose the cluster (:func:`local_client`).
+    """
 
     def run(spans: pd.DataFrame, task, directory, fmt):
-        with local_client(scheduler, n_workers=n_workers) as client:
+        with local_client(scheduler, n_workers=n_workers, processes=processes) as client:
             frame = dd.from_pandas(spans, npartitions=len(spans), sort=False)
             meta = pd.DataFrame({c: pd.Series(dtype=t) for c, t in _RECOMMEND_COLUMNS.items()})
             out = frame.map_partitions(_recommend_span, task, directory, fmt, meta=meta)

@@ -117,6 +117,11 @@ def test_a_missing_engine_is_one_line_naming_the_extra(setup, tmp_path, engine):
     [
         (["--scheduler", "tcp://127.0.0.1:1"], "--scheduler needs --engine dask"),
         (["--engine", "dask", "--master", "local[2]"], "--master needs --engine spark"),
+        (["--dask-workers", "threads"], "--dask-workers needs --engine dask without --scheduler"),
+        (
+            ["--engine", "dask", "--scheduler", "tcp://127.0.0.1:1", "--dask-workers", "processes"],
+            "--dask-workers needs --engine dask without --scheduler",
+        ),
         (["--engine", "dask", "--resume"], "--resume with --engine dask needs a Parquet input"),
         (["--engine", "spark", "--part-rows", "10"], "--part-rows with --engine spark needs a Parquet input"),
     ],
@@ -152,7 +157,9 @@ def test_a_cluster_that_does_not_answer_is_one_line_after_a_bounded_wait(
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_dask_score_matches_local_and_writes_the_same_report(setup, tmp_path):
+@pytest.mark.parametrize("workers", [[], ["--dask-workers", "processes"]], ids=["threads", "processes"])
+def test_cli_dask_score_matches_local_and_writes_the_same_report(setup, tmp_path, workers):
+    """The local cluster of ``--engine dask``: in-process workers (default) or worker processes."""
     pytest.importorskip("distributed")
     root, fb, frame = setup
     report = tmp_path / "r.json"
@@ -163,6 +170,7 @@ def test_cli_dask_score_matches_local_and_writes_the_same_report(setup, tmp_path
         tmp_path / "out",
         "--engine",
         "dask",
+        *workers,
         "--device",
         "cpu",
         "--report",

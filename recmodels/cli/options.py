@@ -81,15 +81,29 @@ master = click.option(
 )
 
 
-def engine_address(engine_name: str, scheduler_address, master_url):
-    """Check that --scheduler / --master go with their engine; the address for the engine."""
+dask_workers = click.option(
+    "--dask-workers",
+    type=click.Choice(("threads", "processes")),
+    default=None,
+    help="--engine dask without --scheduler: the local cluster's workers are threads of this "
+    "process (default: one copy of the bundle, fast start) or worker processes.",
+)
+
+
+def engine_options(engine_name: str, scheduler_address, master_url, workers) -> dict:
+    """Check that --scheduler / --master / --dask-workers go with their engine; the keyword
+    arguments that choose the cluster of ``recmodels.<engine>.score_file`` / ``recommend_file``."""
     from ..errors import ConfigError
 
     if scheduler_address is not None and engine_name != "dask":
         raise ConfigError("--scheduler needs --engine dask")
     if master_url is not None and engine_name != "spark":
         raise ConfigError("--master needs --engine spark")
-    return scheduler_address if engine_name == "dask" else master_url
+    if workers is not None and (engine_name != "dask" or scheduler_address is not None):
+        raise ConfigError("--dask-workers needs --engine dask without --scheduler (a local cluster)")
+    if engine_name == "dask":
+        return {"scheduler": scheduler_address, "processes": workers == "processes"}
+    return {"master": master_url} if engine_name == "spark" else {}
 
 
 def engine_module(engine_name: str):

@@ -74,6 +74,7 @@ DEFAULT_TOP_K = 10  # recmodels.scoring.recommend.DEFAULT_TOP_K (not imported: -
 @options.report("users, rows, exclusions, provider, speed")
 @options.engine
 @options.scheduler
+@options.dask_workers
 @options.master
 @options.quiet
 def recommend(
@@ -98,6 +99,7 @@ def recommend(
     report_path,
     engine,
     scheduler,
+    dask_workers,
     master,
     quiet,
 ):
@@ -114,19 +116,18 @@ def recommend(
     from ..scoring.recommend import Recommender, check_top_k
 
     check_top_k(top_k)
-    address = options.engine_address(engine, scheduler, master)
+    cluster = options.engine_options(engine, scheduler, master, dask_workers)
     if engine != "local":
         from ..scoring.distributed import check_engine_options
 
         check_engine_options(engine, resume=resume)
         module = options.engine_module(engine)
-        where = {"dask": "scheduler", "spark": "master"}[engine]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             report = module.recommend_file(
                 bundle,
                 output,
-                **{where: address},
+                **cluster,
                 k=top_k,
                 users=users,
                 items=items,

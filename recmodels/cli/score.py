@@ -55,6 +55,7 @@ from . import options
 @options.report("rows, unknown ids, provider, speed")
 @options.engine
 @options.scheduler
+@options.dask_workers
 @options.master
 @options.quiet
 def score(
@@ -77,6 +78,7 @@ def score(
     report_path,
     engine,
     scheduler,
+    dask_workers,
     master,
     quiet,
 ):
@@ -90,17 +92,16 @@ def score(
     """
     import warnings
 
+    cluster = options.engine_options(engine, scheduler, master, dask_workers)
     if engine != "local":
-        address = options.engine_address(engine, scheduler, master)
         module = options.engine_module(engine)
-        where = {"dask": "scheduler", "spark": "master"}[engine]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # printed below from report.warnings
             report = module.score_file(
                 bundle,
                 input,
                 output,
-                **{where: address},
+                **cluster,
                 user_col=user_col,
                 item_col=item_col,
                 keep=keep,
@@ -121,7 +122,6 @@ def score(
                 click.echo(f"warning: {message}", err=True)
             click.echo(report.summary())
         return
-    options.engine_address(engine, scheduler, master)
 
     from ..scoring import Scorer
 
