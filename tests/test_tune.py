@@ -219,3 +219,21 @@ def test_resume_takes_the_same_files_by_another_path(ratings_csv, tmp_path, monk
     assert_one_line_failure(other, "train.epochs is 3 but the study was made with 2",
                             "resume with the same options")
     assert len(read_rows(out)) == 2
+
+
+def test_a_trial_left_running_by_a_killed_search_is_marked_failed_on_resume(synthetic, tmp_path):
+    import optuna
+
+    from recmodels.tuning.search import STUDY_FILE, STUDY_NAME
+
+    out = tmp_path / "tuned"
+    common = dict(data=synthetic.ratings, model="mf", train_config=FAST_CONFIG, echo=None)
+    tune(out, trials=1, **common)
+    storage = f"sqlite:///{out / STUDY_FILE}"
+    optuna.load_study(study_name=STUDY_NAME, storage=storage).ask()  # what a kill mid-trial leaves
+    (out / "trials" / ".0001.tmp").mkdir()  # and its partial run directory
+    resumed = tune(out, trials=3, resume=True, **common)  # the failed trial counts towards --trials
+    states = [t.state for t in optuna.load_study(study_name=STUDY_NAME, storage=storage).trials]
+    assert states[1] == optuna.trial.TrialState.FAIL, states
+    assert resumed.n_new == 1 and states[-1] == optuna.trial.TrialState.COMPLETE
+    assert not (out / "trials" / ".0001.tmp").exists()

@@ -395,7 +395,7 @@ def _fail_interrupted(study, out: Path, optuna) -> None:
     """Trials left RUNNING by an interrupted search: mark them failed, drop their partial dirs."""
     for t in study.trials:
         if t.state == optuna.trial.TrialState.RUNNING:
-            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
     for partial in (out / TRIALS_DIR).glob(".*.tmp"):
         shutil.rmtree(partial, ignore_errors=True)
 
