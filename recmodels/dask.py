@@ -34,7 +34,11 @@ from .scoring.distributed_recommend import check_candidate_k, run_recommend_job
 from .scoring.recommend import Recommender
 from .scoring.session import load_bundle
 from .scoring.worker import (
+    RECOMMEND_RECORD,
+    SCORE_INPUT_RECORD,
+    SCORE_RECORD,
     RecommendTask,
+    pandas_dtypes,
     recommend_part,
     recommend_users,
     score_frame_task,
@@ -52,31 +56,9 @@ except ImportError as _exc:  # pragma: no cover - exercised with the extra missi
 __all__ = ["local_client", "read_input", "recommend", "recommend_file", "score", "score_file", "score_to"]
 
 DEFAULT_SCHEDULER_PORT = 8786
-_RECORD_COLUMNS = {
-    "part": "int64",
-    "tmp": "object",
-    "rows_read": "int64",
-    "rows_written": "int64",
-    "provider": "object",
-    "unknown_users": "int64",
-    "unknown_items": "int64",
-    "unknown_rows": "int64",
-    "null_ids": "int64",
-    "skipped": "int64",
-    "note": "object",
-}
-_PART_COLUMNS = {**_RECORD_COLUMNS, "input_start": "int64"}
-_RECOMMEND_COLUMNS = {
-    "part": "int64",
-    "tmp": "object",
-    "users_processed": "int64",
-    "users_written": "int64",
-    "users_short": "int64",
-    "rows_written": "int64",
-    "pairs_scored": "int64",
-    "provider": "object",
-    "note": "object",
-}
+_RECORD_COLUMNS = pandas_dtypes(SCORE_RECORD)
+_PART_COLUMNS = pandas_dtypes(SCORE_INPUT_RECORD)
+_RECOMMEND_COLUMNS = pandas_dtypes(RECOMMEND_RECORD)
 
 
 def _meta_schema(frame) -> pa.Schema:

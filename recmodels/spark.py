@@ -39,6 +39,9 @@ from .scoring.distributed_recommend import check_candidate_k, run_recommend_job
 from .scoring.recommend import Recommender
 from .scoring.session import load_bundle
 from .scoring.worker import (
+    RECOMMEND_RECORD,
+    SCORE_INPUT_RECORD,
+    SCORE_RECORD,
     recommend_part,
     recommend_users,
     score_input_part,
@@ -71,31 +74,9 @@ LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 start the JVM and the first tasks in about half the time on a small machine (measured on 2 cores:
 ~6-10 s instead of ~13-15 s for the JVM), and the driver does little Java work here (the tasks read
 and score in Python)."""
-_RECORD_SCHEMA = T.StructType(
-    [T.StructField("part", T.LongType()), T.StructField("tmp", T.StringType())]
-    + [
-        T.StructField(n, T.LongType())
-        for n in (
-            "rows_read",
-            "rows_written",
-            "unknown_users",
-            "unknown_items",
-            "unknown_rows",
-            "null_ids",
-            "skipped",
-        )
-    ]
-    + [T.StructField("provider", T.StringType()), T.StructField("note", T.StringType())]
-)
-_PART_RECORD_SCHEMA = T.StructType(list(_RECORD_SCHEMA.fields) + [T.StructField("input_start", T.LongType())])
-_RECOMMEND_RECORD_SCHEMA = T.StructType(
-    [T.StructField("part", T.LongType()), T.StructField("tmp", T.StringType())]
-    + [
-        T.StructField(n, T.LongType())
-        for n in ("users_processed", "users_written", "users_short", "rows_written", "pairs_scored")
-    ]
-    + [T.StructField("provider", T.StringType()), T.StructField("note", T.StringType())]
-)
+_RECORD_SCHEMA = from_arrow_schema(SCORE_RECORD)
+_PART_RECORD_SCHEMA = from_arrow_schema(SCORE_INPUT_RECORD)
+_RECOMMEND_RECORD_SCHEMA = from_arrow_schema(RECOMMEND_RECORD)
 _WORKER_ERROR = re.compile(r"recmodels\.errors\.(\w+): (.+)")
 
 
@@ -260,7 +241,7 @@ def score_to(
         from pyspark import TaskContext
 
         record = score_to_part(batches, _resolve(task), directory, TaskContext.get().partitionId(), fmt)
-        yield pa.RecordBatch.from_pylist([record], schema=to_arrow_schema(_RECORD_SCHEMA))
+        yield pa.RecordBatch.from_pylist([record], schema=SCORE_RECORD)
 
     try:
         records = _collect(df.mapInArrow(run, _RECORD_SCHEMA))
@@ -339,7 +320,7 @@ def score_file(bundle, input, output, *, master=None, resume=False, part_rows=No
         with local_session(master) as spark:
             if ship:
                 task = replace(task, bundle_path=_ship(spark, load_bundle(task.bundle_path)))
-            schema = to_arrow_schema(_PART_RECORD_SCHEMA)
+            schema = SCORE_INPUT_RECORD
 
             def work(batches):
                 t = _resolve(task)
@@ -483,7 +464,7 @@ def recommend_file(bundle, output, *, master=None, ship=False, **kwargs):
                     ):
                         record = recommend_part(t, part, lo, hi, directory, fmt)
                         yield pa.RecordBatch.from_pylist(
-                            [record], schema=to_arrow_schema(_RECOMMEND_RECORD_SCHEMA)
+                            [record], schema=RECOMMEND_RECORD
                         )
 
             return _collect(frame.mapInArrow(work, _RECOMMEND_RECORD_SCHEMA))

@@ -40,6 +40,9 @@ from .stream import as_batches, numbered, rebatch
 from .writers import _BatchFile
 
 __all__ = [
+    "RECOMMEND_RECORD",
+    "SCORE_INPUT_RECORD",
+    "SCORE_RECORD",
     "RecommendTask",
     "ScoreTask",
     "recommend_part",
@@ -50,8 +53,41 @@ __all__ = [
     "score_to_part",
     "worker_bundle",
     "worker_recommender",
+    "pandas_dtypes",
     "worker_scorer",
 ]
+
+def _record(*fields: tuple[str, pa.DataType]) -> pa.Schema:
+    return pa.schema([pa.field(name, kind) for name, kind in fields])
+
+
+SCORE_RECORD = _record(
+    ("part", pa.int64()),
+    ("tmp", pa.string()),
+    ("rows_read", pa.int64()),
+    ("rows_written", pa.int64()),
+    *((key, pa.int64()) for key in COUNT_KEYS),
+    ("provider", pa.string()),
+    ("note", pa.string()),
+)
+"""The record :func:`score_to_part` returns for a part (one row back to the driver)."""
+SCORE_INPUT_RECORD = SCORE_RECORD.append(pa.field("input_start", pa.int64()))
+"""The record of :func:`score_input_part`: :data:`SCORE_RECORD` and the part's first input row."""
+RECOMMEND_RECORD = _record(
+    ("part", pa.int64()),
+    ("tmp", pa.string()),
+    *((key, pa.int64()) for key in ("users_processed", "users_written", "users_short", "rows_written",
+                                    "pairs_scored")),
+    ("provider", pa.string()),
+    ("note", pa.string()),
+)
+"""The record :func:`recommend_part` returns for a part of users."""
+
+
+def pandas_dtypes(record: pa.Schema) -> dict[str, str]:
+    """A record schema as pandas dtypes (Dask's ``meta``): int64 columns and object strings."""
+    return {f.name: "object" if pa.types.is_string(f.type) else "int64" for f in record}
+
 
 _LOCK = threading.Lock()
 _BUNDLES: dict[str, Bundle] = {}
@@ -164,59 +200,59 @@ def worker_bundle(path: str | os.PathLike, digest: str) -> Bundle:
         return bundle
 
 
+def _cached(cache: dict, key: tuple, task, build, stat: str):
+    """``cache[key]``, built once per process by ``build(bundle)`` from the task's bundle."""
+    with _LOCK:
+        found = cache.get(key)
+    if found is not None:
+        return found
+    bundle = worker_bundle(task.bundle_path, task.digest)
+    with _LOCK:  # checked again: another thread of this worker may have built it meanwhile
+        found = cache.get(key)
+        if found is None:
+            with warnings.catch_warnings():  # the reasons land in .warnings -> the report
+                warnings.simplefilter("ignore", RuntimeWarning)
+                found = build(bundle)
+            cache[key] = found
+            STATS[stat] += 1
+    return found
+
+
 def worker_scorer(task: ScoreTask) -> Scorer:
     """A :class:`Scorer` for ``task`` sharing this process's one session (a fresh shallow copy)."""
-    key = task.scorer_key()
-    with _LOCK:
-        scorer = _SCORERS.get(key)
-    if scorer is None:
-        bundle = worker_bundle(task.bundle_path, task.digest)
-        with _LOCK:
-            scorer = _SCORERS.get(key)
-            if scorer is None:
-                with warnings.catch_warnings():  # the reason lands in scorer.warnings -> the report
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    scorer = Scorer(
-                        bundle,
-                        device=task.device,
-                        user_col=task.user_col,
-                        item_col=task.item_col,
-                        unknown=task.unknown,
-                        clip=task.clip,
-                        batch_size=task.batch_size,
-                        threads=task.threads,
-                        max_unknown_share=1.0,  # the driver applies the guard to the whole job
-                    )
-                _SCORERS[key] = scorer
-                STATS["scorers"] += 1
-    mine = copy.copy(scorer)
+
+    def build(bundle: Bundle) -> Scorer:
+        return Scorer(
+            bundle,
+            device=task.device,
+            user_col=task.user_col,
+            item_col=task.item_col,
+            unknown=task.unknown,
+            clip=task.clip,
+            batch_size=task.batch_size,
+            threads=task.threads,
+            max_unknown_share=1.0,  # the driver applies the guard to the whole job
+        )
+
+    mine = copy.copy(_cached(_SCORERS, task.scorer_key(), task, build, "scorers"))
     mine._reset_counts()
     return mine
 
 
 def worker_recommender(task: RecommendTask) -> Recommender:
     """The :class:`Recommender` for ``task`` in this process (built once per process and setting)."""
-    key = task.recommender_key()
-    with _LOCK:
-        rec = _RECOMMENDERS.get(key)
-    if rec is None:
-        bundle = worker_bundle(task.bundle_path, task.digest)
-        with _LOCK:
-            rec = _RECOMMENDERS.get(key)
-            if rec is None:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    rec = Recommender(
-                        bundle,
-                        device=task.device,
-                        threads=task.threads,
-                        candidates=task.candidates,
-                        block_users=task.block_users,
-                        tile_items=task.tile_items,
-                    )
-                _RECOMMENDERS[key] = rec
-                STATS["recommenders"] += 1
-    return rec
+
+    def build(bundle: Bundle) -> Recommender:
+        return Recommender(
+            bundle,
+            device=task.device,
+            threads=task.threads,
+            candidates=task.candidates,
+            block_users=task.block_users,
+            tile_items=task.tile_items,
+        )
+
+    return _cached(_RECOMMENDERS, task.recommender_key(), task, build, "recommenders")
 
 
 def clear_caches() -> None:
