@@ -17,6 +17,7 @@ import click
 from ..errors import ConfigError, OutputError
 from ..metrics import TIE_RULES
 from ..scoring.evaluate import DEFAULT_K, DEFAULT_NEGATIVES
+from . import options
 
 _BUNDLE_MARKER = "manifest.json"  # recmodels.bundle.MANIFEST_FILE, not imported: --help stays light
 _RUN_MARKER = "config.json"  # recmodels.runs.CONFIG_FILE
@@ -167,8 +168,7 @@ def evaluate(model, data, train, user_col, item_col, rating_col, k, negatives, a
     elif json_path is not None:
         report.write_json(json_path)
     if not quiet:
-        for message in report.warnings:
-            click.echo(f"warning: {message}", err=True)
+        options.echo_warnings(report.warnings)
         click.echo(report.format_table())
         for path in (json_path, plot_path):
             if path is not None:

@@ -106,6 +106,26 @@ def engine_options(engine_name: str, scheduler_address, master_url, workers) -> 
     return {"master": master_url} if engine_name == "spark" else {}
 
 
+def echo_warnings(messages) -> None:
+    """Each message as one ``warning: ...`` line on stderr."""
+    for message in messages:
+        click.echo(f"warning: {message}", err=True)
+
+
+def run_on_engine(engine_name: str, cluster: dict, entry: str, *args, quiet: bool, **kwargs):
+    """``recmodels.<engine>.<entry>(*args, **cluster, **kwargs)``; its warnings and summary are
+    printed unless ``quiet``. Returns its report."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # printed below from report.warnings
+        report = getattr(engine_module(engine_name), entry)(*args, **cluster, **kwargs)
+    if not quiet:
+        echo_warnings(report.warnings)
+        click.echo(report.summary())
+    return report
+
+
 def engine_module(engine_name: str):
     """``recmodels.dask`` or ``recmodels.spark``; a missing extra is one line naming it."""
     import importlib

@@ -121,34 +121,30 @@ def recommend(
         from ..scoring.distributed import check_engine_options
 
         check_engine_options(engine, resume=resume)
-        module = options.engine_module(engine)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            report = module.recommend_file(
-                bundle,
-                output,
-                **cluster,
-                k=top_k,
-                users=users,
-                items=items,
-                exclude_seen=exclude_seen,
-                user_col=user_col,
-                item_col=item_col,
-                max_unknown_share=max_unknown_share,
-                format=fmt,
-                part_users=part_users,
-                overwrite=overwrite,
-                report=report_path,
-                device=device,
-                threads=threads or 1,
-                candidates=candidates,
-                block_users=block_users,
-                tile_items=tile_items,
-            )
-        if not quiet:
-            for message in report.warnings:
-                click.echo(f"warning: {message}", err=True)
-            click.echo(report.summary())
+        options.run_on_engine(
+            engine,
+            cluster,
+            "recommend_file",
+            bundle,
+            output,
+            quiet=quiet,
+            k=top_k,
+            users=users,
+            items=items,
+            exclude_seen=exclude_seen,
+            user_col=user_col,
+            item_col=item_col,
+            max_unknown_share=max_unknown_share,
+            format=fmt,
+            part_users=part_users,
+            overwrite=overwrite,
+            report=report_path,
+            device=device,
+            threads=threads or 1,
+            candidates=candidates,
+            block_users=block_users,
+            tile_items=tile_items,
+        )
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # printed below from recommender.warnings
@@ -171,8 +167,7 @@ def recommend(
         max_unknown_share=max_unknown_share,
     )
     if not quiet:
-        for message in recommender.warnings:
-            click.echo(f"warning: {message}", err=True)
+        options.echo_warnings(recommender.warnings)
     report = recommender.recommend_file(
         output,
         format=fmt,

@@ -94,33 +94,29 @@ def score(
 
     cluster = options.engine_options(engine, scheduler, master, dask_workers)
     if engine != "local":
-        module = options.engine_module(engine)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # printed below from report.warnings
-            report = module.score_file(
-                bundle,
-                input,
-                output,
-                **cluster,
-                user_col=user_col,
-                item_col=item_col,
-                keep=keep,
-                format=fmt,
-                unknown=unknown,
-                max_unknown_share=max_unknown_share,
-                clip=clip,
-                device=device,
-                batch_size=batch_size,
-                threads=threads or 1,
-                part_rows=part_rows,
-                resume=resume,
-                overwrite=overwrite,
-                report=report_path,
-            )
-        if not quiet:
-            for message in report.warnings:
-                click.echo(f"warning: {message}", err=True)
-            click.echo(report.summary())
+        options.run_on_engine(
+            engine,
+            cluster,
+            "score_file",
+            bundle,
+            input,
+            output,
+            quiet=quiet,
+            user_col=user_col,
+            item_col=item_col,
+            keep=keep,
+            format=fmt,
+            unknown=unknown,
+            max_unknown_share=max_unknown_share,
+            clip=clip,
+            device=device,
+            batch_size=batch_size,
+            threads=threads or 1,
+            part_rows=part_rows,
+            resume=resume,
+            overwrite=overwrite,
+            report=report_path,
+        )
         return
 
     from ..scoring import Scorer
@@ -139,8 +135,7 @@ def score(
             max_unknown_share=max_unknown_share,
         )
     if not quiet:
-        for message in scorer.warnings:
-            click.echo(f"warning: {message}", err=True)
+        options.echo_warnings(scorer.warnings)
     report = scorer.score_file(
         input,
         output,
