@@ -1,7 +1,9 @@
-"""Two training variants on the ceiling split: a learning-rate schedule and an ensemble of seeds.
+"""Training variants on the ceiling split: a learning-rate schedule, the bias model first, seed ensembles.
 
 ``plateau``: on every epoch without a better validation MSE, multiply every learning rate by
 ``--factor`` and go on (at most ``--decays`` times) instead of stopping early.
+``--bias-first`` (with ``plateau`` or ``ensemble``): start the global mean and the user/item
+biases at the ridge bias model (:class:`recmodels.scoring.baselines.BiasBaseline`) instead of 0.
 ``ensemble``: train ``--seeds`` models with the defaults and report the validation RMSE of the
 mean of their predictions after each one. Figures are the share of the gap between the
 global-mean RMSE and the planted best RMSE that the model closes (docs/models.md).
@@ -11,6 +13,7 @@ Usage::
     python benchmarks/ceiling/neumf_variants.py plateau 8 '{}'          # 1/8 notebook scale
     python benchmarks/ceiling/neumf_variants.py ensemble 8 '{}' --seeds 3
     python benchmarks/ceiling/neumf_variants.py plateau 8 '{"l2": 0.08}' --patience-only
+    python benchmarks/ceiling/neumf_variants.py plateau 8 '{}' --patience-only --bias-first
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def main(argv=None) -> None:
     ap.add_argument("--factor", type=float, default=0.3)
     ap.add_argument("--decays", type=int, default=3)
     ap.add_argument("--patience-only", action="store_true", help="plateau mode off: plain early stop")
+    ap.add_argument("--bias-first", action="store_true")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -54,6 +58,15 @@ def main(argv=None) -> None:
         cfg = TrainConfig(device="cpu", seed=seed, **{**json.loads(args.config), **overrides})
         torch.manual_seed(seed)
         model = build_model(ModelConfig(args.kind, n_users, n_items, global_mean=float(tr.rating.mean())))
+        if args.bias_first:
+            from recmodels.scoring.baselines import BiasBaseline
+
+            bias = BiasBaseline().fit(np.asarray(tr.user_index), np.asarray(tr.item_index),
+                                      np.asarray(tr.rating), n_users=n_users, n_items=n_items)
+            with torch.no_grad():
+                model.global_mean.fill_(bias.global_mean_)
+                model.user_bias.weight[:, 0] = torch.as_tensor(bias.user_bias_, dtype=torch.float32)
+                model.item_bias.weight[:, 0] = torch.as_tensor(bias.item_bias_, dtype=torch.float32)
         return Trainer(model, cfg, torch.device("cpu"), log=None, progress=False)
 
     if args.mode == "plateau":
