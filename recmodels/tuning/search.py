@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__, runs
-from ..errors import ConfigError, RunDirError
+from ..errors import ConfigError
 from ..fileio import atomic_directory, read_json, write_json
 from ..models.config import DEFAULT_KIND, MODEL_KINDS
 from ..training.config import TrainConfig
 from ..training.pipeline import data_config_from
-from ..training.setup import DataConfig, build_setup, source_name
+from ..training.setup import DataConfig, build_setup
 from .results import TABLE_CSV, format_table, params_text, plot_trials, trial_rows, write_csv
+from .settings import SETTINGS_FILE, check_out, check_same_settings, jsonable, source_text
 from .space import (
     Param,
     decode_choice,
@@ -41,7 +42,6 @@ from .space import (
 )
 
 STUDY_FILE = "study.db"
-SETTINGS_FILE = "tune.json"
 TRIALS_DIR = "trials"
 BEST_DIR = "best"
 TABLE_JSON = "trials.json"
@@ -54,7 +54,6 @@ DEFAULT_PRUNE_WARMUP = 10
 PRUNE_PERCENTILE = 75.0
 PRUNE_STARTUP = 4
 # settings a resumed search may change (they do not change what a trial learns)
-RESUMABLE = {"train.device", "train.num_threads", "train.eval_batch_size"}
 EXTRA_HINT = "install the tuning extra: pip install 'recmodels[tune]'"
 LogFn = Callable[[str], None]
 
@@ -151,74 +150,6 @@ def _space(search_space) -> dict[str, Param] | None:
     return parse_space(search_space, "search_space")
 
 
-def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
-    if resume and overwrite:
-        raise RunDirError("--resume and --overwrite exclude each other; pick one")
-    settings = out / SETTINGS_FILE
-    if resume:
-        if not settings.is_file():
-            raise RunDirError(f"{out}: nothing to resume (no {SETTINGS_FILE}); start a new search "
-                              "without --resume")
-        return
-    if not out.exists():
-        return
-    if not overwrite:
-        raise RunDirError(f"{out} already exists; pass --resume to continue the search or "
-                          "--overwrite to replace it")
-    if not out.is_dir() or (any(out.iterdir()) and not settings.is_file()):
-        raise RunDirError(f"{out} exists and is not a recmodels tune directory; refusing to "
-                          "overwrite it, choose another --out")
-
-
-def _flatten(obj, prefix: str = "") -> dict:
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: obj}
-
-
-def _check_same_settings(out: Path, settings: dict) -> None:
-    recorded = read_json(out / SETTINGS_FILE)
-    was, now = _flatten(recorded.get("settings", {})), _flatten(settings)
-    for key in sorted(set(was) | set(now)):
-        if key in RESUMABLE or _same(was.get(key), now.get(key)):
-            continue
-        raise ConfigError(f"{out}: {key} is {now.get(key)!r} but the study was made with "
-                          f"{was.get(key)!r}; resume with the same options (only --trials, "
-                          "--timeout, --quiet, --device and --threads may change), or use a new --out")
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return float(a) == float(b)
-    return a == b
-
-
-def _source(source) -> str | None:
-    """How ``tune.json`` records an input: an absolute path, or the kind of object."""
-    if source is None:
-        return None
-    if isinstance(source, (str, os.PathLike)) and not any(c in str(source) for c in "*?["):
-        return str(Path(source).resolve())
-    return source_name(source)
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    return str(obj)
-
-
 def tune(out: str | os.PathLike, *, data=None, train=None, valid=None, test=None,
          model: str | Iterable[str] = DEFAULT_KIND, model_options: dict | None = None,
          train_config: TrainConfig | None = None, data_config: DataConfig | None = None,
@@ -308,19 +239,19 @@ def tune(out: str | os.PathLike, *, data=None, train=None, valid=None, test=None
     space = _space(search_space)
     space = default_space(kinds, train_config.optimizer) if space is None else space
     base_model = dict(model_options or {})
-    _check_out(out, resume, overwrite)
+    check_out(out, resume, overwrite)
     if train is not None and (valid is None or test is None):
         raise ConfigError("--train needs --valid and --test too (or use --data to split one file)")
     if "hybrid" not in kinds and item_embeddings is not None:
         raise ConfigError("--item-embeddings (item_embeddings=) is only used by model 'hybrid'; "
                           f"add it to --model (now {','.join(kinds)})")
 
-    settings = _jsonable({
+    settings = jsonable({
         "model": list(kinds),
         "model_options": base_model,
         "train": train_config.to_dict(),
         "data": dataclasses.asdict(data_config),
-        "inputs": {name: _source(src) for name, src in (
+        "inputs": {name: source_text(src) for name, src in (
             ("data", data), ("train", train), ("valid", valid), ("test", test),
             ("item_embeddings", item_embeddings))},
         "space": space_to_dict(space),
@@ -328,7 +259,7 @@ def tune(out: str | os.PathLike, *, data=None, train=None, valid=None, test=None
         "prune_warmup": prune_warmup,
     })
     if resume:
-        _check_same_settings(out, settings)
+        check_same_settings(out, settings)
 
     # Read, check and split the input once per kind (nothing is written before this passes).
     setups = {}
@@ -505,7 +436,7 @@ class _Objective:
         trial.set_user_attr("test_rmse", (metrics.get("test") or {}).get("rmse"))
         trial.set_user_attr("seconds", time.perf_counter() - started)
         sections = {**run.config.get("model", {}), **run.config.get("train", {})}
-        trial.set_user_attr("defaults", _jsonable({  # the values a trial left to the config
+        trial.set_user_attr("defaults", jsonable({  # the values a trial left to the config
             name: sections[name] for name in self.space if name not in trial.params
             and name in sections and self.space[name].applies_to(kind)}))
         best = _best_value(trial.study, value)
@@ -543,7 +474,7 @@ def _finish(out: Path, study, optuna, n_new: int, seconds: float) -> TuneResult:
     best_params = {k: v for k, v in best.params.items()}
     best_params.setdefault("model", best.user_attrs.get("model"))
     write_csv(rows, out / TABLE_CSV)
-    write_json(out / TABLE_JSON, _jsonable({
+    write_json(out / TABLE_JSON, jsonable({
         "best": {"trial": best.number, "valid_rmse": best.value, "params": best_params,
                  "run_dir": BEST_DIR, "metrics": best_metrics},
         "trials": rows,
