@@ -226,11 +226,19 @@ def local_client(
     n_workers : int, optional
         Workers of the local cluster (default one per core), one thread each.
     processes : bool, default False
-        Local cluster only. False: the workers are threads of this process, sharing one copy of
-        the bundle and one onnxruntime session (onnxruntime, Arrow and the id lookups release the
-        GIL); start-up is well under a second. True: one worker process per worker, on
-        127.0.0.1, each loading its own copy of the bundle (isolation, and the killed-worker
-        retry of a real cluster), at ~2-4 s more start-up on this kind of machine.
+        Local cluster only (ignored with ``scheduler``). False: the workers are threads of this
+        process, sharing one copy of the bundle and one onnxruntime session (onnxruntime, Arrow
+        and the integer id lookups release the GIL; text ids hold it longer); start-up is well
+        under a second, and the worker caches (:mod:`recmodels.scoring.worker`) are emptied when
+        the cluster stops. True: one worker process per worker, on 127.0.0.1, each loading its
+        own copy of the bundle (isolation, and the killed-worker retry of a real cluster), at
+        ~2-4 s more start-up on this kind of machine.
+    timeout : float
+        Seconds to wait for ``scheduler``.
+
+    Yields
+    ------
+    distributed.Client
     """
     try:
         from distributed import Client, LocalCluster
@@ -266,6 +274,10 @@ def local_client(
     finally:
         client.close()
         cluster.close()
+        if not processes:  # the workers' bundles, sessions and inputs lived in this process
+            from .scoring.worker import clear_caches
+
+            clear_caches()
 
 
 def _score_parts(parts: pd.DataFrame, task, input, part_rows, directory, fmt) -> pd.DataFrame:

@@ -180,6 +180,31 @@ def _slow(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def test_in_process_workers_never_serve_an_input_that_changed_since_the_last_job(data, tmp_path):
+    """The default local cluster's workers are threads of this process, so their caches outlive one
+    job: a second job on the same paths after the files changed must read them again."""
+    root, fb, frame, _ = data
+    src = tmp_path / "in"
+    src.mkdir()
+    pq.write_table(pa.Table.from_pandas(frame.iloc[:2000], preserve_index=False), src / "a.parquet")
+    first = rdask.score_file(fb.path, src, tmp_path / "out1", device="cpu")
+    assert first.rows_written == 2000
+    pq.write_table(pa.Table.from_pandas(frame.iloc[2000:3500], preserve_index=False), src / "b.parquet")
+    second = rdask.score_file(fb.path, src, tmp_path / "out2", device="cpu")
+    assert second.rows_written == 3500
+    assert len(pd.read_parquet(tmp_path / "out2")) == 3500
+
+    users = tmp_path / "users.csv"
+    pd.DataFrame({"user_id": fb.user_ids[:5]}).to_csv(users, index=False)
+    rdask.recommend_file(fb.path, tmp_path / "rec1", k=3, users=str(users), device="cpu")
+    time.sleep(0.01)  # a new modification time even on a coarse clock
+    pd.DataFrame({"user_id": fb.user_ids[5:12]}).to_csv(users, index=False)
+    rdask.recommend_file(fb.path, tmp_path / "rec2", k=3, users=str(users), device="cpu")
+    got = pd.read_parquet(tmp_path / "rec2")
+    assert sorted(set(got.user_id)) == sorted(fb.user_ids[5:12].tolist())
+    assert core.STATS["bundle_loads"] == 0  # the cluster's stop emptied this process's caches
+
+
 def test_killed_worker_is_retried_without_duplicated_or_missing_rows(data, tmp_path, client):
     """Last in the module: it kills one of the fixture's worker processes (the nanny restarts it)."""
     root, fb, frame, _ = data
@@ -206,3 +231,17 @@ def test_killed_worker_is_retried_without_duplicated_or_missing_rows(data, tmp_p
     assert_same_rows(got, local_scores(fb, frame))
     assert not list((tmp_path / "out").glob(".*")), "stray temporaries"
     assert outcome["rep"].rows_read == N_ROWS
+
+
+def test_a_long_lived_worker_reads_an_input_again_once_its_files_changed(data, tmp_path):
+    """The worker caches key inputs by their files' sizes and times (a ``--scheduler`` cluster's
+    workers live across jobs)."""
+    root, fb, frame, _ = data
+    src = tmp_path / "in"
+    src.mkdir()
+    pq.write_table(pa.Table.from_pandas(frame.iloc[:100], preserve_index=False), src / "a.parquet")
+    assert core.worker_source(str(src), ()).total_rows == 100
+    assert core.worker_source(str(src), ()).total_rows == 100  # cached
+    pq.write_table(pa.Table.from_pandas(frame.iloc[:50], preserve_index=False), src / "b.parquet")
+    assert core.worker_source(str(src), ()).total_rows == 150
+    core.clear_caches()

@@ -198,13 +198,13 @@ def test_cli_dask_score_matches_local_and_writes_the_same_report(setup, tmp_path
         assert a[key] == b[key], key
 
 
-def test_cli_dask_recommend_matches_local_part_by_part(setup, tmp_path):
+@pytest.mark.parametrize("cluster", ["scheduler", "local threads"])
+def test_cli_dask_recommend_matches_local_part_by_part(setup, tmp_path, cluster):
     pytest.importorskip("distributed")
     root, fb, frame = setup
     common = ["-k", 3, "--exclude-seen", root / "seen.parquet", "--device", "cpu", "--part-users", 16]
-    res = invoke(
-        "recommend", fb.path, tmp_path / "out", "--engine", "dask", "--scheduler", _scheduler(), *common
-    )
+    where = ["--scheduler", _scheduler()] if cluster == "scheduler" else []  # else the local default
+    res = invoke("recommend", fb.path, tmp_path / "out", "--engine", "dask", *where, *common)
     assert res.exit_code == 0, res.output
     res_local = invoke("recommend", fb.path, tmp_path / "local", *common)
     assert res_local.exit_code == 0

@@ -30,8 +30,8 @@ import pandas as pd
 import pyarrow as pa
 
 from ..bundle import Bundle
-from ..errors import BundleError, first_line
-from ..tables import TableSource, open_table
+from ..errors import BundleError, DataError, first_line
+from ..tables import TableSource, expand_input, open_table
 from .recommend import Recommender
 from .recommend_job import RecommendJob
 from .report import COUNT_KEYS
@@ -45,6 +45,8 @@ __all__ = [
     "SCORE_RECORD",
     "RecommendTask",
     "ScoreTask",
+    "files_token",
+    "pandas_dtypes",
     "recommend_part",
     "recommend_users",
     "score_frame_task",
@@ -53,9 +55,9 @@ __all__ = [
     "score_to_part",
     "worker_bundle",
     "worker_recommender",
-    "pandas_dtypes",
     "worker_scorer",
 ]
+
 
 def _record(*fields: tuple[str, pa.DataType]) -> pa.Schema:
     return pa.schema([pa.field(name, kind) for name, kind in fields])
@@ -85,8 +87,27 @@ RECOMMEND_RECORD = _record(
 
 
 def pandas_dtypes(record: pa.Schema) -> dict[str, str]:
-    """A record schema as pandas dtypes (Dask's ``meta``): int64 columns and object strings."""
-    return {f.name: "object" if pa.types.is_string(f.type) else "int64" for f in record}
+    """A record schema as pandas dtypes (Dask's ``meta``).
+
+    Parameters
+    ----------
+    record : pyarrow.Schema
+        One of the record schemas above: int64 and string fields only.
+
+    Returns
+    -------
+    dict of str to str
+        ``"int64"`` or ``"object"`` (strings) by field name, in the schema's order.
+    """
+    out = {}
+    for f in record:
+        if pa.types.is_int64(f.type):
+            out[f.name] = "int64"
+        elif pa.types.is_string(f.type):
+            out[f.name] = "object"
+        else:
+            raise TypeError(f"record field {f.name}: {f.type} has no pandas dtype here")
+    return out
 
 
 _LOCK = threading.Lock()
@@ -256,8 +277,11 @@ def worker_recommender(task: RecommendTask) -> Recommender:
 
 
 def clear_caches() -> None:
-    """Forget this process's bundles, scorers and recommenders (tests)."""
+    """Forget this process's bundles, scorers, recommenders, jobs and inputs (tests, and
+    :func:`recmodels.dask.local_client` when its in-process workers stop)."""
     with _LOCK:
+        for cached in (*_SCORERS.values(), *_RECOMMENDERS.values()):
+            cached.close()
         _BUNDLES.clear()
         _SCORERS.clear()
         _RECOMMENDERS.clear()
@@ -348,10 +372,25 @@ def score_to_part(
     return meta
 
 
+def files_token(path) -> tuple:
+    """What the per-process caches key a file, directory or glob by: its data files' paths, sizes
+    and modification times, so an input that changed between two jobs of a long-lived worker (or of
+    the in-process Dask workers of one Python session) is read again, never served stale.
+    ``None`` gives ``()``; a path that cannot be listed gives its text (the reader's own error
+    follows)."""
+    if path is None:
+        return ()
+    try:
+        _, files = expand_input(path)
+        return tuple((f, st.st_size, st.st_mtime_ns) for f, st in ((f, os.stat(f)) for f in files))
+    except (DataError, OSError):
+        return (os.fspath(path),)
+
+
 def worker_source(input: str, text_columns: tuple) -> TableSource:
-    """The input as :func:`recmodels.tables.open_table` opens it, once per process (the file list and
-    Parquet footers are read once, not per task)."""
-    key = (os.fspath(input), tuple(text_columns))
+    """The input as :func:`recmodels.tables.open_table` opens it, once per process and version of its
+    files (the file list and Parquet footers are read once, not per task)."""
+    key = (os.fspath(input), tuple(text_columns), files_token(input))
     with _LOCK:
         source = _SOURCES.get(key)
     if source is None:
@@ -415,22 +454,25 @@ def recommend_users(users, seen, task: RecommendTask) -> pa.Table:
 
 
 def _worker_job(task: RecommendTask) -> RecommendJob:
-    """The prepared job of ``task`` (its files read once per process)."""
-    key = astuple(task)
+    """The prepared job of ``task`` (its files read once per process and version of the files)."""
+    key = (astuple(task), *(files_token(p) for p in (task.users, task.items, task.exclude_seen)))
     with _LOCK:
         job = _JOBS.get(key)
-    if job is None:
-        rec = worker_recommender(task)
-        job = rec.prepare(
-            users=task.users,
-            k=task.k,
-            items=task.items,
-            exclude_seen=task.exclude_seen,
-            user_col=task.user_col,
-            item_col=task.item_col,
-            max_unknown_share=task.max_unknown_share,
-        )
-        with _LOCK:
+    if job is not None:
+        return job
+    rec = worker_recommender(task)
+    with _LOCK:  # checked again: the worker's other threads wait for one read of the files
+        job = _JOBS.get(key)
+        if job is None:
+            job = rec.prepare(
+                users=task.users,
+                k=task.k,
+                items=task.items,
+                exclude_seen=task.exclude_seen,
+                user_col=task.user_col,
+                item_col=task.item_col,
+                max_unknown_share=task.max_unknown_share,
+            )
             _JOBS[key] = job
     return job
 

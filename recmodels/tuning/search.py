@@ -53,7 +53,6 @@ DEFAULT_PRUNE_WARMUP = 10
 # earlier trials' at the same epoch (75: the worst quarter), once PRUNE_STARTUP trials finished
 PRUNE_PERCENTILE = 75.0
 PRUNE_STARTUP = 4
-# settings a resumed search may change (they do not change what a trial learns)
 EXTRA_HINT = "install the tuning extra: pip install 'recmodels[tune]'"
 LogFn = Callable[[str], None]
 
