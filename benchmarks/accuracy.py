@@ -95,12 +95,12 @@ def run_myfm(train, test, rank: int, iterations: int, seed: int) -> dict:
             "seconds": time.perf_counter() - start}
 
 
-def run_train(kind: str, train, valid, test, out: Path, threads: int | None) -> dict:
-    """Default ``recmodels train --model KIND`` (only ``--threads`` set, if given)."""
+def run_train(kind: str, train, valid, test, out: Path, threads: int | None, seed: int = 0) -> dict:
+    """Default ``recmodels train --model KIND`` (only ``--threads`` and ``--seed`` set)."""
     from recmodels.training import TrainConfig, train_run
 
     start = time.perf_counter()
-    config = TrainConfig() if threads is None else TrainConfig(num_threads=threads)
+    config = TrainConfig(seed=seed) if threads is None else TrainConfig(num_threads=threads, seed=seed)
     run = train_run(out, train=train, valid=valid, test=test, model=kind, train_config=config,
                     quiet=True, echo=None, overwrite=True)
     metrics = run.metrics
@@ -168,6 +168,12 @@ def run_size(size: str, args, work: Path) -> list[dict]:
         best = min(ours, key=lambda r: r["valid_rmse"])
         rows.append({**best, "name": f"recmodels best of ({best['name'].split()[-1]}, by valid)",
                      "seconds": sum(r["seconds"] for r in ours)})
+    for kind in args.models if args.train_seeds else ():
+        figures = [run_train(kind, train, valid, test, work / f"{size}-{kind}-s{seed}", args.threads,
+                             seed)["test_rmse"] for seed in args.train_seeds]
+        print(f"  recmodels {kind}, seeds {','.join(map(str, args.train_seeds))}: test rmse "
+              + " ".join(f"{f:.4f}" for f in figures)
+              + f" (mean {np.mean(figures):.4f}, worst {max(figures):.4f})", flush=True)
     if args.tune:
         rows.append(run_tune(args.tune, train, valid, test, work / f"{size}-tune"))
         _show(rows[-1])
@@ -253,6 +259,8 @@ def main(argv=None):
     parser.add_argument("--tune", type=int, default=0, metavar="TRIALS",
                         help="also recmodels.tuning.tune with this many trials (if importable)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for recmodels")
+    parser.add_argument("--train-seeds", type=lambda t: [int(x) for x in t.split(",")], default=[],
+                        metavar="S,S,...", help="also train each model with these seeds (robustness)")
     parser.add_argument("--seed", type=int, default=42, help="myfm's random seed (its default)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--sweep", metavar="GRID_JSON",

@@ -86,7 +86,7 @@ def test_l2_none_depends_on_the_model_and_the_data_density():
     dense = default_l2("mf", 80_000, 943, 1_650)
     sparse = default_l2("mf", 440_000, 12_600, 7_400)
     assert sparse > dense  # sparser data: more shrinkage
-    assert dense == pytest.approx(6.4 / np.sqrt(80_000 / 943 * 80_000 / 1_650))
+    assert dense == pytest.approx(5.44 / np.sqrt(80_000 / 943 * 80_000 / 1_650))
     assert default_l2("mf", 10**7, 10, 10) == 0.03 and default_l2("mf", 10, 10, 10) == 0.2
     config = TrainConfig(l2=None, batch_size=None).resolve(80_000, "mf", 943, 1_650)
     assert config.l2 == dense and config.is_resolved

@@ -106,7 +106,7 @@ OPTIONS = (
            "Optimizer recipe; notebook = Adam for epoch 1, then SGD lr 5e-4."),
     Option(("--l2",), "train", "l2", click.FloatRange(min=0),
            "L2 penalty on looked-up embedding rows; none: from the model and data (NeuMF/hybrid "
-           "0.05, MF 6.4 / sqrt(ratings per user x ratings per item) within [0.03, 0.2])."),
+           "0.05, MF 5.44 / sqrt(ratings per user x ratings per item) within [0.03, 0.2])."),
     Option(("--l2-frequency-exponent",), "train", "l2_frequency_exponent", click.FloatRange(0, 2),
            "Row-wise Adagrad: a row seen c times per epoch gets l2 * (c / c_mean) ** this."),
     Option(("--l2-bias",), "train", "l2_bias", click.FloatRange(min=0),
