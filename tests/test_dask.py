@@ -245,3 +245,19 @@ def test_a_long_lived_worker_reads_an_input_again_once_its_files_changed(data, t
     pq.write_table(pa.Table.from_pandas(frame.iloc[:50], preserve_index=False), src / "b.parquet")
     assert core.worker_source(str(src), ()).total_rows == 150
     core.clear_caches()
+
+
+def test_an_in_process_cluster_address_is_accepted(data, tmp_path):
+    """``inproc://`` (a cluster in this process) is not TCP: no port probe, the engine connects."""
+    root, fb, frame, _ = data
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    )
+    try:
+        assert cluster.scheduler_address.startswith("inproc://")
+        rep = rdask.score_file(fb.path, root / "pairs.parquet", tmp_path / "out",
+                               scheduler=cluster.scheduler_address, device="cpu")
+        assert rep.rows_written == N_ROWS
+    finally:
+        cluster.close()
+        core.clear_caches()

@@ -43,7 +43,14 @@ def missing_engine(engine: str, exc: ImportError) -> MissingEngineError:
 
 
 def probe_address(address: str, what: str, default_port: int, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """Fail with one line unless ``host:port`` of a cluster address accepts a TCP connection in time."""
+    """Fail with one line unless ``host:port`` of a cluster address accepts a TCP connection in time.
+
+    Addresses that are not TCP (Dask's ``inproc://`` of a cluster in this process, ``ucx://``,
+    ``ws://``..., Spark's ``yarn`` or ``k8s://``) are left to the engine's own connect timeout.
+    """
+    scheme = address.split("://", 1)[0].lower() if "://" in address else "tcp"
+    if scheme not in ("tcp", "tls", "spark"):
+        return
     parsed = urlparse(address if "://" in address else f"tcp://{address}")
     host, port = parsed.hostname, parsed.port or default_port
     if not host:
