@@ -240,10 +240,12 @@ def test_a_long_lived_worker_reads_an_input_again_once_its_files_changed(data, t
     src = tmp_path / "in"
     src.mkdir()
     pq.write_table(pa.Table.from_pandas(frame.iloc[:100], preserve_index=False), src / "a.parquet")
-    assert core.worker_source(str(src), ()).total_rows == 100
-    assert core.worker_source(str(src), ()).total_rows == 100  # cached
+    first = core.files_token(src)  # what the driver ships in the task
+    assert core.worker_source(str(src), (), first).total_rows == 100
+    assert core.worker_source(str(src), (), first) is core.worker_source(str(src), (), first)  # cached
     pq.write_table(pa.Table.from_pandas(frame.iloc[:50], preserve_index=False), src / "b.parquet")
-    assert core.worker_source(str(src), ()).total_rows == 150
+    second = core.files_token(src)
+    assert second != first and core.worker_source(str(src), (), second).total_rows == 150
     core.clear_caches()
 
 
@@ -258,6 +260,15 @@ def test_an_in_process_cluster_address_is_accepted(data, tmp_path):
         rep = rdask.score_file(fb.path, root / "pairs.parquet", tmp_path / "out",
                                scheduler=cluster.scheduler_address, device="cpu")
         assert rep.rows_written == N_ROWS
+        # the cluster outlives the job (as a --scheduler cluster does): a changed input is read again
+        src = tmp_path / "in"
+        src.mkdir()
+        pq.write_table(pa.Table.from_pandas(frame.iloc[:300], preserve_index=False), src / "a.parquet")
+        assert rdask.score_file(fb.path, src, tmp_path / "o1", scheduler=cluster.scheduler_address,
+                                device="cpu").rows_written == 300
+        pq.write_table(pa.Table.from_pandas(frame.iloc[:200], preserve_index=False), src / "b.parquet")
+        assert rdask.score_file(fb.path, src, tmp_path / "o2", scheduler=cluster.scheduler_address,
+                                device="cpu").rows_written == 500
     finally:
         cluster.close()
         core.clear_caches()

@@ -15,6 +15,7 @@ import contextlib
 import os
 import shutil
 import socket
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -26,7 +27,7 @@ from ..fileio import write_json
 from .report import COUNT_KEYS, ScoreReport, likely_cause, unknown_share_error
 from .scorer import Scorer
 from .session import load_bundle
-from .worker import ScoreTask
+from .worker import ScoreTask, files_token
 from .writers import FileOutput, PartsOutput, check_output_options
 
 ENGINES = ("local", "dask", "spark")
@@ -373,6 +374,8 @@ def run_score_parts(
         **extra,
         **options,
     )
+    # the workers' cached view of the input is keyed by its files' sizes and times, listed here once
+    task = replace(task, input_token=files_token(input))
     job = {  # as scoring.files.score_file writes it: a local run and an engine run resume each other
         "bundle": task.digest,
         "input": os.path.abspath(os.fspath(input)),

@@ -14,7 +14,7 @@ from .distributed import StagedOutput, worker_notes
 from .recommend import DEFAULT_PART_USERS, Recommender
 from .recommend_job import check_k_fits, check_top_k
 from .report import DEFAULT_MAX_UNKNOWN_SHARE
-from .worker import RecommendTask
+from .worker import RecommendTask, files_token
 
 
 def check_candidate_k(k, bundle) -> int:
@@ -98,6 +98,7 @@ def run_recommend_job(
         items=_abs(items),
         exclude_seen=_abs(exclude_seen),
         max_unknown_share=1.0,
+        inputs_token=tuple(files_token(p) for p in (_abs(users), _abs(items), _abs(exclude_seen))),
     )
     staged = StagedOutput(
         output,

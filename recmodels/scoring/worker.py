@@ -149,6 +149,7 @@ class ScoreTask:
     threads: int | None = 1
     keep: tuple[str, ...] = ()
     schema: pa.Schema | None = field(default=None, compare=False)
+    input_token: tuple = ()
 
     def scorer_key(self) -> tuple:
         return (
@@ -185,6 +186,7 @@ class RecommendTask:
     items: str | None = None
     exclude_seen: str | None = None
     max_unknown_share: float = 1.0
+    inputs_token: tuple = ()
 
     def recommender_key(self) -> tuple:
         return (self.digest, self.device, self.threads, self.candidates, self.block_users, self.tile_items)
@@ -376,8 +378,12 @@ def files_token(path) -> tuple:
     """What the per-process caches key a file, directory or glob by: its data files' paths, sizes
     and modification times, so an input that changed between two jobs of a long-lived worker (or of
     the in-process Dask workers of one Python session) is read again, never served stale.
+
+    The driver lists the files once per job and ships the token in the task
+    (``ScoreTask.input_token``, ``RecommendTask.inputs_token``), so workers never list them.
     ``None`` gives ``()``; a path that cannot be listed gives its text (the reader's own error
-    follows)."""
+    follows).
+    """
     if path is None:
         return ()
     try:
@@ -387,10 +393,11 @@ def files_token(path) -> tuple:
         return (os.fspath(path),)
 
 
-def worker_source(input: str, text_columns: tuple) -> TableSource:
-    """The input as :func:`recmodels.tables.open_table` opens it, once per process and version of its
-    files (the file list and Parquet footers are read once, not per task)."""
-    key = (os.fspath(input), tuple(text_columns), files_token(input))
+def worker_source(input: str, text_columns: tuple, token: tuple = ()) -> TableSource:
+    """The input as :func:`recmodels.tables.open_table` opens it, once per process and ``token``
+    (:func:`files_token` of the input, from the driver): the file list and Parquet footers are
+    read once, not per task."""
+    key = (os.fspath(input), tuple(text_columns), tuple(token))
     with _LOCK:
         source = _SOURCES.get(key)
     if source is None:
@@ -410,7 +417,7 @@ def score_input_part(
     Returns the record of :func:`score_to_part` plus ``input_start``.
     """
     scorer = worker_scorer(task)
-    source = worker_source(input, (task.user_col, task.item_col))
+    source = worker_source(input, (task.user_col, task.item_col), task.input_token)
     wanted = set(task.keep) | {task.user_col, task.item_col}
     columns = [c for c in source.schema.names if c in wanted]
     lo, hi = part * part_rows, (part + 1) * part_rows
@@ -455,7 +462,7 @@ def recommend_users(users, seen, task: RecommendTask) -> pa.Table:
 
 def _worker_job(task: RecommendTask) -> RecommendJob:
     """The prepared job of ``task`` (its files read once per process and version of the files)."""
-    key = (astuple(task), *(files_token(p) for p in (task.users, task.items, task.exclude_seen)))
+    key = astuple(task)  # with inputs_token: the files' sizes and times, listed by the driver
     with _LOCK:
         job = _JOBS.get(key)
     if job is not None:
