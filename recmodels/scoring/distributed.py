@@ -375,7 +375,7 @@ def run_score_parts(
         **options,
     )
     # the workers' cached view of the input is keyed by its files' sizes and times, listed here once
-    task = replace(task, input_token=files_token(input))
+    task = replace(task, input_token=files_token(input, source.files))
     job = {  # as scoring.files.score_file writes it: a local run and an engine run resume each other
         "bundle": task.digest,
         "input": os.path.abspath(os.fspath(input)),

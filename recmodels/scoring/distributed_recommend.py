@@ -83,6 +83,7 @@ def run_recommend_job(
         [(p, lo, min(lo + part_users, n)) for p, lo in enumerate(range(0, n, part_users))],
         columns=["part", "lo", "hi"],
     )
+    files = {"users": _abs(users), "items": _abs(items), "exclude_seen": _abs(exclude_seen)}
     task = RecommendTask(
         bundle_path=os.fspath(bundle_path or rec.bundle.path),
         digest=rec.bundle.digest,
@@ -94,11 +95,9 @@ def run_recommend_job(
         tile_items=tile_items,
         user_col=user_col,
         item_col=item_col,
-        users=_abs(users),
-        items=_abs(items),
-        exclude_seen=_abs(exclude_seen),
+        **files,
         max_unknown_share=1.0,
-        inputs_token=tuple(files_token(p) for p in (_abs(users), _abs(items), _abs(exclude_seen))),
+        inputs_token=tuple(files_token(path) for path in files.values()),
     )
     staged = StagedOutput(
         output,

@@ -223,22 +223,32 @@ def worker_bundle(path: str | os.PathLike, digest: str) -> Bundle:
         return bundle
 
 
-def _cached(cache: dict, key: tuple, task, build, stat: str):
-    """``cache[key]``, built once per process by ``build(bundle)`` from the task's bundle."""
+def _cached(cache: dict, key: tuple, needs, build, stat: str | None = None):
+    """``cache[key]``, built once per process as ``build(needs())``.
+
+    ``needs()`` (the bundle, the recommender: cached themselves) runs outside the lock; ``build``
+    runs under it after a second look, so the threads of one worker wait for one build instead
+    of each doing it.
+    """
     with _LOCK:
         found = cache.get(key)
     if found is not None:
         return found
-    bundle = worker_bundle(task.bundle_path, task.digest)
-    with _LOCK:  # checked again: another thread of this worker may have built it meanwhile
+    needed = needs()
+    with _LOCK:
         found = cache.get(key)
         if found is None:
             with warnings.catch_warnings():  # the reasons land in .warnings -> the report
                 warnings.simplefilter("ignore", RuntimeWarning)
-                found = build(bundle)
+                found = build(needed)
             cache[key] = found
-            STATS[stat] += 1
+            if stat is not None:
+                STATS[stat] += 1
     return found
+
+
+def _task_bundle(task) -> Bundle:
+    return worker_bundle(task.bundle_path, task.digest)
 
 
 def worker_scorer(task: ScoreTask) -> Scorer:
@@ -257,7 +267,7 @@ def worker_scorer(task: ScoreTask) -> Scorer:
             max_unknown_share=1.0,  # the driver applies the guard to the whole job
         )
 
-    mine = copy.copy(_cached(_SCORERS, task.scorer_key(), task, build, "scorers"))
+    mine = copy.copy(_cached(_SCORERS, task.scorer_key(), lambda: _task_bundle(task), build, "scorers"))
     mine._reset_counts()
     return mine
 
@@ -275,7 +285,7 @@ def worker_recommender(task: RecommendTask) -> Recommender:
             tile_items=task.tile_items,
         )
 
-    return _cached(_RECOMMENDERS, task.recommender_key(), task, build, "recommenders")
+    return _cached(_RECOMMENDERS, task.recommender_key(), lambda: _task_bundle(task), build, "recommenders")
 
 
 def clear_caches() -> None:
@@ -374,21 +384,27 @@ def score_to_part(
     return meta
 
 
-def files_token(path) -> tuple:
+def files_token(path, files: list[str] | None = None) -> tuple:
     """What the per-process caches key a file, directory or glob by: its data files' paths, sizes
     and modification times, so an input that changed between two jobs of a long-lived worker (or of
     the in-process Dask workers of one Python session) is read again, never served stale.
 
     The driver lists the files once per job and ships the token in the task
     (``ScoreTask.input_token``, ``RecommendTask.inputs_token``), so workers never list them.
-    ``None`` gives ``()``; a path that cannot be listed gives its text (the reader's own error
-    follows).
+    ``files``: the path's data files when the caller has listed them already (a
+    :class:`~recmodels.tables.TableSource`'s ``files``). ``None`` gives ``()``; a path that cannot
+    be listed gives its text (the reader's own error follows).
     """
     if path is None:
         return ()
     try:
-        _, files = expand_input(path)
-        return tuple((f, st.st_size, st.st_mtime_ns) for f, st in ((f, os.stat(f)) for f in files))
+        if files is None:
+            _, files = expand_input(path)
+        token = []
+        for f in files:
+            st = os.stat(f)
+            token.append((f, st.st_size, st.st_mtime_ns))
+        return tuple(token)
     except (DataError, OSError):
         return (os.fspath(path),)
 
@@ -461,27 +477,21 @@ def recommend_users(users, seen, task: RecommendTask) -> pa.Table:
 
 
 def _worker_job(task: RecommendTask) -> RecommendJob:
-    """The prepared job of ``task`` (its files read once per process and version of the files)."""
-    key = astuple(task)  # with inputs_token: the files' sizes and times, listed by the driver
-    with _LOCK:
-        job = _JOBS.get(key)
-    if job is not None:
-        return job
-    rec = worker_recommender(task)
-    with _LOCK:  # checked again: the worker's other threads wait for one read of the files
-        job = _JOBS.get(key)
-        if job is None:
-            job = rec.prepare(
-                users=task.users,
-                k=task.k,
-                items=task.items,
-                exclude_seen=task.exclude_seen,
-                user_col=task.user_col,
-                item_col=task.item_col,
-                max_unknown_share=task.max_unknown_share,
-            )
-            _JOBS[key] = job
-    return job
+    """The prepared job of ``task`` (its files read once per process and version of the files:
+    ``astuple(task)`` holds ``inputs_token``, their sizes and times as the driver listed them)."""
+
+    def build(rec: Recommender) -> RecommendJob:
+        return rec.prepare(
+            users=task.users,
+            k=task.k,
+            items=task.items,
+            exclude_seen=task.exclude_seen,
+            user_col=task.user_col,
+            item_col=task.item_col,
+            max_unknown_share=task.max_unknown_share,
+        )
+
+    return _cached(_JOBS, astuple(task), lambda: worker_recommender(task), build)
 
 
 def recommend_part(
