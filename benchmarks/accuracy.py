@@ -210,7 +210,7 @@ def sweep(size: str, grid: list[dict]) -> list[dict]:
         trainer = Trainer(model, config, torch.device("cpu"), log=None, progress=False)
         start = time.perf_counter()
         trainer.fit(parts[0], parts[1])
-        model.load_state_dict(trainer.best_state_dict)
+        model.load_state_dict(trainer.final_state_dict())
         row = {"kind": kind, "model": model_options, "spec": spec, "valid_rmse": rmse(model, parts[1]),
                "test_rmse": rmse(model, parts[2]), "best_epoch": trainer.state.best_epoch,
                "batch_size": trainer.config.batch_size, "l2": trainer.config.l2,

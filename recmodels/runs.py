@@ -190,10 +190,12 @@ def run_config(model_config, train_config, data: dict) -> dict:
 
 
 def metrics_object(history: list[dict], best_epoch: int, valid: dict | None, test: dict | None,
-                   data: dict) -> dict:
+                   data: dict, refit: dict | None = None) -> dict:
     """The ``metrics.json`` object: per-epoch history, best epoch, valid/test metrics
-    (``None`` until evaluated, or when that part is absent) and the data statistics."""
-    return {"history": history, "best_epoch": best_epoch, "valid": valid, "test": test, "data": data}
+    (``None`` until evaluated, or when that part is absent), the data statistics and what the
+    low-rank refit after the epochs did (``None``: no refit)."""
+    return {"history": history, "best_epoch": best_epoch, "valid": valid, "test": test, "data": data,
+            "refit": refit}
 
 
 def plot_loss(history: list[dict], path: str | os.PathLike) -> Path:

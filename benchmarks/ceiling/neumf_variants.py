@@ -102,7 +102,7 @@ def main(argv=None) -> None:
         t = trainer(seed)
         t0 = time.perf_counter()
         t.fit(tr, va)
-        t.model.load_state_dict(t.best_state_dict)
+        t.model.load_state_dict(t.final_state_dict())
         with torch.no_grad():
             preds.append(predict_tensors(t.model, users, items).double().numpy())
         one = float(np.sqrt(np.mean((preds[-1] - y) ** 2)))

@@ -116,6 +116,9 @@ OPTIONS = (
     Option(("--average-decay",), "train", "average_decay", click.FloatRange(0, 1, max_open=True),
            "Weight averaging: EMA of the weights over epochs with this decay (0 = off); "
            "validation, model.pt and export use the average."),
+    Option(("--refit/--no-refit",), "train", "refit", None,
+           "After the epochs, truncate the GMF tables to the best validated rank and refit them "
+           "(and the biases) by ridge regression; needs validation rows.", is_flag=True),
     Option(("--embedding-dim",), "model", "embedding_dim", click.IntRange(min=1), "GMF width."),
     Option(("--num-layers",), "model", "num_layers", click.IntRange(min=1), "MLP layers."),
     Option(("--dropouts",), "model", "dropouts", FloatList(), "Dropout before each MLP layer."),

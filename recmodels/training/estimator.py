@@ -59,7 +59,7 @@ class RatingModel:
     ----------
     model : {"mf", "neumf", "hybrid"}
     epochs, batch_size, optimizer, lr, embedding_lr, l2, l2_frequency_exponent, l2_bias, \
-patience, average_decay, seed, device, num_threads, eval_batch_size, precision
+patience, average_decay, seed, device, num_threads, eval_batch_size, precision, refit
         Every :class:`~recmodels.training.TrainConfig` field.
     embedding_dim, num_layers, dropouts, init_std, use_bias
         The :class:`~recmodels.models.ModelConfig` fields a user sets (the rest come from
@@ -167,7 +167,7 @@ patience, average_decay, seed, device, num_threads, eval_batch_size, precision
         lines: list[str] = []
         trainer = Trainer(network, train_config, device, log=lines.append, progress=self.progress)
         trainer.fit(setup.train, setup.valid)
-        network.load_state_dict(trainer.best_state_dict)
+        network.load_state_dict(trainer.final_state_dict())
         network.eval()
         valid_metrics = rating_metrics(network, setup.valid, device, train_config.eval_batch_size)
         self.model_ = network.cpu()
@@ -179,7 +179,7 @@ patience, average_decay, seed, device, num_threads, eval_batch_size, precision
         self.global_mean_ = setup.model_config.global_mean
         self.data_section_ = setup.data_section
         self.metrics_ = runs.metrics_object(self.history_, self.best_epoch_, valid_metrics, None,
-                                            setup.stats)
+                                            setup.stats, refit=trainer.refit_report)
         self._log_lines = lines
         return self
 

@@ -258,17 +258,23 @@ def _train_and_finish(out: Path, network, train_config: TrainConfig, device, tra
         trainer.fit(train_enc, valid_enc)
     finally:
         log.save(out)
-    if not (out / runs.MODEL_FILE).is_file():
+    if trainer.refit is not None:
+        # last.pt first: a run killed in between resumes with the refit done, not redone.
+        runs.save_torch(trainer.state_dict(), out / runs.LAST_FILE)
+        runs.save_torch(trainer.final_state_dict(), out / runs.MODEL_FILE)
+        log.save(out)
+    elif not (out / runs.MODEL_FILE).is_file():
         runs.save_torch(trainer.best_state_dict, out / runs.MODEL_FILE)
-    network.load_state_dict(trainer.best_state_dict)
+    network.load_state_dict(trainer.final_state_dict())
     network.eval()
     valid_metrics = rating_metrics(network, valid_enc, device, train_config.eval_batch_size)
     test_metrics = rating_metrics(network, test_enc, device, train_config.eval_batch_size)
     st = trainer.state
     runs.write_metrics(out, runs.metrics_object(st.history, st.best_epoch, valid_metrics,
-                                                test_metrics, stats))
+                                                test_metrics, stats, refit=trainer.refit_report))
     runs.plot_loss(st.history, out / runs.LOSS_PLOT_FILE)
-    log(f"best epoch {st.best_epoch}: valid rmse {valid_metrics['rmse']:.4f}")
+    refit = " after the refit" if (trainer.refit_report or {}).get("changed") else ""
+    log(f"best epoch {st.best_epoch}{refit}: valid rmse {valid_metrics['rmse']:.4f}")
     log("test: " + "  ".join(f"{k} {test_metrics[k]:.4f}"
                              for k in ("rmse", "mae", "mse", "hit_accuracy"))
         + f"  (n={test_metrics['n']:,})")

@@ -7,6 +7,7 @@ tensors, each epoch draws one seeded permutation and every batch is a slice of i
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import sys
 import time
@@ -28,6 +29,7 @@ from .optim import (
     set_sparse_embeddings,
     uses_sparse_gradients,
 )
+from .refit import REFIT_TENSORS, refit_low_rank, supports_refit
 
 
 @dataclass
@@ -154,9 +156,14 @@ class Trainer:
         training rows by :meth:`fit` where they were ``None`` (:func:`resolve_for_data`).
     best_state_dict : dict
         A CPU copy of the model's best-validation state dict (the averaged weights with
-        ``config.average_decay > 0``).
+        ``config.average_decay > 0``), before any refit.
     average : dict or None
         The running weight average (``config.average_decay > 0``, after the first epoch).
+    refit : dict or None
+        After :meth:`fit` with ``config.refit`` and validation rows: ``{"report": ...,
+        "before": ..., "after": ...}``, the :class:`~recmodels.training.refit.RefitReport` as
+        a dict and the refitted tensors' values in :attr:`best_state_dict` and after the
+        refit. :meth:`final_state_dict` applies them.
     """
 
     def __init__(self, model: nn.Module, config: TrainConfig, device: torch.device, *,
@@ -176,6 +183,7 @@ class Trainer:
             self._optimizers_for(1) if config.is_resolved else None)
         self.best_state_dict: dict | None = None
         self.average: dict | None = None
+        self.refit: dict | None = None
 
     # -- precision -----------------------------------------------------------
     @property
@@ -214,6 +222,7 @@ class Trainer:
             "resolved": {"batch_size": self.config.batch_size, "l2": self.config.l2},
             **({"average": {k: v.detach().cpu().clone() for k, v in self.average.items()}}
                if self.average is not None else {}),
+            **({"refit": self.refit} if self.refit is not None else {}),
         }
 
     def load_state_dict(self, state: dict, best_state_dict: dict | None = None) -> None:
@@ -240,6 +249,10 @@ class Trainer:
         self.shuffle_generator.set_state(state["rng"]["shuffle"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.refit = state.get("refit")
+        if self.refit is not None and best_state_dict is not None:
+            # model.pt may already hold the refitted tensors: keep the SGD best here.
+            best_state_dict = {**best_state_dict, **self.refit["before"]}
         self.best_state_dict = best_state_dict
         average = state.get("average")
         self.average = None if average is None else {k: v.to(self.device) for k, v in average.items()}
@@ -284,12 +297,39 @@ class Trainer:
             torch.set_num_threads(self.config.num_threads)
         try:
             while not self.finished:
+                self.refit = None  # it was of older weights, if a resumed run trains on
                 self._run_epoch(train, valid)
+            if self.best_state_dict is None:
+                self.best_state_dict = self._cpu_state(averaged=True)
+            if (self.refit is None and self.config.refit and valid is not None
+                    and supports_refit(self.model)):
+                self._refit(train, valid)
         finally:
             torch.set_num_threads(threads)
-        if self.best_state_dict is None:
-            self.best_state_dict = self._cpu_state(averaged=True)
         return self.state
+
+    def final_state_dict(self) -> dict:
+        """The weights a run keeps: :attr:`best_state_dict` with the refit applied, if any."""
+        if self.refit is None:
+            return self.best_state_dict
+        return {**self.best_state_dict, **self.refit["after"]}
+
+    @property
+    def refit_report(self) -> dict | None:
+        """The refit's :class:`~recmodels.training.refit.RefitReport` as a dict (``None``: none)."""
+        return None if self.refit is None else self.refit["report"]
+
+    def _refit(self, train: RatingTensors, valid: RatingTensors) -> None:
+        """Refit a copy of the best weights (the live ones stay, so training could go on)."""
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(self.best_state_dict)
+        report = refit_low_rank(model, train, valid, batch_size=self.config.eval_batch_size)
+        after = model.state_dict()
+        names = [name for name in REFIT_TENSORS if name in after] if report.changed else []
+        self.refit = {"report": report.to_dict(),
+                      "before": {name: self.best_state_dict[name].clone() for name in names},
+                      "after": {name: after[name].detach().to("cpu", copy=True) for name in names}}
+        self.log(report.describe())
 
     def _set_row_decay(self, train: RatingTensors) -> None:
         cfg = self.config

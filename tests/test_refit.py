@@ -1,0 +1,202 @@
+"""The low-rank refit after the SGD epochs (``TrainConfig.refit``, recmodels.training.refit)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from recmodels import data as D  # noqa: E402
+from recmodels import runs  # noqa: E402
+from recmodels.datasets import make_ratings  # noqa: E402
+from recmodels.models import ModelConfig, build_model  # noqa: E402
+from recmodels.training import RatingModel, TrainConfig, Trainer, train_run  # noqa: E402
+from recmodels.training.refit import REFIT_TENSORS, refit_low_rank  # noqa: E402
+from recmodels.training.trainer import RatingTensors, predict_tensors  # noqa: E402
+
+CPU = torch.device("cpu")
+PLANTED_RANK = 3
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """Rank-3 planted ratings: 600 users x 400 items x 40k, split 70/20/10, encoded."""
+    syn = make_ratings(600, 400, 40000, rank=PLANTED_RANK, seed=1)
+    split = D.split_interactions(syn.ratings, seed=0)
+    users, items = D.fit_encoders(split.train)
+    train, _ = D.encode(split.train, users, items)
+    valid, _ = D.encode(split.valid, users, items)
+    return syn, split, train, valid, len(users), len(items)
+
+
+def _trained(planted, kind="mf", epochs=30, **config):
+    _, _, train, valid, n_users, n_items = planted
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind, n_users, n_items, embedding_dim=16,
+                                    global_mean=float(train.rating.mean()),
+                                    **({"pretrained_dim": 0} if kind != "hybrid" else {})),
+                        **({"pretrained": torch.randn(n_items, 5)} if kind == "hybrid" else {}))
+    trainer = Trainer(model, TrainConfig(device="cpu", epochs=epochs, num_threads=1, **config), CPU,
+                      log=None, progress=False)
+    trainer.fit(train, valid)
+    return trainer
+
+
+def _valid_rmse(model, valid) -> float:
+    users = torch.as_tensor(np.asarray(valid.user_index, dtype=np.int64))
+    items = torch.as_tensor(np.asarray(valid.item_index, dtype=np.int64))
+    pred = predict_tensors(model.eval(), users, items).double().numpy()
+    return float(np.sqrt(np.mean((pred - np.asarray(valid.rating, dtype=np.float64)) ** 2)))
+
+
+def test_refit_finds_the_planted_rank_and_lowers_the_validation_error(planted):
+    trainer = _trained(planted)
+    report = trainer.refit_report
+    assert report["changed"] and report["dim"] == 16
+    assert report["rank"] == PLANTED_RANK
+    assert report["valid_rmse_after"] < report["valid_rmse_before"] - 1e-3
+    assert report["sweeps"] >= 1 and len(report["lambdas"]) >= 1
+    # the SGD best stays as it was; the final weights differ only in the refitted tensors
+    final, best = trainer.final_state_dict(), trainer.best_state_dict
+    assert set(final) == set(best)
+    changed = {name for name in final if not torch.equal(final[name], best[name])}
+    assert changed and changed <= set(REFIT_TENSORS)
+
+
+@pytest.mark.parametrize("kind, options", [("mf", {}), ("neumf", {}), ("hybrid", {}),
+                                           ("mf", {"use_bias": False})])
+def test_the_refitted_model_predicts_what_the_refit_measured(planted, kind, options):
+    syn, _, train, valid, n_users, n_items = planted
+    torch.manual_seed(0)
+    config = ModelConfig(kind, n_users, n_items, embedding_dim=8, global_mean=float(train.rating.mean()),
+                         pretrained_dim=4 if kind == "hybrid" else 0, **options)
+    model = build_model(config, pretrained=torch.randn(n_items, 4) if kind == "hybrid" else None)
+    Trainer(model, TrainConfig(device="cpu", epochs=3, num_threads=1, refit=False), CPU, log=None,
+            progress=False).fit(train, valid)
+    before = _valid_rmse(model, valid)
+    report = refit_low_rank(model, RatingTensors.from_arrays(train, CPU),
+                            RatingTensors.from_arrays(valid, CPU))
+    assert report.valid_rmse_before == pytest.approx(before, abs=1e-5)
+    assert report.changed
+    assert _valid_rmse(model, valid) == pytest.approx(report.valid_rmse_after, abs=1e-5)
+    assert report.valid_rmse_after < before
+    # the kept rank: GMF columns beyond it are zero, and so are their predict weights
+    weight = model.predict.weight[0, :8]
+    assert torch.all(weight[report.rank:] == 0) and torch.all(weight[:report.rank] == 1)
+    assert torch.all(model.user_gmf.weight[:, report.rank:] == 0)
+
+
+def test_a_refit_that_cannot_gain_leaves_the_weights_alone(planted):
+    _, _, train, valid, _, _ = planted
+    trainer = _trained(planted, epochs=2, refit=False)
+    model = trainer.model
+    model.load_state_dict(trainer.best_state_dict)
+    # validation rows rated exactly as the model predicts them: nothing can beat an error of 0
+    tensors = RatingTensors.from_arrays(valid, CPU)
+    perfect = RatingTensors(tensors.user_index, tensors.item_index,
+                            predict_tensors(model.eval(), tensors.user_index, tensors.item_index))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    report = refit_low_rank(model, RatingTensors.from_arrays(train, CPU), perfect)
+    assert not report.changed and report.sweeps == 0 and report.rank == report.dim
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert "no gain" in report.describe()
+
+
+def test_no_refit_without_validation_rows_or_when_turned_off(planted):
+    _, _, train, _, _, _ = planted
+    assert _trained(planted, epochs=2, refit=False).refit is None
+    _, _, train, _, n_users, n_items = planted
+    model = build_model(ModelConfig("mf", n_users, n_items, embedding_dim=4))
+    trainer = Trainer(model, TrainConfig(device="cpu", epochs=1, num_threads=1), CPU, log=None,
+                      progress=False)
+    trainer.fit(train)
+    assert trainer.refit is None and trainer.final_state_dict() is trainer.best_state_dict
+
+
+def test_configs_saved_before_the_refit_load_with_it_off():
+    assert TrainConfig().refit is True
+    saved = TrainConfig().to_dict()
+    del saved["refit"]
+    assert TrainConfig.from_dict(saved).refit is False
+    with pytest.raises(Exception, match="refit must be true or false"):
+        TrainConfig(refit="yes")
+
+
+def _run(path, frame, **config):
+    return train_run(path, data=frame, model="mf", model_options={"embedding_dim": 16}, quiet=True,
+                     echo=None, train_config=TrainConfig(device="cpu", num_threads=1, **config))
+
+
+def test_the_run_directory_keeps_the_refit_and_a_resume_does_not_redo_it(planted, tmp_path):
+    syn = planted[0]
+    run = _run(tmp_path / "run", syn.ratings, epochs=6, patience=None)
+    metrics = json.loads((run.path / runs.METRICS_FILE).read_text())
+    report = metrics["refit"]
+    assert report["changed"] and report["rank"] == PLANTED_RANK
+    assert metrics["valid"]["rmse"] == pytest.approx(report["valid_rmse_after"], abs=1e-5)
+    assert "refit: GMF rank 3 of 16" in (run.path / runs.LOG_FILE).read_text()
+    model_pt = runs.load_torch(run.path / runs.MODEL_FILE)
+    last = runs.load_torch(run.path / runs.LAST_FILE)
+    assert last["refit"]["report"] == report
+    # killed after last.pt but before model.pt and COMPLETE: the resume restores the refit as it was
+    runs.save_torch({**model_pt, **last["refit"]["before"]}, run.path / runs.MODEL_FILE)
+    (run.path / runs.COMPLETE_FILE).unlink()
+    resumed = train_run(run.path, resume=True, quiet=True, echo=None)
+    again = runs.load_torch(resumed.path / runs.MODEL_FILE)
+    assert all(torch.equal(again[k], v) for k, v in model_pt.items())
+    assert json.loads((run.path / runs.METRICS_FILE).read_text())["refit"] == report  # same seconds
+
+
+def test_a_resumed_run_that_trains_on_refits_as_an_uninterrupted_one(planted, tmp_path):
+    syn = planted[0]
+    straight = _run(tmp_path / "straight", syn.ratings, epochs=4, patience=None)
+    _run(tmp_path / "resumed", syn.ratings, epochs=3, patience=None)
+    resumed = train_run(tmp_path / "resumed", resume=True, quiet=True, echo=None,
+                        resume_overrides={"epochs": 4})
+    a = runs.load_torch(straight.path / runs.MODEL_FILE)
+    b = runs.load_torch(resumed.path / runs.MODEL_FILE)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ra = json.loads((straight.path / runs.METRICS_FILE).read_text())["refit"]
+    rb = json.loads((resumed.path / runs.METRICS_FILE).read_text())["refit"]
+    assert {k: v for k, v in ra.items() if k != "seconds"} == {k: v for k, v in rb.items() if k != "seconds"}
+
+
+def test_no_refit_flag_and_the_estimator(planted, tmp_path):
+    from click.testing import CliRunner
+
+    from recmodels.cli import cli
+
+    syn, split = planted[0], planted[1]
+    data = tmp_path / "ratings.csv"
+    syn.ratings.to_csv(data, index=False)
+    out = tmp_path / "off"
+    result = CliRunner().invoke(cli, ["train", "--data", str(data), "--model", "mf", "--out", str(out),
+                                       "--epochs", "2", "--no-refit", "--quiet", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / runs.CONFIG_FILE).read_text())["train"]["refit"] is False
+    assert json.loads((out / runs.METRICS_FILE).read_text())["refit"] is None
+    assert "refit:" not in (out / runs.LOG_FILE).read_text()
+    est = RatingModel("mf", embedding_dim=16, epochs=30, num_threads=1, device="cpu").fit(split.train,
+                                                                                          split.valid)
+    assert est.metrics_["refit"]["rank"] == PLANTED_RANK
+    assert est.metrics_["valid"]["rmse"] == pytest.approx(est.metrics_["refit"]["valid_rmse_after"],
+                                                          abs=1e-5)
+
+
+def test_a_refitted_bundle_scores_as_the_torch_model(planted, tmp_path):
+    from recmodels.export import export_onnx
+    from recmodels.scoring import Scorer
+
+    syn, split = planted[0], planted[1]
+    run = train_run(tmp_path / "run", data=syn.ratings, model="neumf", quiet=True, echo=None,
+                    model_options={"embedding_dim": 8},
+                    train_config=TrainConfig(device="cpu", num_threads=1, epochs=4))
+    assert run.metrics["refit"]["changed"]
+    bundle = export_onnx(run.path, tmp_path / "bundle")
+    frame = split.valid.head(2000)
+    scores = Scorer(bundle, device="cpu").score_frame(frame)["score"].to_numpy()
+    est = RatingModel.load(run.path)
+    np.testing.assert_allclose(scores, est.predict(frame), atol=1e-5)
