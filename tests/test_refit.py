@@ -200,3 +200,19 @@ def test_a_refitted_bundle_scores_as_the_torch_model(planted, tmp_path):
     scores = Scorer(bundle, device="cpu").score_frame(frame)["score"].to_numpy()
     est = RatingModel.load(run.path)
     np.testing.assert_allclose(scores, est.predict(frame), atol=1e-5)
+
+
+def test_too_few_validation_rows_skip_the_refit(planted):
+    from recmodels.training.refit import MIN_VALID_ROWS
+
+    _, _, train, valid, n_users, n_items = planted
+    few = RatingTensors.from_arrays(valid, CPU)
+    few = RatingTensors(few.user_index[:MIN_VALID_ROWS - 1], few.item_index[:MIN_VALID_ROWS - 1],
+                        few.rating[:MIN_VALID_ROWS - 1])
+    lines = []
+    model = build_model(ModelConfig("mf", n_users, n_items, embedding_dim=4))
+    trainer = Trainer(model, TrainConfig(device="cpu", epochs=1, num_threads=1), CPU, log=lines.append,
+                      progress=False)
+    trainer.fit(train, few)
+    assert trainer.refit is None
+    assert any("refit: skipped" in line and f"{MIN_VALID_ROWS - 1}" in line for line in lines)

@@ -33,6 +33,8 @@ MAX_SWEEPS = 4
 MAX_SOLVE_RANK = 64
 # Working memory of one block of normal equations or outer products.
 _BLOCK_BYTES = 64 * 2**20
+# Fewer validation rows than this are too few to choose a rank and lam on: no refit.
+MIN_VALID_ROWS = 500
 # A sweep must lower the validation MSE by this share to count as better.
 _MIN_GAIN = 1e-5
 REFIT_TENSORS = ("user_gmf.weight", "item_gmf.weight", "predict.weight", "user_bias.weight",
@@ -290,4 +292,4 @@ def _write(model: nn.Module, f: _Factors, d: int) -> None:
             table[:, 0] = values.to(table.device, table.dtype)
 
 
-__all__ = ["LAMBDAS", "MAX_SWEEPS", "REFIT_TENSORS", "RefitReport", "refit_low_rank", "supports_refit"]
+__all__ = ["LAMBDAS", "MAX_SWEEPS", "MIN_VALID_ROWS", "REFIT_TENSORS", "RefitReport", "refit_low_rank", "supports_refit"]

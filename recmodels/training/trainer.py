@@ -29,7 +29,7 @@ from .optim import (
     set_sparse_embeddings,
     uses_sparse_gradients,
 )
-from .refit import REFIT_TENSORS, refit_low_rank, supports_refit
+from .refit import MIN_VALID_ROWS, REFIT_TENSORS, refit_low_rank, supports_refit
 
 
 @dataclass
@@ -303,7 +303,11 @@ class Trainer:
                 self.best_state_dict = self._cpu_state(averaged=True)
             if (self.refit is None and self.config.refit and valid is not None
                     and supports_refit(self.model)):
-                self._refit(train, valid)
+                if len(valid) >= MIN_VALID_ROWS:
+                    self._refit(train, valid)
+                else:
+                    self.log(f"refit: skipped, {len(valid):,} validation rows are too few to choose "
+                             f"a rank on (it needs {MIN_VALID_ROWS:,})")
         finally:
             torch.set_num_threads(threads)
         return self.state
