@@ -292,4 +292,5 @@ def _write(model: nn.Module, f: _Factors, d: int) -> None:
             table[:, 0] = values.to(table.device, table.dtype)
 
 
-__all__ = ["LAMBDAS", "MAX_SWEEPS", "MIN_VALID_ROWS", "REFIT_TENSORS", "RefitReport", "refit_low_rank", "supports_refit"]
+__all__ = ["LAMBDAS", "MAX_SWEEPS", "MIN_VALID_ROWS", "REFIT_TENSORS", "RefitReport", "refit_low_rank",
+           "supports_refit"]
