@@ -216,3 +216,55 @@ def test_too_few_validation_rows_skip_the_refit(planted):
     trainer.fit(train, few)
     assert trainer.refit is None
     assert any("refit: skipped" in line and f"{MIN_VALID_ROWS - 1}" in line for line in lines)
+
+
+def test_a_resume_whose_extra_epochs_do_not_improve_keeps_the_refit(planted, tmp_path, monkeypatch):
+    syn = planted[0]
+    run = _run(tmp_path / "run", syn.ratings, epochs=20, patience=None)
+    first = json.loads((run.path / runs.METRICS_FILE).read_text())
+    model_pt = runs.load_torch(run.path / runs.MODEL_FILE)
+
+    def no_second_refit(self, train, valid):
+        raise AssertionError("the best weights did not change: their refit must be kept, not redone")
+
+    monkeypatch.setattr(Trainer, "_refit", no_second_refit)
+    train_run(run.path, resume=True, quiet=True, echo=None, resume_overrides={"epochs": 21})
+    metrics = json.loads((run.path / runs.METRICS_FILE).read_text())
+    history = metrics["history"]
+    assert history[-1]["valid_rmse"] > min(h["valid_rmse"] for h in history)  # epoch 21 is no better
+    assert metrics["refit"] == first["refit"]
+    assert metrics["refit"]["valid_rmse_before"] == pytest.approx(min(h["valid_rmse"] for h in history))
+    assert runs.load_torch(run.path / runs.LAST_FILE)["refit"]["report"] == first["refit"]
+    again = runs.load_torch(run.path / runs.MODEL_FILE)
+    assert all(torch.equal(again[k], v) for k, v in model_pt.items())
+
+
+def test_fewer_users_than_gmf_dimensions():
+    syn = make_ratings(10, 300, 3000, rank=2, seed=3)
+    users, items = D.fit_encoders(syn.ratings)
+    enc, _ = D.encode(syn.ratings, users, items)
+    rows = RatingTensors.from_arrays(enc, CPU)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("mf", len(users), len(items), embedding_dim=16,
+                                    global_mean=float(enc.rating.mean())))
+    report = refit_low_rank(model, rows, rows)
+    assert report.changed and report.rank <= len(users)
+    assert _valid_rmse(model, enc) == pytest.approx(report.valid_rmse_after, abs=1e-5)
+
+
+def test_rounding_noise_is_no_gain():
+    # every GMF direction strong and the rows rated as the model predicts them (plus small noise):
+    # the full-rank truncation only reproduces the SGD predictions, up to rounding
+    for seed in range(6):
+        torch.manual_seed(seed)
+        model = build_model(ModelConfig("mf", 50, 40, embedding_dim=4, global_mean=3.0))
+        with torch.no_grad():
+            model.user_gmf.weight.normal_(0, 1)
+            model.item_gmf.weight.normal_(0, 1)
+        users = torch.arange(50).repeat_interleave(40)
+        items = torch.arange(40).repeat(50)
+        with torch.no_grad():
+            rating = predict_tensors(model.eval(), users, items) + 0.01 * torch.randn(users.shape[0])
+        rows = RatingTensors(users, items, rating)
+        report = refit_low_rank(model, rows, rows, max_sweeps=0)
+        assert not report.changed and report.rank == 4, seed

@@ -106,7 +106,7 @@ class TrainConfig:
         GMF product at the rank with the lowest validation MSE, then alternate exact ridge
         regressions of the user and item rows (:mod:`recmodels.training.refit`). Needs
         validation rows (at least 500), and keeps the SGD weights when it brings no gain. Default on (NeuMF
-        at the notebook's scale: 69.9 % -> 71.8 % of the planted gap, ``docs/models.md``);
+        at the notebook's scale: 68.8 % -> 71.0 % of the planted gap, 71.8 % clipped, ``docs/models.md``);
         configs saved before this option existed load as off.
     """
 

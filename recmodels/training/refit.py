@@ -35,7 +35,7 @@ MAX_SOLVE_RANK = 64
 _BLOCK_BYTES = 64 * 2**20
 # Fewer validation rows than this are too few to choose a rank and lam on: no refit.
 MIN_VALID_ROWS = 500
-# A sweep must lower the validation MSE by this share to count as better.
+# A candidate must lower the best validation MSE by this share to replace it (not rounding noise).
 _MIN_GAIN = 1e-5
 REFIT_TENSORS = ("user_gmf.weight", "item_gmf.weight", "predict.weight", "user_bias.weight",
                  "item_bias.weight")
@@ -52,9 +52,10 @@ class RefitReport:
     rank : int
         The rank kept (``dim`` when nothing was truncated).
     sweeps : int
-        Ridge sweeps whose result was kept (0: the truncation alone, or nothing).
+        The sweep whose result was kept, counted from 1 (0: the truncation alone, or nothing).
     lambdas : list of float
-        The ridge weight chosen at every kept half-sweep (users, items, users, ...).
+        The ridge weight chosen at every half-sweep up to the kept one (users, items, users,
+        ...): each one's result is where the next starts from.
     valid_rmse_before, valid_rmse_after : float
         Validation RMSE of the SGD model and of the refit one (unclipped).
     changed : bool
@@ -134,21 +135,25 @@ class _Factors:
     bu: torch.Tensor | None
     bi: torch.Tensor | None
 
-    def predict(self, rows: _Rows) -> torch.Tensor:
-        out = rows.rest + (self.P[rows.user] * self.Q[rows.item]).sum(1)
-        if self.bu is not None:
-            out = out + self.bu[rows.user] + self.bi[rows.item]
-        return out
-
     def mse(self, rows: _Rows) -> float:
-        return float((self.predict(rows) - rows.rating).pow(2).mean())
+        """Mean squared error over ``rows``, in blocks of rows (bounded memory)."""
+        n = rows.user.shape[0]
+        step = max(1, _BLOCK_BYTES // (8 * max(1, self.P.shape[1])))
+        total = 0.0
+        for lo in range(0, n, step):
+            u, i = rows.user[lo:lo + step], rows.item[lo:lo + step]
+            pred = rows.rest[lo:lo + step] + (self.P[u] * self.Q[i]).sum(1)
+            if self.bu is not None:
+                pred = pred + self.bu[u] + self.bi[i]
+            total += float((pred - rows.rating[lo:lo + step]).pow(2).sum())
+        return total / max(1, n)
 
 
 def _truncated(f: _Factors, valid: _Rows) -> tuple[_Factors, int, float]:
     """The SVD truncation of ``P Q^T`` with the lowest validation MSE, its rank and MSE."""
     qp, rp = torch.linalg.qr(f.P)
     qq, rq = torch.linalg.qr(f.Q)
-    u, s, vh = torch.linalg.svd(rp @ rq.T)
+    u, s, vh = torch.linalg.svd(rp @ rq.T, full_matrices=False)
     left, right = qp @ u, qq @ vh.T  # P Q^T = left diag(s) right^T
     # Validation errors at every rank at once: cumulative sums over the directions.
     errors = torch.zeros(s.shape[0], dtype=torch.float64)
@@ -166,8 +171,17 @@ def _truncated(f: _Factors, valid: _Rows) -> tuple[_Factors, int, float]:
             float(errors[rank - 1]))
 
 
+@dataclass(frozen=True)
+class _Prior:
+    """The ridge penalty's shape: row ``r`` pays ``lam * (n_r / mean n) ** count_exponent`` times
+    ``||coefficients||^2 + bias_scale * bias^2`` (``n_r``: its training rows)."""
+
+    bias_scale: float = 1.0
+    count_exponent: float = 0.0
+
+
 def _ridge_side(own: torch.Tensor, other: torch.Tensor, n_own: int, features: torch.Tensor,
-                target: torch.Tensor, bias: bool, lambdas) -> list[torch.Tensor]:
+                target: torch.Tensor, bias: bool, lambdas, prior: _Prior) -> list[torch.Tensor]:
     """Per own row, the ridge solutions ``[coefficients, bias]`` for every ``lam`` in ``lambdas``.
 
     Row ``r`` of the training data contributes ``x = [features[other[r]], 1]`` and
@@ -178,7 +192,14 @@ def _ridge_side(own: torch.Tensor, other: torch.Tensor, n_own: int, features: to
     own, other, target = own[order], other[order], target[order]
     block = max(1, _BLOCK_BYTES // (8 * k * k))
     edges = torch.searchsorted(own, torch.arange(0, n_own + block, block).clamp(max=n_own)).tolist()
-    eye = torch.eye(k, dtype=torch.float64)
+    eye = torch.ones(k, dtype=torch.float64)
+    if bias:
+        eye[-1] = prior.bias_scale
+    eye = torch.diag(eye)
+    row_scale = torch.ones(n_own, dtype=torch.float64)
+    if prior.count_exponent:
+        counts = torch.bincount(own, minlength=n_own).double().clamp(min=1)
+        row_scale = (counts / counts.mean()) ** prior.count_exponent
     out = [torch.zeros(n_own, k, dtype=torch.float64) for _ in lambdas]
     for b, start in enumerate(range(0, n_own, block)):
         stop = min(n_own, start + block)
@@ -192,12 +213,14 @@ def _ridge_side(own: torch.Tensor, other: torch.Tensor, n_own: int, features: to
             idx = own[lo:hi] - start
             gram.index_add_(0, idx, x.unsqueeze(2) * x.unsqueeze(1))
             rhs.index_add_(0, idx, x * target[lo:hi].unsqueeze(1))
+        penalty = eye * row_scale[start:stop, None, None]
         for sol, lam in zip(out, lambdas, strict=True):
-            sol[start:stop] = torch.linalg.solve(gram + lam * eye, rhs)
+            sol[start:stop] = torch.linalg.solve(gram + lam * penalty, rhs)
     return out
 
 
-def _sweep_side(f: _Factors, side: str, train: _Rows, valid: _Rows, lambdas) -> tuple[_Factors, float, float]:
+def _sweep_side(f: _Factors, side: str, train: _Rows, valid: _Rows, lambdas,
+                prior: _Prior) -> tuple[_Factors, float, float]:
     """Re-solve one side's rows; the best ``lam`` on the validation rows, and its MSE."""
     bias = f.bu is not None
     if side == "user":
@@ -208,7 +231,7 @@ def _sweep_side(f: _Factors, side: str, train: _Rows, valid: _Rows, lambdas) -> 
         other_bias = f.bu[train.user] if bias else 0.0
     target = train.rating - train.rest - other_bias
     best = None
-    for lam, sol in zip(lambdas, _ridge_side(own, other, n_own, features, target, bias, lambdas),
+    for lam, sol in zip(lambdas, _ridge_side(own, other, n_own, features, target, bias, lambdas, prior),
                         strict=True):
         rank = features.shape[1]
         rows, row_bias = sol[:, :rank], (sol[:, rank] if bias else None)
@@ -222,13 +245,15 @@ def _sweep_side(f: _Factors, side: str, train: _Rows, valid: _Rows, lambdas) -> 
 
 @torch.no_grad()
 def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
-                   lambdas=LAMBDAS, max_sweeps: int = MAX_SWEEPS) -> RefitReport:
+                   lambdas=LAMBDAS, max_sweeps: int = MAX_SWEEPS, bias_scale: float = 1.0,
+                   count_exponent: float = 0.0) -> RefitReport:
     """Refit ``model``'s GMF and bias tables in place (module docstring); never worse on ``valid``.
 
     Parameters
     ----------
     model : nn.Module
-        A trained MF, NeuMF or hybrid (:func:`supports_refit`), put in eval mode.
+        A trained MF, NeuMF or hybrid (:func:`supports_refit`); evaluated in eval mode (no
+        dropout), then left in the mode it came in.
     train, valid : RatingTensors
         The training rows (the ridge regressions) and the validation rows (rank and ``lam``).
     batch_size : int
@@ -237,15 +262,22 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
         Ridge weights to choose from at every half-sweep.
     max_sweeps : int
         At most this many user + item sweeps.
+    bias_scale : float
+        The bias term's share of ``lam`` (1: the same penalty as a GMF coefficient).
+    count_exponent : float
+        Scale a row's ``lam`` by ``(its training rows / the mean) ** count_exponent`` (0: the
+        same ``lam`` for every row, a Gaussian prior). The defaults measured best
+        (``docs/models.md``).
 
     Returns
     -------
     RefitReport
     """
     start = time.perf_counter()
+    was_training = model.training
     model.eval()
     d = model.user_gmf.embedding_dim
-    tr, va = _rows(model, train, batch_size), _rows(model, valid, batch_size)
+    va = _rows(model, valid, batch_size)
     w = model.predict.weight[0, :d].detach().double().cpu()
     bias = isinstance(getattr(model, "user_bias", None), nn.Embedding)
     sgd = _Factors(model.user_gmf.weight.detach().double().cpu() * w,
@@ -254,25 +286,31 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
                    model.item_bias.weight[:, 0].detach().double().cpu() if bias else None)
     before = sgd.mse(va)
     best, best_mse = sgd, before
+
+    def better(mse: float) -> bool:  # rounding noise (e.g. a full-rank truncation) is no gain
+        return mse < best_mse * (1 - _MIN_GAIN)
+
     current, rank, mse = _truncated(sgd, va)
-    if mse < best_mse:
+    if better(mse):
         best, best_mse = current, mse
     chosen, kept_sweeps = [], 0
-    if rank <= MAX_SOLVE_RANK:
+    if rank <= MAX_SOLVE_RANK and max_sweeps > 0:
+        tr, prior = _rows(model, train, batch_size), _Prior(bias_scale, count_exponent)
         sweep_lams = []
         for sweep in range(1, max_sweeps + 1):
             sweep_start = best_mse
             for side in ("user", "item"):
-                current, mse, lam = _sweep_side(current, side, tr, va, lambdas)
+                current, mse, lam = _sweep_side(current, side, tr, va, lambdas, prior)
                 sweep_lams.append(lam)
-                if mse < best_mse:
+                if better(mse):
                     best, best_mse = current, mse
                     chosen, kept_sweeps = list(sweep_lams), sweep
-            if best_mse > sweep_start * (1 - _MIN_GAIN):
+            if best_mse == sweep_start:
                 break
     changed = best is not sgd
     if changed:
         _write(model, best, d)
+    model.train(was_training)
     return RefitReport(dim=d, rank=best.P.shape[1] if changed else d, sweeps=kept_sweeps,
                        lambdas=chosen, valid_rmse_before=before ** 0.5,
                        valid_rmse_after=best_mse ** 0.5, changed=changed,

@@ -297,7 +297,6 @@ class Trainer:
             torch.set_num_threads(self.config.num_threads)
         try:
             while not self.finished:
-                self.refit = None  # it was of older weights, if a resumed run trains on
                 self._run_epoch(train, valid)
             if self.best_state_dict is None:
                 self.best_state_dict = self._cpu_state(averaged=True)
@@ -410,6 +409,7 @@ class Trainer:
             st.best, st.best_epoch = score, epoch
             st.patience_left = cfg.patience
             self.best_state_dict = self._cpu_state(averaged=True)
+            self.refit = None  # it was of the old best (a resumed run that trains on)
         elif st.patience_left is not None:
             st.patience_left -= 1
             if st.patience_left <= 0:

@@ -1,0 +1,108 @@
+"""Variants of the low-rank refit on one trained NeuMF (docs/models.md, "The low-rank refit").
+
+Trains default NeuMF once on the split of ``benchmarks/train_throughput.py`` (same data, seed,
+init and thread count, so the same SGD run), with the refit off, and keeps its best weights in
+``--cache`` (a state dict, ``torch.load(weights_only=True)``). Then refits a copy of them once
+per variant and prints the share of the planted gap closed on the validation rows (which choose
+the rank and ``lam``) and on the test rows (seen by nothing), raw and clipped to the rating range.
+
+A variant is ``+``-joined ``key:value`` settings of :func:`recmodels.training.refit.refit_low_rank`:
+``bias:S`` (``bias_scale``), ``count:E`` (``count_exponent``), ``sweeps:N`` (``max_sweeps``),
+``lams:A,B,...`` (``lambdas``); ``base`` is the defaults. Usage::
+
+    python benchmarks/ceiling/refit_variants.py base bias:0.25 bias:4 count:0.5 count:-0.25 sweeps:8
+    python benchmarks/ceiling/refit_variants.py --scale 8 base      # 1/8 of the notebook's scale
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+
+from recmodels import data as D
+from recmodels.datasets import make_ratings
+from recmodels.models import ModelConfig, build_model
+from recmodels.training import TrainConfig, Trainer
+from recmodels.training.refit import refit_low_rank
+from recmodels.training.trainer import RatingTensors, predict_tensors
+
+SETTINGS = {"bias": ("bias_scale", float), "count": ("count_exponent", float),
+            "sweeps": ("max_sweeps", int),
+            "lams": ("lambdas", lambda v: tuple(float(x) for x in v.split(",")))}
+
+
+def parse_variant(text: str) -> dict:
+    """``"bias:0.25+sweeps:8"`` -> ``{"bias_scale": 0.25, "max_sweeps": 8}``."""
+    options = {}
+    for part in text.split("+"):
+        if part == "base":
+            continue
+        key, _, value = part.partition(":")
+        if key not in SETTINGS:
+            raise SystemExit(f"error: unknown setting {key!r} in {text!r}; use one of {sorted(SETTINGS)}")
+        name, convert = SETTINGS[key]
+        options[name] = convert(value)
+    return options
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("variants", nargs="*", default=["base"])
+    ap.add_argument("--scale", type=int, default=1, help="1 = the notebook's scale, 8 = 1/8 of it")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache", default=None,
+                    help="state dict of the trained SGD weights (default: refit_neumf_s{scale}_{seed}.pt "
+                         "in the system's temp folder); trained and written when missing")
+    args = ap.parse_args(argv)
+    options = [(v, parse_variant(v)) for v in args.variants]
+    torch.set_num_threads(args.threads)
+    n_u, n_i, n_r = 100_950 // args.scale, 59_196 // args.scale, 4_400_000 // args.scale
+    syn = make_ratings(n_u, n_i, n_r, seed=args.seed)
+    split = D.split_interactions(syn.ratings, seed=args.seed)
+    users, items = D.fit_encoders(split.train)
+    train, valid, test = (D.encode(part, users, items)[0] for part in (split.train, split.valid, split.test))
+    cpu = torch.device("cpu")
+    torch.manual_seed(args.seed)  # as train_throughput.py: the same init, then the same dropout draws
+    model = build_model(ModelConfig("neumf", len(users), len(items), global_mean=float(train.rating.mean())))
+    cache = args.cache or os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                                       f"refit_neumf_s{args.scale}_{args.seed}.pt")
+    if os.path.exists(cache):
+        model.load_state_dict(torch.load(cache, weights_only=True))
+    else:
+        trainer = Trainer(model, TrainConfig(seed=args.seed, refit=False), cpu, log=print, progress=False)
+        trainer.fit(train, valid)
+        model.load_state_dict(trainer.best_state_dict)
+        torch.save(model.state_dict(), cache)
+    sgd = {k: v.clone() for k, v in model.state_dict().items()}
+    lo, hi = float(np.min(train.rating)), float(np.max(train.rating))
+
+    def shares(tag: str, extra: str = "") -> None:
+        out = []
+        for rows in (valid, test):
+            with torch.no_grad():
+                pred = predict_tensors(model.eval(), torch.as_tensor(np.asarray(rows.user_index)),
+                                       torch.as_tensor(np.asarray(rows.item_index))).double().numpy()
+            y = np.asarray(rows.rating, dtype=np.float64)
+            for p in (pred, np.clip(pred, lo, hi)):
+                rmse = float(np.sqrt(np.mean((p - y) ** 2)))
+                out.append((syn.global_mean_rmse - rmse) / (syn.global_mean_rmse - syn.best_rmse))
+        print(f"{tag:24s} valid raw {out[0]:.2%} clipped {out[1]:.2%} | test raw {out[2]:.2%} "
+              f"clipped {out[3]:.2%}  {extra}", flush=True)
+
+    shares("SGD best (no refit)")
+    train_t, valid_t = RatingTensors.from_arrays(train, cpu), RatingTensors.from_arrays(valid, cpu)
+    for name, opts in options:
+        model.load_state_dict(sgd)
+        start = time.perf_counter()
+        report = refit_low_rank(model, train_t, valid_t, **opts)
+        shares(name, f"rank {report.rank}, kept sweep {report.sweeps}, lam {report.lambdas}, "
+                     f"{time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
