@@ -17,6 +17,7 @@ Test RMSE is on the test rows whose user and item are in the training part (the 
     python benchmarks/accuracy.py                      # the two small sizes (~5 min on 2 cores)
     python benchmarks/accuracy.py --sizes small        # 943 x 1,682 x 100k only
     python benchmarks/accuracy.py --notebook           # + 100,950 x 59,196 x 4.4M (long)
+    python benchmarks/accuracy.py --sizes notebook     # the notebook's scale only
     python benchmarks/accuracy.py --tune 20 --json out.json
     python benchmarks/accuracy.py --sizes small --sweep '[{"kind": "mf", "l2": 0.1}]'
 
@@ -249,7 +250,7 @@ def table(results: dict[str, list[dict]]) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", choices=["small", "medium"], default=["small", "medium"])
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=["small", "medium"])
     parser.add_argument("--notebook", action="store_true", help="also the notebook's scale (long)")
     parser.add_argument("--no-myfm-notebook", action="store_true",
                         help="skip myfm at the notebook's scale")
@@ -271,7 +272,7 @@ def main(argv=None):
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2, default=str))
         return
-    sizes = list(args.sizes) + (["notebook"] if args.notebook else [])
+    sizes = list(dict.fromkeys(list(args.sizes) + (["notebook"] if args.notebook else [])))
     results = {}
     with tempfile.TemporaryDirectory(prefix="recmodels-accuracy-") as tmp:
         for size in sizes:

@@ -156,6 +156,8 @@ def test_a_resumed_run_that_trains_on_refits_as_an_uninterrupted_one(planted, tm
     _run(tmp_path / "resumed", syn.ratings, epochs=3, patience=None)
     resumed = train_run(tmp_path / "resumed", resume=True, quiet=True, echo=None,
                         resume_overrides={"epochs": 4})
+    history = resumed.metrics["history"]
+    assert resumed.metrics["best_epoch"] == 4, [h["valid_rmse"] for h in history]  # the improving case
     a = runs.load_torch(straight.path / runs.MODEL_FILE)
     b = runs.load_torch(resumed.path / runs.MODEL_FILE)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -267,4 +269,53 @@ def test_rounding_noise_is_no_gain():
             rating = predict_tensors(model.eval(), users, items) + 0.01 * torch.randn(users.shape[0])
         rows = RatingTensors(users, items, rating)
         report = refit_low_rank(model, rows, rows, max_sweeps=0)
-        assert not report.changed and report.rank == 4, seed
+        assert not report.changed, seed
+        assert report.valid_rmse_after == report.valid_rmse_before, seed
+
+
+def test_a_resume_killed_after_its_extra_epochs_is_not_complete_and_says_so(planted, tmp_path,
+                                                                            monkeypatch):
+    import recmodels.training.pipeline as pipeline
+
+    syn = planted[0]
+    run = _run(tmp_path / "run", syn.ratings, epochs=20, patience=None)
+    report = run.metrics["refit"]
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "rating_metrics", killed)  # after the epochs, before the end
+    with pytest.raises(KeyboardInterrupt):
+        train_run(run.path, resume=True, quiet=True, echo=None, resume_overrides={"epochs": 21})
+    assert not (run.path / runs.COMPLETE_FILE).exists()
+    with pytest.raises(Exception, match="incomplete run"):
+        runs.load_run(run.path)
+    # what it wrote after its epoch agrees with model.pt: the refit is still the one it holds
+    assert json.loads((run.path / runs.METRICS_FILE).read_text())["refit"] == report
+    monkeypatch.undo()
+    done = train_run(run.path, resume=True, quiet=True, echo=None)
+    assert done.metrics["refit"] == report and (run.path / runs.COMPLETE_FILE).exists()
+
+
+def test_a_refit_of_older_weights_than_model_pt_is_dropped_on_resume(planted):
+    """Killed between writing model.pt and last.pt on an improving epoch of a resumed run."""
+    trainer = _trained(planted, epochs=6, patience=None)
+    state, refit = trainer.state_dict(), trainer.refit
+    assert refit["report"]["changed"]
+    newer = {k: v + 0.01 if k in refit["after"] else v.clone() for k, v in trainer.best_state_dict.items()}
+    for best, kept in ((trainer.final_state_dict(), True), (trainer.best_state_dict, True),
+                       (newer, False)):
+        again = Trainer(build_model(trainer.model.config), TrainConfig(device="cpu", epochs=6),
+                        CPU, log=None, progress=False)
+        again.load_state_dict(state, best_state_dict=best)
+        assert (again.refit is not None) is kept
+        expected = trainer.best_state_dict if kept else newer
+        assert all(torch.equal(again.best_state_dict[k], v) for k, v in expected.items())
+
+
+def test_bias_scale_must_be_positive(planted):
+    _, _, train, valid, n_users, n_items = planted
+    model = build_model(ModelConfig("mf", n_users, n_items, embedding_dim=4))
+    rows = RatingTensors.from_arrays(valid, CPU)
+    with pytest.raises(ValueError, match="bias_scale must be > 0"):
+        refit_low_rank(model, RatingTensors.from_arrays(train, CPU), rows, bias_scale=0)

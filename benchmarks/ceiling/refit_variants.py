@@ -1,10 +1,12 @@
 """Variants of the low-rank refit on one trained NeuMF (docs/models.md, "The low-rank refit").
 
-Trains default NeuMF once on the split of ``benchmarks/train_throughput.py`` (same data, seed,
-init and thread count, so the same SGD run), with the refit off, and keeps its best weights in
-``--cache`` (a state dict, ``torch.load(weights_only=True)``). Then refits a copy of them once
-per variant and prints the share of the planted gap closed on the validation rows (which choose
-the rank and ``lam``) and on the test rows (seen by nothing), raw and clipped to the rating range.
+Trains default NeuMF once on the split of ``benchmarks/train_throughput.py`` (same data, seed
+and init; with the same thread count, ``--threads 2`` there, the same SGD run), with the refit
+off, and keeps its best weights in ``--cache`` (a state dict, ``torch.load(weights_only=True)``).
+Then refits a copy of them once per variant and prints the share of the planted gap closed on
+the validation rows (which choose the rank and ``lam``) and on the test rows (seen by nothing),
+raw and clipped to the rating range.
+Its seconds are single runs on whatever else the machine does: not a comparison.
 
 A variant is ``+``-joined ``key:value`` settings of :func:`recmodels.training.refit.refit_low_rank`:
 ``bias:S`` (``bias_scale``), ``count:E`` (``count_exponent``), ``sweeps:N`` (``max_sweeps``),
@@ -56,8 +58,9 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", default=None,
-                    help="state dict of the trained SGD weights (default: refit_neumf_s{scale}_{seed}.pt "
-                         "in the system's temp folder); trained and written when missing")
+                    help="state dict of the trained SGD weights (default: "
+                         "refit_neumf_x{scale}_s{seed}_t{threads}.pt in the system's temp folder); "
+                         "trained and written when missing (delete it after changing the training code)")
     args = ap.parse_args(argv)
     options = [(v, parse_variant(v)) for v in args.variants]
     torch.set_num_threads(args.threads)
@@ -70,7 +73,7 @@ def main(argv=None) -> None:
     torch.manual_seed(args.seed)  # as train_throughput.py: the same init, then the same dropout draws
     model = build_model(ModelConfig("neumf", len(users), len(items), global_mean=float(train.rating.mean())))
     cache = args.cache or os.path.join(os.environ.get("TMPDIR", "/tmp"),
-                                       f"refit_neumf_s{args.scale}_{args.seed}.pt")
+                                       f"refit_neumf_x{args.scale}_s{args.seed}_t{args.threads}.pt")
     if os.path.exists(cache):
         model.load_state_dict(torch.load(cache, weights_only=True))
     else:

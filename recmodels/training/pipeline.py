@@ -238,7 +238,7 @@ def _train_and_finish(out: Path, network, train_config: TrainConfig, device, tra
             runs.save_torch(trainer.best_state_dict, out / runs.MODEL_FILE)
         runs.save_torch(trainer.state_dict(), out / runs.LAST_FILE)
         runs.write_metrics(out, runs.metrics_object(trainer.state.history, trainer.state.best_epoch,
-                                                    None, None, stats))
+                                                    None, None, stats, refit=trainer.refit_report))
         log.save(out)
         if on_epoch is not None:
             on_epoch(trainer, record, improved)
@@ -254,6 +254,8 @@ def _train_and_finish(out: Path, network, train_config: TrainConfig, device, tra
 
             raise RunDirError(f"{out / runs.LAST_FILE}: cannot resume from it ({first_line(exc)}); "
                               "pass --overwrite to start again") from None
+        if not trainer.finished:  # a finished run trained on is in progress again until it ends
+            (out / runs.COMPLETE_FILE).unlink(missing_ok=True)
     try:
         trainer.fit(train_enc, valid_enc)
     finally:

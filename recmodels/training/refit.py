@@ -198,8 +198,9 @@ def _ridge_side(own: torch.Tensor, other: torch.Tensor, n_own: int, features: to
     eye = torch.diag(eye)
     row_scale = torch.ones(n_own, dtype=torch.float64)
     if prior.count_exponent:
-        counts = torch.bincount(own, minlength=n_own).double().clamp(min=1)
-        row_scale = (counts / counts.mean()) ** prior.count_exponent
+        counts = torch.bincount(own, minlength=n_own).double()
+        mean = counts[counts > 0].mean()
+        row_scale = (counts.clamp(min=1) / mean) ** prior.count_exponent  # empty rows: as 1 row
     out = [torch.zeros(n_own, k, dtype=torch.float64) for _ in lambdas]
     for b, start in enumerate(range(0, n_own, block)):
         stop = min(n_own, start + block)
@@ -263,7 +264,7 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
     max_sweeps : int
         At most this many user + item sweeps.
     bias_scale : float
-        The bias term's share of ``lam`` (1: the same penalty as a GMF coefficient).
+        The bias term's share of ``lam`` (1: the same penalty as a GMF coefficient); > 0.
     count_exponent : float
         Scale a row's ``lam`` by ``(its training rows / the mean) ** count_exponent`` (0: the
         same ``lam`` for every row, a Gaussian prior). The defaults measured best
@@ -273,6 +274,9 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
     -------
     RefitReport
     """
+    if not bias_scale > 0:
+        raise ValueError("bias_scale must be > 0 (a row without training data needs a penalty); "
+                         f"got {bias_scale!r}")
     start = time.perf_counter()
     was_training = model.training
     model.eval()

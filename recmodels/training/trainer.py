@@ -62,6 +62,21 @@ class RatingTensors:
         return cls(users, items, ratings)
 
 
+def _refit_of(refit: dict, best: dict) -> tuple[dict | None, dict]:
+    """The refit recorded in ``last.pt`` if it is of ``best`` (``model.pt``), and the SGD best.
+
+    ``model.pt`` holds the refitted tensors (a finished run), or the SGD best they came from (a run
+    killed before writing them), or a newer SGD best than the refit's: a run killed between
+    writing ``model.pt`` and ``last.pt`` on an improving epoch. That refit is then dropped.
+    """
+    after, before = refit["after"], refit["before"]
+    if all(torch.equal(best[name].cpu(), tensor) for name, tensor in after.items()):
+        return refit, {**best, **before}
+    if all(torch.equal(best[name].cpu(), tensor) for name, tensor in before.items()):
+        return refit, best
+    return None, best
+
+
 @dataclass
 class EpochRecord:
     """One row of the training history."""
@@ -251,8 +266,7 @@ class Trainer:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.refit = state.get("refit")
         if self.refit is not None and best_state_dict is not None:
-            # model.pt may already hold the refitted tensors: keep the SGD best here.
-            best_state_dict = {**best_state_dict, **self.refit["before"]}
+            self.refit, best_state_dict = _refit_of(self.refit, best_state_dict)
         self.best_state_dict = best_state_dict
         average = state.get("average")
         self.average = None if average is None else {k: v.to(self.device) for k, v in average.items()}
