@@ -14,7 +14,7 @@ from recmodels import runs  # noqa: E402
 from recmodels.datasets import make_ratings  # noqa: E402
 from recmodels.models import ModelConfig, build_model  # noqa: E402
 from recmodels.training import RatingModel, TrainConfig, Trainer, train_run  # noqa: E402
-from recmodels.training.refit import REFIT_TENSORS, refit_low_rank  # noqa: E402
+from recmodels.training.refit import NOISE_SHARES, REFIT_TENSORS, refit_low_rank  # noqa: E402
 from recmodels.training.trainer import RatingTensors, predict_tensors  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -319,3 +319,66 @@ def test_bias_scale_must_be_positive(planted):
     rows = RatingTensors.from_arrays(valid, CPU)
     with pytest.raises(ValueError, match="bias_scale must be > 0"):
         refit_low_rank(model, RatingTensors.from_arrays(train, CPU), rows, bias_scale=0)
+
+
+def _fresh_mf(planted, epochs=4):
+    trainer = _trained(planted, epochs=epochs, refit=False)
+    trainer.model.load_state_dict(trainer.best_state_dict)
+    return trainer.model
+
+
+def test_the_variational_sweeps_beat_the_ridge_result_on_validation(planted):
+    _, _, train, valid, _, _ = planted
+    tr, va = RatingTensors.from_arrays(train, CPU), RatingTensors.from_arrays(valid, CPU)
+    model = _fresh_mf(planted)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    ridge = refit_low_rank(model, tr, va, variational=False)
+    model.load_state_dict(state)
+    report = refit_low_rank(model, tr, va)
+    assert ridge.variational_sweeps == 0 and ridge.noise_share is None
+    assert report.variational_sweeps >= 1 and report.noise_share in NOISE_SHARES
+    assert report.rank == ridge.rank == PLANTED_RANK
+    assert report.valid_rmse_after < ridge.valid_rmse_after - 1e-4
+    assert _valid_rmse(model, valid) == pytest.approx(report.valid_rmse_after, abs=1e-5)
+    assert "variational" in report.describe()
+
+
+def test_posterior_covariances_enter_the_normal_equations():
+    from recmodels.training.refit import _covariances, _Prior, _ridge_side
+
+    gen = torch.Generator().manual_seed(0)
+    features = torch.randn(5, 2, dtype=torch.float64, generator=gen)  # 5 "items", rank 2
+    cov_other = torch.randn(5, 2, 2, dtype=torch.float64, generator=gen)
+    cov_other = cov_other @ cov_other.transpose(1, 2) * 0.1  # positive definite
+    own = torch.tensor([0, 0, 0, 1, 1])  # two "users"
+    other = torch.tensor([0, 2, 4, 1, 3])
+    target = torch.randn(5, dtype=torch.float64, generator=gen)
+    (sol,), blocks = _ridge_side(own, other, 2, features, target, True, (1.5,), _Prior(),
+                                 cov_other, keep=True)
+    cov = _covariances(blocks, 2, 2, 1.5, noise=0.3)
+    for user, rows in ((0, [0, 1, 2]), (1, [3, 4])):
+        x = torch.cat([features[other[rows]], torch.ones(len(rows), 1, dtype=torch.float64)], 1)
+        gram = x.T @ x
+        gram[:2, :2] += cov_other[other[rows]].sum(0)
+        a = gram + 1.5 * torch.eye(3, dtype=torch.float64)
+        torch.testing.assert_close(sol[user], torch.linalg.solve(a, x.T @ target[rows]))
+        torch.testing.assert_close(cov[user], 0.3 * torch.linalg.inv(a)[:2, :2])
+
+
+def test_the_variational_sweeps_are_skipped_when_their_covariances_would_not_fit(planted, monkeypatch):
+    import recmodels.training.refit as refit
+
+    _, _, train, valid, _, _ = planted
+    monkeypatch.setattr(refit, "_VARIATIONAL_BYTES", 0)
+    report = refit_low_rank(_fresh_mf(planted), RatingTensors.from_arrays(train, CPU),
+                            RatingTensors.from_arrays(valid, CPU))
+    assert report.changed and report.variational_sweeps == 0 and report.noise_share is None
+
+
+def test_reports_saved_before_the_variational_sweeps_load():
+    from recmodels.training.refit import RefitReport
+
+    old = {"dim": 16, "rank": 3, "sweeps": 2, "lambdas": [2.0, 2.0], "valid_rmse_before": 0.9,
+           "valid_rmse_after": 0.8, "changed": True, "seconds": 1.0}
+    report = RefitReport.from_dict(old)
+    assert report.variational_sweeps == 0 and "variational" not in report.describe()

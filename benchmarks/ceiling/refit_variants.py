@@ -10,9 +10,11 @@ Its seconds are single runs on whatever else the machine does: not a comparison.
 
 A variant is ``+``-joined ``key:value`` settings of :func:`recmodels.training.refit.refit_low_rank`:
 ``bias:S`` (``bias_scale``), ``count:E`` (``count_exponent``), ``sweeps:N`` (``max_sweeps``),
-``lams:A,B,...`` (``lambdas``); ``base`` is the defaults. Usage::
+``lams:A,B,...`` (``lambdas``), ``vb:off`` (``variational=False``: ridge only), ``noise:A,B,...``
+(``noise_shares``); ``base`` is the defaults. Usage::
 
-    python benchmarks/ceiling/refit_variants.py base bias:0.25 bias:4 count:0.5 count:-0.25 sweeps:8
+    python benchmarks/ceiling/refit_variants.py base vb:off noise:0.5 noise:0.7 noise:1
+    python benchmarks/ceiling/refit_variants.py vb:off+bias:0.25 vb:off+count:0.5 vb:off+sweeps:8
     python benchmarks/ceiling/refit_variants.py --scale 8 base      # 1/8 of the notebook's scale
 """
 
@@ -33,7 +35,8 @@ from recmodels.training.refit import refit_low_rank
 from recmodels.training.trainer import RatingTensors, predict_tensors
 
 SETTINGS = {"bias": ("bias_scale", float), "count": ("count_exponent", float),
-            "sweeps": ("max_sweeps", int),
+            "sweeps": ("max_sweeps", int), "vb": ("variational", lambda v: v not in ("0", "off")),
+            "noise": ("noise_shares", lambda v: tuple(float(x) for x in v.split(","))),
             "lams": ("lambdas", lambda v: tuple(float(x) for x in v.split(",")))}
 
 
@@ -103,7 +106,8 @@ def main(argv=None) -> None:
         model.load_state_dict(sgd)
         start = time.perf_counter()
         report = refit_low_rank(model, train_t, valid_t, **opts)
-        shares(name, f"rank {report.rank}, kept sweep {report.sweeps}, lam {report.lambdas}, "
+        shares(name, f"rank {report.rank}, kept ridge sweep {report.sweeps}, variational sweep "
+                     f"{report.variational_sweeps} (noise x{report.noise_share}), lam {report.lambdas}, "
                      f"{time.perf_counter() - start:.1f} s")
 
 

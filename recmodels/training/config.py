@@ -104,10 +104,11 @@ class TrainConfig:
     refit : bool
         After the SGD epochs, refit the GMF and bias tables of the best weights: truncate the
         GMF product at the rank with the lowest validation MSE, then alternate exact ridge
-        regressions of the user and item rows (:mod:`recmodels.training.refit`). Needs
-        validation rows (at least 500), and keeps the SGD weights when it brings no gain. Default on (NeuMF
-        at the notebook's scale: 68.8 % -> 71.0 % of the planted gap, 71.8 % clipped, ``docs/models.md``);
-        configs saved before this option existed load as off.
+        regressions of the user and item rows, then mean-field variational ones
+        (:mod:`recmodels.training.refit`). Needs validation rows (at least 500), and keeps the
+        SGD weights when it brings no gain. Default on (NeuMF at the notebook's scale: 68.8 % ->
+        72.2 % of the planted gap, 72.6 % clipped, ``docs/models.md``); configs saved before
+        this option existed load as off.
     """
 
     epochs: int = 200

@@ -1,4 +1,4 @@
-"""Low-rank ridge refit of the GMF and bias tables, after the SGD epochs (``TrainConfig.refit``).
+"""Low-rank refit of the GMF and bias tables after the SGD epochs (``TrainConfig.refit``).
 
 Early-stopped SGD leaves the GMF product ``P diag(w) Q^T`` (``w``: the GMF part of the predict
 layer) with a few strong directions and a tail of weak, noisy ones, and its rows short of the
@@ -10,7 +10,14 @@ the global mean and the predict bias) and
 2. runs alternating ridge regressions (ALS) at that rank: every user's GMF row and bias, then
    every item's, each the exact minimiser of its squared error plus ``lam * ||row||^2`` given
    the other side. ``lam`` is picked from :data:`LAMBDAS` on the validation rows at every
-   half-sweep, and the sweeps stop once one brings no better validation MSE.
+   half-sweep, and the sweeps stop once one brings no better validation MSE;
+3. from that ridge (MAP) result, runs mean-field variational Bayes sweeps: the same
+   regressions, but each row's normal equations take ``E[x x^T] = x x^T + Cov(x)`` of the other
+   side's rows, whose posterior covariance ``noise * (X^T X + lam I)^-1`` comes from their own
+   last solve. Rows whose partners are uncertain (rarely rated) are shrunk more: a cheap stand-in
+   for the posterior mean a Gibbs sampler averages over. The noise variance is a share of the
+   ridge result's validation MSE (:data:`NOISE_SHARES`; several are tried if given). The result is still one
+   set of rows at the same rank, so the export is unchanged.
 
 The refit keeps the best validation MSE it saw, the SGD model included, so it never makes the
 validation figure worse. It changes only parameter values (``user_gmf``, ``item_gmf``, the GMF
@@ -29,6 +36,13 @@ from torch import nn
 # Ridge weights tried at every half-sweep (per row, the same for every row: a Gaussian prior).
 LAMBDAS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 MAX_SWEEPS = 4
+# The variational sweeps' noise variances, as shares of the ridge result's validation MSE (the
+# MLP part overfits the training rows, so their residuals understate the noise), and their cap.
+# 0.7 was the best of 0.5 / 0.7 / 1.0 at both scales measured (docs/models.md); each more share
+# costs as much again as the ridge sweeps.
+NOISE_SHARES = (0.7,)
+MAX_VARIATIONAL_SWEEPS = 3
+_VARIATIONAL_BYTES = 2**30
 # Ranks above this are truncated but not re-solved (the normal equations grow as rank ** 2).
 MAX_SOLVE_RANK = 64
 # Working memory of one block of normal equations or outer products.
@@ -61,6 +75,10 @@ class RefitReport:
     changed : bool
         False when nothing beat the SGD model, which is then left as it was.
     seconds : float
+    variational_sweeps : int
+        The variational sweep whose result was kept (0: none; the ridge result was kept).
+    noise_share : float or None
+        Its noise variance as a share of the ridge result's validation MSE.
     """
 
     dim: int
@@ -71,6 +89,8 @@ class RefitReport:
     valid_rmse_after: float
     changed: bool
     seconds: float
+    variational_sweeps: int = 0  # reports written before the variational sweeps have neither
+    noise_share: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,7 +104,9 @@ class RefitReport:
         if not self.changed:
             return (f"refit: no gain over the SGD weights (valid rmse {self.valid_rmse_before:.4f}); "
                     f"kept them ({self.seconds:.1f} s)")
-        return (f"refit: GMF rank {self.rank} of {self.dim}, {self.sweeps} ridge sweep(s), "
+        variational = (f" + {self.variational_sweeps} variational (noise x{self.noise_share:g})"
+                       if self.variational_sweeps else "")
+        return (f"refit: GMF rank {self.rank} of {self.dim}, {self.sweeps} ridge{variational} sweep(s), "
                 f"valid rmse {self.valid_rmse_before:.4f} -> {self.valid_rmse_after:.4f} "
                 f"({self.seconds:.1f} s)")
 
@@ -181,13 +203,17 @@ class _Prior:
 
 
 def _ridge_side(own: torch.Tensor, other: torch.Tensor, n_own: int, features: torch.Tensor,
-                target: torch.Tensor, bias: bool, lambdas, prior: _Prior) -> list[torch.Tensor]:
+                target: torch.Tensor, bias: bool, lambdas, prior: _Prior,
+                cov_other: torch.Tensor | None = None, keep: bool = False):
     """Per own row, the ridge solutions ``[coefficients, bias]`` for every ``lam`` in ``lambdas``.
 
     Row ``r`` of the training data contributes ``x = [features[other[r]], 1]`` and
-    ``target[r]`` to the normal equations of ``own[r]``; blocks of own rows keep memory bounded.
+    ``target[r]`` to the normal equations of ``own[r]``, and with ``cov_other`` (the other side's
+    posterior covariances) ``E[x x^T]`` instead of ``x x^T``; blocks of own rows keep memory
+    bounded. Returns the solutions and, with ``keep``, the blocks ``(start, stop, gram, penalty)``.
     """
-    k = features.shape[1] + int(bias)
+    r = features.shape[1]
+    k = r + int(bias)
     order = torch.argsort(own, stable=True)
     own, other, target = own[order], other[order], target[order]
     block = max(1, _BLOCK_BYTES // (8 * k * k))
@@ -202,6 +228,7 @@ def _ridge_side(own: torch.Tensor, other: torch.Tensor, n_own: int, features: to
         mean = counts[counts > 0].mean()
         row_scale = (counts.clamp(min=1) / mean) ** prior.count_exponent  # empty rows: as 1 row
     out = [torch.zeros(n_own, k, dtype=torch.float64) for _ in lambdas]
+    kept = []
     for b, start in enumerate(range(0, n_own, block)):
         stop = min(n_own, start + block)
         gram = torch.zeros(stop - start, k, k, dtype=torch.float64)
@@ -212,17 +239,31 @@ def _ridge_side(own: torch.Tensor, other: torch.Tensor, n_own: int, features: to
             if bias:
                 x = torch.cat([x, x.new_ones(x.shape[0], 1)], 1)
             idx = own[lo:hi] - start
-            gram.index_add_(0, idx, x.unsqueeze(2) * x.unsqueeze(1))
+            outer = x.unsqueeze(2) * x.unsqueeze(1)
+            if cov_other is not None:
+                outer[:, :r, :r] += cov_other[other[lo:hi]]
+            gram.index_add_(0, idx, outer)
             rhs.index_add_(0, idx, x * target[lo:hi].unsqueeze(1))
         penalty = eye * row_scale[start:stop, None, None]
         for sol, lam in zip(out, lambdas, strict=True):
             sol[start:stop] = torch.linalg.solve(gram + lam * penalty, rhs)
-    return out
+        if keep:
+            kept.append((start, stop, gram, penalty))
+    return out, kept
 
 
-def _sweep_side(f: _Factors, side: str, train: _Rows, valid: _Rows, lambdas,
-                prior: _Prior) -> tuple[_Factors, float, float]:
-    """Re-solve one side's rows; the best ``lam`` on the validation rows, and its MSE."""
+def _covariances(blocks, n_own: int, rank: int, lam: float, noise: float) -> torch.Tensor:
+    """Posterior covariances of the rows' coefficients, ``noise * (gram + lam * penalty)^-1``."""
+    cov = torch.zeros(n_own, rank, rank, dtype=torch.float64)
+    for start, stop, gram, penalty in blocks:
+        cov[start:stop] = noise * torch.linalg.inv(gram + lam * penalty)[:, :rank, :rank]
+    return cov
+
+
+def _sweep_side(f: _Factors, side: str, train: _Rows, valid: _Rows, lambdas, prior: _Prior,
+                cov_other: torch.Tensor | None = None, noise: float | None = None):
+    """Re-solve one side's rows; the best ``lam`` on the validation rows, its MSE, and (with
+    ``noise``, the variational refit) the rows' posterior covariances at that ``lam``."""
     bias = f.bu is not None
     if side == "user":
         own, other, features, n_own = train.user, train.item, f.Q, f.P.shape[0]
@@ -231,23 +272,42 @@ def _sweep_side(f: _Factors, side: str, train: _Rows, valid: _Rows, lambdas,
         own, other, features, n_own = train.item, train.user, f.P, f.Q.shape[0]
         other_bias = f.bu[train.user] if bias else 0.0
     target = train.rating - train.rest - other_bias
+    rank = features.shape[1]
+    solutions, blocks = _ridge_side(own, other, n_own, features, target, bias, lambdas, prior,
+                                    cov_other, keep=noise is not None)
     best = None
-    for lam, sol in zip(lambdas, _ridge_side(own, other, n_own, features, target, bias, lambdas, prior),
-                        strict=True):
-        rank = features.shape[1]
+    for lam, sol in zip(lambdas, solutions, strict=True):
         rows, row_bias = sol[:, :rank], (sol[:, rank] if bias else None)
         candidate = (_Factors(rows, f.Q, row_bias, f.bi) if side == "user"
                      else _Factors(f.P, rows, f.bu, row_bias))
         mse = candidate.mse(valid)
         if best is None or mse < best[1]:
             best = (candidate, mse, float(lam))
-    return best
+    cov = None if noise is None else _covariances(blocks, n_own, rank, best[2], noise)
+    return (*best, cov)
+
+
+def _item_covariances(f: _Factors, train: _Rows, prior: _Prior, lam: float, noise: float) -> torch.Tensor:
+    """The item rows' ridge posterior covariances given the users, without moving the items."""
+    bias = f.bu is not None
+    target = train.rating - train.rest - (f.bu[train.user] if bias else 0.0)
+    _, blocks = _ridge_side(train.item, train.user, f.Q.shape[0], f.P, target, bias, (lam,), prior,
+                            keep=True)
+    return _covariances(blocks, f.Q.shape[0], f.P.shape[1], lam, noise)
+
+
+def _variational_fits(n_users: int, n_items: int, rank: int, bias: bool) -> bool:
+    k = rank + int(bias)
+    # the covariances of both sides, and one side's kept normal equations
+    return 8 * ((n_users + n_items) * rank * rank + max(n_users, n_items) * k * k) <= _VARIATIONAL_BYTES
 
 
 @torch.no_grad()
 def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
                    lambdas=LAMBDAS, max_sweeps: int = MAX_SWEEPS, bias_scale: float = 1.0,
-                   count_exponent: float = 0.0) -> RefitReport:
+                   count_exponent: float = 0.0, variational: bool = True,
+                   noise_shares=NOISE_SHARES, max_variational_sweeps: int = MAX_VARIATIONAL_SWEEPS
+                   ) -> RefitReport:
     """Refit ``model``'s GMF and bias tables in place (module docstring); never worse on ``valid``.
 
     Parameters
@@ -262,13 +322,22 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
     lambdas : sequence of float
         Ridge weights to choose from at every half-sweep.
     max_sweeps : int
-        At most this many user + item sweeps.
+        At most this many user + item ridge sweeps.
     bias_scale : float
         The bias term's share of ``lam`` (1: the same penalty as a GMF coefficient); > 0.
     count_exponent : float
         Scale a row's ``lam`` by ``(its training rows / the mean) ** count_exponent`` (0: the
         same ``lam`` for every row, a Gaussian prior). The defaults measured best
         (``docs/models.md``).
+    variational : bool
+        After the ridge sweeps, the mean-field variational sweeps (step 3 of the module
+        docstring). Skipped when their covariances would not fit in
+        ``_VARIATIONAL_BYTES`` (1 GiB).
+    noise_shares : sequence of float
+        The noise variances the variational sweeps try, as shares of the ridge result's
+        validation MSE; each starts from the ridge result, the best on validation is kept.
+    max_variational_sweeps : int
+        At most this many variational sweeps per noise variance.
 
     Returns
     -------
@@ -291,26 +360,48 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
     before = sgd.mse(va)
     best, best_mse = sgd, before
 
-    def better(mse: float) -> bool:  # rounding noise (e.g. a full-rank truncation) is no gain
-        return mse < best_mse * (1 - _MIN_GAIN)
+    def better(mse: float, than: float | None = None) -> bool:  # rounding noise is no gain
+        return mse < (best_mse if than is None else than) * (1 - _MIN_GAIN)
 
-    current, rank, mse = _truncated(sgd, va)
+    truncated, rank, mse = _truncated(sgd, va)
     if better(mse):
-        best, best_mse = current, mse
-    chosen, kept_sweeps = [], 0
+        best, best_mse = truncated, mse
+    current = truncated
+    chosen, kept_sweeps, kept_vb, kept_share = [], 0, 0, None
     if rank <= MAX_SOLVE_RANK and max_sweeps > 0:
         tr, prior = _rows(model, train, batch_size), _Prior(bias_scale, count_exponent)
         sweep_lams = []
         for sweep in range(1, max_sweeps + 1):
             sweep_start = best_mse
             for side in ("user", "item"):
-                current, mse, lam = _sweep_side(current, side, tr, va, lambdas, prior)
+                current, mse, lam, _ = _sweep_side(current, side, tr, va, lambdas, prior)
                 sweep_lams.append(lam)
                 if better(mse):
                     best, best_mse = current, mse
                     chosen, kept_sweeps = list(sweep_lams), sweep
             if best_mse == sweep_start:
                 break
+        ridge, ridge_mse, ridge_lams = (best if best is not sgd else truncated), best_mse, list(chosen)
+        if variational and max_variational_sweeps > 0 and _variational_fits(
+                sgd.P.shape[0], sgd.Q.shape[0], ridge.P.shape[1], bias):
+            item_lam = ridge_lams[1::2][-1] if ridge_lams[1::2] else lambdas[len(lambdas) // 2]
+            for share in noise_shares:
+                noise = share * ridge_mse
+                current = ridge
+                covs = {"item": _item_covariances(current, tr, prior, item_lam, noise)}
+                chain_lams, chain_best = [], ridge_mse
+                for sweep in range(1, max_variational_sweeps + 1):
+                    sweep_start = chain_best
+                    for side, other in (("user", "item"), ("item", "user")):
+                        current, mse, lam, covs[side] = _sweep_side(current, side, tr, va, lambdas,
+                                                                    prior, covs[other], noise)
+                        chain_lams.append(lam)
+                        chain_best = min(chain_best, mse)
+                        if better(mse):
+                            best, best_mse = current, mse
+                            chosen, kept_vb, kept_share = ridge_lams + chain_lams, sweep, float(share)
+                    if not better(chain_best, sweep_start):
+                        break
     changed = best is not sgd
     if changed:
         _write(model, best, d)
@@ -318,7 +409,8 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
     return RefitReport(dim=d, rank=best.P.shape[1] if changed else d, sweeps=kept_sweeps,
                        lambdas=chosen, valid_rmse_before=before ** 0.5,
                        valid_rmse_after=best_mse ** 0.5, changed=changed,
-                       seconds=time.perf_counter() - start)
+                       seconds=time.perf_counter() - start, variational_sweeps=kept_vb,
+                       noise_share=kept_share)
 
 
 def _write(model: nn.Module, f: _Factors, d: int) -> None:
@@ -334,5 +426,5 @@ def _write(model: nn.Module, f: _Factors, d: int) -> None:
             table[:, 0] = values.to(table.device, table.dtype)
 
 
-__all__ = ["LAMBDAS", "MAX_SWEEPS", "MIN_VALID_ROWS", "REFIT_TENSORS", "RefitReport", "refit_low_rank",
-           "supports_refit"]
+__all__ = ["LAMBDAS", "MAX_SWEEPS", "MAX_VARIATIONAL_SWEEPS", "MIN_VALID_ROWS", "NOISE_SHARES",
+           "REFIT_TENSORS", "RefitReport", "refit_low_rank", "supports_refit"]
