@@ -343,7 +343,8 @@ def test_the_variational_sweeps_beat_the_ridge_result_on_validation(planted):
     assert "variational" in report.describe()
 
 
-def test_posterior_covariances_enter_the_normal_equations():
+@pytest.mark.parametrize("bias_scale, count_exponent", [(1.0, 0.0), (2.0, 0.5)])
+def test_posterior_covariances_enter_the_normal_equations(bias_scale, count_exponent):
     from recmodels.training.refit import _covariances, _Prior, _ridge_side
 
     gen = torch.Generator().manual_seed(0)
@@ -353,14 +354,16 @@ def test_posterior_covariances_enter_the_normal_equations():
     own = torch.tensor([0, 0, 0, 1, 1])  # two "users"
     other = torch.tensor([0, 2, 4, 1, 3])
     target = torch.randn(5, dtype=torch.float64, generator=gen)
-    (sol,), blocks = _ridge_side(own, other, 2, features, target, True, (1.5,), _Prior(),
+    prior = _Prior(bias_scale, count_exponent)
+    (sol,), blocks = _ridge_side(own, other, 2, features, target, True, (1.5,), prior,
                                  cov_other, keep=True)
     cov = _covariances(blocks, 2, 2, 1.5, noise=0.3)
     for user, rows in ((0, [0, 1, 2]), (1, [3, 4])):
         x = torch.cat([features[other[rows]], torch.ones(len(rows), 1, dtype=torch.float64)], 1)
         gram = x.T @ x
         gram[:2, :2] += cov_other[other[rows]].sum(0)
-        a = gram + 1.5 * torch.eye(3, dtype=torch.float64)
+        scale = (len(rows) / 2.5) ** count_exponent  # 2.5: the mean rows per user
+        a = gram + 1.5 * scale * torch.diag(torch.tensor([1.0, 1.0, bias_scale], dtype=torch.float64))
         torch.testing.assert_close(sol[user], torch.linalg.solve(a, x.T @ target[rows]))
         torch.testing.assert_close(cov[user], 0.3 * torch.linalg.inv(a)[:2, :2])
 
@@ -382,3 +385,17 @@ def test_reports_saved_before_the_variational_sweeps_load():
            "valid_rmse_after": 0.8, "changed": True, "seconds": 1.0}
     report = RefitReport.from_dict(old)
     assert report.variational_sweeps == 0 and "variational" not in report.describe()
+
+
+def test_without_noise_the_variational_sweeps_are_the_converged_ridge_sweeps(planted):
+    _, _, train, valid, _, _ = planted
+    tr, va = RatingTensors.from_arrays(train, CPU), RatingTensors.from_arrays(valid, CPU)
+    model = _fresh_mf(planted)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    ridge = refit_low_rank(model, tr, va, variational=False)
+    model.load_state_dict(state)
+    silent = refit_low_rank(model, tr, va, noise_shares=(1e-12,))
+    # no covariance to add: more of the ridge sweeps that had already stopped gaining
+    assert silent.valid_rmse_after == pytest.approx(ridge.valid_rmse_after, abs=2e-4)
+    model.load_state_dict(state)
+    assert refit_low_rank(model, tr, va).valid_rmse_after < silent.valid_rmse_after - 1e-4

@@ -13,10 +13,12 @@ the global mean and the predict bias) and
    half-sweep, and the sweeps stop once one brings no better validation MSE;
 3. from that ridge (MAP) result, runs mean-field variational Bayes sweeps: the same
    regressions, but each row's normal equations take ``E[x x^T] = x x^T + Cov(x)`` of the other
-   side's rows, whose posterior covariance ``noise * (X^T X + lam I)^-1`` comes from their own
-   last solve. Rows whose partners are uncertain (rarely rated) are shrunk more: a cheap stand-in
-   for the posterior mean a Gibbs sampler averages over. The noise variance is a share of the
-   ridge result's validation MSE (:data:`NOISE_SHARES`; several are tried if given). The result is still one
+   side's rows, whose posterior covariance (``noise`` times the inverse of their own last
+   normal equations, penalty included) comes from their last solve. Mean field: a row's bias
+   is treated as independent of its GMF row, so their cross-covariance is left out. Rows whose
+   partners are uncertain (rarely rated) are shrunk more: a cheap stand-in for the posterior
+   mean a Gibbs sampler averages over. The noise variance is a share of the ridge result's
+   validation MSE (:data:`NOISE_SHARES`; several are tried if given). The result is still one
    set of rows at the same rank, so the export is unchanged.
 
 The refit keeps the best validation MSE it saw, the SGD model included, so it never makes the
@@ -66,7 +68,8 @@ class RefitReport:
     rank : int
         The rank kept (``dim`` when nothing was truncated).
     sweeps : int
-        The sweep whose result was kept, counted from 1 (0: the truncation alone, or nothing).
+        The ridge sweep whose result was kept, or that the kept variational sweeps started from,
+        counted from 1 (0: the truncation alone, or nothing).
     lambdas : list of float
         The ridge weight chosen at every half-sweep up to the kept one (users, items, users,
         ...): each one's result is where the next starts from.
@@ -210,7 +213,8 @@ def _ridge_side(own: torch.Tensor, other: torch.Tensor, n_own: int, features: to
     Row ``r`` of the training data contributes ``x = [features[other[r]], 1]`` and
     ``target[r]`` to the normal equations of ``own[r]``, and with ``cov_other`` (the other side's
     posterior covariances) ``E[x x^T]`` instead of ``x x^T``; blocks of own rows keep memory
-    bounded. Returns the solutions and, with ``keep``, the blocks ``(start, stop, gram, penalty)``.
+    bounded. Returns the solutions and, with ``keep``, the blocks ``(start, stop, gram, penalty)``
+    (``penalty`` as ``(diagonal, per-row scale)``, not expanded per row).
     """
     r = features.shape[1]
     k = r + int(bias)
@@ -248,14 +252,15 @@ def _ridge_side(own: torch.Tensor, other: torch.Tensor, n_own: int, features: to
         for sol, lam in zip(out, lambdas, strict=True):
             sol[start:stop] = torch.linalg.solve(gram + lam * penalty, rhs)
         if keep:
-            kept.append((start, stop, gram, penalty))
+            kept.append((start, stop, gram, (eye, row_scale[start:stop])))
     return out, kept
 
 
 def _covariances(blocks, n_own: int, rank: int, lam: float, noise: float) -> torch.Tensor:
     """Posterior covariances of the rows' coefficients, ``noise * (gram + lam * penalty)^-1``."""
     cov = torch.zeros(n_own, rank, rank, dtype=torch.float64)
-    for start, stop, gram, penalty in blocks:
+    for start, stop, gram, (eye, row_scale) in blocks:
+        penalty = eye * row_scale[:, None, None]
         cov[start:stop] = noise * torch.linalg.inv(gram + lam * penalty)[:, :rank, :rank]
     return cov
 
@@ -296,10 +301,12 @@ def _item_covariances(f: _Factors, train: _Rows, prior: _Prior, lam: float, nois
     return _covariances(blocks, f.Q.shape[0], f.P.shape[1], lam, noise)
 
 
-def _variational_fits(n_users: int, n_items: int, rank: int, bias: bool) -> bool:
-    k = rank + int(bias)
-    # the covariances of both sides, and one side's kept normal equations
-    return 8 * ((n_users + n_items) * rank * rank + max(n_users, n_items) * k * k) <= _VARIATIONAL_BYTES
+def _variational_fits(n_users: int, n_items: int, rank: int, bias: bool, n_lambdas: int) -> bool:
+    """Whether the variational sweeps' largest tensors fit in ``_VARIATIONAL_BYTES``: the
+    covariances of both sides, one side's kept normal equations and its ridge solutions."""
+    k, most = rank + int(bias), max(n_users, n_items)
+    values = (n_users + n_items) * rank * rank + most * k * k + n_lambdas * most * k
+    return 8 * values <= _VARIATIONAL_BYTES
 
 
 @torch.no_grad()
@@ -363,9 +370,9 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
     def better(mse: float, than: float | None = None) -> bool:  # rounding noise is no gain
         return mse < (best_mse if than is None else than) * (1 - _MIN_GAIN)
 
-    truncated, rank, mse = _truncated(sgd, va)
-    if better(mse):
-        best, best_mse = truncated, mse
+    truncated, rank, truncated_mse = _truncated(sgd, va)
+    if better(truncated_mse):
+        best, best_mse = truncated, truncated_mse
     current = truncated
     chosen, kept_sweeps, kept_vb, kept_share = [], 0, 0, None
     if rank <= MAX_SOLVE_RANK and max_sweeps > 0:
@@ -381,9 +388,10 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
                     chosen, kept_sweeps = list(sweep_lams), sweep
             if best_mse == sweep_start:
                 break
-        ridge, ridge_mse, ridge_lams = (best if best is not sgd else truncated), best_mse, list(chosen)
+        ridge, ridge_mse = (best, best_mse) if best is not sgd else (truncated, truncated_mse)
+        ridge_lams = list(chosen)
         if variational and max_variational_sweeps > 0 and _variational_fits(
-                sgd.P.shape[0], sgd.Q.shape[0], ridge.P.shape[1], bias):
+                sgd.P.shape[0], sgd.Q.shape[0], ridge.P.shape[1], bias, len(lambdas)):
             item_lam = ridge_lams[1::2][-1] if ridge_lams[1::2] else lambdas[len(lambdas) // 2]
             for share in noise_shares:
                 noise = share * ridge_mse
@@ -393,6 +401,7 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
                 for sweep in range(1, max_variational_sweeps + 1):
                     sweep_start = chain_best
                     for side, other in (("user", "item"), ("item", "user")):
+                        covs.pop(side, None)  # the old ones are not needed while the new are built
                         current, mse, lam, covs[side] = _sweep_side(current, side, tr, va, lambdas,
                                                                     prior, covs[other], noise)
                         chain_lams.append(lam)
