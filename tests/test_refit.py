@@ -327,14 +327,22 @@ def _fresh_mf(planted, epochs=4):
     return trainer.model
 
 
-def test_the_variational_sweeps_beat_the_ridge_result_on_validation(planted):
+def _refits(planted, *options):
+    """Refit the same SGD weights once per dict of options; the model holds the last one."""
     _, _, train, valid, _, _ = planted
     tr, va = RatingTensors.from_arrays(train, CPU), RatingTensors.from_arrays(valid, CPU)
     model = _fresh_mf(planted)
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    ridge = refit_low_rank(model, tr, va, variational=False)
-    model.load_state_dict(state)
-    report = refit_low_rank(model, tr, va)
+    reports = []
+    for opts in options:
+        model.load_state_dict(state)
+        reports.append(refit_low_rank(model, tr, va, **opts))
+    return model, reports
+
+
+def test_the_variational_sweeps_beat_the_ridge_result_on_validation(planted):
+    valid = planted[3]
+    model, (ridge, report) = _refits(planted, {"variational": False}, {})
     assert ridge.variational_sweeps == 0 and ridge.noise_share is None
     assert report.variational_sweeps >= 1 and report.noise_share in NOISE_SHARES
     assert report.rank == ridge.rank == PLANTED_RANK
@@ -388,14 +396,7 @@ def test_reports_saved_before_the_variational_sweeps_load():
 
 
 def test_without_noise_the_variational_sweeps_are_the_converged_ridge_sweeps(planted):
-    _, _, train, valid, _, _ = planted
-    tr, va = RatingTensors.from_arrays(train, CPU), RatingTensors.from_arrays(valid, CPU)
-    model = _fresh_mf(planted)
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    ridge = refit_low_rank(model, tr, va, variational=False)
-    model.load_state_dict(state)
-    silent = refit_low_rank(model, tr, va, noise_shares=(1e-12,))
+    _, (ridge, silent, default) = _refits(planted, {"variational": False}, {"noise_shares": (1e-12,)}, {})
     # no covariance to add: more of the ridge sweeps that had already stopped gaining
     assert silent.valid_rmse_after == pytest.approx(ridge.valid_rmse_after, abs=2e-4)
-    model.load_state_dict(state)
-    assert refit_low_rank(model, tr, va).valid_rmse_after < silent.valid_rmse_after - 1e-4
+    assert default.valid_rmse_after < silent.valid_rmse_after - 1e-4
