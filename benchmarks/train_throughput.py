@@ -109,6 +109,21 @@ def notebook_loop(train, n_users, n_items, steps: int, seed: int, device=None) -
     return done / (time.perf_counter() - start)
 
 
+def final_figures(model, parts: dict, rating_range: tuple[float, float], gap_closed) -> dict:
+    """``{"valid_raw": {"rmse", "gap_closed"}, "valid_clipped": ...}`` for each part of ``parts``
+    (name -> encoded rows): the model's predictions raw and clipped to ``rating_range``."""
+    figures = {}
+    for part, rows in parts.items():
+        with torch.no_grad():
+            pred = predict_tensors(model.eval(), torch.as_tensor(np.asarray(rows.user_index)),
+                                   torch.as_tensor(np.asarray(rows.item_index))).double().numpy()
+        y = np.asarray(rows.rating, dtype=np.float64)
+        for name, p in (("raw", pred), ("clipped", np.clip(pred, *rating_range))):
+            rmse = float(np.sqrt(np.mean((p - y) ** 2)))
+            figures[f"{part}_{name}"] = {"rmse": rmse, "gap_closed": gap_closed(rmse)}
+    return figures
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_950)
@@ -178,16 +193,8 @@ def main(argv=None):
     # The final model (after the refit), on validation and on the test part the refit never saw.
     model.load_state_dict(trainer.final_state_dict())
     test, _ = D.encode(split.test, users, items)
-    lo, hi = float(np.min(train.rating)), float(np.max(train.rating))  # the inferred range
-    final = {}
-    for part, rows in (("valid", valid), ("test", test)):
-        with torch.no_grad():
-            pred = predict_tensors(model.eval(), torch.as_tensor(np.asarray(rows.user_index)),
-                                   torch.as_tensor(np.asarray(rows.item_index))).double().numpy()
-        y = np.asarray(rows.rating, dtype=np.float64)
-        for name, p in (("raw", pred), ("clipped", np.clip(pred, lo, hi))):
-            rmse = float(np.sqrt(np.mean((p - y) ** 2)))
-            final[f"{part}_{name}"] = {"rmse": rmse, "gap_closed": gap_closed(rmse)}
+    rating_range = float(np.min(train.rating)), float(np.max(train.rating))  # the inferred range
+    final = final_figures(model, {"valid": valid, "test": test}, rating_range, gap_closed)
     refit = trainer.refit_report or {}
     how = f"refit: rank {refit['rank']}, {refit['seconds']:.1f} s" if refit.get("changed") else "no refit"
     print(f"final model ({how}):")

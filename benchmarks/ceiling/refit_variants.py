@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
@@ -32,7 +33,10 @@ from recmodels.datasets import make_ratings
 from recmodels.models import ModelConfig, build_model
 from recmodels.training import TrainConfig, Trainer
 from recmodels.training.refit import refit_low_rank
-from recmodels.training.trainer import RatingTensors, predict_tensors
+from recmodels.training.trainer import RatingTensors
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from train_throughput import final_figures  # noqa: E402
 
 SETTINGS = {"bias": ("bias_scale", float), "count": ("count_exponent", float),
             "sweeps": ("max_sweeps", int), "vb": ("variational", lambda v: v not in ("0", "off")),
@@ -85,20 +89,16 @@ def main(argv=None) -> None:
         model.load_state_dict(trainer.best_state_dict)
         torch.save(model.state_dict(), cache)
     sgd = {k: v.clone() for k, v in model.state_dict().items()}
-    lo, hi = float(np.min(train.rating)), float(np.max(train.rating))
+    rating_range = float(np.min(train.rating)), float(np.max(train.rating))
+
+    def gap_closed(rmse: float) -> float:
+        return (syn.global_mean_rmse - rmse) / (syn.global_mean_rmse - syn.best_rmse)
 
     def shares(tag: str, extra: str = "") -> None:
-        out = []
-        for rows in (valid, test):
-            with torch.no_grad():
-                pred = predict_tensors(model.eval(), torch.as_tensor(np.asarray(rows.user_index)),
-                                       torch.as_tensor(np.asarray(rows.item_index))).double().numpy()
-            y = np.asarray(rows.rating, dtype=np.float64)
-            for p in (pred, np.clip(pred, lo, hi)):
-                rmse = float(np.sqrt(np.mean((p - y) ** 2)))
-                out.append((syn.global_mean_rmse - rmse) / (syn.global_mean_rmse - syn.best_rmse))
-        print(f"{tag:24s} valid raw {out[0]:.2%} clipped {out[1]:.2%} | test raw {out[2]:.2%} "
-              f"clipped {out[3]:.2%}  {extra}", flush=True)
+        f = {k: v["gap_closed"] for k, v in
+             final_figures(model, {"valid": valid, "test": test}, rating_range, gap_closed).items()}
+        print(f"{tag:24s} valid raw {f['valid_raw']:.2%} clipped {f['valid_clipped']:.2%} | test raw "
+              f"{f['test_raw']:.2%} clipped {f['test_clipped']:.2%}  {extra}", flush=True)
 
     shares("SGD best (no refit)")
     train_t, valid_t = RatingTensors.from_arrays(train, cpu), RatingTensors.from_arrays(valid, cpu)

@@ -265,10 +265,8 @@ def _covariances(blocks, n_own: int, rank: int, lam: float, noise: float) -> tor
     return cov
 
 
-def _sweep_side(f: _Factors, side: str, train: _Rows, valid: _Rows, lambdas, prior: _Prior,
-                cov_other: torch.Tensor | None = None, noise: float | None = None):
-    """Re-solve one side's rows; the best ``lam`` on the validation rows, its MSE, and (with
-    ``noise``, the variational refit) the rows' posterior covariances at that ``lam``."""
+def _side_problem(f: _Factors, side: str, train: _Rows) -> tuple:
+    """``(own, other, n_own, features, target, bias)``: one side's regressions given the other."""
     bias = f.bu is not None
     if side == "user":
         own, other, features, n_own = train.user, train.item, f.Q, f.P.shape[0]
@@ -276,10 +274,16 @@ def _sweep_side(f: _Factors, side: str, train: _Rows, valid: _Rows, lambdas, pri
     else:
         own, other, features, n_own = train.item, train.user, f.P, f.Q.shape[0]
         other_bias = f.bu[train.user] if bias else 0.0
-    target = train.rating - train.rest - other_bias
+    return own, other, n_own, features, train.rating - train.rest - other_bias, bias
+
+
+def _sweep_side(f: _Factors, side: str, train: _Rows, valid: _Rows, lambdas, prior: _Prior,
+                cov_other: torch.Tensor | None = None, noise: float | None = None):
+    """Re-solve one side's rows; the best ``lam`` on the validation rows, its MSE, and (with
+    ``noise``, the variational refit) the rows' posterior covariances at that ``lam``."""
+    own, other, n_own, features, target, bias = problem = _side_problem(f, side, train)
     rank = features.shape[1]
-    solutions, blocks = _ridge_side(own, other, n_own, features, target, bias, lambdas, prior,
-                                    cov_other, keep=noise is not None)
+    solutions, blocks = _ridge_side(*problem, lambdas, prior, cov_other, keep=noise is not None)
     best = None
     for lam, sol in zip(lambdas, solutions, strict=True):
         rows, row_bias = sol[:, :rank], (sol[:, rank] if bias else None)
@@ -294,10 +298,8 @@ def _sweep_side(f: _Factors, side: str, train: _Rows, valid: _Rows, lambdas, pri
 
 def _item_covariances(f: _Factors, train: _Rows, prior: _Prior, lam: float, noise: float) -> torch.Tensor:
     """The item rows' ridge posterior covariances given the users, without moving the items."""
-    bias = f.bu is not None
-    target = train.rating - train.rest - (f.bu[train.user] if bias else 0.0)
-    _, blocks = _ridge_side(train.item, train.user, f.Q.shape[0], f.P, target, bias, (lam,), prior,
-                            keep=True)
+    problem = _side_problem(f, "item", train)
+    _, blocks = _ridge_side(*problem, (lam,), prior, keep=True)
     return _covariances(blocks, f.Q.shape[0], f.P.shape[1], lam, noise)
 
 
