@@ -15,8 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "recmodels"
 FLOORS = {
     1: {"errors", "ids", "values", "encoders", "tables", "bundle", "metrics", "fileio", "devices"},
     2: {"data", "models", "scoring", "datasets"},
-    3: {"embeddings", "spark", "dask"},
-    4: {"runs"},
+    3: {"embeddings", "engines"},
+    4: {"runs", "spark", "dask"},
     5: {"training", "export"},
     6: {"tuning"},
     7: {"cli"},
@@ -24,8 +24,8 @@ FLOORS = {
 }
 FLOOR_OF = {name: floor for floor, names in FLOORS.items() for name in names}
 FLOOR_1 = FLOORS[1]
-TORCH_FREE = FLOOR_1 | {"scoring", "data", "datasets", "embeddings", "spark", "dask", "cli", "__init__",
-                        "__main__"}
+TORCH_FREE = FLOOR_1 | {"scoring", "data", "datasets", "embeddings", "engines", "spark", "dask", "cli",
+                        "__init__", "__main__"}
 
 # module -> the recmodels modules it may import: those on lower floors, narrowed where a floor must
 # not see all of those below it
@@ -45,8 +45,9 @@ ALLOWED.update({
     "models": FLOOR_1,
     "datasets": FLOOR_1,
     "embeddings": FLOOR_1 | {"data"},
-    "spark": FLOOR_1 | {"scoring"},  # engines stand on the torch-free scoring core only
-    "dask": FLOOR_1 | {"scoring"},
+    "engines": FLOOR_1 | {"scoring"},  # engines stand on the torch-free scoring core only
+    "spark": {"engines"},  # recmodels.spark / recmodels.dask: the documented paths of engines.spark / .dask
+    "dask": {"engines"},
     "runs": FLOOR_1 | {"models"},
     "export": FLOOR_1 | {"models", "runs"},
 })
@@ -129,3 +130,122 @@ def test_torch_free_modules_never_import_torch_or_sklearn_at_module_level():
             if isinstance(node, ast.Import | ast.ImportFrom):
                 mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
                 assert not any((m or "").split(".")[0] in {"torch", "sklearn"} for m in mods), path
+
+
+# Inside the two big rooms: sub-floors (a folder or module directly under the package) -> floor.
+# A module may import its own sub-floor's modules and those on lower sub-floors, never higher ones.
+SUB_FLOORS = {
+    "scoring": {
+        1: {"runtime", "output", "unknown_ids", "checks"},  # onnxruntime; files out; the id guard; options
+        2: {"history"},                                      # fold-in of recent ratings (numpy)
+        3: {"pairs"},                                        # recmodels score
+        4: {"recommendation"},                               # recmodels recommend
+        5: {"evaluation"},                                   # recmodels evaluate
+        6: {"__init__"},
+    },
+    "engines": {
+        1: {"contract"},            # the driver <-> worker contract: tasks, records, the job file
+        2: {"worker"},              # what a task runs
+        3: {"driver"},              # the one driver: checks, staging, reports
+        3.5: {"recommend_driver"},  # TEMPORARY: folded into driver by the engines step
+        4: {"dask", "spark"},       # only what is the engine's own
+        5: {"__init__"},
+    },
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _all_imports(path: Path) -> set[str]:
+    """Every recmodels module ``path`` imports, at module level or inside functions, as dotted names
+    (``from X import name`` counts ``X.name`` when that is a module, else ``X``)."""
+    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    known = {_module_name(p) for p in PACKAGE.rglob("*.py")}
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            for alias in node.names:
+                full = f"{module}.{alias.name}"
+                found.add(full if full in known else module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {m for m in found if m in known}
+
+
+def test_sub_floors_are_complete():
+    for room, floors in SUB_FLOORS.items():
+        placed = set().union(*floors.values())
+        present = {p.stem if p.is_file() else p.name for p in (PACKAGE / room).iterdir()
+                   if (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))}
+        assert present <= placed, f"recmodels/{room}: place {sorted(present - placed)} on a sub-floor"
+
+
+@pytest.mark.parametrize("room", sorted(SUB_FLOORS))
+def test_imports_point_down_inside_rooms(room):
+    floor_of = {name: f for f, names in SUB_FLOORS[room].items() for name in names}
+    for path in sorted((PACKAGE / room).rglob("*.py")):
+        rel = path.relative_to(PACKAGE / room).with_suffix("").parts
+        mine = floor_of.get(rel[0], None)
+        for target in _all_imports(path):
+            parts = target.split(".")
+            if parts[:2] != ["recmodels", room] or len(parts) < 3 or parts[2] == rel[0]:
+                continue
+            theirs = floor_of.get(parts[2])
+            assert mine is not None and theirs is not None and theirs < mine, (
+                f"{path.relative_to(PACKAGE.parent)} (sub-floor {mine}) imports {target} (sub-floor {theirs})")
+
+
+def test_no_import_cycle_anywhere():
+    graph = {_module_name(p): _all_imports(p) for p in PACKAGE.rglob("*.py")}
+    # a package's __init__ re-exporting its own modules is not a cycle; a module importing a parent
+    # package's __init__ (which imports it back) is
+    state: dict[str, int] = {}
+
+    def visit(node, stack):
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if nxt == node:
+                continue
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt):] + [nxt]
+                if not (node.startswith(nxt + ".") and len(cycle) == 2):
+                    raise AssertionError("import cycle: " + " -> ".join(cycle))
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_a_cycle_is_found(tmp_path, monkeypatch):
+    """The cycle check can fail."""
+    pkg = tmp_path / "recmodels"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from . import b\n")
+    (pkg / "b.py").write_text("def f():\n    from .a import x\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", pkg)
+    with pytest.raises(AssertionError, match="import cycle"):
+        test_no_import_cycle_anywhere()
+
+
+def test_an_upward_import_inside_a_room_fails(tmp_path, monkeypatch):
+    pkg = tmp_path / "recmodels" / "scoring"
+    for sub in ("runtime", "pairs"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "runtime" / "x.py").write_text("from ..pairs import y\n")
+    (pkg / "pairs" / "y.py").write_text("")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", tmp_path / "recmodels")
+    with pytest.raises(AssertionError, match="sub-floor 1"):
+        test_imports_point_down_inside_rooms("scoring")

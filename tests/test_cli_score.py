@@ -84,7 +84,7 @@ def test_cli_errors_are_one_line(tmp_path, setup):
 
 
 def test_cli_device_cuda_without_cuda_fails_in_one_line(tmp_path, setup):
-    from recmodels.scoring.providers import create_session
+    from recmodels.scoring.runtime.providers import create_session
 
     root, fb, _ = setup
     try:
@@ -118,7 +118,7 @@ CLI = [sys.executable, "-m", "recmodels", "score"]
 SLOW_PARTS = textwrap.dedent("""
     import sys, time
     from recmodels.cli import main
-    from recmodels.scoring.writers import PartsOutput
+    from recmodels.scoring.output.writers import PartsOutput
     end_part = PartsOutput.end_part
     def slow_end_part(self, *args, **kwargs):
         end_part(self, *args, **kwargs)

@@ -77,11 +77,11 @@ def test_engine_modules_import_the_real_packages():
     import dask
     import pyspark
 
-    import recmodels.dask
-    import recmodels.spark
+    import recmodels.engines.dask
+    import recmodels.engines.spark
 
-    assert recmodels.dask.dask is dask and recmodels.dask.dd.read_parquet
-    assert recmodels.spark.pyspark is pyspark
+    assert recmodels.engines.dask.dask is dask and recmodels.engines.dask.dd.read_parquet
+    assert recmodels.engines.spark.pyspark is pyspark
     assert "site-packages" in dask.__file__
 
 

@@ -1,4 +1,4 @@
-"""recmodels.scoring.evaluate: rating metrics, the NCF ranking protocol and the baselines, on bundles
+"""recmodels.scoring.evaluation: rating metrics, the NCF ranking protocol and the baselines, on bundles
 made by the test factory (a planted model, a random one) with a numpy oracle."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from bundle_factory import make_bundle
 from recmodels.datasets import make_ratings
 from recmodels.errors import BundleError, ConfigError, DataError
 from recmodels.metrics import rmse
-from recmodels.scoring.baselines import BiasBaseline, GlobalMeanBaseline
-from recmodels.scoring.candidates import rated_keys, sample_negatives
-from recmodels.scoring.evaluate import activity_buckets, evaluate
+from recmodels.scoring.evaluation.baselines import BiasBaseline, GlobalMeanBaseline
+from recmodels.scoring.evaluation.candidates import rated_keys, sample_negatives
+from recmodels.scoring.evaluation.evaluator import activity_buckets, evaluate
 
 RANK = 4
 

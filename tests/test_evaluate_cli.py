@@ -1,5 +1,5 @@
 """``recmodels evaluate``: a factory bundle and a tiny trained run end to end, one clear line per bad
-input (nothing written), and a torch-free run of ``recmodels.scoring.evaluate`` on a bundle."""
+input (nothing written), and a torch-free run of ``recmodels.scoring.evaluation.evaluator`` on a bundle."""
 
 from __future__ import annotations
 
@@ -171,7 +171,7 @@ SCRIPT = textwrap.dedent("""
 
     sys.meta_path.insert(0, Block())
 
-    from recmodels.scoring.evaluate import evaluate
+    from recmodels.scoring.evaluation.evaluator import evaluate
     from recmodels.cli import main
 
     bundle, test, train, out = sys.argv[1:5]

@@ -1,4 +1,4 @@
-"""`recmodels.scoring.recommend`: exact top-K against a brute-force numpy oracle, ties, lists, exclusions.
+"""`recmodels.scoring.recommendation`: exact top-K against a numpy oracle, ties, lists, exclusions.
 
 The oracle scores every (user, item) pair with the factory's float64 reference (never the folded
 tables or a graph), masks the seen pairs and sorts stably; the recommender must return the same

@@ -182,7 +182,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, setup, case):
 SLOW_PARTS = textwrap.dedent("""
     import sys, time
     from recmodels.cli import main
-    from recmodels.scoring.writers import PartsOutput
+    from recmodels.scoring.output.writers import PartsOutput
     end_part = PartsOutput.end_part
     def slow_end_part(self, *args, **kwargs):
         end_part(self, *args, **kwargs)

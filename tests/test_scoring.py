@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from recmodels.errors import BundleError, ConfigError, DataError, DeviceError, OutputError
 from recmodels.scoring import Bundle, Scorer, score, score_frame
-from recmodels.scoring.stream import rebatch
+from recmodels.scoring.output.stream import rebatch
 
 TOL = 1e-5
 

@@ -3,7 +3,7 @@
 ``plateau``: on every epoch without a better validation MSE, multiply every learning rate by
 ``--factor`` and go on (at most ``--decays`` times) instead of stopping early.
 ``--bias-first`` (with ``plateau`` or ``ensemble``): start the global mean and the user/item
-biases at the ridge bias model (:class:`recmodels.scoring.baselines.BiasBaseline`) instead of 0.
+biases at the ridge bias model (:class:`recmodels.scoring.evaluation.baselines.BiasBaseline`) instead of 0.
 ``ensemble``: train ``--seeds`` models with the defaults and report the validation RMSE of the
 mean of their predictions after each one. Figures are the share of the gap between the
 global-mean RMSE and the planted best RMSE that the model closes (docs/models.md).
@@ -59,7 +59,7 @@ def main(argv=None) -> None:
         torch.manual_seed(seed)
         model = build_model(ModelConfig(args.kind, n_users, n_items, global_mean=float(tr.rating.mean())))
         if args.bias_first:
-            from recmodels.scoring.baselines import BiasBaseline
+            from recmodels.scoring.evaluation.baselines import BiasBaseline
 
             bias = BiasBaseline().fit(np.asarray(tr.user_index), np.asarray(tr.item_index),
                                       np.asarray(tr.rating), n_users=n_users, n_items=n_items)

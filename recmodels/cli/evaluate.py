@@ -16,7 +16,7 @@ import click
 
 from ..errors import ConfigError, OutputError
 from ..metrics import TIE_RULES
-from ..scoring.evaluate import DEFAULT_K, DEFAULT_NEGATIVES
+from ..scoring.evaluation.evaluator import DEFAULT_K, DEFAULT_NEGATIVES
 from . import options
 
 _BUNDLE_MARKER = "manifest.json"  # recmodels.bundle.MANIFEST_FILE, not imported: --help stays light
@@ -70,13 +70,13 @@ def evaluate_model(model, data=None, *, train=None, **options):
     train : path-like or DataFrame, optional
         Training ratings; for a run directory its ``split/train.parquet`` by default.
     **options
-        As for :func:`recmodels.scoring.evaluate.evaluate`.
+        As for :func:`recmodels.scoring.evaluation.evaluator.evaluate`.
 
     Returns
     -------
     EvaluationReport
     """
-    from ..scoring.evaluate import evaluate
+    from ..scoring.evaluation.evaluator import evaluate
 
     path = Path(model)
     if (path / _BUNDLE_MARKER).is_file():
@@ -146,7 +146,7 @@ def evaluate(model, data, train, user_col, item_col, rating_col, k, negatives, a
     model. DATA defaults to a run directory's test split. See docs/evaluate.md.
     """
     from ..fileio import atomic_path
-    from ..scoring.evaluate import plot_evaluation, require_matplotlib
+    from ..scoring.evaluation.evaluator import plot_evaluation, require_matplotlib
 
     _check_output(json_path, "--json")
     _check_output(plot_path, "--plot")

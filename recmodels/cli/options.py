@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from ..scoring.report import DEFAULT_MAX_UNKNOWN_SHARE
+from ..scoring.pairs.report import DEFAULT_MAX_UNKNOWN_SHARE
 
 output_format = click.option(
     "--format",
@@ -56,7 +56,7 @@ def report(what: str):
     )
 
 
-# recmodels.scoring.distributed.ENGINES (not imported: --help stays light)
+# recmodels.engines.driver.ENGINES (not imported: --help stays light)
 ENGINES = ("local", "dask", "spark")
 engine = click.option(
     "--engine",
@@ -127,7 +127,7 @@ def run_on_engine(engine_name: str, cluster: dict, entry: str, *args, quiet: boo
 
 
 def engine_module(engine_name: str):
-    """``recmodels.dask`` or ``recmodels.spark``; a missing extra is one line naming it."""
+    """``recmodels.engines.dask`` or ``recmodels.engines.spark``; a missing extra is one line naming it."""
     import importlib
 
     return importlib.import_module(f"recmodels.{engine_name}")

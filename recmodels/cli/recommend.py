@@ -8,7 +8,7 @@ import click
 
 from . import options
 
-DEFAULT_TOP_K = 10  # recmodels.scoring.recommend.DEFAULT_TOP_K (not imported: --help stays light)
+DEFAULT_TOP_K = 10  # recmodels.scoring.DEFAULT_TOP_K (not imported: --help stays light)
 
 
 @click.command("recommend")
@@ -113,12 +113,12 @@ def recommend(
     """
     import warnings
 
-    from ..scoring.recommend import Recommender, check_top_k
+    from ..scoring.recommendation.recommender import Recommender, check_top_k
 
     check_top_k(top_k)
     cluster = options.engine_options(engine, scheduler, master, dask_workers)
     if engine != "local":
-        from ..scoring.distributed import check_engine_options
+        from ..engines.driver import check_engine_options
 
         check_engine_options(engine, resume=resume)
         options.run_on_engine(

@@ -1,6 +1,6 @@
 """The recommend graphs: a block of users x a tile of items -> each user's top-k (numpy + onnx only).
 
-``recmodels recommend`` (:mod:`recmodels.scoring.recommend`) ranks every candidate item for every
+``recmodels recommend`` (:mod:`recmodels.scoring.recommendation`) ranks every candidate item for every
 user. Scoring those pairs one by one through ``model.onnx`` would gather both embedding rows and
 run every layer per pair; here the per-user and per-item parts are gathered once per block and
 only what depends on both goes through the remaining layers:

@@ -10,14 +10,10 @@ See ``docs/scoring.md``, ``docs/recommend.md`` and ``docs/evaluate.md``.
 """
 
 from ..bundle import Bundle
-from .evaluate import evaluate
-from .evaluation_report import EvaluationReport
-from .providers import DeviceRequest, available_providers, create_session, cuda_compiled
-from .recommend import DEFAULT_PART_USERS, DEFAULT_TOP_K, Recommender, recommend, recommend_frame
-from .recommend_job import RecommendJob
-from .recommend_report import RecommendReport
-from .report import DEFAULT_MAX_UNKNOWN_SHARE, ScoreReport
-from .scorer import (
+from .evaluation.evaluator import evaluate
+from .evaluation.report import EvaluationReport
+from .pairs.report import DEFAULT_MAX_UNKNOWN_SHARE, ScoreReport
+from .pairs.scorer import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CUDA_BATCH_SIZE,
     DEFAULT_PART_ROWS,
@@ -26,8 +22,18 @@ from .scorer import (
     score,
     score_frame,
 )
-from .seen import SeenItems, read_seen
-from .session import ScoringSession, load_bundle
+from .recommendation.job import RecommendJob
+from .recommendation.recommender import (
+    DEFAULT_PART_USERS,
+    DEFAULT_TOP_K,
+    Recommender,
+    recommend,
+    recommend_frame,
+)
+from .recommendation.report import RecommendReport
+from .recommendation.seen import SeenItems, read_seen
+from .runtime.providers import DeviceRequest, available_providers, create_session, cuda_compiled
+from .runtime.session import ScoringSession, load_bundle
 
 __all__ = [
     "Bundle",

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import BundleError, ConfigError, first_line
-from .providers import create_session
+from ...errors import BundleError, ConfigError, first_line
+from ..runtime.providers import create_session
 
 INPUTS = ("user_index", "item_index", "exclude", "k")
 WHOLE_INPUTS = ("user_index", "exclude", "k")
@@ -160,7 +160,7 @@ class TopKSession:
 
         ``items`` are item indices (-1 past the end when a user has fewer than ``k`` candidates
         left after ``seen``); ``scores`` float32 (-inf there). ``seen``: a
-        :class:`~recmodels.scoring.seen.SeenItems` whose pairs are left out.
+        :class:`~recmodels.scoring.recommendation.seen.SeenItems` whose pairs are left out.
         """
         user_index = np.ascontiguousarray(user_index, dtype=np.int64)
         n = user_index.size

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from ..tables import missing_columns_error, open_table
-from .report import COUNT_KEYS, likely_cause, unknown_share_error
-from .stream import numbered
+from ...tables import missing_columns_error, open_table
+from ..output.stream import numbered
+from ..pairs.report import COUNT_KEYS, likely_cause, unknown_share_error
 
 READ_BATCH = 1 << 20
 
@@ -101,7 +101,7 @@ def _source_table(source, columns: list[str], what: str):
         if any(c not in names for c in columns):
             raise missing_columns_error(table.path, columns, names, what, "pass --user-col / --item-col")
         return table.path, table.schema, table.batches(columns, READ_BATCH)
-    from .stream import as_batches
+    from ..output.stream import as_batches
 
     batches = as_batches(source)
     names = batches[0].schema.names if batches else list(getattr(source, "columns", []))

@@ -3,9 +3,9 @@
 The driver checks everything it can before any task runs (the bundle, the id columns and their
 types, the options, the output path), builds the picklable task, and afterwards turns the
 workers' part records into the output: part files renamed into place and ``_SUCCESS`` (or one
-file, concatenated in part order), plus the same :class:`~recmodels.scoring.report.ScoreReport`
-/ :class:`~recmodels.scoring.recommend_report.RecommendReport` as a local run. Workers write
-their parts under temporary names (:mod:`recmodels.scoring.worker`); only the files whose
+file, concatenated in part order), plus the same :class:`~recmodels.scoring.pairs.report.ScoreReport`
+/ :class:`~recmodels.scoring.recommendation.report.RecommendReport` as a local run. Workers write
+their parts under temporary names (:mod:`recmodels.engines.worker`); only the files whose
 records the engine delivered are renamed, so retried or killed attempts leave nothing behind.
 """
 
@@ -24,11 +24,11 @@ import pyarrow.parquet as pq
 
 from ..errors import ConfigError, DataError, EngineError, MissingEngineError
 from ..fileio import write_json
-from .report import COUNT_KEYS, ScoreReport, likely_cause, unknown_share_error
-from .scorer import Scorer
-from .session import load_bundle
+from ..scoring.output.writers import FileOutput, PartsOutput, check_output_options
+from ..scoring.pairs.report import COUNT_KEYS, ScoreReport, likely_cause, unknown_share_error
+from ..scoring.pairs.scorer import Scorer
+from ..scoring.runtime.session import load_bundle
 from .worker import ScoreTask, files_token
-from .writers import FileOutput, PartsOutput, check_output_options
 
 ENGINES = ("local", "dask", "spark")
 CONNECT_TIMEOUT_S = 10.0
@@ -342,13 +342,13 @@ def run_score_parts(
     (parts, sidecars, ``_scoring.json``: ``--resume`` works, with either engine or locally).
 
     ``run(parts, task, input, part_rows, directory, fmt)`` is the engine's part: it runs
-    :func:`~recmodels.scoring.worker.score_input_part` for each part number and returns the records.
+    :func:`~recmodels.engines.worker.score_input_part` for each part number and returns the records.
     Returns None for a CSV input (which the engine reads itself, one part per partition).
     """
     import time
 
+    from ..scoring.pairs.files import DEFAULT_PART_ROWS
     from ..tables import open_table
-    from .scorer import DEFAULT_PART_ROWS
 
     t0 = time.perf_counter()
     b = load_bundle(bundle)

@@ -18,8 +18,8 @@ import threading
 import warnings
 from dataclasses import dataclass
 
-from ..devices import parse_device
-from ..errors import DeviceError, first_line
+from ...devices import parse_device
+from ...errors import DeviceError, first_line
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -117,7 +117,7 @@ def available_cpus() -> int:
 def session_options(intra_op_threads: int | None = None):
     """SessionOptions tuned for throughput on big batches of a small graph.
 
-    ``intra_op_threads`` defaults to 1: :class:`~recmodels.scoring.session.ScoringSession` runs
+    ``intra_op_threads`` defaults to 1: :class:`~recmodels.scoring.runtime.session.ScoringSession` runs
     sub-batches concurrently from several threads, each call on its calling thread, which beats
     onnxruntime's intra-op pool on this graph (docs/benchmarks.md)."""
     rt = ort()

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
 
-from ..errors import ConfigError, DataError
+from ...errors import ConfigError, DataError
 
 DEFAULT_MAX_UNKNOWN_SHARE = 0.5
 """Above this share of rows with unknown ids, file scoring stops (``--max-unknown-share``)."""

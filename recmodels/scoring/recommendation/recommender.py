@@ -1,14 +1,14 @@
 """Top-K items for every user (or a list of users) from a bundle (torch- and scikit-learn-free).
 
 :class:`Recommender` prepares a job once (the user list, the candidate items, the seen pairs as a
-:class:`~recmodels.scoring.seen.SeenItems` CSR, the checks), then runs chunks of users in
-threads through :class:`~recmodels.scoring.topk.TopKSession` (the bundle's ``recommend.onnx``)
+:class:`~recmodels.scoring.recommendation.seen.SeenItems` CSR, the checks), then runs chunks of users in
+threads through :class:`~recmodels.scoring.recommendation.topk.TopKSession` (the bundle's ``recommend.onnx``)
 and writes rows ``user_id, rank, item_id, score`` in the bundle's original ids through the same
-writers as ``score`` (:mod:`recmodels.scoring.writers`: one file renamed into place, or part
+writers as ``score`` (:mod:`recmodels.scoring.output.writers`: one file renamed into place, or part
 files of ``part_users`` users each, ``_SUCCESS`` last, resumable). ``candidates=N`` (NeuMF and
 hybrid) first retrieves ``N`` items a user with ``retrieve.onnx`` (the dot-product part) and
 re-ranks them with ``model.onnx`` through the pair-scoring path
-(:class:`~recmodels.scoring.session.ScoringSession`). See ``docs/recommend.md``.
+(:class:`~recmodels.scoring.runtime.session.ScoringSession`). See ``docs/recommend.md``.
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..errors import BundleError, ConfigError
-from ..fileio import write_json
-from .files import _progress_bar
-from .providers import available_cpus
-from .recommend_job import DEFAULT_TOP_K, RecommendJob, check_top_k, prepare_job
-from .recommend_report import RecommendReport
-from .session import ScoringSession, load_bundle
+from ...errors import BundleError, ConfigError
+from ...fileio import write_json
+from ..output.writers import FileOutput, PartsOutput, check_output_options, cleanup_on_error
+from ..pairs.files import _progress_bar
+from ..runtime.providers import available_cpus
+from ..runtime.session import ScoringSession, load_bundle
+from .job import DEFAULT_TOP_K, RecommendJob, check_top_k, prepare_job
+from .report import RecommendReport
 from .topk import TopKSession, select_top
-from .writers import FileOutput, PartsOutput, check_output_options, cleanup_on_error
 
 __all__ = [
     "DEFAULT_PART_USERS",
@@ -76,7 +76,7 @@ class Recommender:
         Two-stage mode (NeuMF/hybrid): retrieve this many items a user by the dot-product part,
         re-rank them with the full model. None: exact top-K over every candidate.
     block_users, tile_items : int, optional
-        Users per graph call and items per tile (see :data:`recmodels.scoring.topk.TILING`).
+        Users per graph call and items per tile (see :data:`recmodels.scoring.recommendation.topk.TILING`).
 
     Attributes
     ----------
@@ -160,7 +160,7 @@ class Recommender:
         """Read and check a run's inputs without ranking anything (every input error is raised here).
 
         ``inputs``: ``users``, ``k``, ``items``, ``exclude_seen``, ``user_col``, ``item_col``,
-        ``max_unknown_share`` (see :func:`~recmodels.scoring.recommend_job.prepare_job`). Pass the
+        ``max_unknown_share`` (see :func:`~recmodels.scoring.recommendation.job.prepare_job`). Pass the
         result to :meth:`recommend_file` / :meth:`recommend_table` as ``job``.
         """
         report = RecommendReport(
@@ -273,7 +273,7 @@ class Recommender:
             ``k`` (default 10), ``items`` (candidates; default all), ``exclude_seen`` ((user,
             item) pairs never to recommend: a path, DataFrame or Arrow table), ``user_col``,
             ``item_col`` (default: the bundle's), ``max_unknown_share`` (default 0.5): see
-            :func:`~recmodels.scoring.recommend_job.prepare_job`.
+            :func:`~recmodels.scoring.recommendation.job.prepare_job`.
 
         Returns
         -------

@@ -10,10 +10,10 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..fileio import write_json
-from .distributed import StagedOutput, worker_notes
-from .recommend import DEFAULT_PART_USERS, Recommender
-from .recommend_job import check_k_fits, check_top_k
-from .report import DEFAULT_MAX_UNKNOWN_SHARE
+from ..scoring.pairs.report import DEFAULT_MAX_UNKNOWN_SHARE
+from ..scoring.recommendation.job import check_k_fits, check_top_k
+from ..scoring.recommendation.recommender import DEFAULT_PART_USERS, Recommender
+from .driver import StagedOutput, worker_notes
 from .worker import RecommendTask, files_token
 
 
@@ -55,7 +55,7 @@ def run_recommend_job(
     """``recmodels recommend --engine ...``: the inputs are read and checked on the driver (the
     same report counts as a local run), then each part of ``part_users`` list positions is one
     task. ``run(spans, task, directory, fmt)`` is the engine's part: it runs
-    :func:`~recmodels.scoring.worker.recommend_part` for each row ``part, lo, hi`` of the
+    :func:`~recmodels.engines.worker.recommend_part` for each row ``part, lo, hi`` of the
     ``spans`` DataFrame and returns the records. Part ``k`` holds the users of part ``k`` of a
     local run."""
     t0 = time.perf_counter()

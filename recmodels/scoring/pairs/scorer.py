@@ -15,24 +15,23 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..encoders import unknown_id_error
-from ..errors import ConfigError, DataError
-from ..ids import as_arrow, id_at
-from .pipeline import pipelined
+from ...encoders import unknown_id_error
+from ...errors import ConfigError, DataError
+from ...ids import as_arrow, id_at
+from ..output.stream import numbered
+from ..runtime.pipeline import pipelined
+from ..runtime.session import ScoringSession, load_bundle
+from .files import score_file
 from .report import COUNT_KEYS, DEFAULT_MAX_UNKNOWN_SHARE, ScoreReport, check_share, likely_cause
-from .session import ScoringSession, load_bundle
-from .stream import numbered
 
 DEFAULT_BATCH_SIZE = 1 << 18
 """Rows per pipeline batch (262,144). On CPU each batch is ordered by table index and scored in
-sub-batches (see :mod:`recmodels.scoring.session`); larger batches order more pairs together
+sub-batches (see :mod:`recmodels.scoring.runtime.session`); larger batches order more pairs together
 but gained little past 256k rows (docs/benchmarks.md), while the memory in flight grows with
 batch size x queue depth."""
 DEFAULT_CUDA_BATCH_SIZE = 1 << 20
 """Rows per batch on CUDA (1,048,576): one graph call per batch, so larger amortizes the launch
 and transfer overheads."""
-DEFAULT_PART_ROWS = 1 << 20
-"""Input rows per part file in directory output (1,048,576)."""
 POLICIES = ("fallback", "skip", "error")
 SCORE_COLUMN = "score"
 KNOWN_COLUMN = "known"
@@ -353,15 +352,13 @@ class Scorer:
     def score_file(self, input, output, **options) -> ScoreReport:
         """Score a file (or directory, or glob) into a file or a directory of parts.
 
-        See :func:`recmodels.scoring.files.score_file` for the options (``keep``, ``format``,
+        See :func:`recmodels.scoring.pairs.files.score_file` for the options (``keep``, ``format``,
         ``part_rows``, ``resume``, ``overwrite``, ``progress``, ``report``).
 
         Returns
         -------
         ScoreReport
         """
-        from .files import score_file
-
         return score_file(self, input, output, **options)
 
     def close(self) -> None:

@@ -1,9 +1,9 @@
 """The engine-agnostic worker side of distributed scoring and recommending (torch-free).
 
-Spark and Dask (``recmodels.spark``, ``recmodels.dask``) only move data; what runs on a worker
-is here, and it is the local path: :class:`~recmodels.scoring.scorer.Scorer` (same id mapping,
+Spark and Dask (``recmodels.engines.spark``, ``recmodels.engines.dask``) only move data; what runs on a worker
+is here, and it is the local path: :class:`~recmodels.scoring.pairs.scorer.Scorer` (same id mapping,
 unknown-id policy, device choice and output schema as ``recmodels score``) and
-:class:`~recmodels.scoring.recommend.Recommender`.
+:class:`~recmodels.scoring.recommendation.recommender.Recommender`.
 
 A task carries only picklable settings (:class:`ScoreTask`, :class:`RecommendTask`: a bundle
 path, its digest and options), never a session. On a worker the bundle is loaded and its
@@ -31,13 +31,13 @@ import pyarrow as pa
 
 from ..bundle import Bundle
 from ..errors import BundleError, DataError, first_line
+from ..scoring.output.stream import as_batches, numbered, rebatch
+from ..scoring.output.writers import _BatchFile
+from ..scoring.pairs.report import COUNT_KEYS
+from ..scoring.pairs.scorer import Scorer
+from ..scoring.recommendation.job import RecommendJob
+from ..scoring.recommendation.recommender import Recommender
 from ..tables import TableSource, expand_input, open_table
-from .recommend import Recommender
-from .recommend_job import RecommendJob
-from .report import COUNT_KEYS
-from .scorer import Scorer
-from .stream import as_batches, numbered, rebatch
-from .writers import _BatchFile
 
 __all__ = [
     "RECOMMEND_RECORD",
@@ -131,7 +131,7 @@ class ScoreTask:
     digest : str
         The bundle's digest as the driver read it; a worker seeing another bundle fails.
     device, user_col, item_col, unknown, clip, batch_size, threads
-        :class:`~recmodels.scoring.scorer.Scorer` options.
+        :class:`~recmodels.scoring.pairs.scorer.Scorer` options.
     keep : tuple of str
         Input columns passed through, in order (resolved on the driver).
     schema : pyarrow.Schema, optional
@@ -290,7 +290,7 @@ def worker_recommender(task: RecommendTask) -> Recommender:
 
 def clear_caches() -> None:
     """Forget this process's bundles, scorers, recommenders, jobs and inputs (tests, and
-    :func:`recmodels.dask.local_client` when its in-process workers stop)."""
+    :func:`recmodels.engines.dask.local_client` when its in-process workers stop)."""
     with _LOCK:
         for cached in (*_SCORERS.values(), *_RECOMMENDERS.values()):
             cached.close()

@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ..errors import ConfigError, DataError, OutputError, first_line
-from ..fileio import check_writable_parent, read_json, write_json
+from ...errors import ConfigError, DataError, OutputError, first_line
+from ...fileio import check_writable_parent, read_json, write_json
 
 FORMATS = ("parquet", "csv")
 SUCCESS_FILE = "_SUCCESS"

@@ -1,8 +1,8 @@
 """Scoring a file, directory or glob into one file or resumable part files (torch-free).
 
 Batches stream from :mod:`recmodels.tables` through the scorer's one path
-(:meth:`Scorer.mapped <recmodels.scoring.scorer.Scorer.mapped>`) into a writer from
-:mod:`recmodels.scoring.writers`. Nothing is half-written: a single file is renamed into place
+(:meth:`Scorer.mapped <recmodels.scoring.pairs.scorer.Scorer.mapped>`) into a writer from
+:mod:`recmodels.scoring.output.writers`. Nothing is half-written: a single file is renamed into place
 when complete; parts carry sidecars; a failed run removes what it wrote.
 """
 
@@ -12,12 +12,15 @@ import os
 import sys
 import time
 
-from ..errors import ConfigError, DataError
-from ..fileio import write_json
-from ..tables import open_table
+from ...errors import ConfigError, DataError
+from ...fileio import write_json
+from ...tables import open_table
+from ..output.stream import rebatch
+from ..output.writers import FileOutput, PartsOutput, resolve_output
 from .report import ScoreReport, likely_cause, unknown_share_error
-from .stream import rebatch
-from .writers import FileOutput, PartsOutput, resolve_output
+
+DEFAULT_PART_ROWS = 1 << 20
+"""Input rows per part file in directory output (1,048,576)."""
 
 
 def score_file(
@@ -69,7 +72,6 @@ def score_file(
         Bad input, an unknown id under ``unknown="error"``, or more unknown rows than
         ``scorer.max_unknown_share`` allows (then nothing is left behind).
     """
-    from .scorer import DEFAULT_PART_ROWS
 
     t0 = time.perf_counter()
     mode, fmt = resolve_output(output, format)

@@ -1,4 +1,4 @@
-"""What :func:`recmodels.scoring.evaluate.evaluate` measured: the report, its table and its plot."""
+"""What :func:`recmodels.scoring.evaluate` measured: the report, its table and its plot."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..fileio import save_png, write_json
+from ...errors import ConfigError
+from ...fileio import save_png, write_json
 
 BUCKETS = ("cold", "medium", "heavy")
 """User activity buckets, by the user's number of training ratings."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import NotFittedError
+from ...errors import NotFittedError
 
 DEFAULT_REG_USER = 5.0
 DEFAULT_REG_ITEM = 5.0

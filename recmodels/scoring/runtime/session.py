@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..bundle import Bundle
-from ..errors import BundleError, ConfigError, first_line
+from ...bundle import Bundle
+from ...errors import BundleError, ConfigError, first_line
 from .providers import DeviceRequest, available_cpus, create_session
 
 USER_INPUT = "user_index"

@@ -22,17 +22,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..errors import ConfigError, DataError
-from ..ids import as_arrow
-from ..metrics import TIE_RULES, ranking_metrics, rating_metrics
-from ..tables import missing_columns_error, read_table
-from ..values import numeric_column
+from ...errors import ConfigError, DataError
+from ...ids import as_arrow
+from ...metrics import TIE_RULES, ranking_metrics, rating_metrics
+from ...tables import missing_columns_error, read_table
+from ...values import numeric_column
+from ..pairs.report import likely_cause
+from ..pairs.scorer import Scorer
+from ..runtime.session import load_bundle
 from .baselines import BiasBaseline, GlobalMeanBaseline
 from .candidates import rank_all_items, rank_sampled, rated_keys
-from .evaluation_report import BUCKETS, PREDICTORS, EvaluationReport, plot_evaluation, require_matplotlib
-from .report import likely_cause
-from .scorer import Scorer
-from .session import load_bundle
+from .report import BUCKETS, PREDICTORS, EvaluationReport, plot_evaluation, require_matplotlib
 
 __all__ = [
     "DEFAULT_BUCKETS", "DEFAULT_K", "DEFAULT_NEGATIVES", "EvaluationReport", "activity_buckets",

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from ..errors import DataError, row_label
-from ..ids import as_arrow, id_at, show_id
-from ..tables import open_table, read_table
-from .report import likely_cause, unknown_share_error
+from ...errors import DataError, row_label
+from ...ids import as_arrow, id_at, show_id
+from ...tables import open_table, read_table
+from ..pairs.report import likely_cause, unknown_share_error
 
 
 @dataclass

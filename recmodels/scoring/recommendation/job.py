@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ...errors import ConfigError, DataError
+from ..pairs.report import DEFAULT_MAX_UNKNOWN_SHARE, check_share
 from .idlist import check_duplicates, check_unknown_share, read_id_list
-from .recommend_report import RecommendReport
-from .report import DEFAULT_MAX_UNKNOWN_SHARE, check_share
+from .report import RecommendReport
 from .seen import SeenItems, read_seen
 from .topk import Candidates
 

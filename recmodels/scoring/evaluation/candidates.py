@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import rank_counts
+from ...metrics import rank_counts
 
 PAIRS_PER_CALL = 1 << 21
 """Candidate pairs scored per predictor call (bounds the memory of ranking)."""
