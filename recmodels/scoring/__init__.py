@@ -12,11 +12,11 @@ See ``docs/scoring.md``, ``docs/recommend.md`` and ``docs/evaluate.md``.
 from ..bundle import Bundle
 from .evaluation.evaluator import evaluate
 from .evaluation.report import EvaluationReport
+from .pairs.files import DEFAULT_PART_ROWS
 from .pairs.report import DEFAULT_MAX_UNKNOWN_SHARE, ScoreReport
 from .pairs.scorer import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CUDA_BATCH_SIZE,
-    DEFAULT_PART_ROWS,
     POLICIES,
     Scorer,
     score,
