@@ -200,7 +200,8 @@ def test_imports_point_down_inside_rooms(room):
                 continue
             theirs = floor_of.get(parts[2])
             assert mine is not None and theirs is not None and theirs < mine, (
-                f"{path.relative_to(PACKAGE.parent)} (sub-floor {mine}) imports {target} (sub-floor {theirs})")
+                f"{path.relative_to(PACKAGE.parent)} (sub-floor {mine}) imports {target} "
+                f"(sub-floor {theirs})")
 
 
 def test_no_import_cycle_anywhere():

@@ -19,9 +19,9 @@ dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
 from recmodels import dask as rdask  # noqa: E402
+from recmodels.engines import worker as core  # noqa: E402
 from recmodels.errors import BundleError, DataError  # noqa: E402
 from recmodels.scoring import Scorer, recommend_frame  # noqa: E402
-from recmodels.scoring import worker as core  # noqa: E402
 
 N_ROWS = 6000
 

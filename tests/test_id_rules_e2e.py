@@ -145,7 +145,7 @@ def test_unknown_id_message_is_the_same_in_python_and_on_the_cli(tmp_path):
 
 
 def test_cuda_warning_once_per_process_and_never_under_quiet(tmp_path, monkeypatch):
-    from recmodels.scoring import providers
+    from recmodels.scoring.runtime import providers
 
     fb = make_bundle(tmp_path / "b", kind="mf")
     monkeypatch.setattr(providers, "cuda_compiled", lambda: False)

@@ -20,9 +20,9 @@ from pyspark.sql import SparkSession  # noqa: E402
 
 from recmodels import spark as rspark  # noqa: E402
 from recmodels.cli import cli  # noqa: E402
+from recmodels.engines import worker as core  # noqa: E402
 from recmodels.errors import BundleError, DataError  # noqa: E402
 from recmodels.scoring import Scorer, recommend_frame  # noqa: E402
-from recmodels.scoring import worker as core  # noqa: E402
 
 N_ROWS = 4000
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from ..scoring.pairs.report import DEFAULT_MAX_UNKNOWN_SHARE
+from ..scoring.unknown_ids import DEFAULT_MAX_UNKNOWN_SHARE
 
 output_format = click.option(
     "--format",

@@ -25,9 +25,10 @@ import pyarrow.parquet as pq
 from ..errors import ConfigError, DataError, EngineError, MissingEngineError
 from ..fileio import write_json
 from ..scoring.output.writers import FileOutput, PartsOutput, check_output_options
-from ..scoring.pairs.report import COUNT_KEYS, ScoreReport, likely_cause, unknown_share_error
+from ..scoring.pairs.report import ScoreReport
 from ..scoring.pairs.scorer import Scorer
 from ..scoring.runtime.session import load_bundle
+from ..scoring.unknown_ids import COUNT_KEYS, likely_cause, unknown_share_error
 from .worker import ScoreTask, files_token
 
 ENGINES = ("local", "dask", "spark")

@@ -10,9 +10,9 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..fileio import write_json
-from ..scoring.pairs.report import DEFAULT_MAX_UNKNOWN_SHARE
 from ..scoring.recommendation.job import check_k_fits, check_top_k
 from ..scoring.recommendation.recommender import DEFAULT_PART_USERS, Recommender
+from ..scoring.unknown_ids import DEFAULT_MAX_UNKNOWN_SHARE
 from .driver import StagedOutput, worker_notes
 from .worker import RecommendTask, files_token
 

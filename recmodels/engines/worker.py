@@ -33,10 +33,10 @@ from ..bundle import Bundle
 from ..errors import BundleError, DataError, first_line
 from ..scoring.output.stream import as_batches, numbered, rebatch
 from ..scoring.output.writers import _BatchFile
-from ..scoring.pairs.report import COUNT_KEYS
 from ..scoring.pairs.scorer import Scorer
 from ..scoring.recommendation.job import RecommendJob
 from ..scoring.recommendation.recommender import Recommender
+from ..scoring.unknown_ids import COUNT_KEYS
 from ..tables import TableSource, expand_input, open_table
 
 __all__ = [

@@ -13,7 +13,7 @@ from ..bundle import Bundle
 from .evaluation.evaluator import evaluate
 from .evaluation.report import EvaluationReport
 from .pairs.files import DEFAULT_PART_ROWS
-from .pairs.report import DEFAULT_MAX_UNKNOWN_SHARE, ScoreReport
+from .pairs.report import ScoreReport
 from .pairs.scorer import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CUDA_BATCH_SIZE,
@@ -34,6 +34,7 @@ from .recommendation.report import RecommendReport
 from .recommendation.seen import SeenItems, read_seen
 from .runtime.providers import DeviceRequest, available_providers, create_session, cuda_compiled
 from .runtime.session import ScoringSession, load_bundle
+from .unknown_ids import DEFAULT_MAX_UNKNOWN_SHARE
 
 __all__ = [
     "Bundle",

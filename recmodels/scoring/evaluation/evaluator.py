@@ -27,9 +27,9 @@ from ...ids import as_arrow
 from ...metrics import TIE_RULES, ranking_metrics, rating_metrics
 from ...tables import missing_columns_error, read_table
 from ...values import numeric_column
-from ..pairs.report import likely_cause
 from ..pairs.scorer import Scorer
 from ..runtime.session import load_bundle
+from ..unknown_ids import count_unknown, empty_counts, likely_cause
 from .baselines import BiasBaseline, GlobalMeanBaseline
 from .candidates import rank_all_items, rank_sampled, rated_keys
 from .report import BUCKETS, PREDICTORS, EvaluationReport, plot_evaluation, require_matplotlib
@@ -74,28 +74,22 @@ def _read_ratings(source, columns: tuple[str, str, str], what: str) -> _Ratings:
     return _Ratings(where, as_arrow(users), as_arrow(items), numeric_column(rating, where, rating_col))
 
 
-def _lookup(bundle, ratings: _Ratings) -> tuple[np.ndarray, np.ndarray, int]:
-    """Bundle indices of the ids (-1: unknown or null) and the number of rows with a null id."""
+def _lookup(bundle, ratings: _Ratings) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Bundle indices of the ids (-1: unknown or null) and the unknown-id counts."""
     u, user_nulls = bundle.user_encoder.lookup(ratings.users)
     i, item_nulls = bundle.item_encoder.lookup(ratings.items)
-    nulls = np.zeros(u.size, dtype=bool)
-    for mask in (user_nulls, item_nulls):
-        if mask is not None:
-            nulls |= mask
-    return u, i, int(nulls.sum())
-
-
-def _unknown_counts(u: np.ndarray, i: np.ndarray, nulls: int) -> dict:
-    return {"unknown_users": int((u < 0).sum()), "unknown_items": int((i < 0).sum()),
-            "unknown_rows": int(((u < 0) | (i < 0)).sum()), "null_ids": nulls}
+    counts = empty_counts()
+    count_unknown(counts, u, i, user_nulls, item_nulls)
+    return u, i, counts
 
 
 def _none_known_error(bundle, ratings: _Ratings, counts: dict, columns, what: str) -> DataError:
     types = {columns[0]: ratings.users.type, columns[1]: ratings.items.type}
+    samples = {columns[0]: ratings.users, columns[1]: ratings.items}
     return DataError(
         f"{ratings.where}: none of the {ratings.rating.size:,} {what} rows has ids the model knows "
         f"({counts['unknown_users']:,} unknown users, {counts['unknown_items']:,} unknown items, "
-        f"{counts['null_ids']:,} null); likely {likely_cause(bundle, columns[0], columns[1], types)}"
+        f"{counts['null_ids']:,} null); likely {likely_cause(bundle, columns[0], columns[1], types, samples)}"
     )
 
 
@@ -221,10 +215,10 @@ class _Training:
 def _training(bundle, train, columns, buckets) -> _Training:
     """The training rows the model knows, in its index space, and what the report says of them."""
     tr = _read_ratings(train, columns, "training")
-    u, i, nulls = _lookup(bundle, tr)
+    u, i, counts = _lookup(bundle, tr)
     known = (u >= 0) & (i >= 0)
     if not known.any():
-        raise _none_known_error(bundle, tr, _unknown_counts(u, i, nulls), columns, "training")
+        raise _none_known_error(bundle, tr, counts, columns, "training")
     per_user = np.bincount(u[known], minlength=len(bundle.user_encoder))
     by_bucket = np.bincount(activity_buckets(per_user, np.flatnonzero(per_user), buckets), minlength=3)
     info = {"source": tr.where, "rows": int(tr.rating.size), "used_rows": int(known.sum()),
@@ -340,8 +334,7 @@ def evaluate(
     k, negatives, buckets = check_protocol(k=k, negatives=negatives, all_items=all_items, ties=ties,
                                            buckets=buckets, n_items=n_items, ranking=ranking)
     held_out = _read_ratings(data, columns, "evaluation")
-    u, i, nulls = _lookup(bundle, held_out)
-    counts = _unknown_counts(u, i, nulls)
+    u, i, counts = _lookup(bundle, held_out)
     known = (u >= 0) & (i >= 0)
     if not known.any():
         raise _none_known_error(bundle, held_out, counts, columns, "evaluation")

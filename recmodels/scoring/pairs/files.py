@@ -17,7 +17,8 @@ from ...fileio import write_json
 from ...tables import open_table
 from ..output.stream import rebatch
 from ..output.writers import FileOutput, PartsOutput, resolve_output
-from .report import ScoreReport, likely_cause, unknown_share_error
+from ..unknown_ids import likely_cause, unknown_share_error
+from .report import ScoreReport
 
 DEFAULT_PART_ROWS = 1 << 20
 """Input rows per part file in directory output (1,048,576)."""

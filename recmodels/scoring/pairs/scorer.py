@@ -21,8 +21,9 @@ from ...ids import as_arrow, id_at
 from ..output.stream import numbered
 from ..runtime.pipeline import pipelined
 from ..runtime.session import ScoringSession, load_bundle
+from ..unknown_ids import DEFAULT_MAX_UNKNOWN_SHARE, check_share, count_unknown, empty_counts, likely_cause
 from .files import score_file
-from .report import COUNT_KEYS, DEFAULT_MAX_UNKNOWN_SHARE, ScoreReport, check_share, likely_cause
+from .report import ScoreReport
 
 DEFAULT_BATCH_SIZE = 1 << 18
 """Rows per pipeline batch (262,144). On CPU each batch is ordered by table index and scored in
@@ -131,7 +132,7 @@ class Scorer:
 
     # -- counting ------------------------------------------------------------------------------
     def _reset_counts(self) -> None:
-        self.counts = dict.fromkeys(COUNT_KEYS, 0)
+        self.counts = empty_counts()
 
     def _over_share(self, rows: int) -> bool:
         return self.max_unknown_share < 1 and self.counts["unknown_rows"] > self.max_unknown_share * rows
@@ -163,15 +164,7 @@ class Scorer:
             order = self._session.order(user_index, item_index)
             return _Mapped(start, batch, user_index, item_index, None, order)
         c = self.counts
-        c["unknown_users"] += int(np.count_nonzero(bad_user))
-        c["unknown_items"] += int(np.count_nonzero(bad_item))
-        c["unknown_rows"] += n_unknown
-        if user_nulls is not None or item_nulls is not None:
-            nulls = np.zeros(batch.num_rows, dtype=bool)
-            for mask in (user_nulls, item_nulls):
-                if mask is not None:
-                    nulls |= mask
-            c["null_ids"] += int(np.count_nonzero(nulls))
+        count_unknown(c, user_index, item_index, user_nulls, item_nulls)
         if self.unknown == "error":
             row = int(np.argmax(unknown))
             role, column, enc = (

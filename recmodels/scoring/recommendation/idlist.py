@@ -17,7 +17,7 @@ import pyarrow as pa
 from ...errors import DataError, row_label
 from ...ids import as_arrow, id_at, show_id
 from ...tables import open_table, read_table
-from ..pairs.report import likely_cause, unknown_share_error
+from ..unknown_ids import likely_cause, over_share, unknown_share_error
 
 
 @dataclass
@@ -125,7 +125,7 @@ def check_duplicates(ids: IdList, role: str) -> None:
 
 def check_unknown_share(ids: IdList, bundle, role: str, limit: float, user_col: str, item_col: str) -> None:
     """The ``--max-unknown-share`` guard over a list's unknown ids (nothing has been written yet)."""
-    if limit < 1 and ids.unknown > limit * ids.rows:
+    if over_share(ids.unknown, ids.rows, limit):
         counts = {
             "unknown_rows": ids.unknown,
             "unknown_users": ids.unknown if role == "user" else 0,
@@ -134,5 +134,5 @@ def check_unknown_share(ids: IdList, bundle, role: str, limit: float, user_col: 
         }
         col = ids.column or (user_col if role == "user" else item_col)
         cols = (col, item_col) if role == "user" else (user_col, col)
-        cause = likely_cause(bundle, *cols, {col: ids.type})
+        cause = likely_cause(bundle, *cols, {col: ids.type}, {col: ids.ids})
         raise unknown_share_error(ids.where, counts, ids.rows, limit, cause)

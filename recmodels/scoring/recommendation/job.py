@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import ConfigError, DataError
-from ..pairs.report import DEFAULT_MAX_UNKNOWN_SHARE, check_share
+from ..unknown_ids import DEFAULT_MAX_UNKNOWN_SHARE, check_share
 from .idlist import check_duplicates, check_unknown_share, read_id_list
 from .report import RecommendReport
 from .seen import SeenItems, read_seen

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..pairs.report import DEFAULT_MAX_UNKNOWN_SHARE
+from ..unknown_ids import DEFAULT_MAX_UNKNOWN_SHARE
 
 
 @dataclass

@@ -18,7 +18,14 @@ import pyarrow as pa
 
 from ...tables import missing_columns_error, open_table
 from ..output.stream import numbered
-from ..pairs.report import COUNT_KEYS, likely_cause, unknown_share_error
+from ..unknown_ids import (
+    COUNT_KEYS,
+    count_unknown,
+    empty_counts,
+    likely_cause,
+    over_share,
+    unknown_share_error,
+)
 
 READ_BATCH = 1 << 20
 
@@ -135,24 +142,20 @@ def read_seen(source, bundle, user_col: str, item_col: str, *, max_unknown_share
     """
     what = "exclude-seen"
     where, schema, batches = _source_table(source, [user_col, item_col], what)
-    counts = dict.fromkeys(COUNT_KEYS, 0)
-    keys, rows = [], 0
+    counts = empty_counts()
+    keys, rows, samples = [], 0, {}
     n_items = len(bundle.item_encoder)
     for _, batch in batches:
         user_index, user_nulls = bundle.user_encoder.lookup(batch.column(user_col))
         item_index, item_nulls = bundle.item_encoder.lookup(batch.column(item_col))
-        known = (user_index >= 0) & (item_index >= 0)
+        known = count_unknown(counts, user_index, item_index, user_nulls, item_nulls)
+        if not rows:
+            samples = {c: batch.column(c) for c in (user_col, item_col)}
         rows += batch.num_rows
-        counts["unknown_users"] += int(np.count_nonzero(user_index < 0))
-        counts["unknown_items"] += int(np.count_nonzero(item_index < 0))
-        counts["unknown_rows"] += int(batch.num_rows - np.count_nonzero(known))
-        nulls = [m for m in (user_nulls, item_nulls) if m is not None]
-        if nulls:
-            counts["null_ids"] += int(np.count_nonzero(np.logical_or.reduce(nulls)))
         keys.append(user_index[known] * n_items + item_index[known])
-    if max_unknown_share < 1 and counts["unknown_rows"] > max_unknown_share * rows:
+    if over_share(counts["unknown_rows"], rows, max_unknown_share):
         types = {c: schema.field(c).type for c in (user_col, item_col) if c in schema.names}
-        cause = likely_cause(bundle, user_col, item_col, types)
+        cause = likely_cause(bundle, user_col, item_col, types, samples)
         raise unknown_share_error(where, counts, rows, max_unknown_share, cause)
     key = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
     return SeenItems.from_indices(
