@@ -35,9 +35,10 @@ from pathlib import Path
 import numpy as np
 
 from recmodels.encoders import IdEncoder
-from recmodels.export.fold import Layer, ScoreSpec
+from recmodels.export.fold import Layer, ScoreSpec, with_prior
 from recmodels.export.graph import DEFAULT_OPSET, graph_for
 from recmodels.export.manifest import library_versions
+from recmodels.export.prior import prior_export
 from recmodels.export.recommend_graph import recommend_graphs
 from recmodels.export.writer import write_bundle
 
@@ -65,20 +66,29 @@ class FactoryBundle:
     folded: bool
     fallback_score: float
     rating_range: tuple[float, float]
+    prior: bool = False
 
     def reference(self, user_index, item_index) -> np.ndarray:
-        """float64 numpy scores for valid index pairs (the oracle, never the folded tables)."""
-        return reference_scores(self.weights, self.kind, user_index, item_index)
+        """float64 numpy scores for index pairs (the oracle, never the folded tables); with the
+        prior rows, index ``n_users`` (``n_items``) is the mean of the trained rows."""
+        return reference_scores(prior_weights(self.weights) if self.prior else self.weights, self.kind,
+                                user_index, item_index)
 
     def reference_ids(self, user_ids, item_ids, *, clip=False):
-        """Reference ``(scores float32, known)`` for raw ids (unknown -> fallback)."""
+        """Reference ``(scores float32, known)`` for raw ids (unknown -> fallback; with the prior
+        rows only pairs with both sides unknown, the other side's prior row otherwise)."""
         ue = IdEncoder.from_classes(self.user_ids, "user")
         ie = IdEncoder.from_classes(self.item_ids, "item")
         u, i = ue.transform(user_ids), ie.transform(item_ids)
         known = (u >= 0) & (i >= 0)
+        scored = known
+        if self.prior:
+            scored = (u >= 0) | (i >= 0)
+            u = np.where(u >= 0, u, len(self.user_ids))
+            i = np.where(i >= 0, i, len(self.item_ids))
         out = np.full(u.size, self.fallback_score, dtype=np.float64)
-        if known.any():
-            out[known] = self.reference(u[known], i[known])
+        if scored.any():
+            out[scored] = self.reference(u[scored], i[scored])
         if clip:
             out = np.clip(out, *self.rating_range)
         return out.astype(np.float32), known
@@ -105,6 +115,20 @@ def reference_scores(w, kind, u, i):
         h = _relu(h @ f64[f"W{layer}"] + f64[f"b{layer}"])
     parts = [gmf, h] + ([f64["E"][i]] if kind == "hybrid" else [])
     return (np.concatenate(parts, 1) @ f64["Wo"])[:, 0] + f64["bo"][0] + f64["mu"][0]
+
+
+USER_TABLES = ("P", "bu", "Mu")
+ITEM_TABLES = ("Q", "bi", "Mi", "E")
+
+
+def prior_weights(w: dict) -> dict:
+    """``w`` with the mean row appended to every user and item table (the bundle's prior rows)."""
+    out = dict(w)
+    for name in USER_TABLES + ITEM_TABLES:
+        if name in w:
+            table = np.asarray(w[name], dtype=np.float64)
+            out[name] = np.concatenate([table, table.mean(axis=0, keepdims=True)], axis=0)
+    return out
 
 
 def make_weights(
@@ -207,6 +231,8 @@ def make_bundle(
     recommend: bool = True,
     rank_all: bool = True,
     weights: dict | None = None,
+    prior: bool = False,
+    train_rows=None,
 ) -> FactoryBundle:
     """Write a bundle at ``path`` (replacing one there) and return its description with the oracle.
 
@@ -217,7 +243,9 @@ def make_bundle(
     before ``recmodels recommend`` existed); ``rank_all=False`` only the whole-catalogue graph (a
     bundle from before ``rank_all.onnx``). ``weights`` replaces the random weights
     (:func:`make_weights`'s keys and shapes). The parity check (10,000 pairs against
-    :func:`reference_scores`) must pass, as at export.
+    :func:`reference_scores`) must pass, as at export. ``prior`` adds the prior rows and the
+    fold-in arrays as ``recmodels export`` does (``train_rows``: ``(user_index, item_index)`` of
+    made-up training rows, for the counts; ``metrics`` decides the precisions).
     """
     if user_ids is None:
         user_ids = (
@@ -238,7 +266,10 @@ def make_bundle(
         seed=seed,
     )
     spec = score_spec(w, kind)
-    graph, notes = graph_for(spec, fold_graph=folded, opset=OPSET)
+    metrics = STAND_IN_METRICS if metrics is None else metrics
+    exported = prior_export(spec, metrics=metrics, train_rows=train_rows) if prior else None
+    graph, notes = graph_for(exported.spec if prior else spec, fold_graph=folded, opset=OPSET)
+    recommend_spec = with_prior(spec, item=False) if prior else spec
     write_bundle(
         path,
         graph,
@@ -254,11 +285,12 @@ def make_bundle(
             "user_col": user_column, "item_col": item_column, "rating_col": "rating",
             "rating_min": rating_range[0], "rating_max": rating_range[1], "global_mean": float(w["mu"][0]),
         },
-        metrics=STAND_IN_METRICS if metrics is None else metrics,
+        metrics=metrics,
         fallback_score=fallback_score,
         overwrite=True,
         embed_encoders=embed_encoders,
-        recommend=_recommend_graphs(spec, rank_all) if recommend else None,
+        recommend=_recommend_graphs(recommend_spec, rank_all) if recommend else None,
+        prior=exported,
     )
     return FactoryBundle(
         Path(path),
@@ -269,4 +301,5 @@ def make_bundle(
         bool(folded),
         fallback_score,
         tuple(rating_range),
+        bool(prior),
     )

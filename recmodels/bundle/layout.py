@@ -20,3 +20,10 @@ ITEM_IDS_FILE = "item_ids.parquet"
 REQUIRED_FILES = (MODEL_FILE, USER_IDS_FILE, ITEM_IDS_FILE)
 ID_FILES = {"user": USER_IDS_FILE, "item": ITEM_IDS_FILE}
 """Role -> the Parquet id map's file name."""
+FOLD_FILES = {
+    "user_vectors": "fold_user_vectors.npy",
+    "item_vectors": "fold_item_vectors.npy",
+    "user_counts": "fold_user_counts.npy",
+    "item_counts": "fold_item_counts.npy",
+}
+"""Role -> file name of the fold-in arrays (``manifest.prior.fold_in.files``; NumPy ``.npy``)."""

@@ -95,6 +95,8 @@ def _check_files(path: Path, manifest: Manifest, verify_checksums: bool) -> None
     if recommend is not None:
         graphs += [recommend.file] + ([recommend.retrieve.file] if recommend.retrieve else [])
         graphs += [recommend.rank_all.file] if recommend.rank_all else []
+    if manifest.prior is not None and manifest.prior.fold_in is not None:
+        graphs += list(manifest.prior.fold_in.files.values())
     for name in (*REQUIRED_FILES, *graphs):
         if name not in manifest.files:
             raise BundleError(f"{manifest_path}: manifest lists no {name}")
@@ -228,6 +230,11 @@ class Bundle:
         if section is None or section.rank_all is None:
             return None
         return self.path / section.rank_all.file
+
+    @property
+    def prior(self):
+        """The manifest's :class:`~recmodels.bundle.manifest.PriorSection`, or None (older bundles)."""
+        return self.manifest.prior
 
     @property
     def model_kind(self) -> str:

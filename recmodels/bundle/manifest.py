@@ -30,6 +30,7 @@ from .layout import FORMAT_NAME, FORMAT_VERSION
 
 __all__ = [
     "FileEntry",
+    "FoldInSection",
     "GraphSection",
     "IdMap",
     "IdsSection",
@@ -37,6 +38,7 @@ __all__ = [
     "Manifest",
     "ModelSection",
     "ParitySection",
+    "PriorSection",
     "RatingSection",
     "RawIdGraphSection",
     "RawIdParity",
@@ -410,6 +412,36 @@ class ParitySection(_Section):
 
 
 @dataclass(frozen=True, kw_only=True)
+class FoldInSection(_Section):
+    """``prior.fold_in``: what ``--history`` folds new (and known) users and items in with."""
+
+    files: dict = _f(_map_of(_string))
+    """Role (``user_vectors``, ``item_vectors``, optional ``user_counts``, ``item_counts``) -> ``.npy``."""
+    rank: int = _f(_integer)
+    """Width of the effective GMF rows (0: no GMF part, only the bias is folded in)."""
+    user_precision: list = _f(_list_of(_number))
+    """Prior precision of a user's ``[vector..., bias]`` (``rank + 1`` values)."""
+    item_precision: list = _f(_list_of(_number))
+    source: str = _f(_string)
+    """``"refit"`` (the refit's ridge weights) or ``"empirical"`` (noise / variance of the rows)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PriorSection(_Section):
+    """``prior``: the average user and item rows appended to the graphs' tables (absent in older
+    bundles, which score any pair with an unknown side ``fallback_score``)."""
+
+    user_row: int = _f(_integer)
+    """Index of the prior user in ``model.onnx`` and the recommend graphs (the trained user count)."""
+    item_row: int = _f(_integer)
+    """Index of the prior item in ``model.onnx`` (the recommend graphs have no prior item)."""
+    definition: str = _f(_string)
+    max_abs_diff: float = _f(_number)
+    """``model.onnx``'s scores with a prior row against the spec's float64 reference, at export."""
+    fold_in: FoldInSection | None = _f(_nullable(_section(FoldInSection)))
+
+
+@dataclass(frozen=True, kw_only=True)
 class Manifest(_Section):
     """``manifest.json``, typed. Build one and write it with :func:`recmodels.bundle.finalize_bundle`.
 
@@ -440,6 +472,8 @@ class Manifest(_Section):
     graph_raw_ids: RawIdGraphSection | None = _f(_section(RawIdGraphSection), optional=True)
     graph_recommend: RecommendGraphSection | None = _f(_section(RecommendGraphSection), optional=True)
     """The recommend graph(s); None in bundles exported before ``recmodels recommend`` existed."""
+    prior: PriorSection | None = _f(_section(PriorSection), optional=True)
+    """The prior rows and fold-in arrays; None in bundles exported before them."""
     files: dict = _f(_map_of(_section(FileEntry)), default_factory=dict)
     """File name -> :class:`FileEntry`, for every bundle file but the manifest."""
     manifest_sha256: str | None = _f(_string, default=None)

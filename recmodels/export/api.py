@@ -14,9 +14,11 @@ from pathlib import Path
 from ..encoders import IdEncoder
 from ..errors import ConfigError, OutputError
 from ..fileio import check_writable_parent
+from .fold import with_prior
 from .graph import DEFAULT_OPSET, EXTERNAL_DATA_THRESHOLD, check_opset, graph_for
 from .manifest import library_versions
 from .parity import BATCH_SIZES, N_PAIRS, TOLERANCE, torch_scores
+from .prior import prior_export
 from .recommend_graph import recommend_graphs
 from .writer import write_bundle
 
@@ -24,18 +26,37 @@ FORMATS = ("onnx",)
 """Export formats (``recmodels export --format``)."""
 
 
-def build_graph(model, *, fold_graph: bool = True, opset: int = DEFAULT_OPSET):
-    """The ONNX ``ModelProto`` scoring ``model`` (folded or as is), plus the folding notes."""
+def build_graph(model, *, fold_graph: bool = True, opset: int = DEFAULT_OPSET, prior: bool = False):
+    """The ONNX ``ModelProto`` scoring ``model`` (folded or as is), plus the folding notes.
+
+    ``prior``: with the prior user and item rows (:func:`~recmodels.export.fold.with_prior`).
+    """
     from .spec import extract_spec
 
-    return graph_for(extract_spec(model), fold_graph=fold_graph, opset=opset)
+    spec = extract_spec(model)
+    return graph_for(with_prior(spec) if prior else spec, fold_graph=fold_graph, opset=opset)
 
 
-def build_recommend_graphs(model, *, opset: int = DEFAULT_OPSET):
-    """The recommend graphs of ``model`` (:func:`~recmodels.export.recommend_graph.recommend_graphs`)."""
+def build_recommend_graphs(model, *, opset: int = DEFAULT_OPSET, prior: bool = False):
+    """The recommend graphs of ``model`` (:func:`~recmodels.export.recommend_graph.recommend_graphs`),
+    with ``prior`` the prior user row in their user tables."""
     from .spec import extract_spec
 
-    return recommend_graphs(extract_spec(model), opset)
+    spec = extract_spec(model)
+    return recommend_graphs(with_prior(spec, item=False) if prior else spec, opset)
+
+
+def train_rows(run_dir: Path) -> tuple | None:
+    """``(user_index, item_index)`` of a run's ``split/train.parquet``, or None without it."""
+    import pyarrow.parquet as pq
+
+    from .. import runs
+
+    path = runs.split_path(run_dir, "train")
+    if not path.is_file():
+        return None
+    table = pq.read_table(path, columns=["user_index", "item_index"])
+    return table.column("user_index").to_numpy(), table.column("item_index").to_numpy()
 
 
 def _check_out_dir(out_dir: Path, overwrite: bool, protect: Path | None = None) -> Path:
@@ -72,6 +93,7 @@ def export_model(
     seed: int = 0,
     id_files: tuple[Path, Path] | None = None,
     source: dict | None = None,
+    train: tuple | None = None,
 ) -> Path:
     """Export an in-memory model with its encoders to a bundle directory.
 
@@ -108,6 +130,9 @@ def export_model(
         The run's ``user_ids.parquet`` and ``item_ids.parquet``, copied byte for byte.
     source : dict, optional
         Where the model came from (recorded in the manifest).
+    train : (user_index, item_index), optional
+        The training rows: their counts let ``--history`` update known users and items
+        (:func:`~recmodels.export.prior.prior_export`).
 
     Returns
     -------
@@ -132,8 +157,11 @@ def export_model(
             f"{config.n_users} / {config.n_items}"
         )
     model.eval()
-    graph, notes = build_graph(model, fold_graph=fold, opset=opset)
-    recommend = build_recommend_graphs(model, opset=opset)
+    from .spec import extract_spec
+
+    prior = prior_export(extract_spec(model), metrics=metrics, train_rows=train)
+    graph, notes = build_graph(model, fold_graph=fold, opset=opset, prior=True)
+    recommend = build_recommend_graphs(model, opset=opset, prior=True)
     return write_bundle(
         out_dir,
         graph,
@@ -157,6 +185,7 @@ def export_model(
         seed=seed,
         id_files=id_files,
         recommend=recommend,
+        prior=prior,
     )
 
 
@@ -241,4 +270,5 @@ def export_onnx(
         seed=seed,
         id_files=(run_dir / runs.USER_IDS_FILE, run_dir / runs.ITEM_IDS_FILE),
         source={"run_dir": str(run_dir.resolve())},
+        train=train_rows(run_dir),
     )

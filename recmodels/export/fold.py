@@ -253,3 +253,47 @@ def fold(spec: ScoreSpec) -> FoldedSpec:
         pretrained_w=pretrained_w,
         notes=notes,
     )
+
+
+def with_prior(spec: ScoreSpec, *, user: bool = True, item: bool = True) -> ScoreSpec:
+    """``spec`` with one "average" row appended to each user-side (and item-side) table.
+
+    The prior user is the mean of the trained users' rows of every user-side table (GMF, MLP
+    embedding, bias), and symmetrically for the prior item (the hybrid's pretrained vector
+    included). Its score for an item is the model's score, computed exactly through the same
+    graph, for a user whose parameters are the trained users' average; the prior row's index is
+    ``n_users`` (``n_items``). Known rows are unchanged, so their scores are too.
+    """
+    spec.validate()
+    out = ScoreSpec(**{f: getattr(spec, f) for f in spec.__dataclass_fields__})
+
+    def grow(table):
+        if table is None:
+            return None
+        table = np.asarray(table, dtype=np.float64)
+        return np.concatenate([table, table.mean(axis=0, keepdims=True)], axis=0)
+
+    if user:
+        out.n_users = spec.n_users + 1
+        out.user_gmf, out.user_mlp, out.user_bias = map(grow, (spec.user_gmf, spec.user_mlp, spec.user_bias))
+    if item:
+        out.n_items = spec.n_items + 1
+        out.item_gmf, out.item_mlp, out.item_bias, out.item_pretrained = map(
+            grow, (spec.item_gmf, spec.item_mlp, spec.item_bias, spec.item_pretrained)
+        )
+    out.validate()
+    return out
+
+
+def effective_vectors(spec: ScoreSpec) -> tuple[np.ndarray, np.ndarray]:
+    """``(P, Q)``: the rows whose dot product is the model's GMF term, ``P = user_gmf * w_gmf``.
+
+    With the user's (item's) MLP input held fixed, the score is linear in its row of ``P``
+    (``Q``) and its bias: the fold-in regresses on these (:mod:`recmodels.scoring.history`).
+    Models without a GMF segment give zero-width arrays.
+    """
+    w = spec.predict_slices().get("gmf")
+    if w is None:
+        return np.zeros((spec.n_users, 0)), np.zeros((spec.n_items, 0))
+    return (np.asarray(spec.user_gmf, dtype=np.float64) * np.asarray(w, dtype=np.float64),
+            np.asarray(spec.item_gmf, dtype=np.float64))

@@ -251,7 +251,7 @@ def _label_encoder_attrs(classes, kind: str) -> dict:
 
 
 def build_raw_ids(scoring, user_classes, item_classes, fallback_score: float, *, user_kind: str,
-                  item_kind: str):
+                  item_kind: str, prior_rows: tuple[int, int] | None = None):
     """Wrap a scoring graph (from :func:`build_folded`/:func:`build_unfolded`) to take raw ids.
 
     ``user_id``/``item_id`` (int64 or string [batch]) go through ai.onnx.ml ``LabelEncoder``
@@ -259,7 +259,8 @@ def build_raw_ids(scoring, user_classes, item_classes, fallback_score: float, *,
     the indices fed to the scoring subgraph are ``Where(known, index, 0)`` so ``-1`` never reaches
     ``Gather`` (which would count it from the end); ``score = Where(known, model_score, fallback)``.
     The scoring subgraph's nodes and initializers are copied unchanged from ``scoring``, which is
-    not modified.
+    not modified. With ``prior_rows`` (the bundle's prior user and item rows) an unknown side is
+    sent as its prior row instead, and only pairs with both sides unknown get the fallback.
 
     Returns
     -------
@@ -285,9 +286,13 @@ def build_raw_ids(scoring, user_classes, item_classes, fallback_score: float, *,
     nodes.append(helper.make_node("And", ["raw.user_known", "raw.item_known"], ["known"], name="And_known"))
     for role in ("user", "item"):
         # the scoring subgraph reads user_index/item_index: only ever valid rows
-        nodes.append(helper.make_node(
-            "Where", ["known", f"raw.{role}_code", "raw.zero"], [f"{role}_index"], name=f"Where_{role}_index"
-        ))
+        inputs = (["known", f"raw.{role}_code", "raw.zero"] if prior_rows is None
+                  else [f"raw.{role}_known", f"raw.{role}_code", f"raw.prior_{role}"])
+        nodes.append(helper.make_node("Where", inputs, [f"{role}_index"], name=f"Where_{role}_index"))
+    scored = "known"
+    if prior_rows is not None:
+        scored = "raw.any_known"
+        nodes.append(helper.make_node("Or", ["raw.user_known", "raw.item_known"], [scored], name="Or_known"))
     for node in scoring.graph.node:
         copy = NodeProto()  # a copy: the scoring graph itself is saved as model.onnx
         copy.CopyFrom(node)
@@ -299,13 +304,16 @@ def build_raw_ids(scoring, user_classes, item_classes, fallback_score: float, *,
                 copy.input[k] = model_score
         nodes.append(copy)
     nodes.append(
-        helper.make_node("Where", ["known", model_score, "raw.fallback"], ["score"], name="Where_score")
+        helper.make_node("Where", [scored, model_score, "raw.fallback"], ["score"], name="Where_score")
     )
 
     initializers = [
         helper.make_tensor("raw.zero", TensorProto.INT64, [], [0]),
         helper.make_tensor("raw.fallback", TensorProto.FLOAT, [], [float(np.float32(fallback_score))]),
     ]
+    if prior_rows is not None:
+        initializers += [helper.make_tensor(f"raw.prior_{role}", TensorProto.INT64, [], [int(row)])
+                         for role, row in zip(("user", "item"), prior_rows, strict=True)]
     for tensor in scoring.graph.initializer:
         copy = TensorProto()
         copy.CopyFrom(tensor)

@@ -36,6 +36,7 @@ from ..bundle import (
     RetrieveGraphSection,
     TensorInfo,
 )
+from ..bundle.manifest import PriorSection
 from ..encoders import IdEncoder
 from .graph import INPUTS, ML_DOMAIN, ML_OPSET, OUTPUTS, RAW_OUTPUTS, raw_id_inputs
 from .recommend_graph import RECOMMEND_INPUTS, RECOMMEND_OUTPUTS
@@ -111,6 +112,7 @@ def build_manifest(
     raw_external_data: str | None = None,
     recommend: Mapping | None = None,
     created_at: str | None = None,
+    prior: Mapping | None = None,
 ) -> Manifest:
     """Assemble the manifest of a bundle whose graph(s) have been saved and checked.
 
@@ -151,6 +153,8 @@ def build_manifest(
         check_recommend_parity's result}`` (``graph_recommend``).
     created_at : str, optional
         ISO 8601 time; default now (UTC, seconds).
+    prior : mapping, optional
+        The ``prior`` section (:meth:`~recmodels.export.prior.PriorExport.section`).
 
     Returns
     -------
@@ -212,6 +216,7 @@ def build_manifest(
         ),
         graph_raw_ids=raw_section,
         graph_recommend=recommend_section,
+        prior=None if prior is None else PriorSection.from_dict(dict(prior), where="prior section"),
         ids=IdsSection(**ids),
         rating=RatingSection(
             column=data.get("rating_col", "rating"),

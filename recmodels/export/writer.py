@@ -35,11 +35,14 @@ from .parity import (
     BATCH_SIZES,
     N_PAIRS,
     TOLERANCE,
+    _run,
     check_rank_all_parity,
     check_raw_id_parity,
     check_recommend_parity,
     check_reference_parity,
+    cpu_session,
 )
+from .prior import PriorExport, check_prior_parity
 from .recommend_graph import RecommendGraphs
 
 
@@ -119,6 +122,7 @@ def write_bundle(
     seed: int = 0,
     id_files: tuple[Path, Path] | None = None,
     recommend: RecommendGraphs | None = None,
+    prior: PriorExport | None = None,
 ) -> Path:
     """Write a verified bundle for ``graph`` into ``out_dir`` (atomically: all or nothing).
 
@@ -161,6 +165,11 @@ def write_bundle(
         ``recommend.onnx`` (+ ``retrieve.onnx``) and checked against ``model.onnx``
         (:func:`~recmodels.export.parity.check_recommend_parity`). Without them the bundle is what
         exports before ``recmodels recommend`` wrote (the tests of that error use it).
+    prior : PriorExport, optional
+        The prior rows (already in ``graph`` and ``recommend``'s user tables) and the fold-in
+        arrays (:func:`~recmodels.export.prior.prior_export`): the arrays are saved, the prior
+        rows' scores checked against ``prior.spec`` and the manifest's ``prior`` section written.
+        Without it the bundle is what exports before the prior rows wrote.
 
     Returns
     -------
@@ -179,6 +188,7 @@ def write_bundle(
         raw_graph = build_raw_ids(
             graph, user_encoder.classes_, item_encoder.classes_, fallback,
             user_kind=user_encoder.kind_, item_kind=item_encoder.kind_,
+            prior_rows=None if prior is None else (prior.n_users, prior.n_items),
         )
     with atomic_directory(out_dir, overwrite=overwrite) as staging:
         graph_bytes = initializer_bytes(graph)
@@ -207,6 +217,7 @@ def write_bundle(
                 fallback,
                 user_kind=user_encoder.kind_,
                 item_kind=item_encoder.kind_,
+                prior_rows=None if prior is None else (prior.n_users, prior.n_items),
                 n_pairs=parity_pairs,
                 batch_sizes=parity_batch_sizes,
                 seed=seed,
@@ -234,6 +245,13 @@ def write_bundle(
                     tolerance=tolerance,
                     seed=seed,
                 )
+        if prior is not None:
+            session = cpu_session(staging / MODEL_FILE)
+            prior_diff = check_prior_parity(
+                lambda u, i: _run(session, u, i, 4096), prior, seed=seed, tolerance=tolerance
+            )
+            for name, array in prior.arrays.items():
+                np.save(staging / name, np.ascontiguousarray(array), allow_pickle=False)
         user_src, item_src = id_files if id_files else (None, None)
         _write_ids(user_encoder, user_src, staging / USER_IDS_FILE)
         _write_ids(item_encoder, item_src, staging / ITEM_IDS_FILE)
@@ -256,6 +274,7 @@ def write_bundle(
             versions=versions,
             source=source,
             recommend=recommend_saved,
+            prior=None if prior is None else prior.section(prior_diff),
         )
         finalize_bundle(staging, manifest)
     return Path(out_dir)
