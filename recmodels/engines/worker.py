@@ -268,7 +268,7 @@ def worker_scorer(task: ScoreTask) -> Scorer:
         )
 
     mine = copy.copy(_cached(_SCORERS, task.scorer_key(), lambda: _task_bundle(task), build, "scorers"))
-    mine._reset_counts()
+    mine.reset_counts()
     return mine
 
 

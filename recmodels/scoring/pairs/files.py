@@ -9,15 +9,15 @@ when complete; parts carry sidecars; a failed run removes what it wrote.
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 from ...errors import ConfigError, DataError
 from ...fileio import write_json
 from ...tables import open_table
+from ..output.parts import PartLoop, progress_bar, resume_start
 from ..output.stream import rebatch
 from ..output.writers import FileOutput, PartsOutput, resolve_output
-from ..unknown_ids import likely_cause, unknown_share_error
+from ..unknown_ids import likely_cause, over_share, unknown_share_error
 from .report import ScoreReport
 
 DEFAULT_PART_ROWS = 1 << 20
@@ -115,7 +115,7 @@ def score_file(
         batch_size=scorer.batch_size,
         warnings=list(scorer.warnings),
     )
-    scorer._reset_counts()
+    scorer.reset_counts()
     try:
         _run(scorer, source, columns, keep, writer, part_rows, progress, rep)
     except BaseException as exc:
@@ -134,53 +134,41 @@ def score_file(
 
 
 def _run(scorer, source, columns, keep, writer, part_rows, progress, rep) -> None:
-    dir_mode = writer.mode == "dir"
-    cut = part_rows if dir_mode else None
-    start_row = 0
+    loop = PartLoop(writer, part_rows)
+    start_row = resume_start(writer, part_rows)
     resumed_unknown = 0
-    if dir_mode:
-        while writer.is_complete(start_row // part_rows):
-            start_row += part_rows
+    if loop.part_size:
         rep.parts_resumed = len(writer.complete)
         rep.rows_resumed = sum(m["input_rows"] for m in writer.complete.values())
         resumed_unknown = sum(m.get("unknown_rows", 0) for m in writer.complete.values())
     limit = scorer.max_unknown_share
     total = source.total_rows
-    types = {c: source.schema.field(c).type for c in (scorer.user_col, scorer.item_col)}
+    id_cols = (scorer.user_col, scorer.item_col)
+    types = {c: source.schema.field(c).type for c in id_cols}
+    samples: dict = {}
 
     def guard(rows: int, final: bool) -> None:
         # Early only when the limit is already certain to be exceeded over the whole input.
         unknown = scorer.counts["unknown_rows"] + resumed_unknown
-        over_final = final and unknown > limit * rows
-        over_early = total is not None and unknown > limit * total
-        if limit < 1 and (over_final or over_early):
+        if over_share(unknown, rows, limit) and (final or (total is not None and unknown > limit * total)):
             counts = dict(scorer.counts, unknown_rows=unknown)
-            cause = likely_cause(scorer.bundle, scorer.user_col, scorer.item_col, types)
+            cause = likely_cause(scorer.bundle, *id_cols, types, samples)
             raise unknown_share_error(source.path, counts, rows, limit, cause, total)
 
     def batches():
         raw = source.batches(columns, scorer.batch_size, start_row=start_row)
-        for start, batch in rebatch(raw, scorer.batch_size, cut):
-            if dir_mode and writer.is_complete(start // part_rows):
-                continue
-            yield start, batch
+        for start, batch in rebatch(raw, scorer.batch_size, loop.part_size):
+            if not loop.skip(start):
+                if not samples:
+                    samples.update({c: batch.column(c) for c in id_cols})
+                yield start, batch
 
-    bar = _progress_bar(progress, source.total_rows, rep.rows_resumed)
-    part, part_input_rows, part_unknown = None, 0, 0
+    bar = progress_bar(progress, source.total_rows, rep.rows_resumed)
     try:
         for m in scorer.mapped(batches()):
-            out = scorer._assemble(m, keep)
-            if dir_mode:
-                k = m.start // part_rows
-                if k != part:
-                    if part is not None:
-                        writer.end_part(part_input_rows, unknown_rows=part_unknown)
-                        rep.parts_written += 1
-                    writer.begin_part(k)
-                    part, part_input_rows, part_unknown = k, 0, 0
-                part_input_rows += m.batch.num_rows
-                part_unknown += 0 if m.known is None else int((~m.known).sum())
-            writer.write(out)
+            out = scorer.assemble(m, keep)
+            unknown = 0 if m.known is None else int((~m.known).sum())
+            loop.write(m.start, m.batch.num_rows, out, unknown_rows=unknown)
             rep.rows_read += m.batch.num_rows
             rep.rows_written += out.num_rows
             guard(rep.rows_read + rep.rows_resumed, final=False)
@@ -192,23 +180,5 @@ def _run(scorer, source, columns, keep, writer, part_rows, progress, rep) -> Non
     if rep.rows_read == 0 and rep.rows_resumed == 0:
         raise DataError(f"{source.path}: input has no rows")
     guard(rep.rows_read + rep.rows_resumed, final=True)
-    if dir_mode and part is not None:
-        writer.end_part(part_input_rows, unknown_rows=part_unknown)
-        rep.parts_written += 1
-    writer.commit()
-
-
-def _progress_bar(enabled: bool, total: int | None, initial: int):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total,
-        initial=initial,
-        unit=" rows",
-        unit_scale=True,
-        dynamic_ncols=True,
-        file=sys.stderr,
-        smoothing=0.1,
-    )
+    loop.commit()
+    rep.parts_written += loop.parts_written

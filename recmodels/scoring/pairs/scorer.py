@@ -1,7 +1,7 @@
 """Score (user, item) pairs with a bundle: arrays, frames, Arrow batches, files (torch-free).
 
 Every input kind goes through the same three steps (:meth:`Scorer._map`, :meth:`Scorer._infer`,
-:meth:`Scorer._assemble`) on Arrow batches: one id mapping (``IdEncoder.lookup``), one inference
+:meth:`Scorer.assemble`) on Arrow batches: one id mapping (``IdEncoder.lookup``), one inference
 routine, one error text, and unknown-id counts for every input kind.
 """
 
@@ -40,7 +40,9 @@ _ERROR_HINT = "it is not in the bundle's id map (use --unknown fallback or skip 
 
 
 @dataclass
-class _Mapped:
+class MappedBatch:
+    """One input batch after id mapping (step 1) and, once inferred, its scores (step 2)."""
+
     start: int
     batch: pa.RecordBatch
     user_index: np.ndarray
@@ -128,10 +130,11 @@ class Scorer:
         if batch_size is None:
             batch_size = DEFAULT_BATCH_SIZE if self.provider == "cpu" else DEFAULT_CUDA_BATCH_SIZE
         self.batch_size = int(batch_size)
-        self._reset_counts()
+        self.reset_counts()
 
     # -- counting ------------------------------------------------------------------------------
-    def _reset_counts(self) -> None:
+    def reset_counts(self) -> None:
+        """Zero the unknown-id counters (``self.counts``) before a new input."""
         self.counts = empty_counts()
 
     def _over_share(self, rows: int) -> bool:
@@ -150,7 +153,7 @@ class Scorer:
             )
 
     # -- the three steps -----------------------------------------------------------------------
-    def _map(self, start: int, batch: pa.RecordBatch) -> _Mapped:
+    def _map(self, start: int, batch: pa.RecordBatch) -> MappedBatch:
         """Ids -> indices; count and apply the unknown-id policy (step 1)."""
         users = batch.column(self.user_col)
         items = batch.column(self.item_col)
@@ -162,7 +165,7 @@ class Scorer:
         n_unknown = int(np.count_nonzero(unknown))
         if n_unknown == 0:
             order = self._session.order(user_index, item_index)
-            return _Mapped(start, batch, user_index, item_index, None, order)
+            return MappedBatch(start, batch, user_index, item_index, None, order)
         c = self.counts
         count_unknown(c, user_index, item_index, user_nulls, item_nulls)
         if self.unknown == "error":
@@ -179,9 +182,9 @@ class Scorer:
         np.maximum(user_index, 0, out=user_index)  # UNKNOWN is -1
         np.maximum(item_index, 0, out=item_index)
         order = self._session.order(user_index, item_index)
-        return _Mapped(start, batch, user_index, item_index, ~unknown, order)
+        return MappedBatch(start, batch, user_index, item_index, ~unknown, order)
 
-    def _infer(self, m: _Mapped) -> _Mapped:
+    def _infer(self, m: MappedBatch) -> MappedBatch:
         """Run the graph; unknown pairs (index 0 here) get the fallback score (step 2)."""
         scores = self._session.run(m.user_index, m.item_index, m.order)
         m.user_index = m.item_index = m.order = None  # not needed downstream: free them early
@@ -192,7 +195,7 @@ class Scorer:
         m.scores = scores
         return m
 
-    def _assemble(self, m: _Mapped, keep: list[str]) -> pa.RecordBatch:
+    def assemble(self, m: MappedBatch, keep: list[str]) -> pa.RecordBatch:
         """The output batch: kept columns, ``known`` (fallback policy) and ``score`` (step 3)."""
         arrays = [m.batch.column(name) for name in keep]
         names = list(keep)
@@ -209,7 +212,7 @@ class Scorer:
         names.append(SCORE_COLUMN)
         return pa.RecordBatch.from_arrays(arrays, names=names)
 
-    def mapped(self, batches: Iterable[tuple[int, pa.RecordBatch]]) -> Iterator[_Mapped]:
+    def mapped(self, batches: Iterable[tuple[int, pa.RecordBatch]]) -> Iterator[MappedBatch]:
         """Steps 1 and 2 over ``(first_row, batch)`` pairs, pipelined in threads, in order."""
         return pipelined(batches, [lambda item: self._map(*item), self._infer])
 
@@ -259,7 +262,7 @@ class Scorer:
         n = ids.num_rows
         scores = np.empty(n, dtype=np.float32)
         known = np.ones(n, dtype=bool)
-        self._reset_counts()
+        self.reset_counts()
         pieces = ((lo, ids.slice(lo, self.batch_size)) for lo in range(0, n, self.batch_size))
         for m in self.mapped(pieces):
             hi = m.start + m.batch.num_rows
@@ -321,7 +324,7 @@ class Scorer:
     def score_batches(self, batches: Iterable, *, keep=None) -> Iterator[pa.RecordBatch]:
         """Score a stream of Arrow RecordBatches (or Tables, or DataFrames), pipelined; one output
         batch per input batch, in order (with ``skip`` a batch may shrink, even to zero rows)."""
-        self._reset_counts()
+        self.reset_counts()
         stream = numbered(batches)
         try:
             first = next(stream)
@@ -337,7 +340,7 @@ class Scorer:
         rows = 0
         for m in self.mapped(source()):
             rows += m.batch.num_rows
-            yield self._assemble(m, keep)
+            yield self.assemble(m, keep)
         types = {c: schema.field(c).type for c in (self.user_col, self.item_col)}
         self._warn_share(rows, "input batches", types)
 

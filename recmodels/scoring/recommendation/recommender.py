@@ -26,8 +26,8 @@ import pyarrow as pa
 
 from ...errors import BundleError, ConfigError
 from ...fileio import write_json
+from ..output.parts import PartLoop, progress_bar, resume_start
 from ..output.writers import FileOutput, PartsOutput, check_output_options, cleanup_on_error
-from ..pairs.files import _progress_bar
 from ..runtime.providers import available_cpus
 from ..runtime.session import ScoringSession, load_bundle
 from .job import DEFAULT_TOP_K, RecommendJob, check_top_k, prepare_job
@@ -367,35 +367,17 @@ class Recommender:
 
     def _write(self, job: RecommendJob, writer, part_users: int | None, progress: bool) -> None:
         rep, n = job.report, job.user_index.size
-        start = 0
-        if part_users:
-            while writer.is_complete(start // part_users) and start < n:
-                start += part_users
-            start = min(start, n)
+        loop = PartLoop(writer, part_users)
+        start = resume_start(writer, part_users, stop=n)
+        if loop.part_size:
             rep.parts_resumed = len(writer.complete)
             rep.users_resumed = sum(m["input_rows"] for m in writer.complete.values())
-        spans = (
-            (lo, hi)
-            for lo, hi in self._spans(start, n, part_users)
-            if not (part_users and writer.is_complete(lo // part_users))
-        )
-        bar = _progress_bar(progress, n, rep.users_resumed)
-        if bar is not None:
-            bar.unit = " users"
-        part, part_users_done = None, 0
+        spans = ((lo, hi) for lo, hi in self._spans(start, n, part_users) if not loop.skip(lo))
+        bar = progress_bar(progress, n, rep.users_resumed, unit=" users")
         t0 = time.perf_counter()
         try:
             for lo, hi, (batch, known, with_rows, short) in self._run_chunks(job, spans):
-                if part_users:
-                    k = lo // part_users
-                    if k != part:
-                        if part is not None:
-                            writer.end_part(part_users_done)
-                            rep.parts_written += 1
-                        writer.begin_part(k)
-                        part, part_users_done = k, 0
-                    part_users_done += hi - lo
-                writer.write(batch)
+                loop.write(lo, hi - lo, batch)
                 rep.users_processed += hi - lo
                 rep.pairs_scored += known * job.candidates.size
                 rep.users_written += with_rows
@@ -406,10 +388,8 @@ class Recommender:
         finally:
             if bar is not None:
                 bar.close()
-        if part is not None:
-            writer.end_part(part_users_done)
-            rep.parts_written += 1
-        writer.commit()
+        loop.commit()
+        rep.parts_written += loop.parts_written
         compute = time.perf_counter() - t0
         rep.pairs_per_s = rep.pairs_scored / compute if compute > 0 else 0.0
 
