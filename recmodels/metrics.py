@@ -1,6 +1,9 @@
 """Rating and ranking metrics in plain numpy (torch-free).
 
-Rating metrics compare predicted with true ratings (:func:`rating_metrics`). Ranking metrics
+Rating metrics compare predicted with true ratings (:func:`rating_metrics`). Hit accuracy rounds
+each prediction to the data's own rating grid: ``origin + k * step`` (half stars: step 0.5), the
+step read from the training ratings (:func:`rating_step`) and recorded in the run and the bundle
+(:func:`rating_grid`: whole numbers for runs and bundles from before). Ranking metrics
 follow the NCF protocol (He et al. 2017): each held-out item is ranked among candidate items,
 and only how many candidates score above it (``greater``) and level with it (``tied``) matters
 (:func:`rank_counts`). How ties count is a rule of its own (:data:`TIE_RULES`):
@@ -47,23 +50,111 @@ def mae(y_true, y_pred) -> float:
     return float(np.mean(np.abs(y_true - y_pred)))
 
 
-def _rounded(y_pred: np.ndarray) -> np.ndarray:
-    # half away from zero for ratings (x.5 -> x+1), not numpy's banker's rounding
-    return np.floor(y_pred + 0.5)
+STEP_RESOLUTION = 1000
+""":func:`rating_step` finds steps that are multiples of ``1 / STEP_RESOLUTION`` (0.001)."""
+DEFAULT_STEP = 1.0
+"""The step when none can be read from the ratings (and of runs and bundles that record none)."""
 
 
-def hit_accuracy(y_true, y_pred) -> float:
+def rating_step(ratings, origin: float | None = None, default: float | None = DEFAULT_STEP) -> float | None:
+    """The rating grid's step: the largest step all ratings are whole multiples of, from ``origin``.
+
+    Parameters
+    ----------
+    ratings : array-like of float
+    origin : float, optional
+        Where the grid starts (the run's ``rating_min``); default the smallest rating.
+    default : float or None
+        What to return when there is no grid at that resolution (continuous ratings) or fewer
+        than two distinct values.
+
+    Returns
+    -------
+    float or None
+        A multiple of 0.001 (:data:`STEP_RESOLUTION`): 1.0 for whole stars, 0.5 for half stars;
+        ``default`` (:data:`DEFAULT_STEP`) when there is none.
+
+    Examples
+    --------
+    >>> rating_step([1, 2, 5]), rating_step([0.5, 3.0, 4.5]), rating_step([1.0, 3.0], origin=0.5)
+    (1.0, 0.5, 0.5)
+    >>> rating_step([0.1234, 0.5]), rating_step([3.0])
+    (1.0, 1.0)
+    """
+    values = np.unique(np.asarray(ratings, dtype=np.float64).ravel())
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return default
+    start = float(values.min()) if origin is None else float(origin)
+    scaled = (values - start) * STEP_RESOLUTION
+    whole = np.rint(scaled)
+    # float32 ratings (0.1 is 0.10000000149) sit within a few float32 ulps of the grid
+    if np.any(np.abs(scaled - whole) > 1e-3 + np.abs(scaled) * 2.4e-7):
+        return default
+    units = int(np.gcd.reduce(np.abs(whole).astype(np.int64)))
+    return default if units == 0 else units / STEP_RESOLUTION
+
+
+def rating_grid(step: float | None, rating_min: float | None) -> tuple[float, float]:
+    """``(step, origin)`` for :func:`hit_accuracy` from what a run or bundle records.
+
+    A recorded ``step`` counts from ``rating_min``; without one (runs and bundles made before
+    the step was recorded) predictions round to whole numbers, as they always did.
+
+    Examples
+    --------
+    >>> rating_grid(0.5, 0.5), rating_grid(None, 0.5)
+    ((0.5, 0.5), (1.0, 0.0))
+    """
+    if step is None:
+        return DEFAULT_STEP, 0.0
+    return float(step), 0.0 if rating_min is None else float(rating_min)
+
+
+def _check_step(step, origin) -> tuple[float, float]:
+    step, origin = float(step), float(origin)
+    if not (np.isfinite(step) and step > 0 and np.isfinite(origin)):
+        raise ValueError(f"step must be a positive number and origin finite, got {step!r}, {origin!r}")
+    return step, origin
+
+
+def _hits(y_true: np.ndarray, y_pred: np.ndarray, step: float, origin: float) -> np.ndarray:
+    # grid units, rounded half up (x.5 -> x+1), not numpy's banker's rounding
+    predicted = np.floor((y_pred - origin) / step + 0.5)
+    true = (y_true - origin) / step
+    on_grid = np.abs(true - np.rint(true)) < 1e-4  # a rating between grid points is never hit
+    return (predicted == np.rint(true)) & on_grid
+
+
+def hit_accuracy(y_true, y_pred, step: float = DEFAULT_STEP, origin: float = 0.0) -> float:
     """Share of predictions that round to the true rating (the notebook's "hit accuracy").
 
-    Rounds half away from zero, like Python's ``round`` on the notebook's values
-    would for ratings (x.5 -> x+1), rather than numpy's banker's rounding.
+    Parameters
+    ----------
+    y_true, y_pred : array-like of float
+    step : float
+        The rating grid's step (0.5 for half stars; see :func:`rating_step`). Default 1: whole
+        numbers, the notebook's rule.
+    origin : float
+        Where the grid starts (the run's ``rating_min``); predictions round to
+        ``origin + k * step``.
+
+    Rounds half up (a prediction half way between two grid points goes to the upper one), as
+    Python's ``round`` on the notebook's values would for ratings (x.5 -> x+1), rather than
+    numpy's banker's rounding.
+
+    Examples
+    --------
+    >>> hit_accuracy([3.5, 4.0], [3.4, 4.2]), hit_accuracy([3.5, 4.0], [3.4, 4.2], step=0.5)
+    (0.5, 1.0)
     """
     y_true, y_pred = _pair(y_true, y_pred)
-    return float(np.mean(_rounded(y_pred) == y_true))
+    step, origin = _check_step(step, origin)
+    return float(np.mean(_hits(y_true, y_pred, step, origin)))
 
 
-def rating_metrics(y_true, y_pred) -> dict[str, float]:
-    """All rating metrics at once.
+def rating_metrics(y_true, y_pred, step: float = DEFAULT_STEP, origin: float = 0.0) -> dict[str, float]:
+    """All rating metrics at once (``step`` and ``origin``: see :func:`hit_accuracy`).
 
     Returns
     -------
@@ -71,13 +162,14 @@ def rating_metrics(y_true, y_pred) -> dict[str, float]:
         ``{"mse", "rmse", "mae", "hit_accuracy", "n"}``.
     """
     y_true, y_pred = _pair(y_true, y_pred)
+    step, origin = _check_step(step, origin)
     err = y_true - y_pred
     m = float(np.mean(err**2))
     return {
         "mse": m,
         "rmse": float(np.sqrt(m)),
         "mae": float(np.mean(np.abs(err))),
-        "hit_accuracy": float(np.mean(_rounded(y_pred) == y_true)),
+        "hit_accuracy": float(np.mean(_hits(y_true, y_pred, step, origin))),
         "n": int(y_true.size),
     }
 

@@ -36,7 +36,7 @@ def test_info_on_data_prints_the_statistics(ratings_csv):
     assert "Users:         3" in result.output
     assert "Items:         3" in result.output
     assert "Interactions:  4" in result.output
-    assert "Density:       4/9" in result.output
+    assert "Density:       44.4 % of the 9 (user, item) pairs" in result.output
     assert "Per item:" in result.output and "Timestamps:    1 .. 9" in result.output
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -394,7 +395,7 @@ def test_describe_matches_the_notebook_statistics():
     json.dumps(stats)  # JSON-able (it goes into metrics.json)
     text = format_stats(stats)
     assert "Users:         3" in text and "Interactions:  6" in text
-    assert "Density:       6/9 ... 66.6667 %" in text
+    assert "Density:       66.7 % of the 9 (user, item) pairs" in text
     assert "Per user:" in text and "Per item:" in text
 
 
@@ -405,3 +406,90 @@ def test_describe_bins_continuous_ratings():
     )
     hist = describe(df)["rating_histogram"]
     assert len(hist) == 10 and sum(hist.values()) == 500
+
+
+# -- "not rated" values (issue 21 #13), the rating step (#9), dates -------------------------------
+GOODREADS_HEAD = (Path(__file__).resolve().parents[2] / "shared" / "data" / "goodreads-head"
+                  / "goodreads_interactions_head.csv")
+
+
+def _shelved(tmp_path):
+    """Goodreads-like: 0 means shelved, not rated; two thirds of the rows."""
+    rows = ["user_id,book_id,rating"]
+    rows += [f"{u},{b},0" for u in range(10) for b in range(20)]
+    rows += [f"{u},{100 + b},{1 + (u + b) % 5}" for u in range(10) for b in range(10)]
+    rows += ["3,100,0"]  # a pair rated and also marked "not rated": the 0 row goes, not the rating
+    return write(tmp_path / "shelves.csv", "\n".join(rows) + "\n")
+
+
+def test_missing_rating_rows_are_dropped_and_counted(tmp_path):
+    path = _shelved(tmp_path)
+    df = read_interactions(path, BOOKS, missing_rating=0, rating_range=(1, 5))
+    assert len(df) == 100 and df["rating"].min() == 1
+    assert df.attrs["missing_rating"] == 0 and df.attrs["missing_rating_dropped"] == 201
+    stats = describe(df, BOOKS)
+    assert stats["missing_rating"] == 0 and stats["missing_rating_dropped"] == 201
+    assert "Not rated:     201 rows with rating 0 dropped (--missing-rating)" in format_stats(stats)
+    # without it, the zeros are ratings (and outside a 1..5 range)
+    assert len(read_interactions(path, BOOKS, duplicates="first")) == 300
+    assert "rating 0 at data row 1" in str(pytest.raises(DataError, read_interactions, path, BOOKS,
+                                                          rating_range=(1, 5)).value)
+
+
+def test_missing_rating_keeps_row_numbers_and_checks_its_value(tmp_path):
+    path = write(tmp_path / "r.csv", "user_id,item_id,rating\n1,1,0\n1,2,4\n1,3,0\n1,2,5\n")
+    with pytest.raises(DataError, match=f"at {row_label(3)}, first seen at {row_label(1)}"):
+        read_interactions(path, missing_rating=0, duplicates="error")
+    with pytest.raises(DataError, match=r"every rating is 0, the 'not rated' value"):
+        read_interactions(write(tmp_path / "z.csv", "user_id,item_id,rating\n1,1,0\n"), missing_rating=0)
+    for bad in ("zero", float("nan"), True):
+        with pytest.raises(ConfigError, match="must be a finite number"):
+            read_interactions(path, missing_rating=bad)
+    assert "missing_rating" not in describe(read_interactions(path, duplicates="last"))
+
+
+def test_a_not_rated_value_is_warned_about(tmp_path):
+    from recmodels.data import rating_warnings
+
+    stats = describe(read_interactions(_shelved(tmp_path), BOOKS, duplicates="last"), BOOKS)
+    (warning,) = rating_warnings(stats)
+    assert warning.startswith("rating 0 holds 67.0 % of the rows, apart from the 1..5 scale")
+    assert "--missing-rating 0" in warning
+    hist = lambda counts: {"rating_histogram": dict(counts)}  # noqa: E731
+    # a sentinel far from the scale, at either end
+    assert rating_warnings(hist({1: 10, 2: 10, 3: 10, 4: 10, 99: 50}))
+    assert rating_warnings(hist({-1: 40, 1: 30, 2: 30, 3: 30}))
+    # ordinary skewed scales are not: a top-heavy 1..5 (Amazon-like), half stars, a 0..5 scale
+    assert not rating_warnings(hist({1: 10, 2: 5, 3: 8, 4: 17, 5: 60}))
+    assert not rating_warnings(hist({0.5: 1, 1.0: 3, 1.5: 2, 2.0: 7, 2.5: 5, 3.0: 20, 3.5: 13, 4.0: 27}))
+    assert not rating_warnings(hist({0: 25, 1: 10, 2: 15, 3: 20, 4: 20, 5: 10}))
+    # a gap in the rest of the scale, too few values, binned histograms: nothing to say
+    assert not rating_warnings(hist({0: 50, 1: 1, 2: 20, 4: 10, 5: 19}))
+    assert not rating_warnings(hist({0: 50, 1: 1, 2: 49}))
+    assert not rating_warnings(hist({"[0, 1)": 50, "[1, 2)": 1, "[2, 3)": 2, "[3, 4]": 3}))
+
+
+@pytest.mark.skipif(not GOODREADS_HEAD.is_file(), reason="needs ../shared/data/goodreads-head")
+def test_goodreads_not_rated_zeros():
+    stats = describe(read_interactions(GOODREADS_HEAD, BOOKS), BOOKS)
+    from recmodels.data import rating_warnings
+
+    (warning,) = rating_warnings(stats)
+    assert "rating 0 holds 51.5 % of the rows" in warning
+    df = read_interactions(GOODREADS_HEAD, BOOKS, missing_rating=0)
+    assert len(df) == 97_037 and df.attrs["missing_rating_dropped"] == 102_963
+    assert rating_warnings(describe(df, BOOKS)) == []
+
+
+def test_describe_reads_the_rating_step_and_shows_epoch_dates():
+    df = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [1, 2, 1], "rating": [0.5, 3.5, 4.0],
+                       "ts": [964_982_703, 964_982_224, 1_537_799_250]})
+    cols = Columns(timestamp="ts")
+    stats = describe(df, cols)
+    assert stats["rating_step"] == 0.5 and stats["timestamp_min"] == 964_982_224
+    text = format_stats(stats)
+    assert "min 0.5, max 4, step 0.5" in text
+    assert "Timestamps:    2000-07-30T18:37:04Z .. 2018-09-24T14:27:30Z (epoch seconds" in text
+    stats = describe(df.assign(ts=df["ts"] * 1000), cols)
+    assert "2000-07-30T18:37:04Z" in format_stats(stats) and "epoch milliseconds" in format_stats(stats)
+    assert describe(df.assign(rating=[0.1234, 1.0, 2.0]))["rating_step"] is None

@@ -110,3 +110,42 @@ def test_ranked_list_ndcg_with_a_tie_broken_by_position():
     relevant = np.array([3, 3])
     assert metrics.ndcg_at_k(ranked, relevant, 3) == pytest.approx((1 / np.log2(3) + 1 / np.log2(4)) / 2)
     assert metrics.hit_rate_at_k(ranked, relevant, 1) == 0.0
+
+
+def test_hit_accuracy_rounds_to_the_rating_step():
+    # half-star ratings: whole-star rounding can never hit 3.5 (issue 21 #9)
+    y = np.array([3.5, 0.5, 4.0, 2.5], dtype=np.float32)
+    p = np.array([3.6, 0.74, 4.24, 2.3])
+    assert metrics.hit_accuracy(y, p) == pytest.approx(0.25)  # whole numbers: only 4.0
+    assert metrics.hit_accuracy(y, p, step=0.5) == 1.0
+    assert metrics.rating_metrics(y, p, step=0.5)["hit_accuracy"] == 1.0
+    # half way rounds up: 3.75 -> 4.0
+    assert metrics.hit_accuracy([4.0, 3.5], [3.75, 3.75], step=0.5) == 0.5
+    # a grid that starts at its origin: odd half stars 0.5, 1.5, ... with step 1
+    assert metrics.hit_accuracy([1.5, 2.5], [1.9, 2.1], step=1.0, origin=0.5) == 1.0
+    assert metrics.hit_accuracy([1.5, 2.5], [1.9, 2.1]) == 0.0
+    # a true rating between grid points is never hit; float32 tenths still are
+    assert metrics.hit_accuracy([3.25], [3.25], step=0.5) == 0.0
+    tenths = np.array([0.1, 0.3, 0.7], dtype=np.float32)
+    assert metrics.hit_accuracy(tenths, [0.12, 0.28, 0.71], step=0.1) == 1.0
+    with pytest.raises(ValueError, match="step must be a positive number"):
+        metrics.hit_accuracy([1.0], [1.0], step=0)
+
+
+def test_rating_step_reads_the_grid_of_the_ratings():
+    assert metrics.rating_step([1, 2, 3, 4, 5]) == 1.0
+    assert metrics.rating_step(np.arange(1, 11) / 2) == 0.5  # ml-latest-small: 0.5 .. 5.0
+    assert metrics.rating_step(np.float32([1, 3, 5])) == 2.0
+    assert metrics.rating_step(np.float32([0.1, 0.3, 0.4])) == 0.1
+    assert metrics.rating_step([1.5, 2.5, 4.5], origin=0.5) == 1.0
+    assert metrics.rating_step([1.0, 2.5], origin=0) == 0.5
+    # no grid at 0.001 resolution, or a single value: the fallback
+    assert metrics.rating_step([0.123456, 1.0]) == metrics.DEFAULT_STEP == 1.0
+    assert metrics.rating_step([4.0, 4.0]) == 1.0 and metrics.rating_step([]) == 1.0
+    assert metrics.rating_step([0.123456, 1.0], default=None) is None
+
+
+def test_rating_grid_keeps_old_runs_on_whole_numbers():
+    assert metrics.rating_grid(None, 0.5) == (1.0, 0.0)  # recorded no step: today's rounding
+    assert metrics.rating_grid(0.5, 0.5) == (0.5, 0.5)
+    assert metrics.rating_grid(1.0, None) == (1.0, 0.0)

@@ -281,3 +281,106 @@ def test_tsv_is_tab_separated(tmp_path):
     path.write_text("user_id\titem_id\trating\nu,1\t2\t3\n")
     table, _ = read_table(path, None, text_columns=("user_id",))
     assert table.column("user_id").to_pylist() == ["u,1"]
+
+
+# -- the CSV dialect: separator, header row, column names (MovieLens' u.data) ----------------------
+U_DATA = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n"
+U_COLUMNS = ("user_id", "item_id", "rating", "ts")
+MOVIELENS = tables.CsvDialect(sep="tab", header=False, columns=U_COLUMNS)
+
+
+def test_movielens_u_data_reads_with_sep_and_no_header(tmp_path):
+    path = tmp_path / "u.data"
+    path.write_text(U_DATA)
+    assert expand_input(path, dialect=MOVIELENS) == ("csv", [str(path)])
+    df = read_interactions(path, dialect=MOVIELENS)
+    assert df["user_id"].tolist() == [196, 186, 22] and df["rating"].tolist() == [3, 3, 1]
+    source = open_table(path, text_columns=("user_id", "item_id"), dialect=MOVIELENS)
+    assert source.schema.names == list(U_COLUMNS)
+    got = streamed(source, ["item_id", "ts"])
+    assert got["item_id"].tolist() == ["242", "302", "377"] and got["ts"].tolist()[0] == 881250949
+    # .dat/.txt in a directory too, and a single file of any suffix (ml-100k's u1.base)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    (folder / "a.dat").write_text(U_DATA)
+    (folder / "b.txt.gz").write_bytes(gzip.compress(U_DATA.encode()))
+    (folder / "README").write_text("not data")
+    table, _ = read_table(folder, ["user_id"], dialect=MOVIELENS)
+    assert table.column("user_id").to_pylist() == [196, 186, 22] * 2
+    base = tmp_path / "u1.base"
+    base.write_text(U_DATA)
+    assert read_table(base, ["rating"], dialect=MOVIELENS)[0].num_rows == 3
+
+
+def test_a_data_file_without_sep_says_how_to_read_it(tmp_path):
+    path = tmp_path / "u.data"
+    path.write_text(U_DATA)
+    message = error_of(read_interactions, path)
+    assert "u.data: unsupported file type '.data'" in message and "--sep tab" in message
+    assert "--no-header --columns" in message
+
+
+def test_a_header_that_looks_like_data_is_named(tmp_path):
+    path = tmp_path / "u.tsv"  # renamed: the first rating would silently become the header
+    path.write_text(U_DATA)
+    message = error_of(read_interactions, path)
+    assert "missing interaction column(s) 'user_id', 'item_id', 'rating'" in message
+    assert "the header row looks like data" in message and "--no-header --columns" in message
+    source = open_table(path)
+    message = error_of(lambda: list(source.batches(["user_id"], 10)))
+    assert "the header row looks like data" in message
+    # a real header that lacks a column is not called data
+    message = error_of(read_interactions, write_as(tmp_path / "r.csv", FRAME.rename(columns={"rating": "5"})))
+    assert "missing interaction column(s) 'rating'" in message and "looks like data" not in message
+    assert not tables.header_looks_like_data([]) and tables.header_looks_like_data(["1", " 2.5", "-3"])
+
+
+def test_no_header_rows_are_counted_from_the_first_line(tmp_path):
+    path = tmp_path / "u.data"
+    path.write_text("1\t2\t3\t4\n5\t6\t7\n")
+    for call in (lambda p: open_table(p, dialect=MOVIELENS),
+                 lambda p: read_table(p, None, dialect=MOVIELENS)):
+        message = error_of(call, path)
+        assert f"ragged CSV row at {row_label(1)}: 3 field(s) where --columns names 4" in message
+    bad = tmp_path / "bad.data"
+    bad.write_text("1\t2\tx\t4\n")
+    df_error = error_of(read_interactions, bad, dialect=MOVIELENS)
+    assert f"rating at {row_label(0)} in column 'rating' is 'x'" in df_error
+    comma = tmp_path / "comma.data"  # the wrong separator: one field per line
+    comma.write_text(U_DATA)
+    dialect = tables.CsvDialect(sep=",", header=False, columns=U_COLUMNS)
+    assert "is the separator ',' right? (--sep)" in error_of(read_table, comma, None, dialect=dialect)
+    (tmp_path / "empty.data").write_bytes(b"")
+    assert "is empty; it needs data rows" in error_of(open_table, tmp_path / "empty.data", dialect=MOVIELENS)
+
+
+def test_sep_overrides_the_suffix_and_parquet_ignores_the_dialect(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("user_id;item_id;rating\n1;2;3\n")
+    table, _ = read_table(path, None, dialect=tables.CsvDialect(sep=";"))
+    assert table.column_names == ["user_id", "item_id", "rating"]
+    parquet = write_as(tmp_path / "r.parquet")
+    assert read_table(parquet, ["rating"], dialect=MOVIELENS)[0].num_rows == 4
+
+
+@pytest.mark.parametrize(("options", "fragment"), [
+    ({"sep": "::"}, "one-character separators only"),
+    ({"sep": "\n"}, "must be one character other than a newline"),
+    ({"header": False}, "--no-header (header=False) needs --columns"),
+    ({"columns": ("a",)}, "add --no-header"),
+    ({"header": False, "columns": ("a", "b", "a")}, "'a' more than once"),
+    ({"header": False, "columns": ("a", "")}, "non-empty column names"),
+])
+def test_bad_dialects_are_one_line_config_errors(options, fragment):
+    from recmodels.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=None) as info:
+        tables.CsvDialect(**options)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_dialect_spellings():
+    assert tables.CsvDialect(sep="\\t").sep == tables.CsvDialect(sep="TAB").sep == "\t"
+    assert tables.CsvDialect(header=False, columns="a, b").columns == ("a", "b")
+    assert tables.CsvDialect(**MOVIELENS.to_dict()) == MOVIELENS
+    assert tables.CsvDialect().delimiter("x.TSV") == "\t" and tables.CsvDialect().delimiter("x.csv") == ","

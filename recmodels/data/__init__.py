@@ -9,7 +9,7 @@ Torch- and scikit-learn-free. One module per job:
 * :mod:`~recmodels.data.split`: :func:`split_interactions` and :class:`Split`;
 * :mod:`~recmodels.data.encode`: :func:`fit_encoders`, :func:`encode`, :class:`EncodedRatings`,
   :func:`save_encoded`, :func:`load_encoded`;
-* :mod:`~recmodels.data.stats`: :func:`describe`, :func:`format_stats`.
+* :mod:`~recmodels.data.stats`: :func:`describe`, :func:`format_stats`, :func:`rating_warnings`.
 
 Every problem a user can cause is a :class:`~recmodels.errors.DataError` whose one-line message
 names the input, the row (``data row N``: 1-based, header not counted) or the column, and what to
@@ -29,7 +29,7 @@ from .columns import Columns
 from .encode import EncodedRatings, encode, fit_encoders, load_encoded, save_encoded
 from .read import read_interactions
 from .split import SPLIT_METHODS, Split, split_interactions
-from .stats import describe, format_stats
+from .stats import describe, format_stats, rating_warnings
 from .validate import DUPLICATE_POLICIES
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "fit_encoders",
     "format_stats",
     "load_encoded",
+    "rating_warnings",
     "read_interactions",
     "read_table",
     "save_encoded",

@@ -94,11 +94,13 @@ def codes(values: pd.Series) -> tuple[np.ndarray, int]:
     return found.astype(np.int64, copy=False), len(uniques)
 
 
-def drop_duplicates(df: pd.DataFrame, columns: Columns, policy: str, where: str) -> tuple[pd.DataFrame, int]:
+def drop_duplicates(df: pd.DataFrame, columns: Columns, policy: str, where: str,
+                    rows: np.ndarray | None = None) -> tuple[pd.DataFrame, int]:
     """Apply the duplicates policy to repeated (user, item) pairs; returns ``(df, rows dropped)``.
 
     ``"last"`` / ``"first"`` keep that occurrence in file order; ``"error"`` raises naming the
-    first repeated row and where its pair was first seen.
+    first repeated row and where its pair was first seen (``rows``: each row's position in the
+    input, when some input rows were dropped before).
     """
     users, _ = codes(df[columns.user])
     items, n_items = codes(df[columns.item])
@@ -109,6 +111,8 @@ def drop_duplicates(df: pd.DataFrame, columns: Columns, policy: str, where: str)
             second = int(np.argmax(dup))
             first = int(np.argmax(key[:second] == key[second]))
             pair = f"({show_id(df[columns.user].iloc[second])}, {show_id(df[columns.item].iloc[second])})"
+            if rows is not None:
+                first, second = int(rows[first]), int(rows[second])
             raise DataError(
                 f"{where}: duplicate (user, item) pair {pair} at {row_label(second)}, first seen at "
                 f"{row_label(first)} ({int(dup.sum())} duplicate row(s)); remove them, or keep the "
