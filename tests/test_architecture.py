@@ -136,6 +136,7 @@ def test_torch_free_modules_never_import_torch_or_sklearn_at_module_level():
 # A module may import its own sub-floor's modules and those on lower sub-floors, never higher ones.
 SUB_FLOORS = {
     "scoring": {
+        0: {"defaults"},                                     # option defaults (imports nothing)
         1: {"runtime", "output", "unknown_ids", "checks"},  # onnxruntime; files out; the id guard; options
         2: {"history"},                                      # fold-in of recent ratings (numpy)
         3: {"pairs"},                                        # recmodels score

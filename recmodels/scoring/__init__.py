@@ -6,62 +6,45 @@
 >>> recommend("bundles/neumf", "recs/", k=10, exclude_seen="ratings.parquet")   # doctest: +SKIP
 >>> print(evaluate("bundles/neumf", "test.parquet", train="train.parquet").format_table())  # doctest: +SKIP
 
+The names below are imported on first use (PEP 562), so importing a light module of this package
+(:mod:`.defaults`, what the CLI's ``--help`` reads) imports neither pandas, pyarrow nor onnxruntime.
 See ``docs/scoring.md``, ``docs/recommend.md`` and ``docs/evaluate.md``.
 """
 
-from ..bundle import Bundle
-from .evaluation.evaluator import evaluate
-from .evaluation.report import EvaluationReport
-from .pairs.files import DEFAULT_PART_ROWS
-from .pairs.report import ScoreReport
-from .pairs.scorer import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CUDA_BATCH_SIZE,
-    POLICIES,
-    Scorer,
-    score,
-    score_frame,
-)
-from .recommendation.job import RecommendJob
-from .recommendation.recommender import (
-    DEFAULT_PART_USERS,
-    DEFAULT_TOP_K,
-    Recommender,
-    recommend,
-    recommend_frame,
-)
-from .recommendation.report import RecommendReport
-from .recommendation.seen import SeenItems, read_seen
-from .runtime.providers import DeviceRequest, available_providers, create_session, cuda_compiled
-from .runtime.session import ScoringSession, load_bundle
-from .unknown_ids import DEFAULT_MAX_UNKNOWN_SHARE
+from __future__ import annotations
 
-__all__ = [
-    "Bundle",
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_CUDA_BATCH_SIZE",
-    "DEFAULT_MAX_UNKNOWN_SHARE",
-    "DEFAULT_PART_ROWS",
-    "DEFAULT_PART_USERS",
-    "DEFAULT_TOP_K",
-    "DeviceRequest",
-    "EvaluationReport",
-    "POLICIES",
-    "RecommendJob",
-    "RecommendReport",
-    "Recommender",
-    "ScoreReport",
-    "Scorer",
-    "ScoringSession",
-    "SeenItems",
-    "available_providers",
-    "create_session",
-    "cuda_compiled",
-    "evaluate",
-    "load_bundle",
-    "read_seen",
-    "recommend",
-    "recommend_frame",
-    "score",
-    "score_frame",
-]
+import importlib
+
+# name -> the module that defines it (relative to this package)
+_EXPORTS = {
+    "Bundle": "..bundle",
+    "DEFAULT_BATCH_SIZE": ".defaults", "DEFAULT_CUDA_BATCH_SIZE": ".defaults",
+    "DEFAULT_MAX_UNKNOWN_SHARE": ".defaults", "DEFAULT_PART_ROWS": ".defaults",
+    "DEFAULT_PART_USERS": ".defaults", "DEFAULT_TOP_K": ".defaults", "POLICIES": ".defaults",
+    "EvaluationReport": ".evaluation.report", "evaluate": ".evaluation.evaluator",
+    "ScoreReport": ".pairs.report",
+    "Scorer": ".pairs.scorer", "score": ".pairs.scorer", "score_frame": ".pairs.scorer",
+    "RecommendJob": ".recommendation.job",
+    "Recommender": ".recommendation.recommender", "recommend": ".recommendation.recommender",
+    "recommend_frame": ".recommendation.recommender",
+    "RecommendReport": ".recommendation.report",
+    "SeenItems": ".recommendation.seen", "read_seen": ".recommendation.seen",
+    "DeviceRequest": ".runtime.providers", "available_providers": ".runtime.providers",
+    "create_session": ".runtime.providers", "cuda_compiled": ".runtime.providers",
+    "ScoringSession": ".runtime.session", "load_bundle": ".runtime.session",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -13,9 +13,8 @@ import pyarrow as pa
 
 from ..errors import ConfigError, DataError
 from ..ids import to_kind
+from .defaults import DEFAULT_MAX_UNKNOWN_SHARE as DEFAULT_MAX_UNKNOWN_SHARE
 
-DEFAULT_MAX_UNKNOWN_SHARE = 0.5
-"""Above this share of rows with unknown ids, file scoring stops (``--max-unknown-share``)."""
 COUNT_KEYS = ("unknown_users", "unknown_items", "unknown_rows", "null_ids", "skipped")
 """The counters every id reader keeps (a run's report and the engines' per-part records)."""
 _SAMPLE = 1000  # ids looked at to tell "another id space" from "another id type"

@@ -27,6 +27,7 @@ from ...ids import as_arrow
 from ...metrics import TIE_RULES, ranking_metrics, rating_metrics
 from ...tables import missing_columns_error, read_table
 from ...values import numeric_column
+from ..defaults import DEFAULT_BUCKETS, DEFAULT_K, DEFAULT_NEGATIVES
 from ..pairs.scorer import Scorer
 from ..runtime.session import load_bundle
 from ..unknown_ids import count_unknown, empty_counts, likely_cause
@@ -39,10 +40,6 @@ __all__ = [
     "bucket_labels", "check_protocol", "evaluate", "plot_evaluation", "require_matplotlib",
 ]
 
-DEFAULT_K = 10
-DEFAULT_NEGATIVES = 99
-DEFAULT_BUCKETS = (5, 50)
-"""Activity buckets by the user's training ratings: cold below 5, heavy from 50, medium between."""
 _COLUMN_HINT = "name them with --user-col/--item-col/--rating-col"
 
 

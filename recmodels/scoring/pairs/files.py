@@ -14,14 +14,12 @@ import time
 from ...errors import ConfigError, DataError
 from ...fileio import write_json
 from ...tables import open_table
+from ..defaults import DEFAULT_PART_ROWS
 from ..output.parts import PartLoop, progress_bar, resume_start
 from ..output.stream import rebatch
 from ..output.writers import FileOutput, PartsOutput, resolve_output
 from ..unknown_ids import likely_cause, over_share, unknown_share_error
 from .report import ScoreReport
-
-DEFAULT_PART_ROWS = 1 << 20
-"""Input rows per part file in directory output (1,048,576)."""
 
 
 def score_file(

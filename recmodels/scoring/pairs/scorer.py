@@ -18,6 +18,7 @@ import pyarrow as pa
 from ...encoders import unknown_id_error
 from ...errors import ConfigError, DataError
 from ...ids import as_arrow, id_at
+from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE, POLICIES
 from ..output.stream import numbered
 from ..runtime.pipeline import pipelined
 from ..runtime.session import ScoringSession, load_bundle
@@ -25,15 +26,6 @@ from ..unknown_ids import DEFAULT_MAX_UNKNOWN_SHARE, check_share, count_unknown,
 from .files import score_file
 from .report import ScoreReport
 
-DEFAULT_BATCH_SIZE = 1 << 18
-"""Rows per pipeline batch (262,144). On CPU each batch is ordered by table index and scored in
-sub-batches (see :mod:`recmodels.scoring.runtime.session`); larger batches order more pairs together
-but gained little past 256k rows (docs/benchmarks.md), while the memory in flight grows with
-batch size x queue depth."""
-DEFAULT_CUDA_BATCH_SIZE = 1 << 20
-"""Rows per batch on CUDA (1,048,576): one graph call per batch, so larger amortizes the launch
-and transfer overheads."""
-POLICIES = ("fallback", "skip", "error")
 SCORE_COLUMN = "score"
 KNOWN_COLUMN = "known"
 _ERROR_HINT = "it is not in the bundle's id map (use --unknown fallback or skip to score anyway)"

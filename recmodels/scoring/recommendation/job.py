@@ -8,13 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import ConfigError, DataError
-from ..unknown_ids import DEFAULT_MAX_UNKNOWN_SHARE, check_share
+from ..defaults import DEFAULT_MAX_UNKNOWN_SHARE, DEFAULT_TOP_K
+from ..unknown_ids import check_share
 from .idlist import check_duplicates, check_unknown_share, read_id_list
 from .report import RecommendReport
 from .seen import SeenItems, read_seen
 from .topk import Candidates
-
-DEFAULT_TOP_K = 10
 
 
 def check_k_fits(k: int, n_candidates: int) -> None:

@@ -26,11 +26,12 @@ import pyarrow as pa
 
 from ...errors import BundleError, ConfigError
 from ...fileio import write_json
+from ..defaults import DEFAULT_PART_USERS, DEFAULT_TOP_K
 from ..output.parts import PartLoop, progress_bar, resume_start
 from ..output.writers import FileOutput, PartsOutput, check_output_options, cleanup_on_error
 from ..runtime.providers import available_cpus
 from ..runtime.session import ScoringSession, load_bundle
-from .job import DEFAULT_TOP_K, RecommendJob, check_top_k, prepare_job
+from .job import RecommendJob, check_top_k, prepare_job
 from .report import RecommendReport
 from .topk import TopKSession, select_top
 
@@ -43,9 +44,6 @@ __all__ = [
     "recommend_frame",
 ]
 
-DEFAULT_PART_USERS = 1 << 14
-"""Users per part file in directory output (16,384; part ``k`` holds list positions
-``[k * part_users, (k + 1) * part_users)``)."""
 CHUNK_USERS = {False: 512, True: 64}
 """Users a worker thread takes at a time (dot-product graph / MLP graph)."""
 OLD_BUNDLE = (
