@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from ..errors import ConfigError, DataError, EngineError, MissingEngineError
 from ..fileio import write_json
+from ..scoring.checks import positive_int
 from ..scoring.output.writers import FileOutput, PartsOutput, check_output_options
 from ..scoring.pairs.report import ScoreReport
 from ..scoring.pairs.scorer import Scorer
@@ -360,9 +361,7 @@ def run_score_parts(
         return None
     if source.total_rows == 0:
         raise DataError(f"{source.path}: input has no rows")
-    part_rows = int(part_rows or DEFAULT_PART_ROWS)
-    if part_rows < 1:
-        raise ConfigError(f"--part-rows must be positive, got {part_rows}")
+    part_rows = positive_int("--part-rows", part_rows or None, DEFAULT_PART_ROWS)
     extra = {} if max_unknown_share is None else {"max_unknown_share": max_unknown_share}
     task, scorer = score_task(
         b,

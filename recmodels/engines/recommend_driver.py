@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..fileio import write_json
+from ..scoring.checks import positive_int
 from ..scoring.recommendation.job import check_k_fits, check_top_k
 from ..scoring.recommendation.recommender import DEFAULT_PART_USERS, Recommender
 from ..scoring.unknown_ids import DEFAULT_MAX_UNKNOWN_SHARE
@@ -75,9 +76,7 @@ def run_recommend_job(
         item_col=item_col,
         max_unknown_share=share,
     )
-    part_users = int(part_users or DEFAULT_PART_USERS)
-    if part_users < 1:
-        raise ConfigError(f"--part-users must be positive, got {part_users}")
+    part_users = positive_int("--part-users", part_users or None, DEFAULT_PART_USERS)
     n = int(job.user_index.size)
     spans = pd.DataFrame(
         [(p, lo, min(lo + part_users, n)) for p, lo in enumerate(range(0, n, part_users))],

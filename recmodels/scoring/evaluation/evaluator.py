@@ -27,6 +27,7 @@ from ...ids import as_arrow
 from ...metrics import TIE_RULES, ranking_metrics, rating_metrics
 from ...tables import missing_columns_error, read_table
 from ...values import numeric_column
+from ..checks import positive_int
 from ..defaults import DEFAULT_BUCKETS, DEFAULT_K, DEFAULT_NEGATIVES
 from ..pairs.scorer import Scorer
 from ..runtime.session import load_bundle
@@ -114,9 +115,8 @@ def check_protocol(*, k, negatives, all_items: bool, ties: str, buckets, n_items
         raise ConfigError(f"--buckets must be two integers LOW,HIGH with 1 <= LOW < HIGH, got {buckets!r}")
     if ties not in TIE_RULES:
         raise ConfigError(f"--ties {ties!r}: choose one of {', '.join(TIE_RULES)}")
-    for name, value, least in (("--top-k", k, 1), ("--negatives", negatives, 1)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    k = positive_int("--top-k", k, 0)
+    negatives = positive_int("--negatives", negatives, 0)
     if ranking and all_items and k > n_items:
         raise ConfigError(f"--top-k {k} is larger than the candidate set: the model has {n_items} items")
     if ranking and not all_items:

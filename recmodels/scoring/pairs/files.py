@@ -14,6 +14,7 @@ import time
 from ...errors import ConfigError, DataError
 from ...fileio import write_json
 from ...tables import open_table
+from ..checks import positive_int
 from ..defaults import DEFAULT_PART_ROWS
 from ..output.parts import PartLoop, progress_bar, resume_start
 from ..output.stream import rebatch
@@ -78,9 +79,7 @@ def score_file(
         raise ConfigError("--resume needs a directory output (a path without an extension)")
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
-    part_rows = int(part_rows or DEFAULT_PART_ROWS)
-    if part_rows < 1:
-        raise ConfigError(f"--part-rows must be positive, got {part_rows}")
+    part_rows = positive_int("--part-rows", part_rows or None, DEFAULT_PART_ROWS)
     source = open_table(input, text_columns=(scorer.user_col, scorer.item_col), what="input")
     if source.total_rows == 0:
         raise DataError(f"{source.path}: input has no rows")
@@ -99,6 +98,8 @@ def score_file(
             "user_col": scorer.user_col,
             "item_col": scorer.item_col,
         }
+        if scorer.fold is not None:  # a resume must fold in the same history the same way
+            job["history"] = scorer.fold.token
         writer = PartsOutput(
             output, fmt, schema, part_rows=part_rows, job=job, resume=resume, overwrite=overwrite
         )
@@ -126,6 +127,8 @@ def score_file(
     rep.rows_per_s = rep.rows_read / rep.seconds if rep.seconds > 0 else 0.0
     for key, value in scorer.counts.items():
         setattr(rep, key, value)
+    if scorer.fold is not None:
+        rep.history = dict(scorer.fold.stats)
     if report is not None:
         write_json(report, rep.to_dict())
     return rep

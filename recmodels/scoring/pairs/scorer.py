@@ -18,7 +18,10 @@ import pyarrow as pa
 from ...encoders import unknown_id_error
 from ...errors import ConfigError, DataError
 from ...ids import as_arrow, id_at
+from ..checks import positive_int
 from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE, POLICIES
+from ..history import DEFAULT_MIN_RATINGS, FoldIn, fold_in
+from ..history.rows import graph_rows
 from ..output.stream import numbered
 from ..runtime.pipeline import pipelined
 from ..runtime.session import ScoringSession, load_bundle
@@ -42,6 +45,8 @@ class MappedBatch:
     known: np.ndarray | None  # None: every row known
     order: np.ndarray | None = None  # ScoringSession.order of the indices
     scores: np.ndarray | None = None
+    ext: tuple | None = None  # (user, item) indices for FoldIn.adjust; None without a history
+    unscored: np.ndarray | None = None  # rows given the fallback score (None: ~known)
 
 
 class Scorer:
@@ -99,11 +104,14 @@ class Scorer:
         batch_size: int | None = None,
         threads: int | None = None,
         max_unknown_share: float = DEFAULT_MAX_UNKNOWN_SHARE,
+        history=None,
+        history_update_known: bool = True,
+        history_min_ratings: int = DEFAULT_MIN_RATINGS,
+        rating_col: str | None = None,
     ):
         if unknown not in POLICIES:
             raise ConfigError(f"--unknown {unknown!r}: choose one of {', '.join(POLICIES)}")
-        if batch_size is not None and int(batch_size) < 1:
-            raise ConfigError(f"--batch-size must be positive, got {batch_size}")
+        positive_int("--batch-size", batch_size)
         self.max_unknown_share = check_share(max_unknown_share)
         self.bundle = load_bundle(bundle)
         self.user_col = user_col or self.bundle.user_column
@@ -122,7 +130,24 @@ class Scorer:
         if batch_size is None:
             batch_size = DEFAULT_BATCH_SIZE if self.provider == "cpu" else DEFAULT_CUDA_BATCH_SIZE
         self.batch_size = int(batch_size)
+        prior = self.bundle.manifest.prior
+        self.prior_rows = None if prior is None else (prior.user_row, prior.item_row)
+        self.fold = None
+        if history is not None:
+            self.fold = history if isinstance(history, FoldIn) else fold_in(
+                self.bundle, history, self.score_graph_rows, user_col=self.user_col, item_col=self.item_col,
+                rating_col=rating_col, update_known=history_update_known, min_ratings=history_min_ratings)
         self.reset_counts()
+
+    def score_graph_rows(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
+        """``model.onnx``'s float32 scores of graph rows (prior rows included), unchecked."""
+        users = np.ascontiguousarray(user_index, dtype=np.int64)
+        items = np.ascontiguousarray(item_index, dtype=np.int64)
+        out = np.empty(users.size, dtype=np.float32)
+        for lo in range(0, users.size, self.batch_size):
+            out[lo : lo + self.batch_size] = self._session.run(users[lo : lo + self.batch_size],
+                                                               items[lo : lo + self.batch_size])
+        return out
 
     # -- counting ------------------------------------------------------------------------------
     def reset_counts(self) -> None:
@@ -151,11 +176,13 @@ class Scorer:
         items = batch.column(self.item_col)
         user_index, user_nulls = self.user_encoder.lookup(users)
         item_index, item_nulls = self.item_encoder.lookup(items)
+        if self.fold is not None:  # folded-in new ids are known from here on
+            self.fold.extend(users, items, user_index, item_index)
         bad_user = user_index < 0
         bad_item = item_index < 0
         unknown = bad_user | bad_item
         n_unknown = int(np.count_nonzero(unknown))
-        if n_unknown == 0:
+        if n_unknown == 0 and self.fold is None:
             order = self._session.order(user_index, item_index)
             return MappedBatch(start, batch, user_index, item_index, None, order)
         c = self.counts
@@ -171,17 +198,24 @@ class Scorer:
             c["skipped"] += n_unknown
         # Unknown pairs get index 0 (always valid) and their scores are overwritten in _infer:
         # the graph never sees an out-of-range index, and the batch keeps its shape.
-        np.maximum(user_index, 0, out=user_index)  # UNKNOWN is -1
-        np.maximum(item_index, 0, out=item_index)
+        # With prior rows (the fallback policy) a pair with one unknown side is scored with that
+        # side's prior row; the others get the fallback in _infer.
+        user_index, item_index, ext, unscored = graph_rows(
+            user_index, item_index, self.prior_rows, self.fold, use_prior=self.unknown == "fallback")
         order = self._session.order(user_index, item_index)
-        return MappedBatch(start, batch, user_index, item_index, ~unknown, order)
+        known = ~unknown if n_unknown else None
+        return MappedBatch(start, batch, user_index, item_index, known, order, ext=ext,
+                           unscored=unscored if n_unknown else None)
 
     def _infer(self, m: MappedBatch) -> MappedBatch:
         """Run the graph; unknown pairs (index 0 here) get the fallback score (step 2)."""
         scores = self._session.run(m.user_index, m.item_index, m.order)
         m.user_index = m.item_index = m.order = None  # not needed downstream: free them early
+        if m.ext is not None:
+            self.fold.adjust(m.ext[0], m.ext[1], scores)
+            m.ext = None
         if m.known is not None:
-            scores[~m.known] = self.fallback_score
+            scores[~m.known if m.unscored is None else m.unscored] = self.fallback_score
         if self.clip:
             np.clip(scores, self.rating_range[0], self.rating_range[1], out=scores)
         m.scores = scores

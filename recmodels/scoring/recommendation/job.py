@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import ConfigError, DataError
+from ..checks import positive_int
 from ..defaults import DEFAULT_MAX_UNKNOWN_SHARE, DEFAULT_TOP_K
 from ..unknown_ids import check_share
 from .idlist import check_duplicates, check_unknown_share, read_id_list
@@ -27,9 +28,7 @@ def check_k_fits(k: int, n_candidates: int) -> None:
 
 def check_top_k(k) -> int:
     """``k`` as an int, or a one-line :class:`ConfigError` when it is not a positive integer."""
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise ConfigError(f"--top-k must be a positive integer, got {k!r}")
-    return int(k)
+    return positive_int("--top-k", k if k is not None else 0)
 
 
 @dataclass

@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from ...errors import BundleError, ConfigError
 from ...fileio import write_json
+from ..checks import positive_int
 from ..defaults import DEFAULT_PART_USERS, DEFAULT_TOP_K
 from ..output.parts import PartLoop, progress_bar, resume_start
 from ..output.writers import FileOutput, PartsOutput, check_output_options, cleanup_on_error
@@ -104,12 +105,10 @@ class Recommender:
         section = self.bundle.manifest.graph_recommend
         if section is None:
             raise BundleError(OLD_BUNDLE.format(path=self.bundle.path))
-        if threads is not None and int(threads) < 1:
-            raise ConfigError(f"--threads must be positive, got {threads}")
+        positive_int("--threads", threads)
         has_mlp = section.retrieve is not None
         if candidates is not None:
-            if int(candidates) < 1:
-                raise ConfigError(f"--candidates must be positive, got {candidates}")
+            positive_int("--candidates", candidates)
             if not has_mlp:
                 raise ConfigError(
                     f"--candidates needs a NeuMF or hybrid bundle; {self.bundle.path} is "
@@ -330,9 +329,7 @@ class Recommender:
         """
         t0 = time.perf_counter()
         mode, fmt = check_output_options(output, format, resume=resume, overwrite=overwrite)
-        part_users = int(part_users or DEFAULT_PART_USERS)
-        if part_users < 1:
-            raise ConfigError(f"--part-users must be positive, got {part_users}")
+        part_users = positive_int("--part-users", part_users or None, DEFAULT_PART_USERS)
         job = job or self.prepare(**inputs)
         rep = job.report
         rep.output, rep.output_mode, rep.format = os.fspath(output), mode, fmt

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...errors import BundleError, ConfigError, first_line
+from ...errors import BundleError, first_line
+from ..checks import positive_int
 from ..runtime.providers import create_session
 
 INPUTS = ("user_index", "item_index", "exclude", "k")
@@ -126,9 +127,8 @@ class TopKSession:
         tile_items=None,
         notes: list | None = None,
     ):
-        for name, value in (("--block-users", block_users), ("--tile-items", tile_items)):
-            if value is not None and int(value) < 1:
-                raise ConfigError(f"{name} must be positive, got {value}")
+        positive_int("--block-users", block_users)
+        positive_int("--tile-items", tile_items)
         try:
             self.session, self.provider = create_session(path, device, intra_op_threads=1, notes=notes)
         except Exception as exc:

@@ -24,7 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ...bundle import Bundle
-from ...errors import BundleError, ConfigError, first_line
+from ...errors import BundleError, first_line
+from ..checks import positive_int
 from .providers import DeviceRequest, available_cpus, create_session
 
 USER_INPUT = "user_index"
@@ -73,10 +74,8 @@ class ScoringSession:
         sub_batch: int | None = None,
     ):
         self.bundle = load_bundle(bundle)
-        if threads is not None and int(threads) < 1:
-            raise ConfigError(f"--threads must be positive, got {threads}")
-        if sub_batch is not None and int(sub_batch) < 1:
-            raise ConfigError(f"sub_batch must be positive, got {sub_batch}")
+        positive_int("--threads", threads)
+        positive_int("sub_batch", sub_batch)
         try:
             # Each concurrent run() executes on its calling thread, so one intra-op thread.
             self.notes: list[str] = []
