@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from ..scoring.unknown_ids import DEFAULT_MAX_UNKNOWN_SHARE
+from ..scoring.defaults import DEFAULT_MAX_UNKNOWN_SHARE, ENGINES
 
 output_format = click.option(
     "--format",
@@ -56,8 +56,6 @@ def report(what: str):
     )
 
 
-# recmodels.engines.driver.ENGINES (not imported: --help stays light)
-ENGINES = ("local", "dask", "spark")
 engine = click.option(
     "--engine",
     type=click.Choice(ENGINES),

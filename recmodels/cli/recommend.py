@@ -6,9 +6,8 @@ import sys
 
 import click
 
+from ..scoring.defaults import DEFAULT_PART_USERS, DEFAULT_TOP_K
 from . import options
-
-DEFAULT_TOP_K = 10  # recmodels.scoring.DEFAULT_TOP_K (not imported: --help stays light)
 
 
 @click.command("recommend")
@@ -55,7 +54,7 @@ DEFAULT_TOP_K = 10  # recmodels.scoring.DEFAULT_TOP_K (not imported: --help stay
     "--part-users",
     type=click.IntRange(min=1),
     default=None,
-    help="Directory output: users per part file (default 16384).",
+    help=f"Directory output: users per part file (default {DEFAULT_PART_USERS}).",
 )
 @click.option(
     "--block-users",

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..scoring.defaults import DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE, DEFAULT_PART_ROWS, POLICIES
 from . import options
 
 
@@ -24,7 +25,7 @@ from . import options
 @options.output_format
 @click.option(
     "--unknown",
-    type=click.Choice(["fallback", "skip", "error"]),
+    type=click.Choice(POLICIES),
     default="fallback",
     show_default=True,
     help="Unknown/null ids: fallback score + `known` column, drop the row, or fail.",
@@ -41,13 +42,13 @@ from . import options
     "--batch-size",
     type=click.IntRange(min=1),
     default=None,
-    help="Rows per pipeline batch (default 262144 on CPU, 1048576 on CUDA).",
+    help=f"Rows per pipeline batch (default {DEFAULT_BATCH_SIZE} on CPU, {DEFAULT_CUDA_BATCH_SIZE} on CUDA).",
 )
 @click.option(
     "--part-rows",
     type=click.IntRange(min=1),
     default=None,
-    help="Directory output: input rows per part file (default 1048576).",
+    help=f"Directory output: input rows per part file (default {DEFAULT_PART_ROWS}).",
 )
 @options.threads
 @options.resume
