@@ -22,14 +22,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...errors import BundleError, first_line
+from ...bundle.graph_contract import RANK_ALL_INPUTS, RECOMMEND_INPUTS, TOP_K_OUTPUTS
+from ...errors import BundleError
 from ..checks import positive_int
-from ..runtime.providers import create_session
+from ..runtime.session import load_graph
 
-INPUTS = ("user_index", "item_index", "exclude", "k")
-WHOLE_INPUTS = ("user_index", "exclude", "k")
+INPUTS = RECOMMEND_INPUTS
+WHOLE_INPUTS = RANK_ALL_INPUTS
 """``rank_all.onnx``: the whole catalogue, ``exclude`` columns are item indices."""
-OUTPUTS = ("top_score", "top_position")
+OUTPUTS = TOP_K_OUTPUTS
 
 TILING = {
     # (has an MLP tower, on CPU) -> (users per graph call, items per tile)
@@ -129,15 +130,7 @@ class TopKSession:
     ):
         positive_int("--block-users", block_users)
         positive_int("--tile-items", tile_items)
-        try:
-            self.session, self.provider = create_session(path, device, intra_op_threads=1, notes=notes)
-        except Exception as exc:
-            if type(exc).__module__.startswith("onnxruntime") or "ONNXRuntimeError" in str(exc):
-                raise BundleError(
-                    f"{path}: onnxruntime cannot load the graph ({first_line(exc, 200)}); "
-                    "re-export the bundle"
-                ) from None
-            raise
+        self.session, self.provider = load_graph(path, device, notes=notes)
         inputs = {i.name for i in self.session.get_inputs()}
         outputs = {o.name for o in self.session.get_outputs()}
         self.whole_catalogue = inputs == set(WHOLE_INPUTS)

@@ -24,13 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ...bundle import Bundle
+from ...bundle.graph_contract import ITEM_INDEX as ITEM_INPUT
+from ...bundle.graph_contract import SCORE as SCORE_OUTPUT
+from ...bundle.graph_contract import USER_INDEX as USER_INPUT
 from ...errors import BundleError, first_line
 from ..checks import positive_int
 from .providers import DeviceRequest, available_cpus, create_session
 
-USER_INPUT = "user_index"
-ITEM_INPUT = "item_index"
-SCORE_OUTPUT = "score"
 SUB_BATCH_ROWS = 2048
 """Rows per onnxruntime call on CPU: measured best of 1k-16k on a 2-core Zen4 (docs/benchmarks.md)."""
 _KEY_BITS = 16  # numpy's stable argsort is a radix sort for 16-bit keys
@@ -41,6 +41,30 @@ def load_bundle(bundle: Bundle | str | os.PathLike, *, verify_checksums: bool = 
     if isinstance(bundle, Bundle):
         return bundle
     return Bundle.load(bundle, verify_checksums=verify_checksums)
+
+
+def load_graph(path, device: str | DeviceRequest = "auto", *, notes: list | None = None):
+    """An onnxruntime session for one of a bundle's graphs, with one intra-op thread (each
+    concurrent ``run`` executes on its calling thread).
+
+    Returns
+    -------
+    (onnxruntime.InferenceSession, str)
+        As :func:`~recmodels.scoring.runtime.providers.create_session`.
+
+    Raises
+    ------
+    BundleError
+        onnxruntime cannot load the graph (one line: re-export the bundle).
+    """
+    try:
+        return create_session(path, device, intra_op_threads=1, notes=notes)
+    except Exception as exc:
+        if type(exc).__module__.startswith("onnxruntime") or "ONNXRuntimeError" in str(exc):
+            raise BundleError(
+                f"{path}: onnxruntime cannot load the graph ({first_line(exc, 200)}); re-export the bundle"
+            ) from None
+        raise
 
 
 class ScoringSession:
@@ -76,19 +100,8 @@ class ScoringSession:
         self.bundle = load_bundle(bundle)
         positive_int("--threads", threads)
         positive_int("sub_batch", sub_batch)
-        try:
-            # Each concurrent run() executes on its calling thread, so one intra-op thread.
-            self.notes: list[str] = []
-            self.session, self.provider = create_session(
-                self.bundle.model_path, device, intra_op_threads=1, notes=self.notes
-            )
-        except Exception as exc:
-            if type(exc).__module__.startswith("onnxruntime") or "ONNXRuntimeError" in str(exc):
-                raise BundleError(
-                    f"{self.bundle.model_path}: onnxruntime cannot load the graph "
-                    f"({first_line(exc, 200)}); re-export the bundle"
-                ) from None
-            raise
+        self.notes: list[str] = []
+        self.session, self.provider = load_graph(self.bundle.model_path, device, notes=self.notes)
         inputs = {i.name for i in self.session.get_inputs()}
         outputs = [o.name for o in self.session.get_outputs()]
         if inputs != {USER_INPUT, ITEM_INPUT} or SCORE_OUTPUT not in outputs:
