@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
+from .bundle.layout import RUN_CONFIG_FILE
 from .encoders import IdEncoder
 from .errors import RunDirError, first_line
 from .fileio import atomic_path, read_json, save_png, write_json
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = RUN_CONFIG_FILE  # the torch-free side tells runs from bundles by it
 MODEL_FILE = "model.pt"
 LAST_FILE = "last.pt"
 USER_IDS_FILE = "user_ids.parquet"

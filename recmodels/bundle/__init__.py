@@ -31,7 +31,7 @@ from .layout import (
     RETRIEVE_FILE,
     USER_IDS_FILE,
 )
-from .load import Bundle, finalize_bundle
+from .load import Bundle, finalize_bundle, path_kind
 from .manifest import (
     FileEntry,
     GraphSection,
@@ -53,6 +53,7 @@ from .manifest import (
 )
 
 __all__ = [
+    "path_kind",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "ID_FILES",

@@ -10,6 +10,9 @@ FORMAT_VERSION = 1
 """The bundle format version this recmodels writes and the highest it reads."""
 
 MANIFEST_FILE = "manifest.json"
+RUN_CONFIG_FILE = "config.json"
+"""What marks a run directory (``recmodels.runs.CONFIG_FILE``): named here so that the torch-free
+side can tell a run from a bundle (:func:`recmodels.bundle.path_kind`)."""
 MODEL_FILE = "model.onnx"
 RAW_IDS_FILE = "model_ids.onnx"
 RECOMMEND_FILE = "recommend.onnx"

@@ -18,6 +18,7 @@ from .layout import (
     ID_FILES,
     MANIFEST_FILE,
     REQUIRED_FILES,
+    RUN_CONFIG_FILE,
 )
 from .manifest import FileEntry, Manifest, manifest_digest
 
@@ -62,10 +63,24 @@ def finalize_bundle(directory: str | os.PathLike, manifest: Manifest) -> Manifes
     return manifest
 
 
+def path_kind(path: str | os.PathLike) -> str | None:
+    """``"bundle"`` (has ``manifest.json``), ``"run"`` (a run directory: ``config.json``, no
+    manifest) or None: the one answer to "is this a run or a bundle" for every command."""
+    path = Path(path)
+    if (path / MANIFEST_FILE).is_file():
+        return "bundle"
+    if (path / RUN_CONFIG_FILE).is_file():
+        return "run"
+    return None
+
+
 def _read_manifest(path: Path) -> Manifest:
     """Parse, check format and version, verify the self-digest, then validate the fields."""
     manifest_path = path / MANIFEST_FILE
     if not manifest_path.is_file():
+        if path_kind(path) == "run":
+            raise BundleError(f"{path} is a training run directory, not a bundle; export it first with "
+                              f"`recmodels export {path} --format onnx --out BUNDLE`")
         raise BundleError(f"{path}: not a recmodels bundle (no {MANIFEST_FILE})")
     try:
         raw = json.loads(manifest_path.read_text(encoding="utf-8"))

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from ...bundle import path_kind
 from ...errors import ConfigError, DataError
 from ...ids import as_arrow
 from ...metrics import TIE_RULES, ranking_metrics, rating_metrics
@@ -37,24 +38,57 @@ from .candidates import rank_all_items, rank_sampled, rated_keys
 from .report import BUCKETS, PREDICTORS, EvaluationReport, plot_evaluation, require_matplotlib
 
 __all__ = [
-    "DEFAULT_BUCKETS", "DEFAULT_K", "DEFAULT_NEGATIVES", "EvaluationReport", "activity_buckets",
-    "bucket_labels", "check_protocol", "evaluate", "plot_evaluation", "require_matplotlib",
+    "DEFAULT_BUCKETS", "DEFAULT_K", "DEFAULT_NEGATIVES", "EvaluationReport", "IndexedRatings",
+    "activity_buckets", "bucket_labels", "check_protocol", "evaluate", "plot_evaluation",
+    "require_matplotlib",
 ]
 
 _COLUMN_HINT = "name them with --user-col/--item-col/--rating-col"
 
 
+@dataclass(frozen=True)
+class IndexedRatings:
+    """Ratings whose ids are already indices into the bundle's id maps, e.g. a run's encoded split
+    evaluated through the bundle exported from that run (the same maps): :func:`evaluate` takes them
+    as ``data`` or ``train`` and scores them without mapping ids.
+
+    Attributes
+    ----------
+    user_index, item_index : ndarray of int, shape (n,)
+        Indices into the bundle's user and item maps (out of range: :class:`DataError`).
+    rating : ndarray of float, shape (n,)
+    source : str
+        What messages and the report call these rows (e.g. the split file's path).
+    """
+
+    user_index: np.ndarray
+    item_index: np.ndarray
+    rating: np.ndarray
+    source: str = "indexed ratings"
+
+
 @dataclass
 class _Ratings:
     where: str
-    users: pa.Array
-    items: pa.Array
+    users: pa.Array | None  # raw ids; None for IndexedRatings
+    items: pa.Array | None
     rating: np.ndarray  # float64
+    index: tuple[np.ndarray, np.ndarray] | None = None  # IndexedRatings: (user, item) bundle indices
 
 
 def _read_ratings(source, columns: tuple[str, str, str], what: str) -> _Ratings:
-    """(user, item, rating) of a file, directory, glob or DataFrame; ids stay raw (Arrow)."""
+    """(user, item, rating) of a file, directory, glob or DataFrame (ids stay raw, Arrow), or of
+    :class:`IndexedRatings` (indices kept as they are)."""
     user_col, item_col, rating_col = columns
+    if isinstance(source, IndexedRatings):
+        u, i = (np.ascontiguousarray(a, dtype=np.int64) for a in (source.user_index, source.item_index))
+        rating = np.asarray(source.rating, dtype=np.float64)
+        if u.ndim != 1 or u.shape != i.shape or u.shape != rating.shape:
+            raise DataError(f"{source.source}: user_index, item_index and rating must be 1-D arrays of one "
+                            f"length, got {u.shape}, {i.shape} and {rating.shape}")
+        if rating.size == 0:
+            raise DataError(f"{source.source}: has no data rows; nothing to evaluate")
+        return _Ratings(source.source, None, None, rating, (u, i))
     if isinstance(source, pd.DataFrame):
         where = str(source.attrs.get("source") or f"{what} DataFrame")
         if any(c not in source.columns for c in columns):
@@ -74,6 +108,13 @@ def _read_ratings(source, columns: tuple[str, str, str], what: str) -> _Ratings:
 
 def _lookup(bundle, ratings: _Ratings) -> tuple[np.ndarray, np.ndarray, dict]:
     """Bundle indices of the ids (-1: unknown or null) and the unknown-id counts."""
+    if ratings.index is not None:
+        for role, index, n in zip(("user", "item"), ratings.index, (len(bundle.user_encoder),
+                                                                    len(bundle.item_encoder)), strict=True):
+            if index.size and (index.min() < 0 or index.max() >= n):
+                raise DataError(f"{ratings.where}: {role} index out of range 0..{n - 1}; indexed ratings "
+                                "must come from the bundle's own id maps (the run it was exported from)")
+        return *ratings.index, empty_counts()
     u, user_nulls = bundle.user_encoder.lookup(ratings.users)
     i, item_nulls = bundle.item_encoder.lookup(ratings.items)
     counts = empty_counts()
@@ -239,7 +280,7 @@ def _baselines(bundle, training: _Training | None) -> dict:
 def _refuse_run_dir(model) -> None:
     if isinstance(model, str | os.PathLike):
         path = Path(model)
-        if (path / "config.json").is_file() and not (path / "manifest.json").is_file():
+        if path_kind(path) == "run":
             raise ConfigError(
                 f"{path} is a run directory; recmodels.scoring evaluates bundles: export it first "
                 f"(recmodels export {path} --format onnx --out BUNDLE), or run `recmodels evaluate {path} "
@@ -274,15 +315,15 @@ def evaluate(
     ----------
     model : Bundle or path-like
         A bundle (a run directory must be exported first; ``recmodels evaluate`` does that).
-    data : path-like or pandas.DataFrame
+    data : path-like, pandas.DataFrame or IndexedRatings
         Held-out (user, item, rating) rows: CSV/Parquet file, directory or glob, read by
         :mod:`recmodels.tables`; ids by the id rules of :mod:`recmodels.ids`. A DataFrame is named
         in messages by ``df.attrs["source"]`` when set (as :func:`recmodels.data.read_interactions`
-        sets it).
-    train : path-like or pandas.DataFrame, optional
-        The training ratings (raw ids, same columns). They fit the baselines, give each user's
-        activity bucket and are excluded from the negatives. Without them the bias baseline and
-        the buckets are skipped and the global mean is the manifest's.
+        sets it). :class:`IndexedRatings` are already in the bundle's index space (no column names).
+    train : path-like, pandas.DataFrame or IndexedRatings, optional
+        The training ratings (raw ids, same columns, or :class:`IndexedRatings`). They fit the
+        baselines, give each user's activity bucket and are excluded from the negatives. Without
+        them the bias baseline and the buckets are skipped and the global mean is the manifest's.
     user_col, item_col, rating_col : str, optional
         Column names of ``data`` and ``train`` (default: the manifest's).
     k : int
@@ -355,7 +396,10 @@ def evaluate(
                     batch_size=batch_size, threads=threads, max_unknown_share=1.0)
     try:
         predictors = {"model": _ModelScores(scorer), **(_baselines(bundle, training) if baselines else {})}
-        scores, _ = scorer.score_arrays(held_out.users, held_out.items)  # unknown ids: the fallback
+        if held_out.index is None:
+            scores, _ = scorer.score_arrays(held_out.users, held_out.items)  # unknown ids: the fallback
+        else:
+            scores = scorer.score_indices(u, i)  # already the bundle's indices: nothing to map
         predictions = {"model": scores.astype(np.float64)}
         predictions.update({name: predict(u, i) for name, predict in predictors.items() if name != "model"})
         if clip:
