@@ -29,6 +29,7 @@ from .layout import (
     RECOMMEND_FILE,
     REQUIRED_FILES,
     RETRIEVE_FILE,
+    RUN_CONFIG_FILE,
     USER_IDS_FILE,
 )
 from .load import Bundle, finalize_bundle, path_kind
@@ -65,6 +66,7 @@ __all__ = [
     "RECOMMEND_FILE",
     "REQUIRED_FILES",
     "RETRIEVE_FILE",
+    "RUN_CONFIG_FILE",
     "USER_IDS_FILE",
     "Bundle",
     "FileEntry",

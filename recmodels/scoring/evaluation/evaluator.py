@@ -219,25 +219,9 @@ def _ranking_section(counts: dict, bucket, k: int, ties: str) -> dict:
     return section
 
 
-class _ModelScores:
-    """``predict(user_index, item_index)`` of the model, through the scorer (raw ids in)."""
-
-    def __init__(self, scorer: Scorer):
-        self.scorer = scorer
-        self.dictionaries = {}
-        for role, encoder in (("user", scorer.user_encoder), ("item", scorer.item_encoder)):
-            if encoder.kind_ != "int64":  # string ids: a dictionary array, decoded by the id rules
-                self.dictionaries[role] = pa.array(encoder.classes_, type=pa.string())
-
-    def _ids(self, role: str, index: np.ndarray) -> pa.Array:
-        if role in self.dictionaries:
-            return pa.DictionaryArray.from_arrays(pa.array(index.astype(np.int32)), self.dictionaries[role])
-        encoder = self.scorer.user_encoder if role == "user" else self.scorer.item_encoder
-        return pa.array(encoder.classes_[index], type=pa.int64())
-
-    def __call__(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
-        scores, _ = self.scorer.score_arrays(self._ids("user", user_index), self._ids("item", item_index))
-        return scores.astype(np.float64)
+def _model_scores(scorer: Scorer):
+    """``predict(user_index, item_index)`` of the model: candidates are already bundle indices."""
+    return lambda user_index, item_index: scorer.score_indices(user_index, item_index).astype(np.float64)
 
 
 @dataclass
@@ -395,7 +379,7 @@ def evaluate(
     scorer = Scorer(bundle, device=device, user_col=columns[0], item_col=columns[1], unknown="fallback",
                     batch_size=batch_size, threads=threads, max_unknown_share=1.0)
     try:
-        predictors = {"model": _ModelScores(scorer), **(_baselines(bundle, training) if baselines else {})}
+        predictors = {"model": _model_scores(scorer), **(_baselines(bundle, training) if baselines else {})}
         if held_out.index is None:
             scores, _ = scorer.score_arrays(held_out.users, held_out.items)  # unknown ids: the fallback
         else:
