@@ -219,7 +219,8 @@ def test_resume_with_history_equals_a_clean_run(neumf, tmp_path):
     (out / "_SUCCESS").unlink()
     history.assign(rating=[1.0, 3.0, 2.0, 5.0]).to_csv(tmp_path / "h2.csv", index=False)
     other = [o if o != str(tmp_path / "h.csv") else str(tmp_path / "h2.csv") for o in opts]
-    refused = subprocess.run(CLI + args + [str(out), "--resume"] + other, env=env, capture_output=True, text=True)
+    refused = subprocess.run(CLI + args + [str(out), "--resume"] + other, env=env, capture_output=True,
+                             text=True)
     assert refused.returncode == 1
     subprocess.run(CLI + args + [str(out), "--resume"] + opts, check=True, env=env, timeout=120)
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(clean))
@@ -232,7 +233,8 @@ SCRIPT = BLOCKER + textwrap.dedent("""
     import pandas as pd
     from recmodels.cli import main
     bundle, folder = sys.argv[1], sys.argv[2]
-    pd.DataFrame({"user_id": [7, 7], "item_id": [5, 8], "rating": [4.0, 2.0]}).to_csv(folder + "/h.csv", index=False)
+    history = pd.DataFrame({"user_id": [7, 7], "item_id": [5, 8], "rating": [4.0, 2.0]})
+    history.to_csv(folder + "/h.csv", index=False)
     pd.DataFrame({"user_id": [7, 1000], "item_id": [11, 5]}).to_csv(folder + "/in.csv", index=False)
     try:
         main(["score", bundle, folder + "/in.csv", folder + "/o.parquet", "--device", "cpu", "-q",

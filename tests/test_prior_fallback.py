@@ -129,7 +129,8 @@ def test_manifest_records_the_prior_and_verifies_the_arrays(bundles, tmp_path):
     assert set(prior.fold_in.files) == {"user_vectors", "item_vectors", "user_counts", "item_counts"}
     assert len(prior.fold_in.user_precision) == prior.fold_in.rank + 1
     session = cpu_session(bundle.model_path)
-    got = _run(session, np.array([prior.user_row], dtype=np.int64), np.array([prior.item_row], dtype=np.int64), 1)
+    rows = np.array([prior.user_row], dtype=np.int64), np.array([prior.item_row], dtype=np.int64)
+    got = _run(session, *rows, 1)
     np.testing.assert_allclose(got, new.reference(np.array([prior.user_row]), np.array([prior.item_row])),
                                atol=1e-5)
     import shutil
