@@ -15,7 +15,7 @@ from ..errors import ConfigError, DataError
 from ..ids import to_kind
 from .defaults import DEFAULT_MAX_UNKNOWN_SHARE as DEFAULT_MAX_UNKNOWN_SHARE
 
-COUNT_KEYS = ("unknown_users", "unknown_items", "unknown_rows", "null_ids", "skipped")
+COUNT_KEYS = ("unknown_users", "unknown_items", "unknown_rows", "null_ids", "skipped", "unknown_both")
 """The counters every id reader keeps (a run's report and the engines' per-part records)."""
 _SAMPLE = 1000  # ids looked at to tell "another id space" from "another id type"
 
@@ -73,6 +73,7 @@ def count_unknown(counts: dict, user_index: np.ndarray, item_index: np.ndarray,
     counts["unknown_users"] += int(np.count_nonzero(bad_user))
     counts["unknown_items"] += int(np.count_nonzero(bad_item))
     counts["unknown_rows"] += int(known.size - np.count_nonzero(known))
+    counts["unknown_both"] += int(np.count_nonzero(bad_user & bad_item))
     nulls = null_mask(user_nulls, item_nulls)
     if nulls is not None:
         counts["null_ids"] += int(np.count_nonzero(nulls))

@@ -33,6 +33,11 @@ class ScoreReport:
         Wall time of the run and ``rows_read / seconds``.
     parts_written, parts_resumed, rows_resumed : int
         Directory output: parts written now, parts found complete and kept, and their input rows.
+    unknown_both : int
+        Rows with both ids unknown: the only ones scored ``fallback_score`` by a bundle with prior
+        rows (the others are scored with the unknown side's prior row).
+    history : dict or None
+        With ``--history``: what was folded in (:attr:`recmodels.scoring.history.FoldIn.stats`).
     warnings : list of str
         E.g. why CUDA was not used.
     """
@@ -57,6 +62,8 @@ class ScoreReport:
     parts_written: int = 0
     parts_resumed: int = 0
     rows_resumed: int = 0
+    unknown_both: int = 0
+    history: dict | None = None
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -70,10 +77,16 @@ class ScoreReport:
             f"({self.rows_per_s:,.0f} rows/s, {self.provider}); wrote {self.rows_written:,}"
         )
         if self.unknown_rows:
+            both = self.unknown_both
             line += (
-                f"; {self.unknown_rows:,} rows with unknown ids ({self.unknown_users:,} users, "
-                f"{self.unknown_items:,} items, {self.null_ids:,} null) -> {self.unknown_policy}"
+                f"; {self.unknown_rows:,} rows with unknown ids ({self.unknown_users - both:,} user only, "
+                f"{self.unknown_items - both:,} item only, {both:,} both; {self.null_ids:,} null) -> "
+                f"{self.unknown_policy}"
             )
+        if self.history:
+            h = self.history
+            line += (f"; history: {h['users_folded_in']:,} new users and {h['items_folded_in']:,} new items "
+                     f"folded in, {h['users_updated']:,} known users updated")
         if self.parts_resumed:
             line += f"; resumed {self.parts_resumed} complete parts ({self.rows_resumed:,} rows)"
         return line
