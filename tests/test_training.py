@@ -68,7 +68,7 @@ def fit_tiny(tiny, config: TrainConfig, kind="neumf", **kwargs) -> Trainer:
 def test_training_closes_most_of_the_gap(dense_split, kind):
     syn, split = dense_split
     est = RatingModel(kind, epochs=20, batch_size=1024, num_threads=1).fit(split.train, split.valid)
-    rmse = est.score(split.valid)
+    rmse = -est.score(split.valid)  # score is higher-is-better: the negative RMSE
     closed = (syn.global_mean_rmse - rmse) / (syn.global_mean_rmse - syn.best_rmse)
     assert closed >= 0.70, f"{kind}: valid rmse {rmse:.4f} closes only {closed:.0%} of the gap"
 
@@ -83,7 +83,7 @@ def test_hybrid_beats_neumf_when_item_vectors_carry_signal():
     neumf = RatingModel("neumf", **common).fit(split.train, split.valid)
     hybrid = RatingModel("hybrid", item_embeddings=syn.item_embeddings, **common)
     hybrid.fit(split.train, split.valid)
-    assert hybrid.score(split.valid) < neumf.score(split.valid) - 0.005
+    assert hybrid.score(split.valid) > neumf.score(split.valid) + 0.005  # negative RMSEs
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
@@ -337,7 +337,7 @@ def test_constant_ratings_train_to_the_constant(kind):
     split = D.split_interactions(data, seed=0)
     est = RatingModel(kind, epochs=2, num_threads=1).fit(split.train, split.valid)
     assert max(h["valid_rmse"] for h in est.history_) < 0.05, est.history_
-    assert est.score(split.test) < 0.05
+    assert -est.score(split.test) < 0.05
 
 
 # -- RatingModel: every config field, the same run directory as train_run ------------------------
@@ -366,6 +366,20 @@ def test_rating_model_takes_every_config_field_with_the_dataclass_defaults():
     sklearn_base = pytest.importorskip("sklearn.base")
     copy = sklearn_base.clone(est)  # scikit-learn reads the constructor's signature
     assert copy.get_params() == est.get_params() and copy is not est
+
+
+def test_rating_model_score_is_higher_is_better_so_grid_search_picks_the_better_setting():
+    """scikit-learn maximises ``score``: the negative RMSE makes GridSearchCV choose the good L2 over
+    a huge one (with an RMSE it chose the worse)."""
+    model_selection = pytest.importorskip("sklearn.model_selection")
+    data = make_ratings(150, 80, 4000, seed=0).ratings.sample(frac=1, random_state=0)  # folds share ids
+    est = RatingModel("mf", epochs=3, batch_size=512, embedding_dim=8, num_threads=1, refit=False)
+    search = model_selection.GridSearchCV(est, {"l2": [1e3, 1e-4]}, cv=2).fit(data)
+    means = search.cv_results_["mean_test_score"]
+    assert search.best_params_ == {"l2": 1e-4}, means
+    assert (means < 0).all() and means[1] > means[0] + 0.05, means  # negative RMSEs, clearly apart
+    assert search.best_estimator_.score(data) == pytest.approx(-np.sqrt(np.mean(
+        (search.best_estimator_.predict(data) - data["rating"].to_numpy()) ** 2)), rel=1e-5)
 
 
 def test_rating_model_passes_every_field_through(tmp_path):

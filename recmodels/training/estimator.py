@@ -110,6 +110,16 @@ patience, average_decay, seed, device, num_threads, eval_batch_size, precision, 
         for name, default in PARAMS.items():
             setattr(self, name, params.get(name, default))
 
+    _estimator_type = "regressor"  # what scikit-learn < 1.6 reads instead of __sklearn_tags__
+
+    def __sklearn_tags__(self):
+        """scikit-learn's tags (>= 1.6): a regressor whose target is a column of the DataFrame."""
+        from sklearn.utils import InputTags, RegressorTags, Tags, TargetTags
+
+        return Tags(estimator_type="regressor", target_tags=TargetTags(required=False),
+                    regressor_tags=RegressorTags(), no_validation=True,
+                    input_tags=InputTags(categorical=True, string=True))
+
     def get_params(self, deep: bool = True) -> dict:
         """The constructor arguments (scikit-learn's ``get_params``)."""
         return {"model": self.model, **{name: getattr(self, name) for name in PARAMS}}
@@ -240,13 +250,36 @@ patience, average_decay, seed, device, num_threads, eval_batch_size, precision, 
                           f"training and got the fallback {fallback:g}", UserWarning, stacklevel=2)
         return out
 
-    def score(self, df: pd.DataFrame) -> float:
-        """RMSE of :meth:`predict` on ``df`` (lower is better)."""
+    def score(self, df: pd.DataFrame, y=None) -> float:
+        """The *negative* RMSE of :meth:`predict` on ``df``: higher is better.
+
+        scikit-learn's convention for ``score`` (its ``neg_root_mean_squared_error``), which
+        ``GridSearchCV`` and ``cross_val_score`` maximise; ``-est.score(df)`` is the RMSE.
+
+        Parameters
+        ----------
+        df : DataFrame with the user, item and rating columns
+        y : None
+            Ignored: the ratings are ``df``'s rating column (scikit-learn passes ``y=None``).
+
+        Returns
+        -------
+        float
+            ``-rmse``, at most 0.
+
+        Examples
+        --------
+        >>> from recmodels.datasets import make_ratings
+        >>> data = make_ratings(200, 100, 4000, seed=0).ratings
+        >>> est = RatingModel("mf", epochs=2, batch_size=512).fit(data)
+        >>> -est.score(data) < 1.5   # the RMSE
+        True
+        """
         from ..metrics import rmse
 
         self._check_fitted()
         self._check_columns(df, (self.user_col, self.item_col, self.rating_col), "rating")
-        return rmse(df[self.rating_col].to_numpy(), self.predict(df))
+        return -rmse(df[self.rating_col].to_numpy(), self.predict(df))
 
     def save(self, run_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write a run directory that :func:`recmodels.runs.load_run` (and export) can read.
