@@ -20,6 +20,10 @@ POLICIES = ("fallback", "skip", "error")
 DEFAULT_MAX_UNKNOWN_SHARE = 0.5
 """Above this share of rows with unknown ids, file scoring stops (``--max-unknown-share``)."""
 
+DEFAULT_MIN_RATINGS = 1
+"""New users (items) with fewer history ratings keep the prior-aware fallback (``--history-min-ratings``;
+at k = 1 the fold-in already beat the fallback, docs/benchmarks.md "Cold start")."""
+
 DEFAULT_TOP_K = 10
 """Items per user of ``recmodels recommend`` (``--top-k``)."""
 DEFAULT_PART_USERS = 1 << 14

@@ -27,12 +27,10 @@ import numpy as np
 
 from ...encoders import IdEncoder
 from ...errors import BundleError, ConfigError
+from ..defaults import DEFAULT_MIN_RATINGS
 from .read import HistoryRows, read_history
 from .solve import design, gradient_solve, ridge_solve
 
-DEFAULT_MIN_RATINGS = 1
-"""New users (items) with fewer history ratings keep the prior-aware fallback (``--history-min-ratings``;
-at k = 1 the fold-in already beat the fallback, docs/benchmarks.md "Cold start")."""
 SOLVERS = ("ridge", "gradient")
 GRADIENT_STEPS = 25
 
