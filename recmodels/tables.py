@@ -76,7 +76,9 @@ class CsvDialect:
         Whether the first line names the columns (default). ``False`` needs ``columns``.
     columns : sequence of str or None
         The names of the columns of a file without a header row, in order (a string
-        ``"a,b,c"`` is split at commas). Only with ``header=False``.
+        ``"a,b,c"`` is split at commas). Only with ``header=False``. A file whose first row has
+        fewer fields takes the first names (``user_id,item_id,rating`` reads a one-column id
+        list as ``user_id``); more fields than names is a ragged-row error.
 
     Raises
     ------
@@ -273,9 +275,9 @@ def _parse_options(file: str, dialect: CsvDialect) -> pacsv.ParseOptions:
     return pacsv.ParseOptions(delimiter=dialect.delimiter(file))
 
 
-def _read_options(dialect: CsvDialect, **options) -> pacsv.ReadOptions:
+def _read_options(file: str, dialect: CsvDialect, **options) -> pacsv.ReadOptions:
     if not dialect.header:
-        options["column_names"] = list(dialect.columns)
+        options["column_names"] = _file_columns(file, dialect)
     return pacsv.ReadOptions(**options)
 
 
@@ -287,16 +289,30 @@ def _convert_options(types: dict, include: list[str] | None) -> pacsv.ConvertOpt
     )
 
 
-def _csv_header(file: str, dialect: CsvDialect) -> list[str]:
-    """The header's names, read with Python's csv module (for messages; [] when unreadable)."""
-    if not dialect.header:
-        return list(dialect.columns)
+def _first_row(file: str, dialect: CsvDialect, size: int = 1 << 20) -> list[str]:
+    """The first line's fields, read with Python's csv module ([] when unreadable)."""
     try:
         with pa.input_stream(file, compression="detect") as stream:
-            head = stream.read(1 << 20).decode("utf-8", "replace")
+            head = stream.read(size).decode("utf-8", "replace")
     except (pa.ArrowException, OSError):
         return []
     return next(csv.reader(io.StringIO(head), delimiter=dialect.delimiter(file)), [])
+
+
+def _file_columns(file: str, dialect: CsvDialect) -> list[str]:
+    """The column names of a file without a header row: the first of :attr:`CsvDialect.columns`,
+    as many as its first row has fields (so one ``--columns`` serves a one-column id list and a
+    ratings file alike); all of them when it has more or cannot be read (Arrow then names the row)."""
+    names = list(dialect.columns)
+    fields = len(_first_row(file, dialect, 1 << 16))
+    return names[:fields] if 0 < fields < len(names) else names
+
+
+def _csv_header(file: str, dialect: CsvDialect) -> list[str]:
+    """The header's names, read with Python's csv module (for messages; [] when unreadable)."""
+    if not dialect.header:
+        return _file_columns(file, dialect)
+    return _first_row(file, dialect)
 
 
 def _csv_schema(file: str, types: dict, what: str, dialect: CsvDialect,
@@ -304,7 +320,7 @@ def _csv_schema(file: str, types: dict, what: str, dialect: CsvDialect,
     """Schema of a CSV file as it will be read (types inferred from its first block)."""
     parse = _parse_options(file, dialect)
     convert = _convert_options(types, None)
-    read = _read_options(dialect, **({"block_size": block_size} if block_size else {}))
+    read = _read_options(file, dialect, **({"block_size": block_size} if block_size else {}))
     try:
         with pacsv.open_csv(file, read_options=read, parse_options=parse, convert_options=convert) as reader:
             return reader.schema
@@ -314,7 +330,7 @@ def _csv_schema(file: str, types: dict, what: str, dialect: CsvDialect,
 
 def _serial_error(file: str, parse, convert, dialect: CsvDialect) -> str | None:
     """Re-read a CSV single-threaded to learn where it fails: only then does Arrow say ``Row #N``."""
-    read = _read_options(dialect, use_threads=False, block_size=CSV_BLOCK_SIZE)
+    read = _read_options(file, dialect, use_threads=False, block_size=CSV_BLOCK_SIZE)
     try:
         with pacsv.open_csv(file, read_options=read, parse_options=parse, convert_options=convert) as r:
             for _ in r:
@@ -346,9 +362,12 @@ def _csv_error(file: str, exc: BaseException, parse, convert, what: str,
         expected, got, text = ragged.groups()
         if dialect.header:
             names, need = f"the header has {expected}", "every row needs the header's columns"
-        else:
+        elif int(expected) == len(dialect.columns):
             names, need = (f"--columns names {expected}",
                            "name every column of the file with --columns (columns=)")
+        else:  # the first row had fewer fields than --columns has names
+            names, need = (f"the first row has {expected}",
+                           "every row needs as many fields as the first")
         if got == "1" and expected != "1":
             need += f"; is the separator {parse.delimiter!r} right? (--sep)"
         return DataError(f"{file}: ragged CSV row{at}: {got} field(s) where {names} ({text[:80]!r}); {need}")
@@ -370,7 +389,7 @@ def _read_csv(file: str, include: list[str], text_columns, what: str, dialect: C
     parse = _parse_options(file, dialect)
     convert = _convert_options({c: pa.string() for c in text_columns if c in include}, include)
     try:
-        return pacsv.read_csv(file, read_options=_read_options(dialect), parse_options=parse,
+        return pacsv.read_csv(file, read_options=_read_options(file, dialect), parse_options=parse,
                               convert_options=convert)
     except (pa.ArrowException, OSError) as exc:
         if not (isinstance(exc, pa.ArrowInvalid) and "conversion error" in str(exc)):
@@ -382,7 +401,7 @@ def _read_csv_text(file: str, include: list[str], what: str, dialect: CsvDialect
     parse = _parse_options(file, dialect)
     convert = _convert_options({c: pa.string() for c in include}, include)
     try:
-        return pacsv.read_csv(file, read_options=_read_options(dialect), parse_options=parse,
+        return pacsv.read_csv(file, read_options=_read_options(file, dialect), parse_options=parse,
                               convert_options=convert)
     except (pa.ArrowException, OSError) as exc:
         raise _csv_error(file, exc, parse, convert, what, dialect) from None
@@ -557,11 +576,23 @@ class TableSource:
     _dataset: ds.Dataset | None = field(default=None, repr=False)
     _base_dir: str | None = field(default=None, repr=False)
 
+    @property
+    def header_looks_like_data(self) -> bool:
+        """Whether this is CSV read with a header row whose names all read as numbers (likely a
+        file without a header: its first row was taken for the names)."""
+        return self.kind == "csv" and self.dialect.header and header_looks_like_data(self.schema.names)
+
     def missing_columns_error(self, wanted, hint: str = "") -> DataError:
         """:func:`missing_columns_error` for ``wanted`` columns this input lacks (a CSV header
-        that looks like data is said so)."""
-        return missing_columns_error(self.path, wanted, self.schema.names, self.what, hint,
-                                     header_row=self.kind == "csv" and self.dialect.header)
+        that looks like data is said so, and a file without a header whose rows have one field
+        asks about the separator)."""
+        names, dialect = self.schema.names, self.dialect
+        if self.kind == "csv" and not dialect.header and len(names) == 1 < len(dialect.columns):
+            sep = _parse_options(self.files[0], dialect).delimiter
+            hint = f"its rows have one field: is the separator {sep!r} right? (--sep)" + (
+                f"; {hint}" if hint else "")
+        return missing_columns_error(self.path, wanted, names, self.what, hint,
+                                     header_row=self.kind == "csv" and dialect.header)
 
     def batches(
         self, columns: list[str], batch_size: int, start_row: int = 0
@@ -602,9 +633,9 @@ class TableSource:
         # Every file is read with the types of self.schema, so all batches share one schema.
         fields = [self.schema.field(c) for c in columns]
         types = {f.name: f.type for f in fields if not pa.types.is_null(f.type)}
-        read = _read_options(self.dialect, block_size=CSV_BLOCK_SIZE, use_threads=True)
         offset = 0
         for file in self.files:
+            read = _read_options(file, self.dialect, block_size=CSV_BLOCK_SIZE, use_threads=True)
             parse = _parse_options(file, self.dialect)
             convert = _convert_options(types, columns)
             try:

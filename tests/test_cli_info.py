@@ -163,3 +163,103 @@ def test_data_layer_and_info_import_neither_torch_nor_sklearn(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Interactions:  400" in proc.stdout
+
+
+# -- issue 21: u.data (#10), "not rated" values (#13), the info lows -------------------------------
+U_DATA = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n196\t377\t4\t878887117\n"
+GOODREADS_HEAD = REPO.parent / "shared" / "data" / "goodreads-head" / "goodreads_interactions_head.csv"
+
+
+def test_info_reads_movielens_u_data(tmp_path):
+    path = tmp_path / "u.data"
+    path.write_text(U_DATA)
+    result = invoke(path, "--sep", "tab", "--no-header", "--columns", "user_id,item_id,rating,timestamp",
+                    "--timestamp-col", "timestamp")
+    assert result.exit_code == 0, result.output
+    assert "Interactions:  4" in result.output
+    assert "Timestamps:    1997-11-07T" in result.output and "(epoch seconds 878887116" in result.output
+    from conftest import assert_one_line_failure
+
+    assert_one_line_failure(invoke(path), "u.data: unsupported file type '.data'", "--sep tab")
+    assert_one_line_failure(invoke(path, "--sep", "tab"), "the header row looks like data",
+                            "--no-header --columns")
+    assert_one_line_failure(invoke(path, "--sep", "tab", "--no-header"), "--no-header", "needs --columns")
+    assert_one_line_failure(invoke(path, "--sep", "::"), "one-character separators only")
+
+
+def _shelves(tmp_path):
+    rows = ["user_id,book_id,rating"] + [f"{u},{b},0" for u in range(8) for b in range(20)]
+    rows += [f"{u},{100 + b},{1 + (u + b) % 5}" for u in range(8) for b in range(10)]
+    path = tmp_path / "shelves.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_info_warns_about_a_not_rated_value(tmp_path):
+    path = _shelves(tmp_path)
+    result = CliRunner().invoke(cli, ["info", str(path), "--item-col", "book_id"])
+    assert result.exit_code == 0, result.output
+    warning = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warning) == 1 and "rating 0 holds 66.7 % of the rows" in warning[0]
+    assert "--missing-rating 0" in warning[0]
+    result = CliRunner().invoke(cli, ["info", str(path), "--item-col", "book_id", "--missing-rating", "0"])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.stderr and "Interactions:  80" in result.stdout
+    assert "Not rated:     160 rows with rating 0 dropped (--missing-rating)" in result.stdout
+
+
+@pytest.mark.skipif(not GOODREADS_HEAD.is_file(), reason="needs ../shared/data/goodreads-head")
+def test_info_on_the_goodreads_head():
+    result = CliRunner().invoke(cli, ["info", str(GOODREADS_HEAD), "--item-col", "book_id"])
+    assert result.exit_code == 0, result.output
+    assert "rating 0 holds 51.5 % of the rows" in result.stderr and "--missing-rating 0" in result.stderr
+    result = CliRunner().invoke(cli, ["info", str(GOODREADS_HEAD), "--item-col", "book_id",
+                                      "--missing-rating", "0", "--json"])
+    stats = json.loads(result.stdout)
+    assert stats["interactions"] == 97_037 and stats["missing_rating_dropped"] == 102_963
+
+
+def test_info_on_an_mf_run_shows_only_mf_fields(tmp_path):
+    run = make_run(tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    config["model"] = {"kind": "mf", "embedding_dim": 32, "num_layers": 3, "dropouts": [0.5, 0.3, 0.3],
+                       "pretrained_dim": 0, "use_bias": True}
+    config["data"].update(rating_step=0.5, missing_rating=0.0, missing_rating_dropped=12,
+                          csv={"sep": "\t", "header": False, "columns": ["u", "i", "r"]})
+    (run / "config.json").write_text(json.dumps(config))
+    out = invoke(run).output
+    assert "model         mf  (embedding_dim=32, use_bias=True)" in out
+    assert "ratings in [1.0, 5.0] step 0.5" in out and "not rated     rating 0: 12 rows dropped" in out
+    assert "csv           sep '\\t', no header, columns u,i,r" in out
+    config["model"]["kind"] = "neumf"
+    (run / "config.json").write_text(json.dumps(config))
+    out = invoke(run).output
+    assert "num_layers=3" in out and "dropouts=" in out and "pretrained_dim" not in out
+
+
+def test_info_on_a_tune_directory(tmp_path):
+    from recmodels.cli import info as info_cli
+    from recmodels.tuning import search, settings
+
+    assert (info_cli.TUNE_SETTINGS_FILE, info_cli.TUNE_TABLE_FILE, info_cli.TUNE_BEST_DIR) == (
+        settings.SETTINGS_FILE, search.TABLE_JSON, search.BEST_DIR)
+    out = tmp_path / "tuned"
+    (out / "trials" / "trial-0" / "split").mkdir(parents=True)
+    (out / "trials" / "trial-0" / "split" / "train.parquet").write_bytes(b"PAR1")
+    (out / "trials.csv").write_text("trial,state\n0,complete\n")
+    (out / "tune.json").write_text(json.dumps({"settings": {
+        "model": ["mf", "neumf"], "inputs": {"data": "/data/ratings.csv", "train": None}}}))
+    (out / "trials.json").write_text(json.dumps({
+        "best": {"trial": 1, "valid_rmse": 0.8123, "params": {"model": "mf", "l2": 0.1}},
+        "trials": [{"trial": 0, "state": "pruned"}, {"trial": 1, "state": "complete"}]}))
+    make_run(out / "best")
+    result = invoke(out)
+    assert result.exit_code == 0, result.output  # was: "mixes CSV and Parquet files"
+    text = result.output
+    assert "tune          " in text and "models        mf, neumf" in text and "data /data/ratings.csv" in text
+    assert "trials        2 (1 complete, 1 pruned)" in text and "best trial    1: valid rmse 0.8123" in text
+    assert "best params   l2=0.1, model=mf" in text and "test metrics  hit_accuracy=0.5585" in text
+    facts = json.loads(invoke(out, "--json").output)
+    assert facts["trials"]["best"]["trial"] == 1 and facts["best_run"]["complete"] is True
+    (out / "trials.json").unlink()
+    assert "trials        none yet (trials.json missing)" in invoke(out).output

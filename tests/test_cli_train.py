@@ -277,9 +277,12 @@ def test_option_defaults_and_help_come_from_the_config_dataclasses():
     from recmodels.training import TrainConfig
     from recmodels.training.setup import DataConfig
 
+    from recmodels.tables import CsvDialect
+
     fields = {"model": {f.name: f.default for f in dataclasses.fields(ModelConfig)},
               "train": {f.name: f.default for f in dataclasses.fields(TrainConfig)},
-              "data": {f.name: f.default for f in dataclasses.fields(DataConfig)}}
+              "data": {f.name: f.default for f in dataclasses.fields(DataConfig)},
+              "csv": {f.name: f.default for f in dataclasses.fields(CsvDialect)}}
     fields["model"]["kind"] = "neumf"
     params = {p.name: p for p in command.params}
     covered = set()
@@ -290,7 +293,8 @@ def test_option_defaults_and_help_come_from_the_config_dataclasses():
     # every field a user sets has an option
     assert {("train", f) for f in fields["train"]} <= covered
     assert {("model", f) for f in ModelConfig.user_fields()} <= covered
-    assert {("data", f) for f in fields["data"]} <= covered
+    assert {("data", f) for f in fields["data"] if f != "csv"} <= covered
+    assert {("csv", f) for f in fields["csv"]} <= covered  # DataConfig.csv
     help_text = invoke("--help").output
     assert "[default: 200]" in help_text and "[default: 0.7]" in help_text
     assert default_text(next(o for o in OPTIONS if o.name == "rating_range")) == \
@@ -413,3 +417,87 @@ def test_every_option_is_documented():
     for opt in OPTIONS:
         for flag in opt.flags[0].split("/"):
             assert f"`{flag}" in text or f"/{flag}" in text, f"{flag} is not in docs/training.md"
+
+
+# -- issue 21: u.data (#10), "not rated" values (#13), the rating step (#9) ------------------------
+U_COLUMNS = "user_id,item_id,rating,timestamp"
+
+
+def _u_data(path, synthetic):
+    frame = synthetic.ratings[["user_id", "item_id", "rating"]].assign(timestamp=881250949)
+    frame.to_csv(path, sep="\t", header=False, index=False)
+    return path
+
+
+def test_train_reads_movielens_u_data_and_records_the_dialect(synthetic, tmp_path):
+    path = _u_data(tmp_path / "u.data", synthetic)
+    out = tmp_path / "run"
+    result = invoke("--data", path, "--sep", "tab", "--no-header", "--columns", U_COLUMNS,
+                    "--model", "mf", "--out", out, "--no-refit", *FAST)
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "config.json").read_text())["data"]
+    assert data["csv"] == {"sep": "\t", "header": False, "columns": U_COLUMNS.split(",")}
+    assert data["rating_step"] == 1.0
+    # a resume may repeat the options (spelled either way), not change them
+    assert invoke("--out", out, "--resume", "--sep", "\\t", "--no-header", *FAST).exit_code == 0
+    assert_one_line_failure(invoke("--out", out, "--resume", "--sep", ","), "--sep , differs")
+    # the same options from a TOML file
+    toml = tmp_path / "u.toml"
+    toml.write_text(f'data = "{path}"\nsep = "tab"\nheader = false\ncolumns = {U_COLUMNS.split(",")!r}\n'
+                    .replace("'", '"'))
+    result = invoke("--config", toml, "--model", "mf", "--out", tmp_path / "run2", "--no-refit", *FAST)
+    assert result.exit_code == 0, result.output
+    # without them: one line saying how to read it
+    assert_one_line_failure(invoke("--data", path, "--out", tmp_path / "run3", *FAST),
+                            "unsupported file type '.data'", "--sep tab")
+    renamed = tmp_path / "u.tsv"
+    renamed.write_text(path.read_text())
+    assert_one_line_failure(invoke("--data", renamed, "--out", tmp_path / "run4", *FAST),
+                            "header row looks like data", "--no-header --columns")
+    assert not (tmp_path / "run3").exists() and not (tmp_path / "run4").exists()
+
+
+def _shelved(path, synthetic):
+    """The synthetic ratings plus as many Goodreads-like 0 rows ("shelved, not rated")."""
+    rated = synthetic.ratings[["user_id", "item_id", "rating"]]
+    shelved = rated.assign(item_id=rated["item_id"] + 10_000, rating=0)
+    import pandas as pd
+
+    pd.concat([rated, shelved]).to_csv(path, index=False)
+    return path, len(shelved)
+
+
+def test_missing_rating_drops_and_counts_the_not_rated_rows(synthetic, tmp_path):
+    path, n_shelved = _shelved(tmp_path / "shelves.csv", synthetic)
+    out = tmp_path / "warned"
+    result = invoke("--data", path, "--model", "mf", "--out", out, "--no-refit",
+                    *[a for a in FAST if a != "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "warning: rating 0 holds 50.0 % of the rows" in result.output
+    assert "--missing-rating 0" in (out / "train.log").read_text()
+    out = tmp_path / "dropped"
+    result = invoke("--data", path, "--missing-rating", "0", "--model", "mf", "--out", out, "--no-refit",
+                    *FAST)
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "config.json").read_text())["data"]
+    assert data["missing_rating"] == 0 and data["missing_rating_dropped"] == n_shelved
+    assert data["rating_min"] >= 1
+    stats = json.loads((out / "metrics.json").read_text())["data"]
+    assert stats["missing_rating_dropped"] == n_shelved and stats["interactions"] == len(synthetic.ratings)
+    log = (out / "train.log").read_text()
+    assert f"Not rated:     {n_shelved:,} rows with rating 0 dropped" in log and "warning" not in log
+    assert_one_line_failure(invoke("--out", out, "--resume", "--missing-rating", "1"), "differs")
+
+
+def test_hit_accuracy_rounds_to_the_datas_rating_step(synthetic, tmp_path):
+    # odd half stars only (0.5, 1.5, ... 4.5): whole-star rounding could never hit one
+    frame = synthetic.ratings.assign(rating=np.clip(np.round(synthetic.ratings["rating"]), 1, 5) - 0.5)
+    path = tmp_path / "halves.csv"
+    frame.to_csv(path, index=False)
+    out = tmp_path / "run"
+    result = invoke("--data", path, "--model", "mf", "--out", out, "--no-refit", *FAST)
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "config.json").read_text())["data"]
+    assert (data["rating_step"], data["rating_min"]) == (1.0, 0.5)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["hit_accuracy"] > 0.2 and metrics["valid"]["hit_accuracy"] > 0.2

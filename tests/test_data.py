@@ -457,12 +457,16 @@ def test_a_not_rated_value_is_warned_about(tmp_path):
     assert "--missing-rating 0" in warning
     hist = lambda counts: {"rating_histogram": dict(counts)}  # noqa: E731
     # a sentinel far from the scale, at either end
-    assert rating_warnings(hist({1: 10, 2: 10, 3: 10, 4: 10, 99: 50}))
+    assert rating_warnings(hist({1: 100, 2: 100, 3: 100, 4: 100, 99: 500}))
     assert rating_warnings(hist({-1: 40, 1: 30, 2: 30, 3: 30}))
     # ordinary skewed scales are not: a top-heavy 1..5 (Amazon-like), half stars, a 0..5 scale
     assert not rating_warnings(hist({1: 10, 2: 5, 3: 8, 4: 17, 5: 60}))
-    assert not rating_warnings(hist({0.5: 1, 1.0: 3, 1.5: 2, 2.0: 7, 2.5: 5, 3.0: 20, 3.5: 13, 4.0: 27}))
+    assert not rating_warnings(hist({0.5: 10, 1.0: 30, 1.5: 20, 2.0: 70, 2.5: 50, 3.0: 200, 3.5: 130,
+                                     4.0: 270}))
     assert not rating_warnings(hist({0: 25, 1: 10, 2: 15, 3: 20, 4: 20, 5: 10}))
+    # ... unless it is not the most common value, or there are too few rows to tell
+    assert not rating_warnings(hist({-1: 40, 1: 30, 2: 50, 3: 30}))
+    assert not rating_warnings(hist({1: 1, 3: 1, 4: 1, 5: 1}))
     # a gap in the rest of the scale, too few values, binned histograms: nothing to say
     assert not rating_warnings(hist({0: 50, 1: 1, 2: 20, 4: 10, 5: 19}))
     assert not rating_warnings(hist({0: 50, 1: 1, 2: 49}))

@@ -349,7 +349,13 @@ def test_no_header_rows_are_counted_from_the_first_line(tmp_path):
     comma = tmp_path / "comma.data"  # the wrong separator: one field per line
     comma.write_text(U_DATA)
     dialect = tables.CsvDialect(sep=",", header=False, columns=U_COLUMNS)
-    assert "is the separator ',' right? (--sep)" in error_of(read_table, comma, None, dialect=dialect)
+    message = error_of(read_table, comma, ["user_id", "rating"], dialect=dialect)
+    assert "missing interaction column(s) 'rating'; the columns are 'user_id'" in message
+    assert "its rows have one field: is the separator ',' right? (--sep)" in message
+    comma.write_text("1\t2\n3\t4\t5\n")  # rows of several fields, one too few names: ragged
+    message = error_of(read_table, comma, None, dialect=MOVIELENS)
+    assert f"at {row_label(1)}: 3 field(s) where the first row has 2" in message
+    assert "is the separator" not in message
     (tmp_path / "empty.data").write_bytes(b"")
     assert "is empty; it needs data rows" in error_of(open_table, tmp_path / "empty.data", dialect=MOVIELENS)
 
@@ -384,3 +390,15 @@ def test_dialect_spellings():
     assert tables.CsvDialect(header=False, columns="a, b").columns == ("a", "b")
     assert tables.CsvDialect(**MOVIELENS.to_dict()) == MOVIELENS
     assert tables.CsvDialect().delimiter("x.TSV") == "\t" and tables.CsvDialect().delimiter("x.csv") == ","
+
+
+def test_a_file_with_fewer_fields_takes_the_first_column_names(tmp_path):
+    ids = tmp_path / "users.txt"
+    ids.write_text("196\n186\n")
+    table, _ = read_table(ids, None, dialect=MOVIELENS, text_columns=("user_id",))
+    assert table.column_names == ["user_id"] and table.column("user_id").to_pylist() == ["196", "186"]
+    assert open_table(ids, dialect=MOVIELENS).schema.names == ["user_id"]
+    # the first row decides: a later row with more fields is ragged
+    ids.write_text("196\n186\t242\n")
+    assert f"ragged CSV row at {row_label(1)}: 2 field(s) where the first row has 1" in error_of(
+        read_table, ids, None, dialect=MOVIELENS)

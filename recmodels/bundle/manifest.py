@@ -370,12 +370,15 @@ class IdsSection(_Section):
 
 @dataclass(frozen=True, kw_only=True)
 class RatingSection(_Section):
-    """``rating``: the training ratings' column, range and mean."""
+    """``rating``: the training ratings' column, range, mean and grid step."""
 
     column: str = _f(_string)
     min: float | None = _f(_nullable(_number))
     max: float | None = _f(_nullable(_number))
     global_mean: float = _f(_number)
+    step: float | None = _f(_number, optional=True)
+    """The ratings' grid step from ``min`` (0.5 for half stars): hit accuracy rounds to it.
+    Absent in bundles exported before it was recorded (then: whole numbers)."""
 
 
 @dataclass(frozen=True, kw_only=True)

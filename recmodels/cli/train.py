@@ -2,8 +2,9 @@
 
 One table (:data:`OPTIONS`) says which config field each option sets; the defaults and their
 ``[default: ...]`` help come from the config dataclasses (``ModelConfig``, ``TrainConfig``,
-``DataConfig``), and a ``--config`` TOML file fills the same options (click's ``default_map``),
-with flags overriding it.
+``DataConfig``, and ``CsvDialect`` for ``--sep``/``--no-header``/``--columns``, whose flags and
+help are :mod:`recmodels.cli.table_options`'s), and a ``--config`` TOML file fills the same
+options (click's ``default_map``), with flags overriding it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from click.core import ParameterSource
 from ..data import DUPLICATE_POLICIES, SPLIT_METHODS
 from ..embeddings import FILL_MODES
 from ..models.config import DEFAULT_KIND, MODEL_KINDS, ModelConfig, default_dropouts
+from ..tables import CsvDialect
 from ..training.config import (
     DEFAULT_EMBEDDING_LR,
     DEFAULT_LR,
@@ -28,6 +30,7 @@ from ..training.config import (
     TrainConfig,
 )
 from ..training.setup import DataConfig
+from . import table_options
 
 
 class FloatList(click.ParamType):
@@ -53,7 +56,7 @@ class Option:
     """One ``recmodels train`` option and the config field it sets."""
 
     flags: tuple[str, ...]
-    section: str  # "model", "train", "data": a config dataclass; "input", "run": none
+    section: str  # "model", "train", "data", "csv": a config dataclass; "input", "run": none
     field: str
     type: object = None
     help: str = ""
@@ -94,6 +97,12 @@ OPTIONS = (
            nargs=3, metavar="TRAIN VALID TEST"),
     Option(("--duplicates",), "data", "duplicates", click.Choice(DUPLICATE_POLICIES),
            "Repeated (user, item) pairs: keep the last/first, or fail."),
+    Option(table_options.MISSING_RATING[0], "data", "missing_rating", float,
+           table_options.MISSING_RATING[2], metavar=table_options.MISSING_RATING[1]),
+    Option(table_options.SEP[0], "csv", "sep", None, table_options.SEP[2], metavar=table_options.SEP[1]),
+    Option(table_options.HEADER[0], "csv", "header", None, table_options.HEADER[2], is_flag=True),
+    Option(table_options.COLUMNS[0], "csv", "columns", table_options.NameList(), table_options.COLUMNS[2],
+           metavar=table_options.COLUMNS[1]),
     Option(("--epochs",), "train", "epochs", click.IntRange(min=1), "Maximum epochs."),
     Option(("--batch-size",), "train", "batch_size", click.IntRange(min=1),
            "Rows per step; none: from the data, n_train // 100 within [256, 16384] (config.json "
@@ -139,7 +148,7 @@ OPTIONS = (
            is_flag=True),
 )
 BY_NAME = {opt.name: opt for opt in OPTIONS}
-_CONFIGS = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig}
+_CONFIGS = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig, "csv": CsvDialect}
 
 
 def default(opt: Option):
@@ -176,6 +185,8 @@ def default_text(opt: Option) -> str | None:
         "rating_range": lambda: "min and max of the training ratings",
         "dropouts": lambda: "{:g}, then {:g} for each later layer".format(*default_dropouts(2)),
     }
+    if opt.section == "csv":
+        return None  # the help text says it
     if opt.field in special:
         return special[opt.field]()
     return None if value is None else _text(opt, value)
@@ -192,6 +203,9 @@ def _toml_kind(opt: Option) -> tuple[str, object]:
         return "true or false", lambda v: isinstance(v, bool)
     if isinstance(opt.type, FloatList):
         return "a list of numbers", lambda v: isinstance(v, list) and all(map(number, v))
+    if isinstance(opt.type, table_options.NameList):
+        return ("a list of column names (or one string NAME,NAME,...)",
+                lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(n, str) for n in v)))
     if opt.type is int or isinstance(opt.type, click.types.IntParamType):
         return "an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)
     if opt.type is float or isinstance(opt.type, click.types.FloatParamType):
@@ -300,7 +314,7 @@ def train(ctx: click.Context, **options):
     given = {name for name in options
              if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
     sections = {s: {o.field: options[o.name] for o in OPTIONS if o.section == s}
-                for s in ("model", "train", "data", "input", "run")}
+                for s in ("model", "train", "data", "csv", "input", "run")}
     run = sections["run"]
     if run["resume"]:
         overrides = {o.field: options[o.name] for o in OPTIONS
@@ -315,10 +329,15 @@ def train(ctx: click.Context, **options):
     train_run(
         inputs["out"], data=inputs["data"], train=inputs["train"], valid=inputs["valid"],
         test=inputs["test"], model=kind, model_options=model,
-        train_config=TrainConfig(**sections["train"]), data_config=DataConfig(**sections["data"]),
+        train_config=TrainConfig(**sections["train"]), data_config=data_config(sections),
         item_embeddings=inputs["item_embeddings"], overwrite=run["overwrite"], quiet=run["quiet"],
         echo=click.echo,
     )
+
+
+def data_config(sections: dict) -> DataConfig:
+    """The :class:`DataConfig` of the ``data`` and ``csv`` options (``train`` and ``tune``)."""
+    return DataConfig(**sections["data"], csv=CsvDialect(**sections["csv"]))
 
 
 def _same(a, b) -> bool:
@@ -348,8 +367,10 @@ def check_resume(out: str, options: dict, given: set[str]) -> None:
     for opt in OPTIONS:
         if opt.name not in given or opt in may_change or opt.section == "run" or opt.name == "out":
             continue
-        was = recorded[opt.section][opt.field]
-        if not _same(options[opt.name], was):
+        was, value = recorded[opt.section][opt.field], options[opt.name]
+        if opt.field == "sep" and value is not None:
+            value = CsvDialect(sep=value).sep  # "tab" is "\t"
+        if not _same(value, was):
             now = _text(opt, options[opt.name])
             was = default_text(opt) if was is None and opt.field == "rating_range" else _text(opt, was)
             shown = now if opt.is_flag else f"{opt.flags[0]} {now}"

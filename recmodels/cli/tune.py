@@ -14,7 +14,7 @@ import click
 
 from ..models.config import MODEL_KINDS
 from .train import OPTIONS as TRAIN_OPTIONS
-from .train import Option, add_options
+from .train import Option, add_options, data_config
 
 _REPLACED = {
     "kind": Option(("--model",), "model", "kind", None,
@@ -67,20 +67,19 @@ def tune(**options):
       recmodels export tuned/mf/best --out bundles/mf
     """
     from ..training.config import TrainConfig
-    from ..training.setup import DataConfig
     from ..tuning import tune as run_tune
     from ..tuning.search import DEFAULT_PRUNE_WARMUP
 
     if not options["out"]:
         raise click.UsageError("--out DIR is required")
     sections = {s: {o.field: options[o.name] for o in OPTIONS if o.section == s}
-                for s in ("model", "train", "data", "input", "run", "tune")}
+                for s in ("model", "train", "data", "csv", "input", "run", "tune")}
     model, inputs, run, extra = sections["model"], sections["input"], sections["run"], sections["tune"]
     kinds = model.pop("kind")
     run_tune(
         inputs["out"], data=inputs["data"], train=inputs["train"], valid=inputs["valid"],
         test=inputs["test"], model=kinds, model_options=model,
-        train_config=TrainConfig(**sections["train"]), data_config=DataConfig(**sections["data"]),
+        train_config=TrainConfig(**sections["train"]), data_config=data_config(sections),
         item_embeddings=inputs["item_embeddings"], search_space=extra["search_space"],
         trials=extra["trials"], timeout=extra["timeout"], prune=not extra["no_prune"],
         prune_warmup=(DEFAULT_PRUNE_WARMUP if extra["prune_warmup"] is None

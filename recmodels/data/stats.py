@@ -19,7 +19,9 @@ NOT_RATED_SHARE = 0.2
 rated" (:func:`rating_warnings`)."""
 NOT_RATED_SPIKE = 5.0
 """... when it also holds this many times the rows of the next value (or sits more than a step
-away from the rest of the scale)."""
+away from the rest of the scale and holds the most rows)."""
+NOT_RATED_MIN_ROWS = 100
+"""Fewer rows say too little about the scale to warn."""
 # Numeric timestamps in these ranges are epoch seconds / milliseconds (1973-2286), shown as dates.
 EPOCH_SECONDS = (1e8, 1e10)
 EPOCH_MILLISECONDS = (1e11, 1e13)
@@ -134,10 +136,11 @@ def rating_warnings(stats: dict) -> list[str]:
     """Warnings about the ratings :func:`describe` found: a value that may mean "not rated".
 
     A value at an end of the rating scale that holds at least :data:`NOT_RATED_SHARE` of the
-    rows, while the other values form a contiguous scale (every step present), and that sits
-    apart from it: more than one step away, or (at the low end) :data:`NOT_RATED_SPIKE` times
+    rows (of at least :data:`NOT_RATED_MIN_ROWS`), while the other values form a contiguous
+    scale (every step present), and that sits apart from it: more than one step away while
+    holding more rows than any other value, or (at the low end) :data:`NOT_RATED_SPIKE` times
     as many rows as the next value. Goodreads' 0 ("shelved, not rated": 51.5 % of the rows,
-    beside 0.8 % of 1s) is one.
+    beside 0.8 % of 1s) is one; a top-heavy 1..5 scale (60 % of 5s) is not.
 
     Returns
     -------
@@ -148,6 +151,8 @@ def rating_warnings(stats: dict) -> list[str]:
     if len(hist) < 4 or any(isinstance(value, str) for value in hist):
         return []
     n = sum(hist.values())
+    if n < NOT_RATED_MIN_ROWS:
+        return []
     values = sorted(hist)
     warnings = []
     for value, rest, low_end in ((values[0], values[1:], True), (values[-1], values[:-1], False)):
@@ -156,7 +161,7 @@ def rating_warnings(stats: dict) -> list[str]:
         if share < NOT_RATED_SHARE or round((rest[-1] - rest[0]) / step) + 1 != len(rest):
             continue
         neighbour = rest[0] if low_end else rest[-1]
-        far = abs(neighbour - value) > step * 1.001
+        far = abs(neighbour - value) > step * 1.001 and hist[value] >= max(hist[v] for v in rest)
         if not (far or (low_end and hist[value] >= NOT_RATED_SPIKE * hist[neighbour])):
             continue
         warnings.append(

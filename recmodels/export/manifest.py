@@ -132,8 +132,8 @@ def build_manifest(
         The id maps (dtype and count).
     data : mapping
         The run config's ``data`` section: ``user_col``, ``item_col``, ``rating_col``,
-        ``rating_min``, ``rating_max`` (missing columns default to ``user_id``, ``item_id``,
-        ``rating``; missing bounds to null).
+        ``rating_min``, ``rating_max``, ``rating_step`` (missing columns default to ``user_id``,
+        ``item_id``, ``rating``; missing bounds to null; a missing step is left out).
     global_mean, fallback_score : float
         ``rating.global_mean`` and the score of unknown ids.
     parity : mapping
@@ -223,6 +223,7 @@ def build_manifest(
             min=data.get("rating_min"),
             max=data.get("rating_max"),
             global_mean=global_mean,
+            step=data.get("rating_step"),
         ),
         fallback_score=fallback_score,
         metrics=metrics_section(metrics),

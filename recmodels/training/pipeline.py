@@ -38,19 +38,29 @@ class RunLog:
         runs.write_text(run_dir / runs.LOG_FILE, "\n".join(self.lines) + "\n")
 
 
-def rating_metrics(model, encoded, device, batch_size: int) -> dict | None:
-    """:func:`recmodels.metrics.rating_metrics` of ``model`` on encoded ratings (None: no part)."""
+def rating_metrics(model, encoded, device, batch_size: int,
+                   grid: tuple[float, float] | None = None) -> dict | None:
+    """:func:`recmodels.metrics.rating_metrics` of ``model`` on encoded ratings (None: no part).
+
+    ``grid``: the ``(step, origin)`` hit accuracy rounds to (:func:`recmodels.metrics.rating_grid`
+    of the run's ``rating_step`` and ``rating_min``); ``None``: read from the part's ratings.
+    """
     if encoded is None:
         return None
     import torch
 
     from ..metrics import rating_metrics as metrics
+    from ..metrics import rating_step
     from .trainer import predict_tensors
+
+    if grid is None:
+        ratings = np.asarray(encoded.rating)
+        grid = (rating_step(ratings), float(ratings.min()) if ratings.size else 0.0)
 
     users = torch.from_numpy(np.array(encoded.user_index, dtype=np.int64)).to(device)
     items = torch.from_numpy(np.array(encoded.item_index, dtype=np.int64)).to(device)
     pred = predict_tensors(model, users, items, batch_size).cpu().numpy()
-    return metrics(encoded.rating, pred)
+    return metrics(encoded.rating, pred, *grid)
 
 
 def data_config_from(data_config: DataConfig | None, columns=None, **data_options) -> DataConfig:
@@ -167,7 +177,7 @@ def train_run(out: str | os.PathLike, *, data=None, train=None, valid=None, test
         f"device {device}, optimizer {train_config.optimizer}, batch {train_config.batch_size}")
     return _train_and_finish(out, network, train_config, device, setup.train, setup.valid,
                              setup.test, setup.stats, log, quiet, resume_state=None,
-                             on_epoch=on_epoch)
+                             on_epoch=on_epoch, grid=_rating_grid(setup.data_section))
 
 
 def resume_config(config: dict, overrides: dict, where: Path) -> TrainConfig:
@@ -225,12 +235,22 @@ def _resume(out: Path, *, overrides: dict, quiet: bool, echo: LogFn | None) -> r
     if (out / runs.METRICS_FILE).is_file():
         stats = read_json(out / runs.METRICS_FILE).get("data", {})
     return _train_and_finish(out, network, train_config, device, parts["train"], parts["valid"],
-                             parts["test"], stats, log, quiet, resume_state=(last, best))
+                             parts["test"], stats, log, quiet, resume_state=(last, best),
+                             grid=_rating_grid(config.get("data") or {}))
+
+
+def _rating_grid(data_section: dict) -> tuple[float, float]:
+    """What hit accuracy rounds to, from a run's ``config.json["data"]`` (runs made before the
+    step was recorded: whole numbers)."""
+    from ..metrics import rating_grid
+
+    return rating_grid(data_section.get("rating_step"), data_section.get("rating_min"))
 
 
 def _train_and_finish(out: Path, network, train_config: TrainConfig, device, train_enc, valid_enc,
                       test_enc, stats, log: RunLog, quiet: bool, resume_state,
-                      on_epoch: Callable | None = None) -> runs.Run:
+                      on_epoch: Callable | None = None,
+                      grid: tuple[float, float] = (1.0, 0.0)) -> runs.Run:
     from .trainer import Trainer
 
     def on_epoch_end(trainer: Trainer, record, improved: bool) -> None:
@@ -269,8 +289,8 @@ def _train_and_finish(out: Path, network, train_config: TrainConfig, device, tra
         runs.save_torch(trainer.best_state_dict, out / runs.MODEL_FILE)
     network.load_state_dict(trainer.final_state_dict())
     network.eval()
-    valid_metrics = rating_metrics(network, valid_enc, device, train_config.eval_batch_size)
-    test_metrics = rating_metrics(network, test_enc, device, train_config.eval_batch_size)
+    valid_metrics = rating_metrics(network, valid_enc, device, train_config.eval_batch_size, grid)
+    test_metrics = rating_metrics(network, test_enc, device, train_config.eval_batch_size, grid)
     st = trainer.state
     runs.write_metrics(out, runs.metrics_object(st.history, st.best_epoch, valid_metrics,
                                                 test_metrics, stats, refit=trainer.refit_report))

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data import Columns
+from ..data.read import check_missing_rating
 from ..errors import ConfigError, DataError
 from ..models.config import DEFAULT_KIND, ModelConfig
+from ..tables import DEFAULT_DIALECT, CsvDialect
 
 LogFn = Callable[..., None]
 _COLUMNS = Columns()
@@ -51,6 +53,13 @@ class DataConfig:
         Train/valid/test fractions of a random split.
     embedding_fill : {"zeros", "mean"}
         Vector of the items the pretrained table lacks (hybrid).
+    missing_rating : float or None
+        A rating value that means "not rated" (Goodreads' 0): rows holding it are dropped
+        from every part before the range check, counted in ``train.log``, ``config.json`` and
+        ``metrics.json``. ``None`` (default): every row is a rating.
+    csv : recmodels.tables.CsvDialect or dict, optional
+        How delimited text inputs are read (``--sep``, ``--no-header``, ``--columns``);
+        ``None`` (default): comma separated (tab for ``.tsv``) with a header row.
 
     Examples
     --------
@@ -67,6 +76,8 @@ class DataConfig:
     split: str = "random"
     fractions: tuple[float, float, float] = (0.7, 0.2, 0.1)
     embedding_fill: str = "zeros"
+    missing_rating: float | None = None
+    csv: CsvDialect | None = None
 
     def __post_init__(self):
         for name in ("user_col", "item_col", "rating_col", "duplicates", "split", "embedding_fill"):
@@ -81,6 +92,16 @@ class DataConfig:
                                                               "(MIN, MAX)"))
         object.__setattr__(self, "fractions", _numbers("fractions", self.fractions, 3,
                                                        "(TRAIN, VALID, TEST)"))
+        object.__setattr__(self, "missing_rating", check_missing_rating(self.missing_rating))
+        csv = CsvDialect(**self.csv) if isinstance(self.csv, dict) else self.csv
+        if csv is not None and not isinstance(csv, CsvDialect):
+            raise ConfigError(f"csv must be a recmodels.tables.CsvDialect or None; got {self.csv!r}")
+        object.__setattr__(self, "csv", None if csv == DEFAULT_DIALECT else csv)
+
+    @property
+    def dialect(self) -> CsvDialect:
+        """How delimited text inputs are read (:attr:`csv`, or the default dialect)."""
+        return self.csv or DEFAULT_DIALECT
 
     @property
     def columns(self) -> Columns:
@@ -114,6 +135,8 @@ class DataConfig:
             split=split.get("method", default.split),
             fractions=split.get("fractions") or default.fractions,
             embedding_fill=embeddings.get("fill", default.embedding_fill),
+            missing_rating=data.get("missing_rating"),
+            csv=data.get("csv"),
         )
 
 
@@ -246,6 +269,7 @@ def build_setup(*, data=None, train=None, valid=None, test=None, model: str = DE
     """
     from .. import data as D
     from ..embeddings import align_item_embeddings, read_item_embeddings
+    from ..metrics import rating_step
 
     log = log or (lambda line, show=True: None)
     data_config = data_config or DataConfig()
@@ -261,7 +285,8 @@ def build_setup(*, data=None, train=None, valid=None, test=None, model: str = DE
                           f"not {model!r}")
     ModelConfig(model, 1, 1, pretrained_dim=1 if model == "hybrid" else 0, **options)  # fail early
 
-    read = dict(rating_range=data_config.rating_range, duplicates=data_config.duplicates)
+    read = dict(rating_range=data_config.rating_range, duplicates=data_config.duplicates,
+                missing_rating=data_config.missing_rating, dialect=data_config.dialect)
     if data is not None:
         frame = D.read_interactions(data, columns, **read)
         parts = D.split_interactions(frame, method=data_config.split, fractions=data_config.fractions,
@@ -280,10 +305,15 @@ def build_setup(*, data=None, train=None, valid=None, test=None, model: str = DE
         import pandas as pd
 
         all_rows = pd.concat([df for df in frames.values() if df is not None], ignore_index=True)
+        if data_config.missing_rating is not None:
+            all_rows.attrs.update(missing_rating=data_config.missing_rating, missing_rating_dropped=sum(
+                df.attrs["missing_rating_dropped"] for df in frames.values() if df is not None))
     else:
         raise ConfigError("no input: give --data FILE (or --train/--valid/--test)")
     stats = D.describe(all_rows, columns)
     log(D.format_stats(stats))
+    for warning in D.rating_warnings(stats):
+        log(f"warning: {warning}")
 
     user_encoder, item_encoder = D.fit_encoders(frames["train"], columns)
     encoded, reports = {}, {}
@@ -314,12 +344,19 @@ def build_setup(*, data=None, train=None, valid=None, test=None, model: str = DE
         "rating_min": rating_range[0],
         "rating_max": rating_range[1],
         "rating_range_inferred": inferred,
+        # hit accuracy rounds to it (recorded in the bundle's manifest too)
+        "rating_step": rating_step(all_rows[columns.rating], origin=rating_range[0]),
         "global_mean": global_mean,
         "sources": sources,
         "split": split_info,
         "duplicates": data_config.duplicates,
         "encode": {"valid": reports["valid"], "test": reports["test"]},
     }
+    if data_config.missing_rating is not None:
+        data_section["missing_rating"] = data_config.missing_rating
+        data_section["missing_rating_dropped"] = stats["missing_rating_dropped"]
+    if data_config.csv is not None:
+        data_section["csv"] = data_config.csv.to_dict()
     pretrained = None
     if item_embeddings is not None:
         ids, vectors = read_item_embeddings(item_embeddings, id_col=columns.item)
@@ -344,8 +381,8 @@ def run_settings(config: dict) -> dict[str, dict]:
     -------
     dict
         ``{"model": {"kind", ModelConfig fields}, "train": {TrainConfig fields},
-        "data": {DataConfig fields}, "input": {"data", "train", "valid", "test",
-        "item_embeddings"}}`` (the sources as recorded, ``None`` where unused).
+        "data": {DataConfig fields}, "csv": {CsvDialect fields}, "input": {"data", "train",
+        "valid", "test", "item_embeddings"}}`` (the sources as recorded, ``None`` where unused).
 
     Raises
     ------
@@ -362,9 +399,11 @@ def run_settings(config: dict) -> dict[str, dict]:
               "item_embeddings": (data.get("item_embeddings") or {}).get("source")}
     for i, part in enumerate(("train", "valid", "test")):
         inputs[part] = sources[i] if parts and i < len(sources) else None
+    data_config = DataConfig.from_run(data)
     return {"model": {"kind": model.kind, **dataclasses.asdict(model)},
             "train": dataclasses.asdict(TrainConfig.from_dict(config.get("train") or {})),
-            "data": dataclasses.asdict(DataConfig.from_run(data)),
+            "data": dataclasses.asdict(data_config),
+            "csv": data_config.dialect.to_dict(),
             "input": inputs}
 
 
