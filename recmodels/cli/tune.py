@@ -13,8 +13,19 @@ import dataclasses
 import click
 
 from ..models.config import MODEL_KINDS
+from ..tuning.space import default_space
 from .train import OPTIONS as TRAIN_OPTIONS
 from .train import Option, add_options, data_config
+
+
+def _default_space_help() -> str:
+    """The ``--search-space`` default, read from the real default space."""
+    mf = list(default_space(("mf",)))
+    mlp = [n for n in default_space(("neumf",)) if n not in mf]
+    other = list(default_space(("mf",), optimizer="adam"))
+    return (f"{', '.join(mf)}; with an MLP (neumf, hybrid) also {', '.join(mlp)}; with an "
+            f"--optimizer other than rowwise-adagrad: {', '.join(other)}")
+
 
 _REPLACED = {
     "kind": Option(("--model",), "model", "kind", None,
@@ -39,7 +50,7 @@ OPTIONS = tuple(_REPLACED.get(o.field, o) for o in TRAIN_OPTIONS) + (
            "Seconds for this call: no trial starts after it."),
     Option(("--search-space",), "tune", "search_space", click.Path(dir_okay=False),
            "TOML/JSON file: {low, high, log}, [choices] or a fixed value per parameter  [default: "
-           "learning rate(s), l2, l2_frequency_exponent, embedding_dim; dropout with an MLP]."),
+           f"{_default_space_help()}]."),
     Option(("--no-prune",), "tune", "no_prune", None,
            "Never stop a trial early (by default a trial whose best validation RMSE is in the "
            "worst quarter of the earlier trials' at the same epoch is pruned).", is_flag=True),
@@ -76,13 +87,19 @@ def tune(**options):
                 for s in ("model", "train", "data", "csv", "input", "run", "tune")}
     model, inputs, run, extra = sections["model"], sections["input"], sections["run"], sections["tune"]
     kinds = model.pop("kind")
-    run_tune(
-        inputs["out"], data=inputs["data"], train=inputs["train"], valid=inputs["valid"],
-        test=inputs["test"], model=kinds, model_options=model,
-        train_config=TrainConfig(**sections["train"]), data_config=data_config(sections),
-        item_embeddings=inputs["item_embeddings"], search_space=extra["search_space"],
-        trials=extra["trials"], timeout=extra["timeout"], prune=not extra["no_prune"],
-        prune_warmup=(DEFAULT_PRUNE_WARMUP if extra["prune_warmup"] is None
-                      else extra["prune_warmup"]),
-        resume=run["resume"], overwrite=run["overwrite"], quiet=run["quiet"], echo=click.echo,
-    )
+    try:
+        run_tune(
+            inputs["out"], data=inputs["data"], train=inputs["train"], valid=inputs["valid"],
+            test=inputs["test"], model=kinds, model_options=model,
+            train_config=TrainConfig(**sections["train"]), data_config=data_config(sections),
+            item_embeddings=inputs["item_embeddings"], search_space=extra["search_space"],
+            trials=extra["trials"], timeout=extra["timeout"], prune=not extra["no_prune"],
+            prune_warmup=(DEFAULT_PRUNE_WARMUP if extra["prune_warmup"] is None
+                          else extra["prune_warmup"]),
+            resume=run["resume"], overwrite=run["overwrite"], quiet=run["quiet"], echo=click.echo,
+        )
+    except KeyboardInterrupt:  # one line, not a traceback: the study is kept for --resume
+        click.echo("Interrupted: the unfinished trial is not counted and leaves nothing behind; "
+                   f"the finished ones are kept in {inputs['out']}: continue with the same "
+                   "command and --resume", err=True)
+        raise click.exceptions.Exit(130) from None

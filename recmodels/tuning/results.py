@@ -22,6 +22,19 @@ def _short(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
+def is_interrupted(trial, optuna) -> bool:
+    """Whether a trial was stopped by Ctrl-C or a kill: failed without an error of its own.
+
+    Such a trial is not counted towards ``--trials``; a resume runs another in its place.
+    """
+    return trial.state == optuna.trial.TrialState.FAIL and "error" not in trial.user_attrs
+
+
+def _state(trial, optuna) -> str:
+    """``complete``, ``pruned``, ``fail`` (an error of its own) or ``interrupted``."""
+    return "interrupted" if is_interrupted(trial, optuna) else trial.state.name.lower()
+
+
 def trial_rows(study, optuna) -> list[dict]:
     """One dict per trial: number, state, model, valid/test RMSE, epochs, seconds, parameters."""
     names = []
@@ -36,7 +49,7 @@ def trial_rows(study, optuna) -> list[dict]:
         curve = [t.intermediate_values[k] for k in sorted(t.intermediate_values)]
         row = {
             "trial": t.number,
-            "state": t.state.name.lower(),
+            "state": _state(t, optuna),
             "model": t.user_attrs.get("model", t.params.get("model")),
             "valid_rmse": t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
             "test_rmse": t.user_attrs.get("test_rmse"),
@@ -82,6 +95,7 @@ def plot_trials(rows: list[dict], path: str | os.PathLike) -> Path:
 
     matplotlib.use("Agg", force=True)
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(7, 4), dpi=100)
     ax = fig.add_subplot()
@@ -101,7 +115,8 @@ def plot_trials(rows: list[dict], path: str | os.PathLike) -> Path:
     if pruned:
         ax.scatter(*zip(*pruned, strict=True), marker="x", color="C3",
                    label="pruned (last epoch)", zorder=3)
-    ax.set_xlabel("trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial numbers, never 0.5
+    ax.set_xlabel("trial (as in trials.csv)")
     ax.set_ylabel("validation RMSE")
     ax.legend()
     ax.grid(alpha=0.3)

@@ -11,10 +11,13 @@ storage: JSON values, no pickle), so a search can be resumed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import math
 import os
 import shutil
+import sqlite3
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -22,14 +25,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__, runs
-from ..errors import ConfigError
+from ..errors import ConfigError, RecmodelsError, RunDirError, first_line
 from ..fileio import atomic_directory, read_json, write_json
 from ..models.config import DEFAULT_KIND, MODEL_KINDS
 from ..training.config import TrainConfig
 from ..training.pipeline import data_config_from
 from ..training.setup import DataConfig, build_setup
-from .results import TABLE_CSV, format_table, params_text, plot_trials, trial_rows, write_csv
-from .settings import SETTINGS_FILE, check_out, check_same_settings, jsonable, source_text
+from .results import (
+    TABLE_CSV,
+    format_table,
+    is_interrupted,
+    params_text,
+    plot_trials,
+    trial_rows,
+    write_csv,
+)
+from .settings import (
+    SETTINGS_FILE,
+    check_out,
+    check_same_inputs,
+    check_same_settings,
+    fingerprint,
+    jsonable,
+    source_text,
+)
 from .space import (
     Param,
     decode_choice,
@@ -68,7 +87,7 @@ class TuneResult:
     best_run : Path
         ``OUT/best``: the best trial's run directory (``recmodels export`` takes it).
     best_trial : int
-        Its trial number (0-based, as Optuna counts).
+        Its trial number: 0 for the first, as Optuna counts, in the table and ``trials/NNNN``.
     best_value : float
         Its validation RMSE (the objective).
     best_params : dict
@@ -78,7 +97,7 @@ class TuneResult:
     trials : list of dict
         One row per trial (the ``trials.csv`` columns).
     n_new : int
-        Trials run by this call (the rest come from a resumed study).
+        Trials finished by this call (the rest come from a resumed study).
     seconds : float
         Wall time of this call.
     """
@@ -257,8 +276,14 @@ def tune(out: str | os.PathLike, *, data=None, train=None, valid=None, test=None
         "prune": bool(prune),
         "prune_warmup": prune_warmup,
     })
+    inputs = {"data": data, "train": train, "valid": valid, "test": test,
+              "item_embeddings": item_embeddings}
+    fingerprints = jsonable({name: fingerprint(src) for name, src in inputs.items()
+                             if src is not None})
     if resume:
-        check_same_settings(out, settings)
+        check_same_settings(out, settings, space_from=_space_from(search_space))
+        check_same_inputs(out, fingerprints)
+        _check_study_file(out / STUDY_FILE)
 
     # Read, check and split the input once per kind (nothing is written before this passes).
     setups = {}
@@ -274,14 +299,12 @@ def tune(out: str | os.PathLike, *, data=None, train=None, valid=None, test=None
     (out / TRIALS_DIR).mkdir(parents=True, exist_ok=True)
     if not resume:
         write_json(out / SETTINGS_FILE, {"recmodels_version": __version__, "study": STUDY_NAME,
-                                         "settings": settings})
+                                         "settings": settings, "fingerprints": fingerprints})
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{(out / STUDY_FILE).resolve()}")
-    study = optuna.create_study(storage=storage, study_name=STUDY_NAME, direction="minimize",
-                                load_if_exists=True)
-    _fail_interrupted(study, out, optuna)
-    done = [t for t in study.trials if t.state.is_finished()]
+    # Optuna logs a failed trial's traceback as a warning; each trial's line says what failed.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage, study = _open_study(out, optuna, resume)
+    done = [t for t in study.trials if _counted(t, optuna)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = optuna.samplers.TPESampler(seed=train_config.seed + len(study.trials),
@@ -303,13 +326,23 @@ def tune(out: str | os.PathLike, *, data=None, train=None, valid=None, test=None
         say(f"resuming the study in {out}: {len(done)} trial(s) done")
     total = "?" if trials is None else str(trials)
     objective = _Objective(out, kinds, space, setups, train_config, base_model, optuna, say,
-                           total, prune)
+                           total, prune, len(done))
     from ..errors import DivergedError
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.optimize(objective, n_trials=n_run, timeout=timeout, catch=(DivergedError,))
-    n_new = sum(t.state.is_finished() for t in study.trials) - len(done)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.optimize(objective, n_trials=n_run, timeout=timeout, catch=(DivergedError,))
+    except KeyboardInterrupt:
+        # Optuna has marked the running trial failed (no "error": interrupted, not counted);
+        # its partial run directory went with atomic_directory. A later --resume reruns it.
+        _fail_interrupted(study, out, optuna)
+        raise
+    except Exception as exc:
+        if _is_storage_error(exc):
+            raise _unreadable(out / STUDY_FILE, exc) from None
+        raise
+    n_new = sum(_counted(t, optuna) for t in study.trials) - len(done)
     result = _finish(out, study, optuna, n_new, time.perf_counter() - started)
     for line in format_table(result.trials, best=result.best_trial).splitlines():
         echo(line)
@@ -321,11 +354,85 @@ def tune(out: str | os.PathLike, *, data=None, train=None, valid=None, test=None
     return result
 
 
+def _space_from(search_space) -> str:
+    """Where a call's search space comes from, as messages say it."""
+    if search_space is None:
+        return "the default space (it follows --model and --optimizer)"
+    if isinstance(search_space, (str, os.PathLike)):
+        return f"--search-space {search_space}"
+    return "search_space="
+
+
+def _unreadable(path: Path, exc: BaseException | str) -> RunDirError:
+    reason = exc if isinstance(exc, str) else first_line(exc)
+    return RunDirError(f"{path}: the study cannot be read ({reason}); start a new search with "
+                       "--overwrite, or choose another --out")
+
+
+def _check_study_file(path: Path) -> None:
+    """Refuse a missing, empty or corrupt ``study.db`` before the data is read (one line)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        raise _unreadable(path, "missing" if not path.exists() else "empty file")
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            names = {row[0] for row in db.execute("SELECT study_name FROM studies")}
+    except sqlite3.Error as exc:
+        raise _unreadable(path, exc) from None
+    if check != "ok":
+        raise _unreadable(path, f"quick_check: {check}")
+    if STUDY_NAME not in names:
+        raise _unreadable(path, f"it holds no study named {STUDY_NAME!r}")
+
+
+def _is_storage_error(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] in ("sqlalchemy", "sqlite3")
+
+
+def _open_study(out: Path, optuna, resume: bool):
+    """The storage and the study (created, or loaded to resume; failed interrupted trials marked)."""
+    try:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{(out / STUDY_FILE).resolve()}")
+        study = optuna.create_study(storage=storage, study_name=STUDY_NAME, direction="minimize",
+                                    load_if_exists=True)
+        _fail_interrupted(study, out, optuna)
+    except RecmodelsError:
+        raise
+    except Exception as exc:
+        if not (_is_storage_error(exc) or isinstance(exc, (RuntimeError, ValueError, KeyError))):
+            raise
+        raise _unreadable(out / STUDY_FILE, exc) from None
+    return storage, study
+
+
+def _counted(trial, optuna) -> bool:
+    """Whether a trial counts towards ``--trials``: finished, and not interrupted."""
+    return trial.state.is_finished() and not is_interrupted(trial, optuna)
+
+
 def _fail_interrupted(study, out: Path, optuna) -> None:
-    """Trials left RUNNING by an interrupted search: mark them failed, drop their partial dirs."""
+    """Tidy what an interrupted search left, so that a resume continues cleanly.
+
+    Trials left RUNNING (a kill) are marked failed; an interrupted trial's run directory (it
+    may have been renamed into place just before the interrupt) and partial directories are
+    removed; an interrupted starting configuration is queued again.
+    """
+    state = optuna.trial.TrialState
     for t in study.trials:
-        if t.state == optuna.trial.TrialState.RUNNING:
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        if t.state == state.RUNNING:
+            study.tell(t.number, state=state.FAIL, skip_if_finished=True)
+    trials = study.trials
+    queued = {json.dumps(t.system_attrs.get("fixed_params"), sort_keys=True) for t in trials
+              if "start" in t.user_attrs and not is_interrupted(t, optuna)}
+    for t in trials:
+        if not is_interrupted(t, optuna):
+            continue
+        shutil.rmtree(out / TRIALS_DIR / f"{t.number:04d}", ignore_errors=True)
+        fixed = t.system_attrs.get("fixed_params")
+        key = json.dumps(fixed, sort_keys=True)
+        if "start" in t.user_attrs and fixed is not None and key not in queued:
+            study.enqueue_trial(fixed, user_attrs={"start": t.user_attrs["start"]})
+            queued.add(key)
     for partial in (out / TRIALS_DIR).glob(".*.tmp"):
         shutil.rmtree(partial, ignore_errors=True)
 
@@ -369,10 +476,11 @@ class _Objective:
     """One trial: sample, train through ``train_run`` into a run dir, report every epoch."""
 
     def __init__(self, out, kinds, space, setups, train_config, base_model, optuna, say, total,
-                 prune):
+                 prune, counted):
         self.out, self.kinds, self.space, self.setups = out, kinds, space, setups
         self.train_config, self.base_model, self.optuna = train_config, base_model, optuna
         self.say, self.total, self.prune = say, total, prune
+        self.counted = counted  # trials counted towards --trials so far
 
     def configs(self, trial):
         kind = (trial.suggest_categorical("model", list(self.kinds)) if len(self.kinds) > 1
@@ -397,12 +505,17 @@ class _Objective:
 
     def __call__(self, trial) -> float:
         from ..training.pipeline import train_run
+        from ..training.trainer import format_record
 
         kind, setup, train_config = self.configs(trial)
         trial.set_user_attr("model", kind)
         started = time.perf_counter()
+        self.counted += 1
+        # the trial's number (its row in the table, trials/NNNN) and its place in the budget
+        label = f"trial {trial.number} ({self.counted}/{self.total}) {kind}"
 
         def report(trainer, record, improved) -> None:
+            self.say(f"  trial {trial.number} {format_record(record, train_config.epochs, improved)}")
             trial.report(float(record.valid_rmse), record.epoch)
             if self.prune and trial.should_prune():
                 trial.set_user_attr("epochs", record.epoch)
@@ -415,13 +528,12 @@ class _Objective:
                 run = train_run(tmp, setup=setup, train_config=train_config, overwrite=True,
                                 quiet=True, echo=None, on_epoch=report)
         except self.optuna.TrialPruned:
-            self.say(f"trial {trial.number + 1}/{self.total} {kind}: pruned at epoch "
-                     f"{trial.user_attrs.get('epochs')}  {params_text(trial.params)}")
+            self.say(f"{label}: pruned at epoch {trial.user_attrs.get('epochs')}  "
+                     f"{params_text(trial.params)}")
             raise
         except Exception as exc:
-            from ..errors import first_line
-
-            self.say(f"trial {trial.number + 1}/{self.total} {kind}: failed ({first_line(exc)})")
+            trial.set_user_attr("error", first_line(exc))  # failed, not interrupted: it counts
+            self.say(f"{label}: failed ({first_line(exc)})")
             raise
         final = self.out / TRIALS_DIR / name
         log_file = final / runs.LOG_FILE  # it names the temporary directory it was written in
@@ -439,7 +551,7 @@ class _Objective:
             name: sections[name] for name in self.space if name not in trial.params
             and name in sections and self.space[name].applies_to(kind)}))
         best = _best_value(trial.study, value)
-        self.say(f"trial {trial.number + 1}/{self.total} {kind}: valid_rmse {value:.4f} "
+        self.say(f"{label}: valid_rmse {value:.4f} "
                  f"(best {best:.4f})  {len(metrics.get('history') or [])} epochs  "
                  f"{time.perf_counter() - started:.1f}s  {params_text(trial.params)}")
         return value
