@@ -36,10 +36,28 @@ def _groups(owner: np.ndarray, n_owners: int):
     return order, starts
 
 
+def _chunks(sizes: np.ndarray, width: int):
+    """Owners in ascending order of their row counts, in chunks whose zero-padded
+    ``[owners, largest count, width]`` block fits in :data:`BLOCK_BYTES`."""
+    order = np.argsort(sizes, kind="stable")
+    budget = max(1, BLOCK_BYTES // (8 * width))
+    pos, n = 0, order.size
+    while pos < n:
+        end = min(n, pos + max(1, budget // max(1, int(sizes[order[pos]]))))
+        while end - pos > 1 and (end - pos) * int(sizes[order[end - 1]]) > budget:
+            end = pos + max(1, (end - pos) // 2)
+        yield order[pos:end], int(sizes[order[end - 1]])
+        pos = end
+
+
 def ridge_solve(owner: np.ndarray, features: np.ndarray, target: np.ndarray, precision,
                 n_owners: int, *, counts: np.ndarray | None = None,
                 moment: np.ndarray | None = None) -> np.ndarray:
     """Every owner's ridge solution ``[vector, bias]`` (see the module docstring).
+
+    Each owner's rows are gathered into a zero-padded block (owners of similar row counts
+    together, so the padding stays small) and the normal equations come from one batched
+    ``matmul``; memory is bounded by :data:`BLOCK_BYTES` per block.
 
     Parameters
     ----------
@@ -66,20 +84,18 @@ def ridge_solve(owner: np.ndarray, features: np.ndarray, target: np.ndarray, pre
     x = design(np.asarray(features, dtype=np.float64)[order])
     y = np.asarray(target, dtype=np.float64)[order]
     penalty = np.diag(np.asarray(precision, dtype=np.float64))
-    per_block = max(1, BLOCK_BYTES // (8 * k * k))
-    # owners whose first row falls in the same block of rows are solved together
-    block_of = starts[:-1] // per_block
-    edges = np.flatnonzero(np.diff(block_of)) + 1
-    for a, b in zip(np.concatenate([[0], edges]), np.concatenate([edges, [n_owners]]), strict=True):
-        lo, hi = starts[a], starts[b]
-        xs = x[lo:hi]
-        at = starts[a:b] - lo
-        gram = np.add.reduceat(xs[:, :, None] * xs[:, None, :], at, axis=0)
-        rhs = np.add.reduceat(xs * y[lo:hi, None], at, axis=0)
+    sizes = np.diff(starts)
+    for chunk, most in _chunks(sizes, k):
+        step = np.arange(most)
+        valid = step[None, :] < sizes[chunk][:, None]
+        rows = np.where(valid, starts[chunk][:, None] + step[None, :], 0)
+        xs = x[rows] * valid[:, :, None]  # [owners, most, k], zero rows as padding
+        gram = np.matmul(xs.transpose(0, 2, 1), xs)
+        rhs = np.einsum("omk,om->ok", xs, y[rows] * valid)
         lhs = gram + penalty
         if counts is not None and moment is not None:
-            lhs = lhs + counts[a:b, None, None] * moment
-        out[a:b] = np.linalg.solve(lhs, rhs[:, :, None])[:, :, 0]
+            lhs = lhs + counts[chunk, None, None] * moment
+        out[chunk] = np.linalg.solve(lhs, rhs[:, :, None])[:, :, 0]
     return out
 
 
