@@ -17,7 +17,7 @@ import click
 from ..errors import OutputError
 from ..metrics import TIE_RULES
 from ..scoring.defaults import DEFAULT_BUCKETS, DEFAULT_K, DEFAULT_NEGATIVES
-from . import options
+from . import options, table_options
 
 
 def _check_output(path: str | None, option: str) -> None:
@@ -43,6 +43,7 @@ def _check_output(path: str | None, option: str) -> None:
 @click.option("--user-col", default=None, help="User id column [default: the model's].")
 @click.option("--item-col", default=None, help="Item id column [default: the model's].")
 @click.option("--rating-col", default=None, help="Rating column [default: the model's].")
+@table_options.csv_options
 @click.option("--top-k", "-k", "k", type=int, default=DEFAULT_K, show_default=True,
               help="Cut-off K of HR@K and NDCG@K.")
 @click.option("--negatives", type=int, default=DEFAULT_NEGATIVES, show_default=True,
@@ -65,8 +66,9 @@ def _check_output(path: str | None, option: str) -> None:
 @click.option("--plot", "plot_path", default=None, metavar="FILE.png",
               help="Draw predicted vs true ratings and error by activity bucket (needs matplotlib).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing (use with --json).")
-def evaluate(model, data, train, user_col, item_col, rating_col, k, negatives, all_items, no_ranking, seed,
-             ties, buckets, no_baselines, clip, device, threads, batch_size, json_path, plot_path, quiet):
+def evaluate(model, data, train, user_col, item_col, rating_col, sep, header, columns, k, negatives,
+             all_items, no_ranking, seed, ties, buckets, no_baselines, clip, device, threads, batch_size,
+             json_path, plot_path, quiet):
     """Evaluate MODEL (a run directory or a bundle) on held-out ratings in DATA.
 
     \b
@@ -79,6 +81,7 @@ def evaluate(model, data, train, user_col, item_col, rating_col, k, negatives, a
     from ..fileio import atomic_path
     from ..scoring.evaluation.evaluator import plot_evaluation, require_matplotlib
 
+    dialect = table_options.dialect(sep, header, columns)
     _check_output(json_path, "--json")
     _check_output(plot_path, "--plot")
     if plot_path is not None:
@@ -89,7 +92,7 @@ def evaluate(model, data, train, user_col, item_col, rating_col, k, negatives, a
             model, data, train=train, user_col=user_col, item_col=item_col, rating_col=rating_col, k=k,
             negatives=negatives, all_items=all_items, ranking=not no_ranking, seed=seed, ties=ties,
             buckets=tuple(b.strip() for b in buckets.split(",")), baselines=not no_baselines, clip=clip,
-            device=device, threads=threads, batch_size=batch_size,
+            device=device, threads=threads, batch_size=batch_size, dialect=dialect,
         )
     if plot_path is not None:
         with atomic_path(plot_path) as tmp:  # the plot is renamed into place only if the JSON is written

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..scoring.defaults import DEFAULT_PART_USERS, DEFAULT_TOP_K
-from . import options
+from . import options, table_options
 
 
 @click.command("recommend")
@@ -38,6 +38,7 @@ from . import options
 )
 @click.option("--user-col", default=None, help="User id column of the inputs (default: the bundle's).")
 @click.option("--item-col", default=None, help="Item id column of the inputs (default: the bundle's).")
+@table_options.csv_options
 @click.option(
     "--candidates",
     type=click.IntRange(min=1),
@@ -85,6 +86,9 @@ def recommend(
     exclude_seen,
     user_col,
     item_col,
+    sep,
+    header,
+    columns,
     candidates,
     max_unknown_share,
     fmt,
@@ -116,6 +120,7 @@ def recommend(
 
     check_top_k(top_k)
     cluster = options.engine_options(engine, scheduler, master, dask_workers)
+    dialect = table_options.dialect(sep, header, columns, engine=engine)
     if engine != "local":
         from ..engines.driver import check_engine_options
 
@@ -164,6 +169,7 @@ def recommend(
         user_col=user_col,
         item_col=item_col,
         max_unknown_share=max_unknown_share,
+        dialect=dialect,
     )
     if not quiet:
         options.echo_warnings(recommender.warnings)

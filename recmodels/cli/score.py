@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..scoring.defaults import DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE, DEFAULT_PART_ROWS, POLICIES
-from . import options
+from . import options, table_options
 
 
 @click.command("score")
@@ -16,6 +16,7 @@ from . import options
 @click.argument("output", type=click.Path(path_type=str))
 @click.option("--user-col", default=None, help="User id column (default: the bundle's).")
 @click.option("--item-col", default=None, help="Item id column (default: the bundle's).")
+@table_options.csv_options
 @click.option(
     "--keep",
     default=None,
@@ -65,6 +66,9 @@ def score(
     output,
     user_col,
     item_col,
+    sep,
+    header,
+    columns,
     keep,
     fmt,
     unknown,
@@ -94,6 +98,7 @@ def score(
     import warnings
 
     cluster = options.engine_options(engine, scheduler, master, dask_workers)
+    dialect = table_options.dialect(sep, header, columns, engine=engine)
     if engine != "local":
         options.run_on_engine(
             engine,
@@ -147,6 +152,7 @@ def score(
         overwrite=overwrite,
         progress=not quiet and sys.stdout.isatty(),
         report=report_path,
+        dialect=dialect,
     )
     if not quiet:
         click.echo(report.summary())

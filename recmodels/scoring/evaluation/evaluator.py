@@ -25,7 +25,7 @@ import pyarrow as pa
 from ...bundle import path_kind
 from ...errors import ConfigError, DataError
 from ...ids import as_arrow
-from ...metrics import TIE_RULES, ranking_metrics, rating_metrics
+from ...metrics import TIE_RULES, ranking_metrics, rating_grid, rating_metrics
 from ...tables import missing_columns_error, read_table
 from ...values import numeric_column
 from ..checks import positive_int
@@ -76,7 +76,7 @@ class _Ratings:
     index: tuple[np.ndarray, np.ndarray] | None = None  # IndexedRatings: (user, item) bundle indices
 
 
-def _read_ratings(source, columns: tuple[str, str, str], what: str) -> _Ratings:
+def _read_ratings(source, columns: tuple[str, str, str], what: str, dialect=None) -> _Ratings:
     """(user, item, rating) of a file, directory, glob or DataFrame (ids stay raw, Arrow), or of
     :class:`IndexedRatings` (indices kept as they are)."""
     user_col, item_col, rating_col = columns
@@ -98,7 +98,7 @@ def _read_ratings(source, columns: tuple[str, str, str], what: str) -> _Ratings:
         rating = rating.reset_index(drop=True)
     else:
         table, where = read_table(source, list(columns), what=what, text_columns=(user_col, item_col),
-                                  hint=_COLUMN_HINT)
+                                  hint=_COLUMN_HINT, dialect=dialect)
         users, items = table.column(user_col), table.column(item_col)
         rating = table.column(rating_col).to_pandas()
     if len(rating) == 0:
@@ -201,9 +201,9 @@ def bucket_labels(buckets=DEFAULT_BUCKETS) -> dict[str, str]:
     return {"cold": f"< {low}", "medium": f"{low}-{high - 1}", "heavy": f">= {high}"}
 
 
-def _rating_section(y: np.ndarray, predictions: dict, masks: dict) -> dict:
+def _rating_section(y: np.ndarray, predictions: dict, masks: dict, grid: tuple[float, float]) -> dict:
     empty = {"mse": None, "rmse": None, "mae": None, "hit_accuracy": None, "n": 0}
-    return {name: {group: rating_metrics(y[mask], pred[mask]) if mask.any() else dict(empty)
+    return {name: {group: rating_metrics(y[mask], pred[mask], *grid) if mask.any() else dict(empty)
                    for group, mask in masks.items()}
             for name, pred in predictions.items()}
 
@@ -234,9 +234,9 @@ class _Training:
     notes: list
 
 
-def _training(bundle, train, columns, buckets) -> _Training:
+def _training(bundle, train, columns, buckets, dialect=None) -> _Training:
     """The training rows the model knows, in its index space, and what the report says of them."""
-    tr = _read_ratings(train, columns, "training")
+    tr = _read_ratings(train, columns, "training", dialect)
     u, i, counts = _lookup(bundle, tr)
     known = (u >= 0) & (i >= 0)
     if not known.any():
@@ -292,6 +292,7 @@ def evaluate(
     device: str = "auto",
     threads: int | None = None,
     batch_size: int | None = None,
+    dialect=None,
 ) -> EvaluationReport:
     """Evaluate a bundle on held-out ratings, beside a global-mean and a user + item bias baseline.
 
@@ -331,6 +332,13 @@ def evaluate(
         metrics; ranking always uses the raw scores.
     device, threads, batch_size
         As for :class:`~recmodels.scoring.Scorer`.
+    dialect : recmodels.tables.CsvDialect, optional
+        How delimited text ``data`` and ``train`` files are read (separator, header row or
+        column names).
+
+    Hit accuracy rounds predictions to the bundle's rating grid (``rating.step`` from
+    ``rating.min``; whole numbers for bundles that record no step), recorded in the report's
+    ``protocol.rating_step`` when it is not the whole-number grid.
 
     Returns
     -------
@@ -355,12 +363,12 @@ def evaluate(
         raise ConfigError(f"user, item and rating columns must be distinct, got {columns}")
     k, negatives, buckets = check_protocol(k=k, negatives=negatives, all_items=all_items, ties=ties,
                                            buckets=buckets, n_items=n_items, ranking=ranking)
-    held_out = _read_ratings(data, columns, "evaluation")
+    held_out = _read_ratings(data, columns, "evaluation", dialect)
     u, i, counts = _lookup(bundle, held_out)
     known = (u >= 0) & (i >= 0)
     if not known.any():
         raise _none_known_error(bundle, held_out, counts, columns, "evaluation")
-    training = _training(bundle, train, columns, buckets) if train is not None else None
+    training = _training(bundle, train, columns, buckets, dialect) if train is not None else None
     if training is None:
         notes = ["no training data (--train): no bias baseline, no activity buckets, global mean from "
                  "the manifest" + ("; negatives exclude only DATA's items" if ranking else "")]
@@ -388,7 +396,8 @@ def evaluate(
         predictions.update({name: predict(u, i) for name, predict in predictors.items() if name != "model"})
         if clip:
             predictions = {name: np.clip(p, *bundle.rating_range) for name, p in predictions.items()}
-        rating = _rating_section(held_out.rating, predictions, masks)
+        grid = rating_grid(bundle.manifest.rating.step, bundle.manifest.rating.min)
+        rating = _rating_section(held_out.rating, predictions, masks, grid)
 
         ranking_section = None
         if ranking:
@@ -415,7 +424,7 @@ def evaluate(
         train=None if training is None else training.info,
         protocol={"k": k, "negatives": None if all_items else negatives, "all_items": bool(all_items),
                   "ranking": bool(ranking), "seed": seed, "ties": ties, "buckets": bucket_labels(buckets),
-                  "clip": bool(clip)},
+                  "clip": bool(clip), **({} if grid == (1.0, 0.0) else {"rating_step": grid[0]})},
         rating={name: rating[name] for name in order},
         ranking=None if ranking_section is None else {name: ranking_section[name] for name in order},
         notes=notes,

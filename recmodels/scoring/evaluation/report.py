@@ -114,7 +114,9 @@ class EvaluationReport:
         def cells(section, group, key):
             return "".join(f"{_fmt(section[n][group][key]):>{width}}" for n in names)
 
-        metrics = (("RMSE", "rmse"), ("MAE", "mae"), ("MSE", "mse"), ("hit accuracy", "hit_accuracy"))
+        step = p.get("rating_step", 1.0)  # hit accuracy rounds to the bundle's rating step
+        hit = "hit accuracy" + (f" (step {step:g})" if step != 1.0 else "")
+        metrics = (("RMSE", "rmse"), ("MAE", "mae"), ("MSE", "mse"), (hit, "hit_accuracy"))
         for label, key in metrics:
             lines.append(f"{label:<26}{cells(self.rating, 'all', key)}")
         if self.ranking is not None:

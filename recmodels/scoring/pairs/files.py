@@ -13,7 +13,7 @@ import time
 
 from ...errors import ConfigError, DataError
 from ...fileio import write_json
-from ...tables import open_table
+from ...tables import DEFAULT_DIALECT, open_table
 from ..checks import positive_int
 from ..defaults import DEFAULT_PART_ROWS
 from ..output.parts import PartLoop, progress_bar, resume_start
@@ -35,6 +35,7 @@ def score_file(
     overwrite: bool = False,
     progress: bool = False,
     report: str | os.PathLike | None = None,
+    dialect=None,
 ) -> ScoreReport:
     """Score ``input`` into ``output`` with ``scorer``.
 
@@ -61,6 +62,8 @@ def score_file(
         Show a tqdm progress bar on stderr.
     report : path-like, optional
         Also write the :class:`ScoreReport` there as JSON.
+    dialect : recmodels.tables.CsvDialect, optional
+        How a delimited text input is read (separator, header row or column names).
 
     Returns
     -------
@@ -80,9 +83,13 @@ def score_file(
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
     part_rows = positive_int("--part-rows", part_rows or None, DEFAULT_PART_ROWS)
-    source = open_table(input, text_columns=(scorer.user_col, scorer.item_col), what="input")
+    source = open_table(input, text_columns=(scorer.user_col, scorer.item_col), what="input",
+                        dialect=dialect)
     if source.total_rows == 0:
         raise DataError(f"{source.path}: input has no rows")
+    ids = [scorer.user_col, scorer.item_col]
+    if source.header_looks_like_data and not set(ids) <= set(source.schema.names):
+        raise source.missing_columns_error(ids, "pass --user-col / --item-col")
     keep = scorer.resolve_keep(source.schema.names, keep, source.path)
     columns = [c for c in source.schema.names if c in set(keep) | {scorer.user_col, scorer.item_col}]
     schema = scorer.output_schema(source.schema, keep)
@@ -100,6 +107,8 @@ def score_file(
         }
         if scorer.fold is not None:  # a resume must fold in the same history the same way
             job["history"] = scorer.fold.token
+        if source.dialect != DEFAULT_DIALECT:  # a resume must count the rows the same way
+            job["csv"] = source.dialect.to_dict()
         writer = PartsOutput(
             output, fmt, schema, part_rows=part_rows, job=job, resume=resume, overwrite=overwrite
         )

@@ -375,7 +375,7 @@ class Scorer:
         """Score a file (or directory, or glob) into a file or a directory of parts.
 
         See :func:`recmodels.scoring.pairs.files.score_file` for the options (``keep``, ``format``,
-        ``part_rows``, ``resume``, ``overwrite``, ``progress``, ``report``).
+        ``part_rows``, ``resume``, ``overwrite``, ``progress``, ``report``, ``dialect``).
 
         Returns
         -------

@@ -76,11 +76,12 @@ def _pick_column(path, names: list[str], column: str | None, default: str, role:
     )
 
 
-def read_id_list(source, encoder, role: str, *, column: str | None, default: str) -> IdList:
+def read_id_list(source, encoder, role: str, *, column: str | None, default: str, dialect=None) -> IdList:
     """Map a one-column list (path, or ids in memory) with ``encoder``.
 
     ``column`` names the id column of a file; without it the bundle's column name ``default``
-    is used when the file has it, else the file's only column.
+    is used when the file has it, else the file's only column. ``dialect``: how a delimited text
+    file is read (:class:`recmodels.tables.CsvDialect`).
 
     Raises
     ------
@@ -88,9 +89,13 @@ def read_id_list(source, encoder, role: str, *, column: str | None, default: str
         Missing file or column, or an empty list.
     """
     if isinstance(source, str | os.PathLike):
-        names = open_table(source, what=f"{role} list").schema.names
+        opened = open_table(source, what=f"{role} list", dialect=dialect)
+        if opened.header_looks_like_data:  # its first id would be taken for the column's name
+            raise opened.missing_columns_error([column or default], f"pass --{role}-col")
+        names = opened.schema.names
         column = _pick_column(source, names, column, default, role)
-        table, where = read_table(source, [column], what=f"{role} list", text_columns=(column,))
+        table, where = read_table(source, [column], what=f"{role} list", text_columns=(column,),
+                                  dialect=dialect)
         ids = table.column(column).combine_chunks()
     else:
         where, ids = f"{role}s", as_arrow(source)

@@ -76,6 +76,7 @@ def prepare_job(
     user_col: str | None = None,
     item_col: str | None = None,
     max_unknown_share: float = DEFAULT_MAX_UNKNOWN_SHARE,
+    dialect=None,
 ) -> RecommendJob:
     """Read and check a run's inputs against ``bundle``; every input error is raised here.
 
@@ -109,7 +110,8 @@ def prepare_job(
     if users is None:
         user_index = np.arange(len(bundle.user_encoder), dtype=np.int64)
     else:
-        ids = read_id_list(users, bundle.user_encoder, "user", column=user_col, default=user_default)
+        ids = read_id_list(users, bundle.user_encoder, "user", column=user_col, default=user_default,
+                           dialect=dialect)
         check_duplicates(ids, "user")
         check_unknown_share(ids, bundle, "user", limit, user_default, item_default)
         user_index = ids.index
@@ -117,7 +119,8 @@ def prepare_job(
     if items is None:
         candidates = Candidates.every(len(bundle.item_encoder))
     else:
-        ids = read_id_list(items, bundle.item_encoder, "item", column=item_col, default=item_default)
+        ids = read_id_list(items, bundle.item_encoder, "item", column=item_col, default=item_default,
+                           dialect=dialect)
         check_unknown_share(ids, bundle, "item", limit, user_default, item_default)
         report.items, report.unknown_items = ids.where, ids.unknown
         candidates = Candidates.of(ids.known, len(bundle.item_encoder))
@@ -128,7 +131,8 @@ def prepare_job(
     seen = None
     if exclude_seen is not None:
         seen = read_seen(
-            exclude_seen, bundle, user_col or user_default, item_col or item_default, max_unknown_share=limit
+            exclude_seen, bundle, user_col or user_default, item_col or item_default, max_unknown_share=limit,
+            dialect=dialect,
         )
         report.exclude_seen, report.exclude_rows, report.seen_pairs = seen.source, seen.rows, seen.n_pairs
         report.exclude_unknown_rows = seen.counts["unknown_rows"]

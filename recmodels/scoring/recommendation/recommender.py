@@ -157,7 +157,8 @@ class Recommender:
         """Read and check a run's inputs without ranking anything (every input error is raised here).
 
         ``inputs``: ``users``, ``k``, ``items``, ``exclude_seen``, ``user_col``, ``item_col``,
-        ``max_unknown_share`` (see :func:`~recmodels.scoring.recommendation.job.prepare_job`). Pass the
+        ``max_unknown_share``, ``dialect`` (see
+        :func:`~recmodels.scoring.recommendation.job.prepare_job`). Pass the
         result to :meth:`recommend_file` / :meth:`recommend_table` as ``job``.
         """
         report = RecommendReport(

@@ -100,13 +100,13 @@ class SeenItems:
         return rows, self.items[flat].astype(np.int64)
 
 
-def _source_table(source, columns: list[str], what: str):
+def _source_table(source, columns: list[str], what: str, dialect=None):
     """``(where, total_rows, batches)`` of a path (streamed) or an in-memory frame/table."""
     if isinstance(source, str | os.PathLike):
-        table = open_table(source, text_columns=tuple(columns), what=what)
+        table = open_table(source, text_columns=tuple(columns), what=what, dialect=dialect)
         names = table.schema.names
         if any(c not in names for c in columns):
-            raise missing_columns_error(table.path, columns, names, what, "pass --user-col / --item-col")
+            raise table.missing_columns_error(columns, "pass --user-col / --item-col")
         return table.path, table.schema, table.batches(columns, READ_BATCH)
     from ..output.stream import as_batches
 
@@ -120,7 +120,8 @@ def _source_table(source, columns: list[str], what: str):
     return "exclude_seen", schema, numbered(b.select(columns) for b in batches)
 
 
-def read_seen(source, bundle, user_col: str, item_col: str, *, max_unknown_share: float = 1.0) -> SeenItems:
+def read_seen(source, bundle, user_col: str, item_col: str, *, max_unknown_share: float = 1.0,
+              dialect=None) -> SeenItems:
     """The pairs of ``source`` (CSV/Parquet path, DataFrame or Arrow table) as :class:`SeenItems`.
 
     Parameters
@@ -134,6 +135,8 @@ def read_seen(source, bundle, user_col: str, item_col: str, *, max_unknown_share
     max_unknown_share : float
         When more than this share of the rows has an id the bundle does not know (columns of
         another id space or type), fail with one line; 1 turns the check off.
+    dialect : recmodels.tables.CsvDialect, optional
+        How a delimited text file is read (separator, header row or column names).
 
     Raises
     ------
@@ -141,7 +144,7 @@ def read_seen(source, bundle, user_col: str, item_col: str, *, max_unknown_share
         Missing columns, unreadable file, or too many unknown ids.
     """
     what = "exclude-seen"
-    where, schema, batches = _source_table(source, [user_col, item_col], what)
+    where, schema, batches = _source_table(source, [user_col, item_col], what, dialect)
     counts = empty_counts()
     keys, rows, samples = [], 0, {}
     n_items = len(bundle.item_encoder)
