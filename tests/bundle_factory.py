@@ -1,7 +1,7 @@
 """Build small scoring bundles without torch, through the exporter's own code, with a numpy oracle.
 
 The weights are random numpy arrays (:func:`make_weights`). :func:`score_spec` reads them into the
-exporter's :class:`~recmodels.export.fold.ScoreSpec`; the graph comes from the exporter's
+exporter's :class:`~recmodels.export.folding.ScoreSpec`; the graph comes from the exporter's
 folding and graph code (:func:`recmodels.export.graph.graph_for`: ``fold`` + ``build_folded``, or
 ``build_unfolded``) and the recommend graphs from the exporter's
 :func:`~recmodels.export.recommend_graph.recommend_graphs`, and
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from recmodels.encoders import IdEncoder
-from recmodels.export.fold import Layer, ScoreSpec, with_prior
+from recmodels.export.folding import Layer, ScoreSpec, with_prior
 from recmodels.export.graph import DEFAULT_OPSET, graph_for
 from recmodels.export.manifest import library_versions
 from recmodels.export.prior import prior_export

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from recmodels.export.fold import fold
+from recmodels.export.folding import fold
 from recmodels.export.spec import extract_spec
 from recmodels.runs import load_run
 

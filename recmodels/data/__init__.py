@@ -7,7 +7,7 @@ Torch- and scikit-learn-free. One module per job:
   ids by the rules of :mod:`recmodels.ids`);
 * :mod:`~recmodels.data.validate`: the id, rating, timestamp and duplicate checks;
 * :mod:`~recmodels.data.split`: :func:`split_interactions` and :class:`Split`;
-* :mod:`~recmodels.data.encode`: :func:`fit_encoders`, :func:`encode`, :class:`EncodedRatings`,
+* :mod:`~recmodels.data.encoding`: :func:`fit_encoders`, :func:`encode`, :class:`EncodedRatings`,
   :func:`save_encoded`, :func:`load_encoded`;
 * :mod:`~recmodels.data.stats`: :func:`describe`, :func:`format_stats`, :func:`rating_warnings`.
 
@@ -26,7 +26,7 @@ Typical use::
 
 from ..tables import read_table
 from .columns import Columns
-from .encode import EncodedRatings, encode, fit_encoders, load_encoded, save_encoded
+from .encoding import EncodedRatings, encode, fit_encoders, load_encoded, save_encoded
 from .read import read_interactions
 from .split import SPLIT_METHODS, Split, split_interactions
 from .stats import describe, format_stats, rating_warnings

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..encoders import IdEncoder
 from ..errors import ConfigError, OutputError
 from ..fileio import check_writable_parent
-from .fold import with_prior
+from .folding import with_prior
 from .graph import DEFAULT_OPSET, EXTERNAL_DATA_THRESHOLD, check_opset, graph_for
 from .manifest import library_versions
 from .parity import BATCH_SIZES, N_PAIRS, TOLERANCE, torch_scores
@@ -29,7 +29,7 @@ FORMATS = ("onnx",)
 def build_graph(model, *, fold_graph: bool = True, opset: int = DEFAULT_OPSET, prior: bool = False):
     """The ONNX ``ModelProto`` scoring ``model`` (folded or as is), plus the folding notes.
 
-    ``prior``: with the prior user and item rows (:func:`~recmodels.export.fold.with_prior`).
+    ``prior``: with the prior user and item rows (:func:`~recmodels.export.folding.with_prior`).
     """
     from .spec import extract_spec
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .fold import FoldedSpec, ScoreSpec, fold
+from .folding import FoldedSpec, ScoreSpec, fold
 
 DEFAULT_OPSET = 17
 MAX_OPSET = 23
@@ -173,7 +173,7 @@ def build_unfolded(spec: ScoreSpec, opset: int = DEFAULT_OPSET):
 
 
 def build_folded(folded: FoldedSpec, opset: int = DEFAULT_OPSET):
-    """The folded computation (see :class:`~recmodels.export.fold.FoldedSpec`).
+    """The folded computation (see :class:`~recmodels.export.folding.FoldedSpec`).
 
     Layout (measured on CPU, docs/benchmarks.md "Scoring throughput"): one Gather per table (a
     combined per-side table gathered once and split again was slower: the Split copies cost more
@@ -218,7 +218,7 @@ def build_folded(folded: FoldedSpec, opset: int = DEFAULT_OPSET):
 
 
 def graph_for(spec: ScoreSpec, *, fold_graph: bool = True, opset: int = DEFAULT_OPSET):
-    """The scoring graph of ``spec``, folded (:func:`~recmodels.export.fold.fold`) or as is.
+    """The scoring graph of ``spec``, folded (:func:`~recmodels.export.folding.fold`) or as is.
 
     Returns
     -------

@@ -5,10 +5,10 @@ side is scored with what the model knows about the other side, and so that new u
 can be folded in from their ratings (:mod:`recmodels.scoring.history`):
 
 * row ``n_users`` of every user-side table of ``model.onnx`` and ``recommend.onnx`` is the prior
-  user (:func:`~recmodels.export.fold.with_prior`), row ``n_items`` of every item-side table of
+  user (:func:`~recmodels.export.folding.with_prior`), row ``n_items`` of every item-side table of
   ``model.onnx`` the prior item (the recommend graphs rank real items only and get no item row);
 * ``fold_user_vectors.npy`` / ``fold_item_vectors.npy``: the effective GMF rows ``P`` and ``Q``
-  (:func:`~recmodels.export.fold.effective_vectors`), prior rows included, float32;
+  (:func:`~recmodels.export.folding.effective_vectors`), prior rows included, float32;
 * ``fold_user_counts.npy`` / ``fold_item_counts.npy``: each row's training ratings (int64, 0 for
   the prior rows), only when the exporter had the training rows: they weigh a known user's
   trained values against their new ratings;
@@ -26,7 +26,7 @@ import numpy as np
 
 from ..bundle.layout import FOLD_FILES
 from ..errors import ParityError
-from .fold import ScoreSpec, effective_vectors, with_prior
+from .folding import ScoreSpec, effective_vectors, with_prior
 
 DEFAULT_NOISE = 1.0
 """Noise variance of the empirical precisions when the run's metrics have no validation MSE."""

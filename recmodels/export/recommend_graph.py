@@ -10,7 +10,7 @@ only what depends on both goes through the remaining layers:
       scores[b, m] = user_table[u_b] . item_table[i_m]                     # one Gemm
 
 * NeuMF / hybrid (the folded first MLP layer split into per-user and per-item tables,
-  :func:`~recmodels.export.fold.fold`)::
+  :func:`~recmodels.export.folding.fold`)::
 
       dot[b, m]    = user_table[u_b] . item_table[i_m]                     # Gemm [B, d] x [d, M]
       h[b, m, :]   = relu(user_mlp_table[u_b] + item_mlp_table[i_m])       # broadcast Add
@@ -61,7 +61,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fold import FoldedSpec, ScoreSpec, fold
+from .folding import FoldedSpec, ScoreSpec, fold
 from .graph import DEFAULT_OPSET, _Builder
 
 RECOMMEND_INPUTS = (
@@ -184,7 +184,7 @@ def build_recommend(folded: FoldedSpec, opset: int = DEFAULT_OPSET, group: int =
     Parameters
     ----------
     folded : FoldedSpec
-        :func:`~recmodels.export.fold.fold` of the model's spec (whatever ``model.onnx`` is).
+        :func:`~recmodels.export.folding.fold` of the model's spec (whatever ``model.onnx`` is).
     opset : int
         ai.onnx opset.
 

@@ -1,4 +1,4 @@
-"""Read a trained ``recmodels.models`` network into a :class:`~recmodels.export.fold.ScoreSpec`.
+"""Read a trained ``recmodels.models`` network into a :class:`~recmodels.export.folding.ScoreSpec`.
 
 This is the one place that knows the models' submodule names (see ``recmodels/models``):
 ``user_gmf``/``item_gmf``, ``user_mlp``/``item_mlp``, ``mlp`` (Sequential of Dropout/Linear/ReLU),
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
-from .fold import Layer, ScoreSpec
+from .folding import Layer, ScoreSpec
 
 
 def _np(tensor) -> np.ndarray:
