@@ -66,6 +66,24 @@ def leftovers(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
 
 
+def averaged_model(model):
+    """``model`` with one more user and item: the mean of the trained rows of every table.
+
+    The torch reference of the bundle's prior rows (index ``n_users`` / ``n_items``), built
+    without the exporter's code.
+    """
+    c = model.config
+    bigger = make_model(c.kind, n_users=c.n_users + 1, n_items=c.n_items + 1)
+    state = {}
+    for name, value in model.state_dict().items():
+        n = {"user": c.n_users, "item": c.n_items}.get(name.split("_")[0])
+        if n is not None and value.ndim == 2 and value.shape[0] == n:
+            value = torch.cat([value, value.double().mean(0, keepdim=True).to(value.dtype)])
+        state[name] = value
+    bigger.load_state_dict(state)
+    return bigger.eval()
+
+
 # -- folding (numpy) -----------------------------------------------------------------------
 @pytest.mark.parametrize("kind", KINDS)
 def test_spec_reproduces_torch_and_fold_is_exact(kind):
@@ -177,9 +195,20 @@ def test_graph_interface_and_manifest(bundles):
     assert set(m["versions"]) >= {"recmodels", "torch", "onnx", "onnxruntime"}
     assert m["created_at"].endswith("+00:00")
     assert sorted(m["files"]) == [
-        "item_ids.parquet", "model.onnx", "rank_all.onnx", "recommend.onnx", "retrieve.onnx",
-        "user_ids.parquet",
+        "fold_item_vectors.npy", "fold_user_vectors.npy", "item_ids.parquet", "model.onnx",
+        "rank_all.onnx", "recommend.onnx", "retrieve.onnx", "user_ids.parquet",
     ]
+    # the prior rows follow the trained ones; no training rows were given, so no counts
+    prior = m["prior"]
+    assert (prior["user_row"], prior["item_row"]) == (N_USERS, N_ITEMS)
+    assert prior["definition"] == "mean of the trained rows" and 0 <= prior["max_abs_diff"] <= 1e-5
+    assert prior["fold_in"]["files"] == {"user_vectors": "fold_user_vectors.npy",
+                                         "item_vectors": "fold_item_vectors.npy"}
+    assert prior["fold_in"]["rank"] == 8 and prior["fold_in"]["source"] == "empirical"
+    assert len(prior["fold_in"]["user_precision"]) == len(prior["fold_in"]["item_precision"]) == 9
+    assert all(x > 0 for x in prior["fold_in"]["user_precision"] + prior["fold_in"]["item_precision"])
+    assert np.load(path / "fold_user_vectors.npy").shape == (N_USERS + 1, 8)
+    assert np.load(path / "fold_item_vectors.npy").shape == (N_ITEMS + 1, 8)
     assert "graph_raw_ids" not in m and "reference" not in m["parity"]
     # the typed view reads the same values, and the manifest's digest is the bundle's
     assert bundle.manifest.graph.inputs[0].name == "user_index" and bundle.manifest.ids.user.count == N_USERS
@@ -195,7 +224,12 @@ def test_hybrid_pretrained_table_is_in_the_graph(bundles, folded):
     model, path = bundles["hybrid", folded]
     graph = onnx.load(str(path / "model.onnx")).graph
     tables = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    np.testing.assert_array_equal(tables["item_pretrained"], model.item_pretrained.numpy())
+    trained = model.item_pretrained.numpy()
+    assert tables["item_pretrained"].shape == (N_ITEMS + 1, trained.shape[1])
+    np.testing.assert_array_equal(tables["item_pretrained"][:N_ITEMS], trained)
+    # the prior item's pretrained vector is the mean of the trained items'
+    np.testing.assert_allclose(tables["item_pretrained"][N_ITEMS], trained.astype(np.float64).mean(0),
+                               rtol=0, atol=1e-7)
 
 
 def test_folded_hybrid_tables(bundles):
@@ -203,8 +237,14 @@ def test_folded_hybrid_tables(bundles):
     m = Bundle.load(folded).manifest
     assert any("item_pretrained" in note for note in m.model.folding)
     init = {t.name: list(t.dims) for t in onnx.load(str(folded / "model.onnx")).graph.initializer}
-    assert init["item_table"][0] == N_ITEMS and init["user_table"][0] == N_USERS
-    assert init["user_mlp_table"] == [N_USERS, 32]  # width of the first MLP layer's output
+    # one prior row after the trained rows of every table
+    assert init["item_table"][0] == N_ITEMS + 1 and init["user_table"][0] == N_USERS + 1
+    assert init["user_mlp_table"] == [N_USERS + 1, 32]  # width of the first MLP layer's output
+    assert init["item_mlp_table"] == [N_ITEMS + 1, 32]
+    # the recommend graphs rank real items only: a user prior row, no item prior row
+    for name in ("recommend.onnx", "retrieve.onnx"):
+        init = {t.name: list(t.dims) for t in onnx.load(str(folded / name)).graph.initializer}
+        assert init["user_table"][0] == N_USERS + 1 and init["item_table"][0] == N_ITEMS, name
 
 
 def test_bundle_loads_without_torch_or_sklearn(bundles, tmp_path):
@@ -420,7 +460,14 @@ def test_embed_encoders_scores_raw_ids(tmp_path, kind):
     uid[10], iid[10] = 999, "nope"
     unknown = np.zeros(60, dtype=bool)
     unknown[5:11] = True
-    expected = torch_scores(model, u, i)
+    both = np.zeros(60, dtype=bool)
+    both[10] = True
+    # one unknown side: the model's score with that side's prior row (index n); both: the fallback
+    prior_u, prior_i = u.copy(), i.copy()
+    prior_u[5:8] = N_USERS
+    prior_i[8:10] = N_ITEMS
+    expected = torch_scores(averaged_model(model), prior_u, prior_i)
+    np.testing.assert_allclose(expected[~unknown], torch_scores(model, u, i)[~unknown], atol=1e-6, rtol=0)
     model_session = cpu_session(bundle.model_path)
     for batch in (1, 7, 60):
         got, known = [], []
@@ -432,8 +479,9 @@ def test_embed_encoders_scores_raw_ids(tmp_path, kind):
         got, known = np.concatenate(got), np.concatenate(known)
         assert got.dtype == np.float32 and known.dtype == bool
         np.testing.assert_array_equal(known, ~unknown)
-        np.testing.assert_array_equal(got[unknown], np.float32(2.5))
-        np.testing.assert_allclose(got[~unknown], expected[~unknown], atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(got[both], np.float32(2.5))
+        assert np.all(got[unknown & ~both] != np.float32(2.5))
+        np.testing.assert_allclose(got[~both], expected[~both], atol=1e-5, rtol=0)
         if batch == 1:  # one pair at a time: the same subgraph on the same index as model.onnx
             plain = np.concatenate([
                 model_session.run(["score"], {"user_index": u[s:s + 1], "item_index": i[s:s + 1]})[0]
@@ -449,13 +497,15 @@ def test_embed_encoders_string_users_int_items(tmp_path):
     path = export_model(model, users, items, tmp_path / "b", data=DATA, embed_encoders=True, **FAST)
     bundle, session = _raw_session(path)
     assert [io.dtype for io in bundle.manifest.graph_raw_ids.inputs] == ["string", "int64"]
-    uid = np.array(["u3", "u99", "u0"], dtype=object)
-    iid = np.array([400, 0, 50], dtype=np.int64)
+    uid = np.array(["u3", "u99", "u0", "u98"], dtype=object)
+    iid = np.array([400, 0, 50, 7], dtype=np.int64)
     score, known = session.run(["score", "known"], {"user_id": uid, "item_id": iid})
-    assert known.tolist() == [True, False, False]
-    assert score[1] == score[2] == np.float32(3.75)
-    expected = torch_scores(model, np.array([users.transform(["u3"])[0]]), np.array([4]))
-    np.testing.assert_allclose(score[0], expected[0], atol=1e-5, rtol=0)
+    assert known.tolist() == [True, False, False, False]
+    assert score[3] == np.float32(3.75)  # both sides unknown: the training mean
+    # u99 with item 0: the prior user; u0 with item 50: the prior item (index 5)
+    u3, u0 = users.transform(["u3", "u0"])
+    expected = torch_scores(averaged_model(model), np.array([u3, 9, u0]), np.array([4, 0, 5]))
+    np.testing.assert_allclose(score[:3], expected, atol=1e-5, rtol=0)
     # the plain bundle has no raw-id graph
     plain = export_model(model, users, items, tmp_path / "p", data=DATA, **FAST)
     assert Bundle.load(plain).raw_ids_model_path is None

@@ -52,4 +52,12 @@ def test_exported_bundle_scores_like_torch(tmp_path, kind, fold):
     known = out["known"].to_numpy()
     assert (~known).sum() == 100
     np.testing.assert_allclose(out["score"].to_numpy()[known], expected[known], atol=1e-5, rtol=0)
-    assert (out["score"].to_numpy()[~known] == np.float32(3.5)).all()
+    # an unknown item with a known user: the model's score for the prior item (the items' mean rows)
+    config = models.ModelConfig(**{**model.config.__dict__, "n_items": 21})
+    averaged = models.build_model(config)
+    averaged.load_state_dict({k: torch.cat([v, v.mean(0, keepdim=True)]) if k.startswith("item_") else v
+                              for k, v in model.state_dict().items()})
+    with torch.no_grad():
+        prior = averaged.eval()(torch.as_tensor(ui[~known]), torch.full(((~known).sum(),), 20)).numpy()
+    np.testing.assert_allclose(out["score"].to_numpy()[~known], prior, atol=1e-5, rtol=0)
+    assert (out["score"].to_numpy()[~known] != np.float32(3.5)).all()
