@@ -3,12 +3,16 @@
 Each command lives in its own module and is imported only when invoked, so
 ``recmodels score`` never imports torch. Library errors (:class:`RecmodelsError`)
 and OS errors become one line on stderr and a non-zero exit, never a traceback.
+SIGTERM (what ``timeout``, cron and Kubernetes send) stops a command as Ctrl-C does, so the same
+cleanup runs (no half-written output is left), then exits with status 143.
 """
 
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+import threading
 
 import click
 
@@ -33,6 +37,23 @@ TRAIN_EXTRA_MODULES = {"torch", "onnx", "sklearn", "matplotlib"}
 TUNE_EXTRA_MODULES = {"optuna"}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be: every ``except BaseException`` cleanup runs."""
+
+
+def _on_sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup short
+    raise Terminated
+
+
+def _handle_sigterm(ctx: click.Context) -> None:
+    """Turn SIGTERM into :class:`Terminated` while a command runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
+
+
 class LazyGroup(click.Group):
     """A group that imports each command's module only when that command is used."""
 
@@ -49,6 +70,9 @@ class LazyGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except Terminated:
+            click.echo("Error: stopped by SIGTERM", err=True)
+            ctx.exit(128 + signal.SIGTERM)
         except RecmodelsError as exc:
             raise click.ClickException(str(exc)) from None
         except ImportError as exc:
@@ -73,7 +97,8 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="recmodels")
-def cli():
+@click.pass_context
+def cli(ctx):
     """Rating-prediction recommenders: train (PyTorch), export (ONNX), score (onnxruntime).
 
     \b
@@ -82,6 +107,7 @@ def cli():
       recmodels export runs/neumf --format onnx --out bundles/neumf
       recmodels score bundles/neumf pairs.parquet scores.parquet
     """
+    _handle_sigterm(ctx)
 
 
 def main(argv=None):

@@ -104,6 +104,35 @@ def engine_options(engine_name: str, scheduler_address, master_url, workers) -> 
     return {"master": master_url} if engine_name == "spark" else {}
 
 
+def claim_output(output, fmt, *, resume: bool, overwrite: bool, command: str) -> tuple[str, str]:
+    """Before any work: refuse an output the writer would refuse, and hold its lock until the
+    command ends (a second run on it refuses in one line). Returns ``(mode, format)``."""
+    from ..scoring.output.writers import claim_output as claim
+
+    return click.get_current_context().with_resource(
+        claim(output, fmt, resume=resume, overwrite=overwrite, command=command)
+    )
+
+
+_RUN_MARKER = "config.json"  # recmodels.runs.CONFIG_FILE (not imported: --help stays light)
+_BUNDLE_MARKER = "manifest.json"  # recmodels.bundle.MANIFEST_FILE
+
+
+def check_bundle(bundle) -> None:
+    """A training run given where a bundle is needed: one line saying how to export it."""
+    import os
+
+    from ..errors import BundleError
+
+    if os.path.isfile(os.path.join(bundle, _RUN_MARKER)) and not os.path.isfile(
+        os.path.join(bundle, _BUNDLE_MARKER)
+    ):
+        raise BundleError(
+            f"{bundle} is a training run, not a bundle; export it first with "
+            f"`recmodels export {bundle} --format onnx --out DIR` and give DIR"
+        )
+
+
 def echo_warnings(messages) -> None:
     """Each message as one ``warning: ...`` line on stderr."""
     for message in messages:

@@ -148,7 +148,8 @@ def plot_evaluation(report: EvaluationReport, path: str | os.PathLike) -> Path:
     """Draw the report to a PNG (matplotlib, Agg), atomically.
 
     Left: the distribution of the true ratings beside the model's (and the bias baseline's)
-    predictions. Right: RMSE of each predictor by group (known ids, activity buckets, unknown ids).
+    predictions. Right: RMSE of each predictor by group (known ids, activity buckets, unknown ids);
+    a report without training data has no activity buckets, and the plot leaves them out.
     """
     require_matplotlib()
     import matplotlib
@@ -170,7 +171,8 @@ def plot_evaluation(report: EvaluationReport, path: str | os.PathLike) -> Path:
     left.set_ylabel("rows")
     left.set_title("true vs predicted ratings")
     left.legend()
-    groups = [g for g in ("known", *BUCKETS, "unknown_ids") if report.rating["model"][g]["n"]]
+    model = report.rating["model"]  # without training data there are no activity buckets
+    groups = [g for g in ("known", *BUCKETS, "unknown_ids") if model.get(g, {}).get("n")]
     width = 0.8 / len(report.rating)
     for n, (name, by_group) in enumerate(report.rating.items()):
         heights = [by_group[g]["rmse"] for g in groups]
@@ -179,7 +181,7 @@ def plot_evaluation(report: EvaluationReport, path: str | os.PathLike) -> Path:
     right.set_xticks(np.arange(len(groups)))
     right.set_xticklabels([g.replace("_", " ") for g in groups])
     right.set_ylabel("RMSE")
-    right.set_title("error by user activity")
+    right.set_title("error by user activity" if report.train is not None else "error by group (no training data)")
     top = max((v["rmse"] or 0.0) for by_group in report.rating.values() for v in by_group.values())
     right.set_ylim(0, 1.3 * top if top > 0 else 1.0)
     right.legend(loc="upper left", ncol=len(report.rating), fontsize="small")

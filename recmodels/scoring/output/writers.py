@@ -11,6 +11,9 @@ Directory layout (``OUT/``)::
 Each part is written under a temporary name; its sidecar is written (atomically) and then the
 part is renamed into place, so a part file with a matching sidecar is always complete. Files
 starting with ``_`` or ``.`` are ignored by Spark, pyarrow.dataset and pandas readers.
+
+Both writers hold the output's lock (:mod:`.lock`) from construction until :meth:`commit`,
+:meth:`abort` or :meth:`release`: a second run on the same output refuses in one line.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import pyarrow.parquet as pq
 
 from ...errors import ConfigError, DataError, OutputError, first_line
 from ...fileio import check_writable_parent, read_json, write_json
+from .lock import OutputLock, output_lock
 
 FORMATS = ("parquet", "csv")
 SUCCESS_FILE = "_SUCCESS"
@@ -54,6 +58,11 @@ def resolve_output(path: str | os.PathLike, fmt: str | None = None) -> tuple[str
     if fmt is not None and fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     by_ext = _format_of(text)
+    if fmt is not None and by_ext is not None and fmt != by_ext and not os.path.isdir(text):
+        raise ConfigError(
+            f"{text}: --format {fmt} does not match the {Path(text).suffix} name; name the file "
+            f".{fmt}, or drop --format"
+        )
     if os.path.isdir(text) or (by_ext is None and Path(text).suffix == ""):
         return "dir", fmt or "parquet"
     if by_ext is None:
@@ -74,6 +83,55 @@ def check_output_options(path, fmt: str | None, *, resume: bool, overwrite: bool
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
     return mode, fmt
+
+
+def check_existing(path, mode: str, *, resume: bool = False, overwrite: bool = False,
+                   command: str = "score") -> None:
+    """What an existing output ``path`` does not allow (one line each); nothing is created.
+
+    ``mode`` is ``"file"`` or ``"dir"`` (:func:`resolve_output`). A directory holding only
+    temporaries of killed runs counts as empty once the lock's holder has removed them.
+    """
+    path = Path(path)
+    if mode == "file":
+        if path.is_dir():
+            raise OutputError(f"{path} is a directory; give a file path or drop the extension")
+        if path.exists() and not overwrite:
+            raise OutputError(f"{path} already exists; pass --overwrite to replace it")
+        return
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path} exists and is not a directory; choose another output")
+    if not path.is_dir() or not any(path.iterdir()):
+        return
+    if resume and not (path / JOB_FILE).is_file():
+        raise OutputError(
+            f"{path}: not a `recmodels {command}` output (no {JOB_FILE}); cannot --resume into it"
+        )
+    if not resume and not overwrite:
+        raise OutputError(
+            f"{path} already exists and is not empty; pass --resume to continue an "
+            "interrupted run or --overwrite to replace it"
+        )
+
+
+@contextlib.contextmanager
+def claim_output(path, fmt: str | None = None, *, resume: bool = False, overwrite: bool = False,
+                 command: str = "score"):
+    """Before the work: hold ``path``'s lock and refuse what its writer would refuse.
+
+    The lock (:mod:`.lock`) is taken only when the output's directory exists (nothing is created
+    here); the writer opened inside the block takes it again. Yields ``(mode, format)``.
+
+    Examples
+    --------
+    >>> with claim_output("recs/", resume=True, command="recommend") as (mode, fmt):  # doctest: +SKIP
+    ...     recommender.recommend_file("recs/", resume=True, job=job)
+    """
+    mode, fmt = check_output_options(path, fmt, resume=resume, overwrite=overwrite)
+    parent = Path(os.path.abspath(os.fspath(path))).parent
+    with output_lock(path) if parent.is_dir() else contextlib.nullcontext():
+        check_existing(path, mode, resume=resume, overwrite=overwrite, command=command)
+        yield mode, fmt
 
 
 @contextlib.contextmanager
@@ -158,12 +216,14 @@ class FileOutput:
     def __init__(self, path, fmt: str, schema: pa.Schema, *, overwrite: bool = False):
         self.path = check_writable_parent(path)
         self.fmt = fmt
-        if self.path.is_dir():
-            raise OutputError(f"{self.path} is a directory; give a file path or drop the extension")
-        if self.path.exists() and not overwrite:
-            raise OutputError(f"{self.path} already exists; pass --overwrite to replace it")
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self._file = _BatchFile(self._tmp, fmt, schema, self.path)
+        self._lock = OutputLock(self.path).acquire()
+        try:
+            check_existing(self.path, "file", overwrite=overwrite)
+            self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            self._file = _BatchFile(self._tmp, fmt, schema, self.path)
+        except BaseException:
+            self._lock.release()
+            raise
         self.rows = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -175,12 +235,18 @@ class FileOutput:
         _fsync(self._tmp)
         with _write_errors(self.path):
             os.replace(self._tmp, self.path)
+        self.release()
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
             self._file.close()
         with contextlib.suppress(FileNotFoundError):
             self._tmp.unlink()
+        self.release()
+
+    def release(self) -> None:
+        """Give the output's lock back (commit and abort do)."""
+        self._lock.release()
 
 
 class PartsOutput:
@@ -224,21 +290,25 @@ class PartsOutput:
         self._current: _BatchFile | None = None
         self._part = None
         self.rows = 0
-        if self.path.exists() and not self.path.is_dir():
+        if self.path.exists() and not self.path.is_dir():  # before creating anything
             raise OutputError(f"{self.path} exists and is not a directory; choose another output")
+        check_writable_parent(self.path)
+        self._lock = OutputLock(self.path).acquire()  # removes what killed runs left here
+        try:
+            self._open(resume, overwrite)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(self, resume: bool, overwrite: bool) -> None:
+        check_existing(self.path, "dir", resume=resume, overwrite=overwrite, command=self.command)
         existed = self.path.exists()
         existing = list(self.path.iterdir()) if existed else []
         if existing and resume:
             self._load_resume_state()
         elif existing and overwrite:
             self._clear()
-        elif existing:
-            raise OutputError(
-                f"{self.path} already exists and is not empty; pass --resume to continue an "
-                "interrupted run or --overwrite to replace it"
-            )
         self.created = not existed
-        check_writable_parent(self.path)
         try:
             self.path.mkdir(exist_ok=True)
         except OSError as exc:
@@ -361,8 +431,9 @@ class PartsOutput:
     def commit(self) -> None:
         with _write_errors(self.path / SUCCESS_FILE):
             (self.path / SUCCESS_FILE).write_text("")
+        self.release()
 
-    def abort(self) -> None:
+    def _drop_current(self) -> None:
         if self._current is not None:
             with contextlib.suppress(Exception):
                 self._current.close()
@@ -370,11 +441,40 @@ class PartsOutput:
                 self._tmp.unlink()
             self._current = None
 
+    def abort(self) -> None:
+        """Remove the part in progress (complete parts stay for ``--resume``); release the lock."""
+        self._drop_current()
+        self.release()
+
     def remove_all(self) -> None:
         """Delete what this run wrote (used when the input itself turned out to be bad)."""
-        self.abort()
+        self._drop_current()
         if self.created:
             shutil.rmtree(self.path, ignore_errors=True)
+        self.release()
+
+    def release(self) -> None:
+        """Give the output's lock back (commit, abort and remove_all do)."""
+        self._lock.release()
+
+
+def job_settings(bundle: str, input: str, *, unknown: str, clip: bool, user_col: str, item_col: str,
+                 input_rows: int | None = None, engine: str | None = None) -> dict:
+    """The settings of a ``recmodels score`` job that its directory output records in
+    ``_scoring.json`` (:class:`PartsOutput` adds the format, part rows and schema); ``--resume``
+    refuses a directory written with others.
+
+    The one writer of them, for the local run and the engines: on a file input (``input``: its
+    absolute path, ``input_rows`` its rows) both write the same settings and resume each other.
+    ``engine`` is recorded for an engine's own frame (``input`` then says what it is).
+    """
+    settings = {"bundle": bundle, "input": input}
+    if input_rows is not None:
+        settings["input_rows"] = int(input_rows)
+    settings.update(unknown=unknown, clip=bool(clip), user_col=user_col, item_col=item_col)
+    if engine is not None:
+        settings["engine"] = engine
+    return settings
 
 
 def _schema_text(schema: pa.Schema) -> list[str]:

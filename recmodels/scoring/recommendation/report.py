@@ -89,6 +89,11 @@ class RecommendReport:
     def summary(self) -> str:
         """One line: users, destination, speed, provider, exclusions and what was left out."""
         where = f" -> {self.output}" if self.output else ""
+        if self.parts_resumed and not self.users_processed:
+            return (
+                f"{self.output} is already complete: top-{self.k} for {self.users_resumed:,} users in "
+                f"{self.parts_resumed} parts; nothing to do (--overwrite recomputes it)"
+            )
         rate = self.users_processed / self.seconds if self.seconds > 0 else 0.0
         mode = "" if self.mode == "exact" else f", two-stage from {self.retrieve_candidates:,} candidates"
         line = (

@@ -11,9 +11,11 @@ the one asked for: onnxruntime silently falls back to CPU when the CUDA provider
 from __future__ import annotations
 
 import contextlib
+import glob
 import importlib.util
 import io
 import os
+import shutil
 import threading
 import warnings
 from dataclasses import dataclass
@@ -68,6 +70,19 @@ def available_providers() -> list[str]:
 def cuda_compiled() -> bool:
     """Whether this onnxruntime build has the CUDA execution provider at all."""
     return CUDA in available_providers()
+
+
+def gpu_visible() -> bool:
+    """Whether this machine shows an NVIDIA GPU to this process, without loading CUDA.
+
+    The driver's device nodes (``/dev/nvidia0``..., ``/dev/dxg`` under WSL) or its ``nvidia-smi``;
+    ``CUDA_VISIBLE_DEVICES`` set to ``""`` or ``-1`` hides them. ``--device auto`` tries CUDA,
+    and says why it fell back to CPU, only when this is True.
+    """
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
+        return False
+    nodes = glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/dxg")
+    return bool(nodes or shutil.which("nvidia-smi"))
 
 
 def preload_cuda_libraries() -> bool:
@@ -165,7 +180,8 @@ def create_session(
     model_path : path-like
         The ONNX graph.
     device : {"auto", "cpu", "cuda", "cuda:N"}
-        ``auto`` uses CUDA only when the session really gets it (else CPU, with one warning);
+        ``auto`` uses CUDA only when the session really gets it (else CPU, with one warning
+        per process when the machine has a GPU; silently without one, :func:`gpu_visible`);
         ``cuda`` raises :class:`DeviceError` when it cannot be had.
     intra_op_threads : int, optional
         onnxruntime intra-op threads (default 1).
@@ -182,7 +198,7 @@ def create_session(
     rt = ort()
     opts = session_options(intra_op_threads)
     path = os.fspath(model_path)
-    if request.kind == "cpu":
+    if request.kind == "cpu" or (request.kind == "auto" and not gpu_visible()):
         session = rt.InferenceSession(path, sess_options=opts, providers=[CPU])
         return session, "cpu"
 
