@@ -388,23 +388,120 @@ class Scorer:
         self._session.close()
 
 
-_SCORER_OPTIONS = (
-    "device", "user_col", "item_col", "unknown", "clip", "batch_size", "threads", "max_unknown_share",
-)
+def score(
+    bundle,
+    input,
+    output,
+    *,
+    device: str = "auto",
+    user_col: str | None = None,
+    item_col: str | None = None,
+    unknown: str = "fallback",
+    clip: bool = False,
+    batch_size: int | None = None,
+    threads: int | None = None,
+    max_unknown_share: float = DEFAULT_MAX_UNKNOWN_SHARE,
+    history=None,
+    history_update_known: bool = True,
+    history_min_ratings: int = DEFAULT_MIN_RATINGS,
+    rating_col: str | None = None,
+    keep=None,
+    format: str | None = None,
+    part_rows: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    report=None,
+    dialect=None,
+) -> ScoreReport:
+    """Score the (user, item) pairs of ``input`` into ``output`` with ``bundle``: ``recmodels score``.
 
+    A :class:`Scorer` with the scorer options, then :meth:`Scorer.score_file` with the file options.
 
-def score(bundle, input, output, **kwargs) -> ScoreReport:
-    """Score ``input`` into ``output`` with ``bundle`` (see :meth:`Scorer.score_file`).
+    Parameters
+    ----------
+    bundle : Bundle or path-like
+        A bundle written by ``recmodels export``.
+    input : path-like
+        CSV, ``.csv.gz`` or Parquet file, a directory of Parquet files, or a glob.
+    output : path-like
+        ``out.parquet`` / ``out.csv``: one file, renamed into place when complete; a path without
+        an extension: a directory of part files plus ``_SUCCESS``.
+    device, user_col, item_col, unknown, clip, batch_size, threads, max_unknown_share
+        As for :class:`Scorer`: the device, the input's id columns (default: the bundle's), the
+        unknown-id policy (``fallback``, ``skip``, ``error``), clipping to the rating range, rows
+        per batch, CPU threads, and the unknown-id guard (1 turns it off).
+    history, history_update_known, history_min_ratings, rating_col
+        As for :class:`Scorer`: ratings made after training, folded in before scoring.
+    keep, format, part_rows, resume, overwrite, progress, report, dialect
+        As for :func:`~recmodels.scoring.pairs.files.score_file`: the input columns to pass
+        through, the output format, input rows per part file, continuing an interrupted directory
+        output, replacing an existing output, a progress bar, a JSON report path, and how
+        delimited text is read (a :class:`~recmodels.tables.CsvDialect`).
 
-    Scorer options (``device``, ``user_col``, ``item_col``, ``unknown``, ``clip``, ``batch_size``,
-    ``threads``, ``max_unknown_share``) and :meth:`Scorer.score_file` options may be mixed in
-    ``kwargs``.
+    Returns
+    -------
+    ScoreReport
+
+    Examples
+    --------
+    >>> score("bundles/neumf", "pairs.parquet", "scores/", unknown="skip")   # doctest: +SKIP
     """
-    scorer = Scorer(bundle, **{k: v for k, v in kwargs.items() if k in _SCORER_OPTIONS})
-    return scorer.score_file(input, output, **{k: v for k, v in kwargs.items() if k not in _SCORER_OPTIONS})
+    scorer = Scorer(bundle, device=device, user_col=user_col, item_col=item_col, unknown=unknown, clip=clip,
+                    batch_size=batch_size, threads=threads, max_unknown_share=max_unknown_share,
+                    history=history, history_update_known=history_update_known,
+                    history_min_ratings=history_min_ratings, rating_col=rating_col)
+    try:
+        return scorer.score_file(input, output, keep=keep, format=format, part_rows=part_rows, resume=resume,
+                                 overwrite=overwrite, progress=progress, report=report, dialect=dialect)
+    finally:
+        scorer.close()
 
 
-def score_frame(bundle, frame: pd.DataFrame, **kwargs) -> pd.DataFrame:
-    """Score a DataFrame with ``bundle`` (see :meth:`Scorer.score_frame`)."""
-    keep = kwargs.pop("keep", None)
-    return Scorer(bundle, **kwargs).score_frame(frame, keep=keep)
+def score_frame(
+    bundle,
+    frame: pd.DataFrame,
+    *,
+    device: str = "auto",
+    user_col: str | None = None,
+    item_col: str | None = None,
+    unknown: str = "fallback",
+    clip: bool = False,
+    batch_size: int | None = None,
+    threads: int | None = None,
+    max_unknown_share: float = DEFAULT_MAX_UNKNOWN_SHARE,
+    history=None,
+    history_update_known: bool = True,
+    history_min_ratings: int = DEFAULT_MIN_RATINGS,
+    rating_col: str | None = None,
+    keep=None,
+) -> pd.DataFrame:
+    """Score a DataFrame with ``bundle``: a :class:`Scorer`, then :meth:`Scorer.score_frame`.
+
+    Parameters
+    ----------
+    bundle : Bundle or path-like
+    frame : pandas.DataFrame
+        The (user, item) pairs, with any other columns.
+    device, user_col, item_col, unknown, clip, batch_size, threads, max_unknown_share
+        As for :class:`Scorer`: the device, the input's id columns (default: the bundle's), the
+        unknown-id policy (``fallback``, ``skip``, ``error``), clipping to the rating range, rows
+        per batch, CPU threads, and the unknown-id guard (1 turns it off).
+    history, history_update_known, history_min_ratings, rating_col
+        As for :class:`Scorer`: ratings made after training, folded in before scoring.
+    keep : list of str or str, optional
+        The columns of ``frame`` to pass through (default: all).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The kept columns, ``known`` (policy ``fallback``) and ``score``; ``frame``'s index.
+    """
+    scorer = Scorer(bundle, device=device, user_col=user_col, item_col=item_col, unknown=unknown, clip=clip,
+                    batch_size=batch_size, threads=threads, max_unknown_share=max_unknown_share,
+                    history=history, history_update_known=history_update_known,
+                    history_min_ratings=history_min_ratings, rating_col=rating_col)
+    try:
+        return scorer.score_frame(frame, keep=keep)
+    finally:
+        scorer.close()
