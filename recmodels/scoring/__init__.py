@@ -22,6 +22,7 @@ _EXPORTS = {
     "DEFAULT_MAX_UNKNOWN_SHARE": ".defaults", "DEFAULT_PART_ROWS": ".defaults",
     "DEFAULT_PART_USERS": ".defaults", "DEFAULT_TOP_K": ".defaults", "POLICIES": ".defaults",
     "EvaluationReport": ".evaluation.report", "evaluate": ".evaluation.evaluator",
+    "IndexedRatings": ".evaluation.evaluator",
     "ScoreReport": ".pairs.report",
     "Scorer": ".pairs.scorer", "score": ".pairs.scorer", "score_frame": ".pairs.scorer",
     "RecommendJob": ".recommendation.job",
