@@ -30,6 +30,7 @@ from .optim import (
     uses_sparse_gradients,
 )
 from .refit import MIN_VALID_ROWS, REFIT_TENSORS, refit_low_rank, supports_refit
+from .threads import CpuLoad
 
 
 @dataclass
@@ -307,11 +308,12 @@ class Trainer:
             self.optimizers = self._optimizers_for(max(self.state.epoch, 1))
         self._set_row_decay(train)
         threads = torch.get_num_threads()
-        if self.config.num_threads:
-            torch.set_num_threads(self.config.num_threads)
+        load = self._start_threads(threads)
         try:
             while not self.finished:
                 self._run_epoch(train, valid)
+                if load is not None:
+                    self._follow_load(load)
             if self.best_state_dict is None:
                 self.best_state_dict = self._cpu_state(averaged=True)
             if (self.refit is None and self.config.refit and valid is not None
@@ -324,6 +326,29 @@ class Trainer:
         finally:
             torch.set_num_threads(threads)
         return self.state
+
+    def _start_threads(self, threads: int) -> CpuLoad | None:
+        """Set torch's threads for this fit: ``config.num_threads``, or on CPU the cores other
+        processes leave free (at most ``threads``, torch's setting), then followed per epoch."""
+        if self.config.num_threads or self.device.type != "cpu":
+            if self.config.num_threads:
+                torch.set_num_threads(self.config.num_threads)
+            return None
+        load = CpuLoad(threads)
+        count, others = load.start()
+        torch.set_num_threads(count)
+        if count < load.limit:
+            self.log(f"threads: {count} of {load.limit}; other processes take {others:.1f} of the "
+                     f"{len(load.cpus)} cores (--threads N to choose)")
+        return load
+
+    def _follow_load(self, load: CpuLoad) -> None:
+        others = load.others()
+        count = load.threads(others)
+        if others is not None and count != torch.get_num_threads():
+            self.log(f"threads {torch.get_num_threads()} -> {count}: other processes took "
+                     f"{others:.1f} of the {len(load.cpus)} cores during epoch {self.state.epoch}")
+            torch.set_num_threads(count)
 
     def final_state_dict(self) -> dict:
         """The weights a run keeps: :attr:`best_state_dict` with the refit applied, if any."""
