@@ -169,15 +169,19 @@ def test_embed_encoders_flag(run_dir, tmp_path):
     score, known = session.run(
         ["score", "known"],
         {
-            "user_id": np.array([0, 1, 3], dtype=np.int64),
-            "item_id": np.array(["b0", "b1", "zz"], dtype=object),
+            "user_id": np.array([0, 1, 3, 1], dtype=np.int64),
+            "item_id": np.array(["b0", "b1", "zz", "zz"], dtype=object),
         },
     )
-    assert known.tolist() == [True, False, False]  # user 1 and item "zz" are unknown
-    assert score[1] == score[2] == np.float32(3.5)
+    assert known.tolist() == [True, False, False, False]  # user 1 and item "zz" are unknown
+    assert score[3] == np.float32(3.5)  # both unknown: the training mean
+    # one side unknown: model.onnx with that side's prior row
+    prior, ue, ie = bundle.manifest.prior, bundle.user_encoder, bundle.item_encoder
+    users = [ue.transform([0])[0], prior.user_row, ue.transform([3])[0]]
+    items = [ie.transform(["b0"])[0], ie.transform(["b1"])[0], prior.item_row]
     plain = ort.InferenceSession(str(bundle.model_path), providers=["CPUExecutionProvider"])
-    expected = plain.run(["score"], {"user_index": np.array([0]), "item_index": np.array([0])})[0]
-    np.testing.assert_allclose(score[:1], expected, atol=1e-6, rtol=0)
+    expected = plain.run(["score"], {"user_index": np.array(users), "item_index": np.array(items)})[0]
+    np.testing.assert_allclose(score[:3], expected, atol=1e-6, rtol=0)
     # without the flag: no raw-id graph
     assert invoke(run_dir, "--out", tmp_path / "plain").exit_code == 0
     assert not (tmp_path / "plain" / "model_ids.onnx").exists()

@@ -8,6 +8,7 @@ import click
 
 from ..scoring.defaults import DEFAULT_PART_USERS, DEFAULT_TOP_K
 from . import options, table_options
+from .score import history_kwargs, history_options
 
 
 @click.command("recommend")
@@ -47,6 +48,7 @@ from . import options, table_options
     help="NeuMF/hybrid: retrieve N items per user by the dot-product part, re-rank them "
     "with the full model (fast, approximate).",
 )
+@history_options
 @options.max_unknown_share
 @options.output_format
 @options.device
@@ -90,6 +92,10 @@ def recommend(
     header,
     columns,
     candidates,
+    history,
+    rating_col,
+    history_update_known,
+    history_min_ratings,
     max_unknown_share,
     fmt,
     device,
@@ -121,6 +127,7 @@ def recommend(
     check_top_k(top_k)
     cluster = options.engine_options(engine, scheduler, master, dask_workers)
     dialect = table_options.dialect(sep, header, columns, engine=engine)
+    folding = history_kwargs(history, rating_col, history_update_known, history_min_ratings, engine)
     if engine != "local":
         from ..engines.driver import check_engine_options
 
@@ -159,6 +166,7 @@ def recommend(
             candidates=candidates,
             block_users=block_users,
             tile_items=tile_items,
+            **folding,
         )
     # every input is read and checked before the warnings: a bad input is one line, nothing else
     job = recommender.prepare(

@@ -6,8 +6,42 @@ import sys
 
 import click
 
-from ..scoring.defaults import DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE, DEFAULT_PART_ROWS, POLICIES
+from ..scoring.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CUDA_BATCH_SIZE,
+    DEFAULT_MIN_RATINGS,
+    DEFAULT_PART_ROWS,
+    POLICIES,
+)
 from . import options, table_options
+
+
+def history_options(command):
+    """``--history FILE``, ``--rating-col``, ``--history-update-known/--no-...``,
+    ``--history-min-ratings`` (score and recommend)."""
+    for decorator in reversed((
+        click.option("--history", "history", default=None, metavar="FILE",
+                     help="Ratings made after training (CSV/Parquet, --user-col/--item-col/--rating-col): "
+                          "fold new users and items in, update known users (docs/scoring.md)."),
+        click.option("--rating-col", default=None, help="--history's rating column (default: the bundle's)."),
+        click.option("--history-update-known/--no-history-update-known", default=True, show_default=True,
+                     help="Move known users toward their --history ratings."),
+        click.option("--history-min-ratings", type=click.IntRange(min=1), default=DEFAULT_MIN_RATINGS,
+                     show_default=True,
+                     help="New users/items with fewer --history ratings keep the fallback."),
+    )):
+        command = decorator(command)
+    return command
+
+
+def history_kwargs(history, rating_col, update_known, min_ratings, engine: str) -> dict:
+    """The Scorer/Recommender keywords of the history options (refused on the engines for now)."""
+    if history is None:
+        return {}
+    if engine != "local":
+        raise click.UsageError("--history runs with --engine local only (the engines do not fold in yet)")
+    return {"history": history, "rating_col": rating_col, "history_update_known": update_known,
+            "history_min_ratings": min_ratings}
 
 
 @click.command("score")
@@ -52,6 +86,7 @@ from . import options, table_options
     help=f"Directory output: input rows per part file (default {DEFAULT_PART_ROWS}).",
 )
 @options.threads
+@history_options
 @options.resume
 @options.overwrite
 @options.report("rows, unknown ids, provider, speed")
@@ -78,6 +113,10 @@ def score(
     batch_size,
     part_rows,
     threads,
+    history,
+    rating_col,
+    history_update_known,
+    history_min_ratings,
     resume,
     overwrite,
     report_path,
@@ -99,6 +138,7 @@ def score(
 
     cluster = options.engine_options(engine, scheduler, master, dask_workers)
     dialect = table_options.dialect(sep, header, columns, engine=engine)
+    folding = history_kwargs(history, rating_col, history_update_known, history_min_ratings, engine)
     if engine != "local":
         options.run_on_engine(
             engine,
@@ -139,6 +179,7 @@ def score(
             batch_size=batch_size,
             threads=threads,
             max_unknown_share=max_unknown_share,
+            **folding,
         )
     if not quiet:
         options.echo_warnings(scorer.warnings)

@@ -85,6 +85,30 @@ class Side:
             hit = unknown & (found >= 0)
             index[hit] = self.n + 1 + found[hit]
 
+    @property
+    def rows(self) -> int:
+        """The ``ext`` indices there are: the bundle's rows, the prior row and the new ids."""
+        return self.n + 1 + (0 if self.new_ids is None else len(self.new_ids))
+
+    def new_rows(self) -> np.ndarray:
+        """The ``ext`` indices of the folded-in new ids, in the order of :attr:`new_ids`."""
+        return np.arange(self.n + 1, self.rows, dtype=np.int64)
+
+    def folded(self, ext: np.ndarray) -> np.ndarray:
+        """Whether each ``ext`` index has a change (a new id, or a known row that was updated)."""
+        if self.slot is None:
+            return np.zeros(np.shape(ext), dtype=bool)
+        return self.slot[ext] >= 0
+
+    def id_values(self, classes: np.ndarray, ext: np.ndarray) -> np.ndarray:
+        """The ids of ``ext`` indices of the bundle's rows (``classes``) or new ids."""
+        if self.new_ids is None:
+            return classes[ext]
+        new = ext > self.n
+        out = classes[np.where(new, 0, ext)]
+        out[new] = self.new_ids.classes_[ext[new] - (self.n + 1)]
+        return out
+
     def graph_index(self, ext: np.ndarray) -> np.ndarray:
         """The graph's row of ``ext`` indices (new ids are the prior row)."""
         return np.minimum(ext, self.n)
@@ -110,12 +134,16 @@ class FoldIn:
         when known users are not updated), ``known_update`` (whether known users were updated).
     token : str
         sha256 of the history rows and the fold-in options (a resumed job must match it).
+    seen : (ndarray, ndarray)
+        ``(user ext index, item index)`` of the history rows whose user the bundle knows or folded
+        in and whose item the bundle knows: what ``recommend --exclude-seen`` leaves out too.
     """
 
     users: Side
     items: Side
     stats: dict = field(default_factory=dict)
     token: str = ""
+    seen: tuple = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
     def extend(self, user_column, item_column, user_index: np.ndarray, item_index: np.ndarray) -> None:
         """Map folded-in new ids (index -1 from the bundle's encoders) in place."""
@@ -270,7 +298,11 @@ def fold_in(bundle, history, run: Callable[[np.ndarray, np.ndarray], np.ndarray]
                                              min_ratings, None, None, solver)
     stats.update(items_folded_in=int(np.count_nonzero(owners > ni)), items_too_few=too_few)
     items = _side(ni, Q, new_items, owners, delta, "item")
-    return FoldIn(users, items, stats, _token(history, update_known, min_ratings, solver))
+    seen_users = u.copy()
+    users.extend(history.users, seen_users)
+    rated = (seen_users >= 0) & (i >= 0)
+    return FoldIn(users, items, stats, _token(history, update_known, min_ratings, solver),
+                  (seen_users[rated], i[rated]))
 
 
 def _token(history: HistoryRows, *options) -> str:

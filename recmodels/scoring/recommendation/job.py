@@ -10,6 +10,8 @@ import numpy as np
 from ...errors import ConfigError, DataError
 from ..checks import positive_int
 from ..defaults import DEFAULT_MAX_UNKNOWN_SHARE, DEFAULT_TOP_K
+from ..history import FoldIn
+from ..history.rank import FoldedRanking
 from ..unknown_ids import check_share
 from .idlist import check_duplicates, check_unknown_share, read_id_list
 from .report import RecommendReport
@@ -46,7 +48,10 @@ class RecommendJob:
     report : RecommendReport
         Filled in with the inputs' counts; the run adds the rest.
     digest : str
-        Identifies the inputs (users, candidates, seen pairs) for ``--resume``.
+        Identifies the inputs (users, candidates, seen pairs, history) for ``--resume``.
+    folded : FoldedRanking or None
+        With ``--history``: ranks the users whose rows it changed (user indices past the
+        bundle's are folded-in new users, :class:`~recmodels.scoring.history.fold.Side`).
     """
 
     user_index: np.ndarray
@@ -55,6 +60,7 @@ class RecommendJob:
     k: int
     report: RecommendReport
     digest: str
+    folded: FoldedRanking | None = None
 
 
 def _digest(*arrays) -> str:
@@ -77,6 +83,7 @@ def prepare_job(
     item_col: str | None = None,
     max_unknown_share: float = DEFAULT_MAX_UNKNOWN_SHARE,
     dialect=None,
+    fold: FoldIn | None = None,
 ) -> RecommendJob:
     """Read and check a run's inputs against ``bundle``; every input error is raised here.
 
@@ -96,6 +103,9 @@ def prepare_job(
         Id columns of those inputs (default: the bundle's).
     max_unknown_share : float
         The ``score`` guard, per list and for the seen pairs.
+    fold : FoldIn, optional
+        ``--history``: its new users are known users here (and, without a user list, recommended
+        after the bundle's), and ``exclude_seen`` also excludes its history's pairs.
 
     Raises
     ------
@@ -109,9 +119,13 @@ def prepare_job(
     user_default, item_default = bundle.user_column, bundle.item_column
     if users is None:
         user_index = np.arange(len(bundle.user_encoder), dtype=np.int64)
+        if fold is not None:
+            user_index = np.concatenate([user_index, fold.users.new_rows()])
     else:
         ids = read_id_list(users, bundle.user_encoder, "user", column=user_col, default=user_default,
                            dialect=dialect)
+        if fold is not None:
+            fold.users.extend(ids.ids, ids.index)
         check_duplicates(ids, "user")
         check_unknown_share(ids, bundle, "user", limit, user_default, item_default)
         user_index = ids.index
@@ -132,10 +146,11 @@ def prepare_job(
     if exclude_seen is not None:
         seen = read_seen(
             exclude_seen, bundle, user_col or user_default, item_col or item_default, max_unknown_share=limit,
-            dialect=dialect,
+            dialect=dialect, fold=fold,
         )
         report.exclude_seen, report.exclude_rows, report.seen_pairs = seen.source, seen.rows, seen.n_pairs
         report.exclude_unknown_rows = seen.counts["unknown_rows"]
     report.users_requested = int(user_index.size)
-    digest = _digest(user_index, candidates.items, *(() if seen is None else (seen.indptr, seen.items)))
+    digest = _digest(user_index, candidates.items, *(() if seen is None else (seen.indptr, seen.items)),
+                     *(() if fold is None else (np.frombuffer(fold.token.encode(), np.uint8),)))
     return RecommendJob(user_index, candidates, seen, k, report, digest)

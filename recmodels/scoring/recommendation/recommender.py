@@ -27,7 +27,9 @@ import pyarrow as pa
 from ...errors import BundleError, ConfigError
 from ...fileio import write_json
 from ..checks import positive_int
-from ..defaults import DEFAULT_PART_USERS, DEFAULT_TOP_K
+from ..defaults import DEFAULT_MIN_RATINGS, DEFAULT_PART_USERS, DEFAULT_TOP_K
+from ..history import FoldIn, check_bundle, fold_in
+from ..history.rank import FoldedRanking
 from ..output.parts import PartLoop, progress_bar, resume_start
 from ..output.writers import FileOutput, PartsOutput, check_output_options, cleanup_on_error
 from ..runtime.providers import available_cpus
@@ -76,6 +78,10 @@ class Recommender:
         re-rank them with the full model. None: exact top-K over every candidate.
     block_users, tile_items : int, optional
         Users per graph call and items per tile (see :data:`recmodels.scoring.recommendation.topk.TILING`).
+    history, history_update_known, history_min_ratings, rating_col
+        As for :class:`~recmodels.scoring.Scorer`: ratings made after training. Folded-in new users
+        are recommended like known users, updated known users with their new rows
+        (:mod:`recmodels.scoring.history.rank`); ``exclude_seen`` also excludes the history's pairs.
 
     Attributes
     ----------
@@ -100,8 +106,17 @@ class Recommender:
         candidates: int | None = None,
         block_users: int | None = None,
         tile_items: int | None = None,
+        history=None,
+        history_update_known: bool = True,
+        history_min_ratings: int = DEFAULT_MIN_RATINGS,
+        rating_col: str | None = None,
     ):
         self.bundle = load_bundle(bundle)
+        if history is not None:
+            check_bundle(self.bundle)
+        self.history = history
+        self.history_options = {"update_known": history_update_known, "min_ratings": history_min_ratings,
+                                "rating_col": rating_col}
         section = self.bundle.manifest.graph_recommend
         if section is None:
             raise BundleError(OLD_BUNDLE.format(path=self.bundle.path))
@@ -146,6 +161,7 @@ class Recommender:
                 block_users=block_users,
                 tile_items=tile_items,
             )
+        if self.candidates is not None or history is not None:
             self._pairs = ScoringSession(self.bundle, self.provider, threads=1)
         on_cpu = self.provider == "cpu"
         self.threads = int(threads or available_cpus()) if on_cpu else 1
@@ -170,7 +186,16 @@ class Recommender:
             tile_items=self._exact.tile_items,
             warnings=list(self.warnings),
         )
-        job = prepare_job(self.bundle, report, **inputs)
+        fold, b = None, self.bundle
+        if self.history is not None:
+            fold = self.history if isinstance(self.history, FoldIn) else fold_in(
+                b, self.history, self._pairs.run, user_col=inputs.get("user_col") or b.user_column,
+                item_col=inputs.get("item_col") or b.item_column, **self.history_options)
+            report.history = dict(fold.stats)
+        job = prepare_job(b, report, fold=fold, **inputs)
+        if fold is not None:
+            job.folded = FoldedRanking(fold, self._pairs.run, job.candidates, b.user_encoder.classes_,
+                                       self.output_schema().field(0).type)
         first = self._first_stage(job)
         report.graph = Path(first.path).name
         if first.whole_catalogue:
@@ -200,14 +225,19 @@ class Recommender:
         of ``k``."""
         index = job.user_index[lo:hi]
         users = index[index >= 0]
-        items, scores = self._top(users, job)
+        if job.folded is None:
+            items, scores = self._top(users, job)
+        else:
+            items, scores = job.folded.top_k(users, job.k, job.seen, lambda known: self._top(known, job))
         found = items >= 0
         per_user = found.sum(axis=1)
         rows = np.repeat(np.arange(users.size), per_user)
         b = self.bundle
+        folded = job.folded
+        user_ids = _arrow_ids(b.user_encoder, users[rows]) if folded is None else folded.user_ids(users[rows])
         batch = pa.RecordBatch.from_arrays(
             [
-                _arrow_ids(b.user_encoder, users[rows]),
+                user_ids,
                 pa.array(np.nonzero(found)[1].astype(np.int32) + 1),
                 _arrow_ids(b.item_encoder, items[found]),
                 pa.array(scores[found], type=pa.float32()),
@@ -396,7 +426,8 @@ class Recommender:
                 self._pairs.close()
 
 
-_RECOMMENDER_OPTIONS = ("device", "threads", "candidates", "block_users", "tile_items")
+_RECOMMENDER_OPTIONS = ("device", "threads", "candidates", "block_users", "tile_items", "history",
+                        "history_update_known", "history_min_ratings", "rating_col")
 
 
 def recommend(bundle, output, **kwargs) -> RecommendReport:

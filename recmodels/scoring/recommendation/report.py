@@ -46,6 +46,8 @@ class RecommendReport:
         Directory output.
     warnings : list of str
         E.g. why CUDA was not used.
+    history : dict or None
+        With ``--history``: what was folded in (:attr:`recmodels.scoring.history.FoldIn.stats`).
     """
 
     k: int = 0
@@ -82,6 +84,7 @@ class RecommendReport:
     parts_resumed: int = 0
     users_resumed: int = 0
     warnings: list[str] = field(default_factory=list)
+    history: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,6 +112,10 @@ class RecommendReport:
             line += f"; {self.unknown_items:,} unknown items left out"
         if self.users_short:
             line += f"; {self.users_short:,} users had fewer than {self.k} unseen candidates"
+        if self.history:
+            h = self.history
+            line += (f"; history: {h['users_folded_in']:,} new users folded in, {h['users_updated']:,} known "
+                     "users updated")
         if self.parts_resumed:
             line += f"; resumed {self.parts_resumed} complete parts ({self.users_resumed:,} users)"
         return line

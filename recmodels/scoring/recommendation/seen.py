@@ -121,7 +121,7 @@ def _source_table(source, columns: list[str], what: str, dialect=None):
 
 
 def read_seen(source, bundle, user_col: str, item_col: str, *, max_unknown_share: float = 1.0,
-              dialect=None) -> SeenItems:
+              dialect=None, fold=None) -> SeenItems:
     """The pairs of ``source`` (CSV/Parquet path, DataFrame or Arrow table) as :class:`SeenItems`.
 
     Parameters
@@ -137,6 +137,9 @@ def read_seen(source, bundle, user_col: str, item_col: str, *, max_unknown_share
         another id space or type), fail with one line; 1 turns the check off.
     dialect : recmodels.tables.CsvDialect, optional
         How a delimited text file is read (separator, header row or column names).
+    fold : recmodels.scoring.history.FoldIn, optional
+        ``--history``: its new users are known (the structure covers its user indices) and its
+        history's pairs (:attr:`~recmodels.scoring.history.FoldIn.seen`) are seen too.
 
     Raises
     ------
@@ -151,6 +154,8 @@ def read_seen(source, bundle, user_col: str, item_col: str, *, max_unknown_share
     for _, batch in batches:
         user_index, user_nulls = bundle.user_encoder.lookup(batch.column(user_col))
         item_index, item_nulls = bundle.item_encoder.lookup(batch.column(item_col))
+        if fold is not None:
+            fold.users.extend(batch.column(user_col), user_index)
         known = count_unknown(counts, user_index, item_index, user_nulls, item_nulls)
         if not rows:
             samples = {c: batch.column(c) for c in (user_col, item_col)}
@@ -160,11 +165,13 @@ def read_seen(source, bundle, user_col: str, item_col: str, *, max_unknown_share
         types = {c: schema.field(c).type for c in (user_col, item_col) if c in schema.names}
         cause = likely_cause(bundle, user_col, item_col, types, samples)
         raise unknown_share_error(where, counts, rows, max_unknown_share, cause)
+    if fold is not None:
+        keys.append(fold.seen[0] * n_items + fold.seen[1])
     key = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
     return SeenItems.from_indices(
         key // n_items,
         key % n_items,
-        len(bundle.user_encoder),
+        len(bundle.user_encoder) if fold is None else fold.users.rows,
         n_items,
         rows=rows,
         counts=counts,
