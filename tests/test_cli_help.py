@@ -39,7 +39,6 @@ NOT_YET_LIGHT = {
     "tune": "cli/tune.py -> cli/train.py (as train) and recmodels.runs -> recmodels.bundle (__init__ -> "
             "load -> encoders)",
     "export": "cli/export.py -> recmodels.export (__init__ -> api -> encoders)",
-    "info": "cli/info.py -> recmodels.bundle (__init__ -> load -> encoders), recmodels.runs",
     "": "the group's help imports every command's module for its one-line summaries",
 }
 

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..bundle import MANIFEST_FILE, Bundle
 from ..errors import first_line
-from ..runs import COMPLETE_FILE, CONFIG_FILE, METRICS_FILE
 from . import table_options
 
 # recmodels.tuning.settings.SETTINGS_FILE, .search.TABLE_JSON and BEST_DIR (not imported: the
@@ -56,6 +54,8 @@ def run_summary(path: Path) -> tuple[str, dict]:
 
     Missing or unreadable files are reported in the text, never raised.
     """
+    from ..runs import COMPLETE_FILE, CONFIG_FILE, METRICS_FILE  # here: --help stays light
+
     config, config_problem = _read_json(path / CONFIG_FILE)
     metrics, metrics_problem = _read_json(path / METRICS_FILE)
     complete = (path / COMPLETE_FILE).is_file()
@@ -117,6 +117,8 @@ def run_summary(path: Path) -> tuple[str, dict]:
 def tune_summary(path: Path) -> tuple[str, dict]:
     """Readable summary of a ``recmodels tune`` directory (its settings, trials and best run)
     and the JSON-able facts behind it; missing or unreadable files are reported, never raised."""
+    from ..runs import CONFIG_FILE
+
     settings, settings_problem = _read_json(path / TUNE_SETTINGS_FILE)
     table, table_problem = _read_json(path / TUNE_TABLE_FILE)
     lines = [f"tune          {path}"]
@@ -194,6 +196,9 @@ def info(path, user_col, item_col, rating_col, timestamp_col, rating_range, miss
       items, interactions, density, rating histogram and per-user / per-item count quantiles,
       with a warning when one rating value looks like "not rated" (use --missing-rating).
     """
+    from ..bundle import MANIFEST_FILE, Bundle  # here, not at import: --help stays light
+    from ..runs import CONFIG_FILE
+
     if path.is_dir() and (path / MANIFEST_FILE).is_file():
         bundle = Bundle.load(path)
         if as_json:
