@@ -274,10 +274,9 @@ def test_option_defaults_and_help_come_from_the_config_dataclasses():
     from recmodels.cli.train import OPTIONS, default_text
     from recmodels.cli.train import train as command
     from recmodels.models import ModelConfig
+    from recmodels.tables import CsvDialect
     from recmodels.training import TrainConfig
     from recmodels.training.setup import DataConfig
-
-    from recmodels.tables import CsvDialect
 
     fields = {"model": {f.name: f.default for f in dataclasses.fields(ModelConfig)},
               "train": {f.name: f.default for f in dataclasses.fields(TrainConfig)},
