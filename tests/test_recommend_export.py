@@ -69,7 +69,7 @@ def test_factory_and_exporter_write_the_same_recommend_section(tmp_path):
 
 
 def test_rank_all_graph_is_listed_checked_and_its_parity_can_fail(tmp_path):
-    from recmodels.export.parity import check_rank_all_parity
+    from recmodels.export.recommend_parity import check_rank_all_parity
 
     path = export_small(make_model("mf"), tmp_path / "b")
     bundle = Bundle.load(path)

@@ -12,8 +12,9 @@ nor onnx.
 from .api import FORMATS, build_graph, build_recommend_graphs, export_model, export_onnx
 from .folding import FoldedSpec, ScoreSpec, fold
 from .graph import DEFAULT_OPSET, EXTERNAL_DATA_THRESHOLD
-from .parity import check_parity, check_raw_id_parity, check_recommend_parity
+from .parity import check_parity, check_raw_id_parity
 from .recommend_graph import RecommendGraphs, recommend_graphs
+from .recommend_parity import check_recommend_parity
 
 __all__ = [
     "DEFAULT_OPSET",

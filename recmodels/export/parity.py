@@ -49,7 +49,8 @@ def torch_scores(model, users: np.ndarray, items: np.ndarray, batch: int = 65536
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
-def _run(session, users, items, batch: int) -> np.ndarray:
+def run_pairs(session, users, items, batch: int) -> np.ndarray:
+    """Scores of index pairs from an onnxruntime ``session`` of a scoring graph, ``batch`` at a time."""
     out = []
     for start in range(0, users.size, batch):
         feed = {"user_index": users[start : start + batch], "item_index": items[start : start + batch]}
@@ -139,7 +140,7 @@ def check_reference_parity(
     largest = max(batch_sizes)
     for batch in sorted(batch_sizes):
         n = users.size if batch == largest else min(users.size, SMALL_BATCH_PAIRS)
-        got = _run(session, users[:n], items[:n], batch)
+        got = run_pairs(session, users[:n], items[:n], batch)
         if got.dtype != np.float32 or got.shape != (n,):
             raise ParityError(
                 f"parity check failed: graph returned {got.dtype} {got.shape}, expected float32 ({n},)"
@@ -284,7 +285,7 @@ def check_raw_id_parity(
     for batch in sorted(batch_sizes):
         n = user_ids.size if batch == largest else min(user_ids.size, SMALL_BATCH_PAIRS)
         got, got_known = _run_raw(raw_session, user_ids[:n], item_ids[:n], batch)
-        inner = _run(model_session, safe_u[:n], safe_i[:n], batch)
+        inner = run_pairs(model_session, safe_u[:n], safe_i[:n], batch)
         if got.dtype != np.float32 or got.shape != (n,) or got_known.dtype != bool or got_known.shape != (n,):
             raise ParityError(
                 f"raw-id parity check failed: graph returned {got.dtype} {got.shape} / {got_known.dtype} "
@@ -318,6 +319,3 @@ def check_raw_id_parity(
         "provider": "CPUExecutionProvider",
         "seed": seed,
     }
-
-
-from .recommend_parity import check_rank_all_parity, check_recommend_parity  # noqa: E402, F401  (re-exported)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import ParityError
-from .parity import TOLERANCE, _run, cpu_session
+from .parity import TOLERANCE, cpu_session, run_pairs
 
 RECOMMEND_USERS = 48
 RECOMMEND_ITEMS = 448
@@ -110,7 +110,8 @@ def check_recommend_parity(
     """
     users, items, real, exclude = _recommend_block(n_users, n_items, item_multiple, seed)
     pair_users, pair_items = np.repeat(users, items.size), np.tile(items, users.size)
-    expected = _run(cpu_session(model_path), pair_users, pair_items, 4096).reshape(users.size, items.size)
+    expected = run_pairs(cpu_session(model_path), pair_users, pair_items, 4096)
+    expected = expected.reshape(users.size, items.size)
     worst = _check_ranking(cpu_session(recommend_path), users, items, real, exclude,
                            expected.astype(np.float64), "recommend")
     retrieve_worst = None

@@ -35,15 +35,14 @@ from .parity import (
     BATCH_SIZES,
     N_PAIRS,
     TOLERANCE,
-    _run,
-    check_rank_all_parity,
     check_raw_id_parity,
-    check_recommend_parity,
     check_reference_parity,
     cpu_session,
+    run_pairs,
 )
 from .prior import PriorExport, check_prior_parity
 from .recommend_graph import RecommendGraphs
+from .recommend_parity import check_rank_all_parity, check_recommend_parity
 
 
 def _finite(value, what: str) -> float:
@@ -248,7 +247,7 @@ def write_bundle(
         if prior is not None:
             session = cpu_session(staging / MODEL_FILE)
             prior_diff = check_prior_parity(
-                lambda u, i: _run(session, u, i, 4096), prior, seed=seed, tolerance=tolerance
+                lambda u, i: run_pairs(session, u, i, 4096), prior, seed=seed, tolerance=tolerance
             )
             for name, array in prior.arrays.items():
                 np.save(staging / name, np.ascontiguousarray(array), allow_pickle=False)
