@@ -125,7 +125,7 @@ def test_ragged_row_names_its_data_row(tmp_path, monkeypatch):
         assert f"ragged.csv: ragged CSV row at {row_label(1)}: 2 field(s) where the header has 3" in message
         assert "'1007,8'" in message
     # far beyond the first block, found while streaming (multi-threaded reads do not say where)
-    monkeypatch.setattr(tables, "CSV_BLOCK_SIZE", 1 << 16)
+    monkeypatch.setattr(tables.files, "CSV_BLOCK_SIZE", 1 << 16)
     lines = [f"{k},{k % 7},{k % 5}" for k in range(50_000)]
     lines[43_210] = "1,2"
     big = tmp_path / "big.csv"
@@ -138,7 +138,7 @@ def test_ragged_row_names_its_data_row(tmp_path, monkeypatch):
 
 
 def test_streamed_value_of_another_type_names_row_and_column(tmp_path, monkeypatch):
-    monkeypatch.setattr(tables, "CSV_BLOCK_SIZE", 1 << 16)
+    monkeypatch.setattr(tables.files, "CSV_BLOCK_SIZE", 1 << 16)
     lines = [f"{k},{k},{k}" for k in range(50_000)]
     lines[40_000] = "5,5,abc"
     path = tmp_path / "conv.csv"
