@@ -62,10 +62,43 @@ def test_cli_scores_and_reports(tmp_path, setup):
     assert rep["provider"] == "cpu" and rep["rows_per_s"] > 0
 
 
+def test_ids_are_written_in_the_bundle_type(tmp_path, setup):
+    """CSV ids are read as text: written back as the bundle's integers, under the input's names;
+    an id that cannot be an integer is an unknown id, written as null (issue 21)."""
+    root, fb, df = setup
+    frame = df.iloc[:20].copy()
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    text = (tmp_path / "in.csv").read_text().splitlines()
+    text[3] = "abc," + text[3].split(",", 1)[1]
+    (tmp_path / "in.csv").write_text("\n".join(text) + "\n")
+    res = invoke(fb.path, tmp_path / "in.csv", tmp_path / "o.parquet", "--device", "cpu", "-q")
+    assert res.exit_code == 0, res.output
+    schema = pq.read_schema(tmp_path / "o.parquet")
+    assert schema.field("user_id").type == pa.int64() and schema.field("item_id").type == pa.int64()
+    got = pd.read_parquet(tmp_path / "o.parquet")
+    assert got["user_id"].isna().tolist() == [i == 2 for i in range(20)] and not got["known"][2]
+    want = frame["user_id"].astype("Int64").where(np.arange(20) != 2)
+    assert got["user_id"].astype("Int64").tolist() == want.tolist()
+    assert got["item_id"].tolist() == frame["item_id"].tolist()
+    recs = CliRunner().invoke(cli, ["recommend", str(fb.path), str(tmp_path / "r.parquet"), "-k", "2",
+                                    "--device", "cpu", "-q"])
+    assert recs.exit_code == 0, recs.output
+    out = pq.read_schema(tmp_path / "r.parquet")
+    assert [out.field(c).type for c in ("user_id", "item_id")] == [schema.field(c).type
+                                                                   for c in ("user_id", "item_id")]
+
+
 def test_cli_errors_are_one_line(tmp_path, setup):
     root, fb, _ = setup
     (tmp_path / "bad.csv").write_text("user_id,item_id\nx2,5\nx1,5\n")
+    run = root / "a-run"  # what `recmodels train` writes: not a bundle
+    run.mkdir(exist_ok=True)
+    (run / "config.json").write_text("{}")
     cases = [
+        ([run, root / "in.parquet", tmp_path / "a.parquet"],
+         f"{run} is a training run, not a bundle; export it first with `recmodels export {run} --format onnx"),
+        ([fb.path, root / "in.parquet", tmp_path / "a.parquet", "--format", "csv"],
+         "--format csv does not match the .parquet name"),
         ([tmp_path / "nobundle", root / "in.parquet", tmp_path / "a.parquet"], "bundle"),
         ([fb.path, tmp_path / "nope.csv", tmp_path / "a.parquet"], "not found"),
         ([fb.path, tmp_path / "bad.csv", tmp_path / "a.parquet"], "are text but the bundle's are integer"),
@@ -103,15 +136,39 @@ def test_cli_device_cuda_without_cuda_fails_in_one_line(tmp_path, setup):
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
     assert proc.stderr.startswith("Error: --device cuda:0:") and "\x1b[" not in proc.stderr
     assert not (tmp_path / "o.parquet").exists()
-    # auto falls back to CPU with one warning line and no onnxruntime log spew
+    args = [str(fb.path), str(root / "in.parquet"), str(tmp_path / "o.parquet"), "--device", "auto"]
+    # auto where no GPU was asked for: on a machine without one, CPU without a word (issue 21)
     proc = subprocess.run(
-        [sys.executable, "-m", "recmodels", "score", str(fb.path), str(root / "in.parquet"),
-         str(tmp_path / "o.parquet"), "--device", "auto"],
-        capture_output=True, text=True, env=env, timeout=120,
+        [sys.executable, "-c", WITH_GPU, "no", "score", *args], capture_output=True, text=True, env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert "cpu" in proc.stdout
+    # a machine with a GPU that CUDA does not get: one warning line, no onnxruntime log spew...
+    (tmp_path / "o.parquet").unlink()
+    proc = subprocess.run(
+        [sys.executable, "-c", WITH_GPU, "yes", "score", *args], capture_output=True, text=True, env=env,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.startswith("warning: CUDA unavailable") and proc.stderr.count("\n") == 1
-    assert "cpu" in proc.stdout
+    # ...and not before an error about the output
+    proc = subprocess.run(
+        [sys.executable, "-c", WITH_GPU, "yes", "score", *args], capture_output=True, text=True, env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("Error: ") and "already exists" in proc.stderr
+
+
+WITH_GPU = textwrap.dedent("""
+    import sys
+    from recmodels.cli import main
+    from recmodels.scoring.runtime import providers
+    visible = sys.argv.pop(1) == "yes"
+    providers.gpu_visible = lambda: visible
+    sys.exit(main(sys.argv[1:]))
+""")
 
 
 CLI = [sys.executable, "-m", "recmodels", "score"]

@@ -100,10 +100,64 @@ def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, setup):
     assert_one_line_failure(invoke(setup["bundle"]), "give DATA")
     (tmp_path / "file").write_text("")
     assert_one_line_failure(invoke(setup["bundle"], setup["test"], "--json", tmp_path / "file" / "r.json"),
-                            "not a writable directory")
+                            "cannot write in", "(not a directory)")
     assert_one_line_failure(invoke(setup["bundle"], setup["test"], "--plot", tmp_path), "is a directory")
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "garbage.parquet", "strings.csv"]
+
+
+def test_plot_without_training_data(tmp_path, setup):
+    """No --train: no activity buckets, and the plot draws what there is (issue 21 #2)."""
+    pytest.importorskip("matplotlib")
+    out_json, out_png = tmp_path / "r.json", tmp_path / "p.png"
+    result = invoke(setup["bundle"], setup["test"], "--device", "cpu", "--json", out_json, "--plot", out_png)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out_json.read_text())["train"] is None
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from recmodels.scoring.evaluation.evaluator import evaluate, plot_evaluation
+
+    report = evaluate(setup["bundle"], setup["test"], device="cpu", ranking=False)
+    assert plot_evaluation(report, tmp_path / "api.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_failed_plot_keeps_the_json(tmp_path, setup, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from recmodels.scoring.evaluation import evaluator
+
+    def broken(report, path):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(evaluator, "plot_evaluation", broken)
+    out_json, out_png = tmp_path / "r.json", tmp_path / "p.png"
+    result = invoke(setup["bundle"], setup["test"], "--device", "cpu", "--no-ranking", "--json", out_json,
+                    "--plot", out_png)
+    assert_one_line_failure(result, str(out_png), "No space left on device")
+    assert json.loads(out_json.read_text())["data"]["rows"] == setup["rows"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+
+
+@pytest.mark.parametrize("option, name, fragment", [
+    ("--plot", "p.txt", "--plot p.txt: --plot writes a PNG image; give a name ending in .png"),
+    ("--plot", "/proc/p.png", "--plot /proc/p.png: cannot write in /proc"),  # unwritable, even for root
+    ("--json", "/proc/r.json", "--json /proc/r.json: cannot write in /proc"),
+])
+def test_outputs_are_checked_before_the_work(tmp_path, setup, monkeypatch, option, name, fragment):
+    import importlib
+
+    if name.startswith("/proc") and not Path("/proc/self").exists():
+        pytest.skip("no /proc here")
+
+    def never(*args, **kwargs):
+        raise AssertionError("evaluated before the output was checked")
+
+    for module in ("recmodels.scoring.evaluation.evaluator", "recmodels.export.evaluate_run"):
+        try:
+            monkeypatch.setattr(importlib.import_module(module), "evaluate", never)
+        except (ImportError, AttributeError):
+            pass
+    monkeypatch.chdir(tmp_path)
+    assert_one_line_failure(invoke(setup["bundle"], setup["test"], option, name), fragment)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_plot_without_matplotlib_names_the_extra(tmp_path, setup, monkeypatch):

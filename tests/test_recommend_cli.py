@@ -113,6 +113,9 @@ def _bad_cases(root: Path, fb, tmp: Path) -> dict:
         tmp / "text.csv", index=False
     )
     (tmp / "blocker").write_text("a file, not a directory")
+    pd.DataFrame({"item_id": fb.item_ids[[4, 7, 4]]}).to_csv(tmp / "dup_items.csv", index=False)
+    (tmp / "run").mkdir()
+    (tmp / "run" / "config.json").write_text("{}")  # what `recmodels train` writes
     seen = ["--exclude-seen", root / "seen.parquet"]
     return {
         "k_zero": (["-k", 0], "--top-k must be a positive integer, got 0"),
@@ -132,6 +135,14 @@ def _bad_cases(root: Path, fb, tmp: Path) -> dict:
         "unwritable": ([*seen, "--overwrite"], "cannot create output directory"),
         "candidates_mf": (["--candidates", 5], "--candidates needs a NeuMF or hybrid bundle"),
         "resume_file": (["--resume"], "--resume needs a directory output"),
+        "candidates_below_k": (
+            ["--candidates", 5, "-k", 10],
+            "--candidates 5 is fewer than --top-k 10: the re-ranking only orders the 5 retrieved items; "
+            "use --candidates 10 or more",
+        ),
+        "duplicated_items": (["--items", tmp / "dup_items.csv"], "is listed more than once"),
+        "run_not_bundle": ([], "is a training run, not a bundle; export it first with `recmodels export"),
+        "format_vs_name": (["--format", "csv"], "--format csv does not match the .parquet name"),
     }
 
 
@@ -149,6 +160,10 @@ def _bad_cases(root: Path, fb, tmp: Path) -> dict:
         "unwritable",
         "candidates_mf",
         "resume_file",
+        "candidates_below_k",
+        "duplicated_items",
+        "run_not_bundle",
+        "format_vs_name",
     ],
 )
 def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, setup, case):
@@ -161,6 +176,8 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, setup, case):
         bundle = REPO / "tests" / "data" / "bundles" / "v1-hybrid-unfolded"
     elif case == "candidates_mf":
         bundle = make_bundle(tmp_path / "mf", kind="mf").path
+    elif case == "run_not_bundle":
+        bundle = inputs / "run"
     out = tmp_path / "out" / "recs.parquet"
     if case == "unwritable":
         out = inputs / "blocker" / "recs.parquet"
@@ -177,6 +194,36 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, setup, case):
     assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
     assert message in lines[0], lines[0]
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written, not even a directory
+
+
+def test_id_lists_with_their_own_column_names(tmp_path, setup):
+    """--users-col / --items-col: lists whose column differs from --exclude-seen's (issue 21)."""
+    root, fb, seen = setup
+    pd.DataFrame({"reader": fb.user_ids[[5, 3]]}).to_csv(tmp_path / "users.csv", index=False)
+    pd.DataFrame({"book": fb.item_ids[:40], "title": "t"}).to_parquet(tmp_path / "items.parquet")
+    out = tmp_path / "recs.parquet"
+    res = invoke(fb.path, out, "-k", 3, "--users", tmp_path / "users.csv", "--users-col", "reader",
+                 "--items", tmp_path / "items.parquet", "--items-col", "book",
+                 "--exclude-seen", root / "seen.parquet", "--device", "cpu", "-q")
+    assert res.exit_code == 0, res.output
+    want = recommend_frame(fb.path, fb.user_ids[[5, 3]], k=3, items=fb.item_ids[:40], exclude_seen=seen,
+                           device="cpu")
+    pd.testing.assert_frame_equal(pd.read_parquet(out), want)
+
+
+def test_outputs_use_the_bundle_id_names_and_types(tmp_path):
+    """recommend and score write the ids under the bundle's column names, in its id type (issue 21)."""
+    fb = make_bundle(tmp_path / "b", kind="mf", n_users=30, n_items=20, user_column="reader",
+                     item_column="book")
+    pd.DataFrame({"reader": fb.user_ids[:4], "book": fb.item_ids[:4]}).to_csv(tmp_path / "p.csv", index=False)
+    assert invoke(fb.path, tmp_path / "r.parquet", "-k", 2, "--device", "cpu", "-q").exit_code == 0
+    scored = CliRunner().invoke(cli, ["score", str(fb.path), str(tmp_path / "p.csv"), str(tmp_path / "s.parquet"),
+                                      "--device", "cpu", "-q"])
+    assert scored.exit_code == 0, scored.output
+    recs, scores = pq.read_schema(tmp_path / "r.parquet"), pq.read_schema(tmp_path / "s.parquet")
+    assert recs.names == ["reader", "rank", "book", "score"]
+    for column in ("reader", "book"):
+        assert recs.field(column).type == scores.field(column).type == pa.int64()
 
 
 SLOW_PARTS = textwrap.dedent("""
@@ -232,6 +279,9 @@ def test_kill_and_resume_matches_clean_run(tmp_path, setup, extra):
     assert other.returncode == 1 and "different settings" in other.stderr, other.stderr
     subprocess.run(CLI + ["recommend", *args, str(out), "--resume", *opts], check=True, env=env, timeout=120)
     assert (out / "_SUCCESS").exists() and not list(out.glob(".*tmp"))
+    again = invoke(*args, out, "--resume", *[o for o in opts if o != "-q"])
+    assert again.exit_code == 0 and again.output.startswith(f"{out} is already complete: top-6 for 120 users "
+                                                            "in 60 parts; nothing to do"), again.output
     names = sorted(p.name for p in out.glob("part-*"))
     assert names == sorted(p.name for p in clean.glob("part-*")) and len(names) == 60
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(clean))

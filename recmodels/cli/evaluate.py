@@ -8,7 +8,7 @@ is :func:`recmodels.export.evaluate_run.evaluate_model`; this module only parses
 
 from __future__ import annotations
 
-import os
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -20,18 +20,17 @@ from ..scoring.defaults import DEFAULT_BUCKETS, DEFAULT_K, DEFAULT_NEGATIVES
 from . import options, table_options
 
 
-def _check_output(path: str | None, option: str) -> None:
-    """Refuse an output that cannot be written, before any work (nothing is created here)."""
-    if path is None:
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise OutputError(f"{option} {path}: is a directory; give a file name")
-    existing = target.resolve().parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputError(f"{option} {path}: {existing} is not a writable directory; choose another location")
+def _write_outputs(report, json_path: str | None, plot_path: str | None) -> None:
+    """The JSON first (a failed plot never loses it), then the plot; a failure names the file."""
+    from ..scoring.evaluation import evaluator
+
+    if json_path is not None:
+        report.write_json(json_path)
+    if plot_path is not None:
+        try:
+            evaluator.plot_evaluation(report, plot_path)
+        except OSError as exc:
+            raise OutputError(f"--plot {plot_path}: cannot write the plot ({exc.strerror or exc})") from None
 
 
 @click.command("evaluate")
@@ -78,32 +77,34 @@ def evaluate(model, data, train, user_col, item_col, rating_col, sep, header, co
     model. DATA defaults to a run directory's test split. See docs/evaluate.md.
     """
     from ..export.evaluate_run import evaluate_model
-    from ..fileio import atomic_path
-    from ..scoring.evaluation.evaluator import plot_evaluation, require_matplotlib
+    from ..scoring.evaluation.evaluator import require_matplotlib
+    from ..scoring.output.lock import output_lock
+    from ..scoring.output.paths import check_file_output
 
     dialect = table_options.dialect(sep, header, columns)
-    _check_output(json_path, "--json")
-    _check_output(plot_path, "--plot")
+    check_file_output(json_path, "--json")
+    check_file_output(plot_path, "--plot", (".png",), "a PNG image")
     if plot_path is not None:
         require_matplotlib()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # CUDA fallback: in the report's notes
-        report = evaluate_model(
-            model, data, train=train, user_col=user_col, item_col=item_col, rating_col=rating_col, k=k,
-            negatives=negatives, all_items=all_items, ranking=not no_ranking, seed=seed, ties=ties,
-            buckets=tuple(b.strip() for b in buckets.split(",")), baselines=not no_baselines, clip=clip,
-            device=device, threads=threads, batch_size=batch_size, dialect=dialect,
-        )
-    if plot_path is not None:
-        with atomic_path(plot_path) as tmp:  # the plot is renamed into place only if the JSON is written
-            plot_evaluation(report, tmp)
-            if json_path is not None:
-                report.write_json(json_path)
-    elif json_path is not None:
-        report.write_json(json_path)
+    with contextlib.ExitStack() as held:  # another run writing the same file: refused before the work
+        for path in {json_path, plot_path} - {None}:
+            if Path(path).resolve().parent.is_dir():
+                held.enter_context(output_lock(path))
+        report = _evaluate(evaluate_model, model, data, train=train, user_col=user_col, item_col=item_col,
+                           rating_col=rating_col, k=k, negatives=negatives, all_items=all_items,
+                           ranking=not no_ranking, seed=seed, ties=ties, buckets=buckets,
+                           baselines=not no_baselines, clip=clip, device=device, threads=threads,
+                           batch_size=batch_size, dialect=dialect)
+        _write_outputs(report, json_path, plot_path)
     if not quiet:
         options.echo_warnings(report.warnings)
         click.echo(report.format_table())
         for path in (json_path, plot_path):
             if path is not None:
                 click.echo(f"wrote {path}")
+
+
+def _evaluate(evaluate_model, model, data, *, buckets: str, **options):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # CUDA fallback: in the report's notes
+        return evaluate_model(model, data, buckets=tuple(b.strip() for b in buckets.split(",")), **options)

@@ -39,6 +39,8 @@ from .score import history_kwargs, history_options
 )
 @click.option("--user-col", default=None, help="User id column of the inputs (default: the bundle's).")
 @click.option("--item-col", default=None, help="Item id column of the inputs (default: the bundle's).")
+@click.option("--users-col", default=None, help="--users file's id column (default: --user-col's rule).")
+@click.option("--items-col", default=None, help="--items file's id column (default: --item-col's rule).")
 @table_options.csv_options
 @click.option(
     "--candidates",
@@ -88,6 +90,8 @@ def recommend(
     exclude_seen,
     user_col,
     item_col,
+    users_col,
+    items_col,
     sep,
     header,
     columns,
@@ -117,11 +121,12 @@ def recommend(
     \b
     OUTPUT  out.parquet / out.csv: one file (renamed into place when complete);
             a path without extension: part files + _SUCCESS (resumable with --resume).
-    Rows: user_id, rank, item_id, score, in the bundle's original ids.
+    Rows: user id, rank, item id, score; the ids as the bundle names and types them.
     With --engine dask|spark: one task per part of --part-users users (docs/distributed.md).
     """
     import warnings
 
+    from ..errors import ConfigError
     from ..scoring.recommendation.recommender import Recommender, check_top_k
 
     check_top_k(top_k)
@@ -132,6 +137,11 @@ def recommend(
         from ..engines.driver import check_engine_options
 
         check_engine_options(engine, resume=resume)
+        if users_col is not None or items_col is not None:
+            raise ConfigError("--users-col / --items-col run with --engine local only for now; "
+                              "rename the list's column to --user-col / --item-col")
+        options.check_bundle(bundle)
+        options.claim_output(output, fmt, resume=resume, overwrite=overwrite, command="recommend")
         options.run_on_engine(
             engine,
             cluster,
@@ -157,6 +167,8 @@ def recommend(
             tile_items=tile_items,
         )
         return
+    options.check_bundle(bundle)
+    options.claim_output(output, fmt, resume=resume, overwrite=overwrite, command="recommend")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # printed below from recommender.warnings
         recommender = Recommender(
@@ -176,6 +188,8 @@ def recommend(
         exclude_seen=exclude_seen,
         user_col=user_col,
         item_col=item_col,
+        users_col=users_col,
+        items_col=items_col,
         max_unknown_share=max_unknown_share,
         dialect=dialect,
     )

@@ -139,6 +139,8 @@ def score(
     cluster = options.engine_options(engine, scheduler, master, dask_workers)
     dialect = table_options.dialect(sep, header, columns, engine=engine)
     folding = history_kwargs(history, rating_col, history_update_known, history_min_ratings, engine)
+    options.check_bundle(bundle)
+    options.claim_output(output, fmt, resume=resume, overwrite=overwrite, command="score")
     if engine != "local":
         options.run_on_engine(
             engine,

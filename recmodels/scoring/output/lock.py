@@ -160,6 +160,10 @@ class OutputLock:
                 self.file.unlink()  # before unlocking: see _open
             entry[0].close()
 
+    def __del__(self):  # a writer dropped without commit/abort (an error path) gives its hold back
+        with contextlib.suppress(Exception):
+            self.release()
+
     def __enter__(self) -> OutputLock:
         return self.acquire()
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from ...encoders import unknown_id_error
 from ...errors import ConfigError, DataError
-from ...ids import as_arrow, id_at
+from ...ids import as_arrow, id_at, to_kind
 from ..checks import positive_int
 from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE, POLICIES
 from ..history import DEFAULT_MIN_RATINGS, FoldIn, fold_in
@@ -222,8 +222,12 @@ class Scorer:
         return m
 
     def assemble(self, m: MappedBatch, keep: list[str]) -> pa.RecordBatch:
-        """The output batch: kept columns, ``known`` (fallback policy) and ``score`` (step 3)."""
-        arrays = [m.batch.column(name) for name in keep]
+        """The output batch: kept columns, ``known`` (fallback policy) and ``score`` (step 3).
+
+        The id columns are written in the bundle's id type (:func:`as_id_type`)."""
+        types = bundle_id_types(self.bundle, self.user_col, self.item_col)
+        arrays = [as_id_type(m.batch.column(name), types[name]) if name in types else m.batch.column(name)
+                  for name in keep]
         names = list(keep)
         scores = m.scores
         if self.unknown == "fallback":
@@ -243,8 +247,11 @@ class Scorer:
         return pipelined(batches, [lambda item: self._map(*item), self._infer])
 
     def output_schema(self, input_schema: pa.Schema, keep: list[str]) -> pa.Schema:
-        """The schema of the output batches for an input schema and kept columns."""
-        fields = [input_schema.field(name) for name in keep]
+        """The schema of the output batches for an input schema and kept columns (the id columns in
+        the bundle's id types)."""
+        id_types = bundle_id_types(self.bundle, self.user_col, self.item_col)
+        fields = [pa.field(name, id_types[name]) if name in id_types else input_schema.field(name)
+                  for name in keep]
         if self.unknown == "fallback":
             fields.append(pa.field(KNOWN_COLUMN, pa.bool_()))
         fields.append(pa.field(SCORE_COLUMN, pa.float32()))
@@ -386,6 +393,29 @@ class Scorer:
     def close(self) -> None:
         """Release the inference threads."""
         self._session.close()
+
+
+ID_TYPES = {"int64": pa.int64(), "string": pa.string()}
+"""The Arrow type of each id kind (:data:`recmodels.ids.ID_KINDS`): what ``score`` and ``recommend``
+write ids as."""
+
+
+def bundle_id_types(bundle, user_col: str, item_col: str) -> dict[str, pa.DataType]:
+    """``{user_col: type, item_col: type}``: the bundle's id types, as the output writes them."""
+    return {user_col: ID_TYPES[bundle.user_encoder.kind_], item_col: ID_TYPES[bundle.item_encoder.kind_]}
+
+
+def as_id_type(column, typ: pa.DataType) -> pa.Array:
+    """An id column as ``typ`` (:data:`ID_TYPES`) by the id rules of :mod:`recmodels.ids`: CSV text
+    ``"204"`` is integer 204 for an integer bundle. A value that cannot be an id of that type
+    (``"abc"`` for integer ids: an unknown id) becomes null, as do nulls."""
+    column = as_arrow(column)
+    if column.type == typ:
+        return column
+    kind = "int64" if typ == pa.int64() else "string"
+    values, invalid, nulls = to_kind(column, kind)
+    mask = nulls if invalid is None else (invalid if nulls is None else invalid | nulls)
+    return pa.array(values, type=typ, mask=mask)
 
 
 def score(

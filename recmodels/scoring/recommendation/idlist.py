@@ -72,7 +72,7 @@ def _pick_column(path, names: list[str], column: str | None, default: str, role:
         return names[0]
     raise DataError(
         f"{path}: cannot tell which column holds the {role} ids (columns: {', '.join(map(str, names))}); "
-        f"pass --{role}-col"
+        f"pass --{role}s-col"
     )
 
 

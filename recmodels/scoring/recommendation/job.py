@@ -28,6 +28,16 @@ def check_k_fits(k: int, n_candidates: int) -> None:
         )
 
 
+def check_candidates(candidates: int | None, k) -> None:
+    """Refuse two-stage retrieval of fewer items than ``k`` (it could never fill a top-``k``)."""
+    if candidates is not None and k is not None and int(candidates) < int(k):
+        raise ConfigError(
+            f"--candidates {candidates} is fewer than --top-k {k}: the re-ranking only orders the "
+            f"{candidates} retrieved items; use --candidates {k} or more (300 keeps recall@10 at 1.000, "
+            "docs/recommend.md), or drop --candidates for the exact top-K"
+        )
+
+
 def check_top_k(k) -> int:
     """``k`` as an int, or a one-line :class:`ConfigError` when it is not a positive integer."""
     return positive_int("--top-k", k if k is not None else 0)
@@ -81,6 +91,8 @@ def prepare_job(
     exclude_seen=None,
     user_col: str | None = None,
     item_col: str | None = None,
+    users_col: str | None = None,
+    items_col: str | None = None,
     max_unknown_share: float = DEFAULT_MAX_UNKNOWN_SHARE,
     dialect=None,
     fold: FoldIn | None = None,
@@ -101,6 +113,9 @@ def prepare_job(
         (user, item) pairs never to recommend.
     user_col, item_col : str, optional
         Id columns of those inputs (default: the bundle's).
+    users_col, items_col : str, optional
+        The id column of the ``users`` / ``items`` file when it differs from ``user_col`` /
+        ``item_col`` (default: those, then the file's only column).
     max_unknown_share : float
         The ``score`` guard, per list and for the seen pairs.
     fold : FoldIn, optional
@@ -110,8 +125,8 @@ def prepare_job(
     Raises
     ------
     DataError, ConfigError
-        ``k`` not positive or above the candidates, an empty or duplicated user list, no known
-        candidate, missing columns, too many unknown ids.
+        ``k`` not positive or above the candidates, an empty list, an id listed twice in the user
+        or the item list, no known candidate, missing columns, too many unknown ids.
     """
     limit = check_share(max_unknown_share)
     report.k = k = check_top_k(k)
@@ -122,8 +137,8 @@ def prepare_job(
         if fold is not None:
             user_index = np.concatenate([user_index, fold.users.new_rows()])
     else:
-        ids = read_id_list(users, bundle.user_encoder, "user", column=user_col, default=user_default,
-                           dialect=dialect)
+        ids = read_id_list(users, bundle.user_encoder, "user", column=users_col or user_col,
+                           default=user_default, dialect=dialect)
         if fold is not None:
             fold.users.extend(ids.ids, ids.index)
         check_duplicates(ids, "user")
@@ -133,8 +148,9 @@ def prepare_job(
     if items is None:
         candidates = Candidates.every(len(bundle.item_encoder))
     else:
-        ids = read_id_list(items, bundle.item_encoder, "item", column=item_col, default=item_default,
-                           dialect=dialect)
+        ids = read_id_list(items, bundle.item_encoder, "item", column=items_col or item_col,
+                           default=item_default, dialect=dialect)
+        check_duplicates(ids, "item")
         check_unknown_share(ids, bundle, "item", limit, user_default, item_default)
         report.items, report.unknown_items = ids.where, ids.unknown
         candidates = Candidates.of(ids.known, len(bundle.item_encoder))

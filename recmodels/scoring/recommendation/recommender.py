@@ -34,7 +34,7 @@ from ..output.parts import PartLoop, progress_bar, resume_start
 from ..output.writers import FileOutput, PartsOutput, check_output_options, cleanup_on_error
 from ..runtime.providers import available_cpus
 from ..runtime.session import ScoringSession, load_bundle
-from .job import RecommendJob, check_top_k, prepare_job
+from .job import RecommendJob, check_candidates, check_top_k, prepare_job
 from .report import RecommendReport
 from .topk import TopKSession, select_top
 
@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_PART_USERS",
     "DEFAULT_TOP_K",
     "Recommender",
+    "check_candidates",
     "check_top_k",
     "recommend",
     "recommend_frame",
@@ -54,6 +55,8 @@ OLD_BUNDLE = (
     "`recmodels export RUN --format onnx --out DIR`"
 )
 COLUMNS = ("user_id", "rank", "item_id", "score")
+"""The output columns of a bundle trained on the default column names; the id columns are always
+named as the bundle's (``bundle.user_column``, ``bundle.item_column``), as ``score`` writes them."""
 
 
 def _arrow_ids(encoder, index: np.ndarray) -> pa.Array:
@@ -177,6 +180,7 @@ class Recommender:
         :func:`~recmodels.scoring.recommendation.job.prepare_job`). Pass the
         result to :meth:`recommend_file` / :meth:`recommend_table` as ``job``.
         """
+        check_candidates(self.candidates, inputs.get("k", DEFAULT_TOP_K))
         report = RecommendReport(
             provider=self.provider,
             mode="exact" if self.candidates is None else "two-stage",
@@ -242,7 +246,7 @@ class Recommender:
                 _arrow_ids(b.item_encoder, items[found]),
                 pa.array(scores[found], type=pa.float32()),
             ],
-            names=list(COLUMNS),
+            names=self.output_schema().names,
         )
         return batch, users.size, int(np.count_nonzero(per_user)), int(np.count_nonzero(per_user < job.k))
 
@@ -252,9 +256,9 @@ class Recommender:
         kind = {"int64": pa.int64(), "string": pa.string()}
         return pa.schema(
             [
-                ("user_id", kind[b.user_encoder.kind_]),
+                (b.user_column, kind[b.user_encoder.kind_]),
                 ("rank", pa.int32()),
-                ("item_id", kind[b.item_encoder.kind_]),
+                (b.item_column, kind[b.item_encoder.kind_]),
                 ("score", pa.float32()),
             ]
         )
