@@ -71,6 +71,23 @@ def test_ridge_solve_matches_per_owner_normal_equations():
     np.testing.assert_allclose(near, got, atol=1e-4)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_ridge_solve_with_fewer_ratings_than_coefficients(weighted):
+    """Owners with 1..5 ratings and 9 coefficients: the dual form (no training weight) or the
+    normal equations (a training weight) give the per-owner normal equations' solution."""
+    rng = np.random.default_rng(2)
+    owner = np.repeat(np.arange(40), rng.integers(1, 6, 40))
+    x, y = rng.normal(size=(owner.size, 8)), rng.normal(size=owner.size)
+    prec = rng.uniform(0.1, 5.0, 9)
+    counts = np.where(np.arange(40) % 3 == 0, 7.0, 0.0) if weighted else None
+    moment = np.eye(9) * 0.2 + 0.05 if weighted else None
+    got = ridge_solve(owner, x, y, prec, 40, counts=counts, moment=moment)
+    for o in range(40):
+        xo = np.c_[x[owner == o], np.ones((owner == o).sum())]
+        lhs = xo.T @ xo + np.diag(prec) + (counts[o] * moment if weighted else 0)
+        np.testing.assert_allclose(got[o], np.linalg.solve(lhs, xo.T @ y[owner == o]), atol=1e-10)
+
+
 def test_ridge_solve_in_blocks_equals_one_block(monkeypatch):
     from recmodels.scoring.history import solve
 

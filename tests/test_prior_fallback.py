@@ -13,7 +13,7 @@ from bundle_factory import make_bundle
 
 from recmodels.bundle import Bundle
 from recmodels.errors import BundleError
-from recmodels.export.parity import _run, cpu_session
+from recmodels.export.parity import cpu_session, run_pairs
 from recmodels.scoring import Scorer
 
 DATA = Path(__file__).parent / "data" / "bundles"
@@ -130,7 +130,7 @@ def test_manifest_records_the_prior_and_verifies_the_arrays(bundles, tmp_path):
     assert len(prior.fold_in.user_precision) == prior.fold_in.rank + 1
     session = cpu_session(bundle.model_path)
     rows = np.array([prior.user_row], dtype=np.int64), np.array([prior.item_row], dtype=np.int64)
-    got = _run(session, *rows, 1)
+    got = run_pairs(session, *rows, 1)
     np.testing.assert_allclose(got, new.reference(np.array([prior.user_row]), np.array([prior.item_row])),
                                atol=1e-5)
     import shutil

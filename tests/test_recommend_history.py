@@ -180,7 +180,7 @@ SLOW_PARTS = textwrap.dedent("""
     end_part = PartsOutput.end_part
     def slow_end_part(self, *args, **kwargs):
         end_part(self, *args, **kwargs)
-        time.sleep(0.05)
+        time.sleep(0.2)
     PartsOutput.end_part = slow_end_part
     sys.exit(main(sys.argv[1:]))
 """)

@@ -278,7 +278,8 @@ def fold_in(bundle, history, run: Callable[[np.ndarray, np.ndarray], np.ndarray]
     can_update = update_known and user_counts is not None
     by_user = (i >= 0) & ((u < 0) | can_update)
     by_item = (i < 0) & (u >= 0)
-    user_moment = _moment(Q[:ni], item_counts[:ni]) if can_update else None
+    # only known users carry a training weight: a history of new users needs no moment
+    user_moment = _moment(Q[:ni], item_counts[:ni]) if can_update and np.any(by_user & (u >= 0)) else None
     stats = {"history_rows": history.rows_read, "duplicates": history.duplicates,
              "known_update": bool(can_update), "rows_unused": int(r.size - by_user.sum() - by_item.sum())}
     owners, delta, too_few = np.zeros(0, np.int64), np.zeros((0, fold.rank + 1)), 0

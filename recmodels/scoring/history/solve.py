@@ -7,9 +7,12 @@ training ratings, 0 for a new row; ``moment``: the mean ``x x^T`` over the train
 stands in for the normal equations of the ratings it was trained on). The minimiser solves
 ``(X^T X + diag(precision) + n * moment) c = X^T (r - base)``.
 
-:func:`ridge_solve` builds every row's normal equations from its history ratings in blocks of
-rows (memory grows with the history, never with users x items) and solves them all with one
-batched ``numpy.linalg.solve`` per block; :func:`gradient_solve` is the alternative measured
+:func:`ridge_solve` gathers the rows' history ratings in zero-padded blocks (memory grows with
+the history, never with users x items) and solves each block with one batched
+``numpy.linalg.solve``: a row with fewer ratings ``m`` than coefficients ``k`` and no training
+weight (a new user, a new item: ``k`` = 33 and ``m`` = 1..20 in the benchmark) in the dual form,
+``c = L^-1 X^T (X L^-1 X^T + I)^-1 y`` with ``L = diag(precision)``, an ``m x m`` system instead of
+``k x k``; the others by the normal equations. :func:`gradient_solve` is the alternative measured
 against it in ``benchmarks/cold_start.py`` (a few gradient steps on the same objective).
 """
 
@@ -17,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-BLOCK_BYTES = 64 * 2**20
-"""Working memory of one block of outer products."""
+BLOCK_BYTES = 16 * 2**20
+"""Working memory of one zero-padded ``[rows, ratings, k]`` block."""
 
 
 def design(features: np.ndarray) -> np.ndarray:
@@ -50,14 +53,38 @@ def _chunks(sizes: np.ndarray, width: int):
         pos = end
 
 
+def _dual(xs: np.ndarray, ys: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """``[owners, k]`` solutions of ``[owners, m, k]`` zero-padded rows by ``m x m`` systems."""
+    scale = 1.0 / np.sqrt(precision)
+    xs = xs * scale
+    kernel = np.matmul(xs, xs.transpose(0, 2, 1))
+    diagonal = np.arange(xs.shape[1])
+    kernel[:, diagonal, diagonal] += 1.0
+    alpha = np.linalg.solve(kernel, ys[:, :, None])[:, :, 0]
+    return np.einsum("omk,om->ok", xs, alpha) * scale
+
+
+def _primal(xs: np.ndarray, ys: np.ndarray, precision: np.ndarray, weight: np.ndarray | None,
+            moment: np.ndarray | None) -> np.ndarray:
+    """``[owners, k]`` solutions of ``[owners, m, k]`` zero-padded rows by the normal equations."""
+    lhs = np.matmul(xs.transpose(0, 2, 1), xs)
+    diagonal = np.arange(xs.shape[2])
+    lhs[:, diagonal, diagonal] += precision
+    if weight is not None:
+        lhs += weight[:, None, None] * moment
+    rhs = np.einsum("omk,om->ok", xs, ys)
+    return np.linalg.solve(lhs, rhs[:, :, None])[:, :, 0]
+
+
 def ridge_solve(owner: np.ndarray, features: np.ndarray, target: np.ndarray, precision,
                 n_owners: int, *, counts: np.ndarray | None = None,
                 moment: np.ndarray | None = None) -> np.ndarray:
     """Every owner's ridge solution ``[vector, bias]`` (see the module docstring).
 
     Each owner's rows are gathered into a zero-padded block (owners of similar row counts
-    together, so the padding stays small) and the normal equations come from one batched
-    ``matmul``; memory is bounded by :data:`BLOCK_BYTES` per block.
+    together, so the padding stays small; padding rows change no solution) and solved in the
+    dual form when the block has fewer rows than coefficients and no training weight, else by
+    the normal equations; memory is bounded by :data:`BLOCK_BYTES` per block.
 
     Parameters
     ----------
@@ -68,7 +95,7 @@ def ridge_solve(owner: np.ndarray, features: np.ndarray, target: np.ndarray, pre
     target : ndarray, shape (rows,)
         Rating minus the base score.
     precision : sequence of float, length rank + 1
-        Prior precision of each coefficient (the bias last).
+        Prior precision of each coefficient (the bias last), positive.
     counts : ndarray of int, shape (n_owners,), optional
         Training ratings of each owner (known rows); with ``moment`` [rank + 1, rank + 1].
 
@@ -80,22 +107,24 @@ def ridge_solve(owner: np.ndarray, features: np.ndarray, target: np.ndarray, pre
     out = np.zeros((n_owners, k))
     if n_owners == 0:
         return out
+    rows_in = np.asarray(owner).size
     order, starts = _groups(np.asarray(owner), n_owners)
-    x = design(np.asarray(features, dtype=np.float64)[order])
-    y = np.asarray(target, dtype=np.float64)[order]
-    penalty = np.diag(np.asarray(precision, dtype=np.float64))
+    x = np.zeros((rows_in + 1, k))  # the last row stays zero: the padding
+    x[:rows_in, :-1] = np.asarray(features)[order]
+    x[:rows_in, -1] = 1.0
+    y = np.zeros(rows_in + 1)
+    y[:rows_in] = np.asarray(target, dtype=np.float64)[order]
+    precision = np.asarray(precision, dtype=np.float64)
+    weighted = counts is not None and moment is not None
     sizes = np.diff(starts)
     for chunk, most in _chunks(sizes, k):
-        step = np.arange(most)
-        valid = step[None, :] < sizes[chunk][:, None]
-        rows = np.where(valid, starts[chunk][:, None] + step[None, :], 0)
-        xs = x[rows] * valid[:, :, None]  # [owners, most, k], zero rows as padding
-        gram = np.matmul(xs.transpose(0, 2, 1), xs)
-        rhs = np.einsum("omk,om->ok", xs, y[rows] * valid)
-        lhs = gram + penalty
-        if counts is not None and moment is not None:
-            lhs = lhs + counts[chunk, None, None] * moment
-        out[chunk] = np.linalg.solve(lhs, rhs[:, :, None])[:, :, 0]
+        step = np.arange(most)[None, :]
+        rows = np.where(step < sizes[chunk][:, None], starts[chunk][:, None] + step, rows_in)
+        weight = counts[chunk] if weighted and np.any(counts[chunk]) else None
+        if weight is None and most < k:
+            out[chunk] = _dual(x[rows], y[rows], precision)
+        else:
+            out[chunk] = _primal(x[rows], y[rows], precision, weight, moment)
     return out
 
 
