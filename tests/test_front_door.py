@@ -133,3 +133,78 @@ def test_a_name_clash_is_found(tmp_path, monkeypatch):
     (pkg / "tool.py").write_text("def tool():\n    return 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert name_clashes(pkg) == ["clashpkg.tool"]
+
+
+# -- score / recommend take explicit keywords: exactly those of what they call -----------------------
+def _keywords(func, drop=()) -> dict:
+    """Name -> default of ``func``'s named parameters (``**kwargs`` and ``drop`` left out)."""
+    return {name: p.default for name, p in inspect.signature(func).parameters.items()
+            if p.kind is not p.VAR_KEYWORD and name not in {"self", *drop}}
+
+
+def _signature_cases():
+    from recmodels.scoring.pairs import scorer
+    from recmodels.scoring.pairs.files import score_file
+    from recmodels.scoring.recommendation import recommender
+    from recmodels.scoring.recommendation.job import prepare_job
+
+    scorer_options = _keywords(scorer.Scorer.__init__, ("bundle",))
+    recommender_options = _keywords(recommender.Recommender.__init__, ("bundle",))
+    job_inputs = _keywords(prepare_job, ("bundle", "report", "fold"))  # fold: Recommender.prepare's own
+    return {
+        "score": (scorer.score, {"bundle": inspect.Parameter.empty, "input": inspect.Parameter.empty,
+                                 "output": inspect.Parameter.empty, **scorer_options,
+                                 **_keywords(score_file, ("scorer", "input", "output"))}),
+        "score_frame": (scorer.score_frame, {"bundle": inspect.Parameter.empty,
+                                             "frame": inspect.Parameter.empty, **scorer_options,
+                                             **_keywords(scorer.Scorer.score_frame, ("frame",))}),
+        "recommend": (recommender.recommend, {
+            "bundle": inspect.Parameter.empty, "output": inspect.Parameter.empty, **recommender_options,
+            **job_inputs, **_keywords(recommender.Recommender.recommend_file, ("output", "job"))}),
+        "recommend_frame": (recommender.recommend_frame, {
+            "bundle": inspect.Parameter.empty, **recommender_options, **job_inputs}),
+    }
+
+
+@pytest.mark.parametrize("name", ["score", "score_frame", "recommend", "recommend_frame"])
+def test_the_functions_take_every_option_of_what_they_call_by_name(name):
+    """No ``**kwargs``: help() and IDEs list the options, and a new Scorer/Recommender/score_file/
+    prepare_job option must be added here too (with the same default)."""
+    func, expected = _signature_cases()[name]
+    params = inspect.signature(func).parameters
+    assert not any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in params.values())
+    assert _keywords(func) == expected
+    documented = func.__doc__
+    for option in expected:
+        assert option in documented, f"{name}: document {option!r} under Parameters"
+
+
+@pytest.mark.parametrize("name, cls, positional", [
+    ("score", "Scorer", ("b", "in", "out")), ("score_frame", "Scorer", ("b", "frame")),
+    ("recommend", "Recommender", ("b", "out")), ("recommend_frame", "Recommender", ("b",)),
+])
+def test_every_option_is_passed_on(monkeypatch, name, cls, positional):
+    """Each keyword reaches the Scorer / Recommender or the method called on it: a value nobody else
+    uses comes out the other end."""
+    from recmodels.scoring.pairs import scorer
+    from recmodels.scoring.recommendation import recommender
+
+    module = scorer if cls == "Scorer" else recommender
+    seen = {}
+
+    class Recorder:
+        def __init__(self, bundle, **options):
+            seen.update(options)
+
+        def close(self):
+            pass
+
+        def __getattr__(self, method):  # score_file, score_frame, recommend_file, recommend_frame
+            return lambda *args, **options: seen.update(options)
+
+    monkeypatch.setattr(module, cls, Recorder)
+    func = getattr(module, name)
+    options = {option: object() for option in _keywords(func, ("bundle", "input", "output", "frame"))}
+    func(*positional, **options)
+    passed_by_position = {"users"} if name == "recommend_frame" else set()
+    assert seen == {k: v for k, v in options.items() if k not in passed_by_position}  # object(): identity
