@@ -351,29 +351,112 @@ def test_the_variational_sweeps_beat_the_ridge_result_on_validation(planted):
     assert "variational" in report.describe()
 
 
-@pytest.mark.parametrize("bias_scale, count_exponent", [(1.0, 0.0), (2.0, 0.5)])
-def test_posterior_covariances_enter_the_normal_equations(bias_scale, count_exponent):
+def _per_row_reference(own, other, n_own, features, target, bias, lam, prior, cov_other, noise):
+    """Each own row's ridge solution and posterior covariance, one row at a time."""
+    r = features.shape[1]
+    k = r + int(bias)
+    counts = torch.bincount(own, minlength=n_own).double()
+    mean = counts[counts > 0].mean()
+    diagonal = torch.ones(k, dtype=torch.float64)
+    if bias:
+        diagonal[-1] = prior.bias_scale
+    solutions, covariances = torch.zeros(n_own, k, dtype=torch.float64), []
+    for row in range(n_own):
+        mine = torch.nonzero(own == row).flatten().tolist()
+        gram, rhs = torch.zeros(k, k, dtype=torch.float64), torch.zeros(k, dtype=torch.float64)
+        for rating in mine:
+            x = features[other[rating]]
+            if bias:
+                x = torch.cat([x, torch.ones(1, dtype=torch.float64)])
+            gram += torch.outer(x, x)
+            if cov_other is not None:
+                gram[:r, :r] += cov_other[other[rating]]
+            rhs += x * target[rating]
+        scale = (max(len(mine), 1) / mean) ** prior.count_exponent
+        system = gram + lam * scale * torch.diag(diagonal)
+        solutions[row] = torch.linalg.solve(system, rhs)
+        covariances.append(noise * torch.linalg.inv(system)[:r, :r])
+    return solutions, torch.stack(covariances)
+
+
+@pytest.mark.parametrize("bias, bias_scale, count_exponent, variational",
+                         [(True, 1.0, 0.0, True), (True, 2.0, 0.5, True), (False, 1.0, 0.0, False),
+                          (True, 0.5, 0.0, False)])
+def test_the_batched_solves_equal_a_per_row_reference(monkeypatch, bias, bias_scale, count_exponent,
+                                                      variational):
+    import recmodels.training.refit_solve as solve
     from recmodels.training.refit import _covariances, _Prior, _ridge_side
 
     gen = torch.Generator().manual_seed(0)
-    features = torch.randn(5, 2, dtype=torch.float64, generator=gen)  # 5 "items", rank 2
-    cov_other = torch.randn(5, 2, 2, dtype=torch.float64, generator=gen)
-    cov_other = cov_other @ cov_other.transpose(1, 2) * 0.1  # positive definite
-    own = torch.tensor([0, 0, 0, 1, 1])  # two "users"
-    other = torch.tensor([0, 2, 4, 1, 3])
-    target = torch.randn(5, dtype=torch.float64, generator=gen)
+    n_own, n_other, rank, n = 60, 25, 4, 700
+    own = torch.randint(0, n_own - 3, (n,), generator=gen)  # the last rows have no ratings
+    own[:300] = torch.randint(0, 5, (300,), generator=gen)  # a few heavy rows
+    other = torch.randint(0, n_other, (n,), generator=gen)
+    features = torch.randn(n_other, rank, dtype=torch.float64, generator=gen)
+    target = torch.randn(n, dtype=torch.float64, generator=gen)
+    cov_other = None
+    if variational:
+        cov_other = torch.randn(n_other, rank, rank, dtype=torch.float64, generator=gen)
+        cov_other = cov_other @ cov_other.transpose(1, 2) * 0.1  # positive definite
     prior = _Prior(bias_scale, count_exponent)
-    (sol,), blocks = _ridge_side(own, other, 2, features, target, True, (1.5,), prior,
-                                 cov_other, keep=True)
-    cov = _covariances(blocks, 2, 2, 1.5, noise=0.3)
-    for user, rows in ((0, [0, 1, 2]), (1, [3, 4])):
-        x = torch.cat([features[other[rows]], torch.ones(len(rows), 1, dtype=torch.float64)], 1)
-        gram = x.T @ x
-        gram[:2, :2] += cov_other[other[rows]].sum(0)
-        scale = (len(rows) / 2.5) ** count_exponent  # 2.5: the mean rows per user
-        a = gram + 1.5 * scale * torch.diag(torch.tensor([1.0, 1.0, bias_scale], dtype=torch.float64))
-        torch.testing.assert_close(sol[user], torch.linalg.solve(a, x.T @ target[rows]))
-        torch.testing.assert_close(cov[user], 0.3 * torch.linalg.inv(a)[:2, :2])
+    lambdas = (0.5, 2.0)
+    # small blocks of own rows, the partners' table in several column chunks, several threads
+    monkeypatch.setattr(solve, "BLOCK_BYTES", 8 * 25 * 7)
+    monkeypatch.setattr(solve, "TABLE_BYTES", 8 * n_other * 4)
+    monkeypatch.setattr(solve, "_MIN_ROWS_PER_WORKER", 4)
+    solutions, blocks = _ridge_side(own, other, n_own, features, target, bias, lambdas, prior,
+                                    cov_other, keep=True)
+    assert len(blocks) > 2
+    for lam, batched in zip(lambdas, solutions, strict=True):
+        expected, covariances = _per_row_reference(own, other, n_own, features, target, bias, lam,
+                                                   prior, cov_other, noise=0.3)
+        torch.testing.assert_close(batched, expected, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(_covariances(blocks, n_own, rank, lam, noise=0.3), covariances,
+                                   rtol=1e-10, atol=1e-10)
+
+
+def test_rows_that_are_not_numerically_positive_definite_are_solved_as_linalg_solve():
+    from recmodels.training.refit_solve import ridge_inverse, ridge_solves
+
+    gram = torch.tensor([[[2.0, 1.0], [1.0, 2.0]], [[0.0, 1.0], [1.0, 0.0]]], dtype=torch.float64)
+    rhs = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64)
+    penalty = torch.full((2, 2), 0.5, dtype=torch.float64)
+    (x,) = ridge_solves(gram, rhs, [penalty])
+    system = gram + torch.diag_embed(penalty)  # the second is indefinite: no Cholesky, but LU
+    torch.testing.assert_close(x, torch.linalg.solve(system, rhs), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ridge_inverse(gram, penalty, 2), torch.linalg.inv(system))
+    assert torch.equal(gram[1], torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64))  # as it came
+
+
+def test_the_refit_prints_a_line_before_it_starts_and_one_per_sweep(planted):
+    from dataclasses import replace
+
+    from recmodels.training.refit import RefitReport
+
+    _, _, train, valid, _, _ = planted
+    trainer = _trained(planted, epochs=4, refit=False)
+    lines = []
+    trainer.log = lines.append
+    trainer.config = replace(trainer.config, refit=True)
+    trainer.fit(train, valid)  # finished: only the refit runs
+    report = trainer.refit_report
+    refit_lines = [line for line in lines if line.startswith("refit:")]
+    assert "training" in refit_lines[0] and " s)" not in refit_lines[0]  # before any work
+    assert refit_lines[-1] == RefitReport.from_dict(report).describe()
+    assert any(f"rank {report['rank']} of 16" in line for line in refit_lines[1:-1])
+    assert sum("ridge sweep" in line for line in refit_lines) >= max(1, report["sweeps"])
+    assert sum("variational sweep" in line for line in refit_lines) >= report["variational_sweeps"] >= 1
+
+
+def test_a_given_rank_is_kept(planted):
+    _, _, train, valid, _, _ = planted
+    model = _fresh_mf(planted)
+    lines = []
+    report = refit_low_rank(model, RatingTensors.from_arrays(train, CPU),
+                            RatingTensors.from_arrays(valid, CPU), rank=6, log=lines.append)
+    assert report.changed and report.rank == 6
+    assert torch.all(model.user_gmf.weight[:, 6:] == 0) and torch.all(model.predict.weight[0, :6] == 1)
+    assert any("rank 6 of 16" in line for line in lines)
 
 
 def test_the_variational_sweeps_are_skipped_when_their_covariances_would_not_fit(planted, monkeypatch):

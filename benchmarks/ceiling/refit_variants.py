@@ -58,6 +58,39 @@ def parse_variant(text: str) -> dict:
     return options
 
 
+def planted_split(scale: int, seed: int):
+    """``(syn, train, valid, test, n_users, n_items)``: the planted ratings of
+    ``benchmarks/train_throughput.py`` at ``1/scale`` of the notebook's sizes, split and encoded as
+    there."""
+    n_u, n_i, n_r = 100_950 // scale, 59_196 // scale, 4_400_000 // scale
+    syn = make_ratings(n_u, n_i, n_r, seed=seed)
+    split = D.split_interactions(syn.ratings, seed=seed)
+    users, items = D.fit_encoders(split.train)
+    train, valid, test = (D.encode(part, users, items)[0] for part in (split.train, split.valid, split.test))
+    return syn, train, valid, test, len(users), len(items)
+
+
+def sgd_neumf(train, valid, n_users: int, n_items: int, seed: int, cache: str | None = None, log=print):
+    """``(model, history)``: default NeuMF trained with the refit off, holding its best weights.
+
+    The same init and dropout draws as ``train_throughput.py`` (``torch.manual_seed(seed)`` first).
+    With ``cache``: loaded from that state dict if it exists (``history`` is then None), else
+    written there after training.
+    """
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig("neumf", n_users, n_items, global_mean=float(train.rating.mean())))
+    if cache and os.path.exists(cache):
+        model.load_state_dict(torch.load(cache, weights_only=True))
+        return model, None
+    trainer = Trainer(model, TrainConfig(seed=seed, refit=False), torch.device("cpu"), log=log,
+                      progress=False)
+    trainer.fit(train, valid)
+    model.load_state_dict(trainer.best_state_dict)
+    if cache:
+        torch.save(model.state_dict(), cache)
+    return model, trainer.state.history
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("variants", nargs="*", default=["base"])
@@ -71,23 +104,11 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     options = [(v, parse_variant(v)) for v in args.variants]
     torch.set_num_threads(args.threads)
-    n_u, n_i, n_r = 100_950 // args.scale, 59_196 // args.scale, 4_400_000 // args.scale
-    syn = make_ratings(n_u, n_i, n_r, seed=args.seed)
-    split = D.split_interactions(syn.ratings, seed=args.seed)
-    users, items = D.fit_encoders(split.train)
-    train, valid, test = (D.encode(part, users, items)[0] for part in (split.train, split.valid, split.test))
+    syn, train, valid, test, n_users, n_items = planted_split(args.scale, args.seed)
     cpu = torch.device("cpu")
-    torch.manual_seed(args.seed)  # as train_throughput.py: the same init, then the same dropout draws
-    model = build_model(ModelConfig("neumf", len(users), len(items), global_mean=float(train.rating.mean())))
     cache = args.cache or os.path.join(os.environ.get("TMPDIR", "/tmp"),
                                        f"refit_neumf_x{args.scale}_s{args.seed}_t{args.threads}.pt")
-    if os.path.exists(cache):
-        model.load_state_dict(torch.load(cache, weights_only=True))
-    else:
-        trainer = Trainer(model, TrainConfig(seed=args.seed, refit=False), cpu, log=print, progress=False)
-        trainer.fit(train, valid)
-        model.load_state_dict(trainer.best_state_dict)
-        torch.save(model.state_dict(), cache)
+    model, _ = sgd_neumf(train, valid, n_users, n_items, args.seed, cache)
     sgd = {k: v.clone() for k, v in model.state_dict().items()}
     rating_range = float(np.min(train.rating)), float(np.max(train.rating))
 

@@ -30,10 +30,13 @@ exported graph and the scorer are the same. Measured gains: ``docs/models.md``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+
+from .refit_solve import normal_equations, ridge_inverse, ridge_solves
 
 # Ridge weights tried at every half-sweep (per row, the same for every row: a Gaussian prior).
 LAMBDAS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -174,8 +177,9 @@ class _Factors:
         return total / max(1, n)
 
 
-def _truncated(f: _Factors, valid: _Rows) -> tuple[_Factors, int, float]:
-    """The SVD truncation of ``P Q^T`` with the lowest validation MSE, its rank and MSE."""
+def _truncated(f: _Factors, valid: _Rows, rank: int | None = None) -> tuple[_Factors, int, float]:
+    """The SVD truncation of ``P Q^T`` with the lowest validation MSE (or at ``rank``), its rank
+    and MSE."""
     qp, rp = torch.linalg.qr(f.P)
     qq, rq = torch.linalg.qr(f.Q)
     u, s, vh = torch.linalg.svd(rp @ rq.T, full_matrices=False)
@@ -190,7 +194,7 @@ def _truncated(f: _Factors, valid: _Rows) -> tuple[_Factors, int, float]:
             base = base + f.bu[u] + f.bi[i]
         errors += (base.unsqueeze(1) + (left[u] * right[i] * s).cumsum(1)).pow(2).sum(0)
     errors /= max(1, valid.user.shape[0])
-    rank = int(torch.argmin(errors)) + 1
+    rank = int(torch.argmin(errors)) + 1 if rank is None else min(rank, s.shape[0])
     root = s[:rank].sqrt()
     return (_Factors(left[:, :rank] * root, right[:, :rank] * root, f.bu, f.bi), rank,
             float(errors[rank - 1]))
@@ -212,20 +216,16 @@ def _ridge_side(own: torch.Tensor, other: torch.Tensor, n_own: int, features: to
 
     Row ``r`` of the training data contributes ``x = [features[other[r]], 1]`` and
     ``target[r]`` to the normal equations of ``own[r]``, and with ``cov_other`` (the other side's
-    posterior covariances) ``E[x x^T]`` instead of ``x x^T``; blocks of own rows keep memory
-    bounded. Returns the solutions and, with ``keep``, the blocks ``(start, stop, gram, penalty)``
-    (``penalty`` as ``(diagonal, per-row scale)``, not expanded per row).
+    posterior covariances) ``E[x x^T]`` instead of ``x x^T``; built and solved in batches
+    (:mod:`recmodels.training.refit_solve`), blocks of own rows keep memory bounded. Returns the
+    solutions and, with ``keep``, the blocks ``(start, stop, gram, penalty)`` (``penalty`` as
+    ``(diagonal, per-row scale)``, not expanded per row).
     """
-    r = features.shape[1]
-    k = r + int(bias)
-    order = torch.argsort(own, stable=True)
-    own, other, target = own[order], other[order], target[order]
-    block = max(1, _BLOCK_BYTES // (8 * k * k))
-    edges = torch.searchsorted(own, torch.arange(0, n_own + block, block).clamp(max=n_own)).tolist()
-    eye = torch.ones(k, dtype=torch.float64)
+    x = torch.cat([features, features.new_ones(features.shape[0], 1)], 1) if bias else features
+    k = x.shape[1]
+    diagonal = torch.ones(k, dtype=torch.float64)
     if bias:
-        eye[-1] = prior.bias_scale
-    eye = torch.diag(eye)
+        diagonal[-1] = prior.bias_scale
     row_scale = torch.ones(n_own, dtype=torch.float64)
     if prior.count_exponent:
         counts = torch.bincount(own, minlength=n_own).double()
@@ -233,35 +233,20 @@ def _ridge_side(own: torch.Tensor, other: torch.Tensor, n_own: int, features: to
         row_scale = (counts.clamp(min=1) / mean) ** prior.count_exponent  # empty rows: as 1 row
     out = [torch.zeros(n_own, k, dtype=torch.float64) for _ in lambdas]
     kept = []
-    for b, start in enumerate(range(0, n_own, block)):
-        stop = min(n_own, start + block)
-        gram = torch.zeros(stop - start, k, k, dtype=torch.float64)
-        rhs = torch.zeros(stop - start, k, dtype=torch.float64)
-        for lo in range(edges[b], edges[b + 1], block):
-            hi = min(edges[b + 1], lo + block)
-            x = features[other[lo:hi]]
-            if bias:
-                x = torch.cat([x, x.new_ones(x.shape[0], 1)], 1)
-            idx = own[lo:hi] - start
-            outer = x.unsqueeze(2) * x.unsqueeze(1)
-            if cov_other is not None:
-                outer[:, :r, :r] += cov_other[other[lo:hi]]
-            gram.index_add_(0, idx, outer)
-            rhs.index_add_(0, idx, x * target[lo:hi].unsqueeze(1))
-        penalty = eye * row_scale[start:stop, None, None]
-        for sol, lam in zip(out, lambdas, strict=True):
-            sol[start:stop] = torch.linalg.solve(gram + lam * penalty, rhs)
+    for start, stop, gram, rhs in normal_equations(own, other, n_own, x, target, cov_other):
+        scale = row_scale[start:stop, None] * diagonal
+        for sol, block in zip(out, ridge_solves(gram, rhs, [lam * scale for lam in lambdas]), strict=True):
+            sol[start:stop] = block
         if keep:
-            kept.append((start, stop, gram, (eye, row_scale[start:stop])))
+            kept.append((start, stop, gram, (diagonal, row_scale[start:stop])))
     return out, kept
 
 
 def _covariances(blocks, n_own: int, rank: int, lam: float, noise: float) -> torch.Tensor:
     """Posterior covariances of the rows' coefficients, ``noise * (gram + lam * penalty)^-1``."""
     cov = torch.zeros(n_own, rank, rank, dtype=torch.float64)
-    for start, stop, gram, (eye, row_scale) in blocks:
-        penalty = eye * row_scale[:, None, None]
-        cov[start:stop] = noise * torch.linalg.inv(gram + lam * penalty)[:, :rank, :rank]
+    for start, stop, gram, (diagonal, row_scale) in blocks:
+        cov[start:stop] = noise * ridge_inverse(gram, lam * (row_scale[:, None] * diagonal), rank)
     return cov
 
 
@@ -315,8 +300,8 @@ def _variational_fits(n_users: int, n_items: int, rank: int, bias: bool, n_lambd
 def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
                    lambdas=LAMBDAS, max_sweeps: int = MAX_SWEEPS, bias_scale: float = 1.0,
                    count_exponent: float = 0.0, variational: bool = True,
-                   noise_shares=NOISE_SHARES, max_variational_sweeps: int = MAX_VARIATIONAL_SWEEPS
-                   ) -> RefitReport:
+                   noise_shares=NOISE_SHARES, max_variational_sweeps: int = MAX_VARIATIONAL_SWEEPS,
+                   rank: int | None = None, log: Callable[[str], None] | None = None) -> RefitReport:
     """Refit ``model``'s GMF and bias tables in place (module docstring); never worse on ``valid``.
 
     Parameters
@@ -347,6 +332,12 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
         validation MSE; each starts from the ridge result, the best on validation is kept.
     max_variational_sweeps : int
         At most this many variational sweeps per noise variance.
+    rank : int, optional
+        Truncate at this rank instead of the one with the lowest validation MSE (at most the GMF
+        width; for benchmarks and experiments).
+    log : callable, optional
+        Called with a progress line (``"refit: ..."``) before the refit starts and after the
+        truncation and every sweep (the :class:`~recmodels.training.Trainer` passes its log).
 
     Returns
     -------
@@ -356,6 +347,15 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
         raise ValueError("bias_scale must be > 0 (a row without training data needs a penalty); "
                          f"got {bias_scale!r}")
     start = time.perf_counter()
+    say = log or (lambda line: None)
+    say(f"refit: {len(train):,} training / {len(valid):,} validation rows; truncating the GMF product "
+        f"(width {model.user_gmf.embedding_dim}), then up to {max_sweeps} ridge and "
+        f"{max_variational_sweeps if variational else 0} variational sweep(s)")
+
+    def progress(what: str, mse: float, lams=()) -> None:
+        lam = f", lam {' / '.join(f'{x:g}' for x in lams)} (users / items)" if lams else ""
+        say(f"refit: {what}, valid rmse {mse ** 0.5:.4f}{lam} ({time.perf_counter() - start:.1f} s)")
+
     was_training = model.training
     model.eval()
     d = model.user_gmf.embedding_dim
@@ -372,7 +372,8 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
     def better(mse: float, than: float | None = None) -> bool:  # rounding noise is no gain
         return mse < (best_mse if than is None else than) * (1 - _MIN_GAIN)
 
-    truncated, rank, truncated_mse = _truncated(sgd, va)
+    truncated, rank, truncated_mse = _truncated(sgd, va, rank)
+    progress(f"rank {rank} of {d}", truncated_mse)
     if better(truncated_mse):
         best, best_mse = truncated, truncated_mse
     current = truncated
@@ -388,6 +389,7 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
                 if better(mse):
                     best, best_mse = current, mse
                     chosen, kept_sweeps = list(sweep_lams), sweep
+            progress(f"ridge sweep {sweep}", mse, sweep_lams[-2:])
             if best_mse == sweep_start:
                 break
         ridge, ridge_mse = (best, best_mse) if best is not sgd else (truncated, truncated_mse)
@@ -411,6 +413,7 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
                         if better(mse):
                             best, best_mse = current, mse
                             chosen, kept_vb, kept_share = ridge_lams + chain_lams, sweep, float(share)
+                    progress(f"variational sweep {sweep} (noise x{share:g})", mse, chain_lams[-2:])
                     if not better(chain_best, sweep_start):
                         break
     changed = best is not sgd
