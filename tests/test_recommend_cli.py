@@ -217,8 +217,8 @@ def test_outputs_use_the_bundle_id_names_and_types(tmp_path):
                      item_column="book")
     pd.DataFrame({"reader": fb.user_ids[:4], "book": fb.item_ids[:4]}).to_csv(tmp_path / "p.csv", index=False)
     assert invoke(fb.path, tmp_path / "r.parquet", "-k", 2, "--device", "cpu", "-q").exit_code == 0
-    scored = CliRunner().invoke(cli, ["score", str(fb.path), str(tmp_path / "p.csv"), str(tmp_path / "s.parquet"),
-                                      "--device", "cpu", "-q"])
+    scored = CliRunner().invoke(cli, ["score", str(fb.path), str(tmp_path / "p.csv"),
+                                      str(tmp_path / "s.parquet"), "--device", "cpu", "-q"])
     assert scored.exit_code == 0, scored.output
     recs, scores = pq.read_schema(tmp_path / "r.parquet"), pq.read_schema(tmp_path / "s.parquet")
     assert recs.names == ["reader", "rank", "book", "score"]

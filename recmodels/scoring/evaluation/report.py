@@ -181,7 +181,8 @@ def plot_evaluation(report: EvaluationReport, path: str | os.PathLike) -> Path:
     right.set_xticks(np.arange(len(groups)))
     right.set_xticklabels([g.replace("_", " ") for g in groups])
     right.set_ylabel("RMSE")
-    right.set_title("error by user activity" if report.train is not None else "error by group (no training data)")
+    with_buckets = report.train is not None
+    right.set_title("error by user activity" if with_buckets else "error by group (no training data)")
     top = max((v["rmse"] or 0.0) for by_group in report.rating.values() for v in by_group.values())
     right.set_ylim(0, 1.3 * top if top > 0 else 1.0)
     right.legend(loc="upper left", ncol=len(report.rating), fontsize="small")
