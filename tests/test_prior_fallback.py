@@ -98,6 +98,18 @@ def test_stored_old_bundles_still_score(name):
     np.testing.assert_array_equal(got["score"][~known], np.float32(bundle.fallback_score))
 
 
+def test_unknown_share_warning_says_what_the_rows_got(bundles):
+    """Over the guard, the in-memory warning says which rows got the training mean."""
+    new, old = bundles
+    users, items = _pairs(new)  # 9 of 14 rows have an unknown id, 2 of them both
+    with pytest.warns(UserWarning, match=r"9 of 14 rows .* \(2 with both unknown got the fallback "
+                                         r"3\.25, the others the prior row's score\)"):
+        Scorer(new.path, device="cpu").score_arrays(users, items)
+    with pytest.warns(UserWarning, match=r"9 of 14 rows have ids the bundle does not know and got the "
+                                         r"fallback 3\.25;"):
+        Scorer(old.path, device="cpu").score_arrays(users, items)
+
+
 def test_counts_and_report_separate_the_sides(bundles, tmp_path):
     new, _ = bundles
     users, items = _pairs(new)

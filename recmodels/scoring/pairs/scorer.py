@@ -161,9 +161,13 @@ class Scorer:
         """The in-memory APIs cannot undo their output, so the guard warns there."""
         if rows and self._over_share(rows):
             c = self.counts
+            outcome = f"and got the fallback {float(self.fallback_score):g}"
+            if self.prior_rows is not None and self.unknown == "fallback":  # one side known: prior row
+                outcome = (f"({c['unknown_both']:,} with both unknown got the fallback "
+                           f"{float(self.fallback_score):g}, the others the prior row's score)")
             warnings.warn(
                 f"{where}: {c['unknown_rows']:,} of {rows:,} rows have ids the bundle does not know "
-                f"and got the fallback {float(self.fallback_score):g}; likely "
+                f"{outcome}; likely "
                 f"{likely_cause(self.bundle, self.user_col, self.item_col, types)}",
                 UserWarning,
                 stacklevel=3,
