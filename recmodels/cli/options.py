@@ -114,19 +114,12 @@ def claim_output(output, fmt, *, resume: bool, overwrite: bool, command: str) ->
     )
 
 
-_RUN_MARKER = "config.json"  # recmodels.runs.CONFIG_FILE (not imported: --help stays light)
-_BUNDLE_MARKER = "manifest.json"  # recmodels.bundle.MANIFEST_FILE
-
-
 def check_bundle(bundle) -> None:
     """A training run given where a bundle is needed: one line saying how to export it."""
-    import os
-
+    from ..bundle import path_kind  # here, not at import: --help stays light
     from ..errors import BundleError
 
-    if os.path.isfile(os.path.join(bundle, _RUN_MARKER)) and not os.path.isfile(
-        os.path.join(bundle, _BUNDLE_MARKER)
-    ):
+    if path_kind(bundle) == "run":
         raise BundleError(
             f"{bundle} is a training run, not a bundle; export it first with "
             f"`recmodels export {bundle} --format onnx --out DIR` and give DIR"
