@@ -149,6 +149,7 @@ def test_cuda_warning_once_per_process_and_never_under_quiet(tmp_path, monkeypat
 
     fb = make_bundle(tmp_path / "b", kind="mf")
     monkeypatch.setattr(providers, "cuda_compiled", lambda: False)
+    monkeypatch.setattr(providers, "gpu_visible", lambda: True)  # a GPU this build cannot use
     monkeypatch.setattr(providers, "_warned", set())
     with pytest.warns(RuntimeWarning, match="CUDA unavailable"):
         first = Scorer(fb.path, device="auto")
