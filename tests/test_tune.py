@@ -280,6 +280,20 @@ def test_ctrl_c_is_one_line_and_the_interrupted_trial_is_rerun_on_resume(ratings
     assert sorted(p.name for p in (out / "trials").iterdir()) == ["0000", "0002", "0003"]
 
 
+def test_ctrl_c_while_the_data_is_read_is_one_line_too(ratings_csv, tmp_path, monkeypatch):
+    import recmodels.tuning.search as search
+
+    def interrupted(**options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search, "build_setup", interrupted)
+    out = tmp_path / "tuned"
+    result = invoke("--data", ratings_csv, "--model", "mf", "--out", out, *FAST)
+    assert result.exit_code == 130 and result.output.strip() == (
+        "Interrupted before the search started; nothing was written"), result.output
+    assert not out.exists()
+
+
 def test_an_interrupted_starting_configuration_is_run_again(synthetic, tmp_path, monkeypatch):
     out = tmp_path / "tuned"
     common = dict(data=synthetic.ratings, model="mf", train_config=FAST_CONFIG, echo=None)

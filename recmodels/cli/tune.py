@@ -99,7 +99,14 @@ def tune(**options):
             resume=run["resume"], overwrite=run["overwrite"], quiet=run["quiet"], echo=click.echo,
         )
     except KeyboardInterrupt:  # one line, not a traceback: the study is kept for --resume
-        click.echo("Interrupted: the unfinished trial is not counted and leaves nothing behind; "
-                   f"the finished ones are kept in {inputs['out']}: continue with the same "
-                   "command and --resume", err=True)
+        from pathlib import Path
+
+        from ..tuning.settings import SETTINGS_FILE
+
+        if not (Path(inputs["out"]) / SETTINGS_FILE).is_file():
+            click.echo("Interrupted before the search started; nothing was written", err=True)
+        else:
+            click.echo("Interrupted: the unfinished trial is not counted and leaves nothing "
+                       f"behind; the finished ones are kept in {inputs['out']}: continue with "
+                       "the same command and --resume", err=True)
         raise click.exceptions.Exit(130) from None
