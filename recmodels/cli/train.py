@@ -134,7 +134,9 @@ OPTIONS = (
     Option(("--init-std",), "model", "init_std", _POSITIVE, "Embeddings start from N(0, init-std)."),
     Option(("--use-bias/--no-bias",), "model", "use_bias", None, "User/item bias terms.", is_flag=True),
     Option(("--device",), "train", "device", None, "auto, cpu, cuda, cuda:N (gpu = cuda)."),
-    Option(("--threads",), "train", "num_threads", click.IntRange(min=1), "CPU threads for torch."),
+    Option(("--threads",), "train", "num_threads", click.IntRange(min=1),
+           "CPU threads for torch; none: the cores other processes leave free, checked every "
+           "epoch (give N for bit-for-bit repeatable runs)."),
     Option(("--eval-batch-size",), "train", "eval_batch_size", click.IntRange(min=1),
            "Rows per forward pass when evaluating."),
     Option(("--precision",), "train", "precision", click.Choice(PRECISIONS),
@@ -181,7 +183,7 @@ def default_text(opt: Option) -> str | None:
             for lr in sorted(set(DEFAULT_LR.values()))),
         "embedding_lr": lambda: f"{DEFAULT_EMBEDDING_LR:g}",
         "l2_bias": lambda: "--l2",
-        "num_threads": lambda: "torch's",
+        "num_threads": lambda: "the free cores",
         "rating_range": lambda: "min and max of the training ratings",
         "dropouts": lambda: "{:g}, then {:g} for each later layer".format(*default_dropouts(2)),
     }
