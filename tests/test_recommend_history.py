@@ -131,6 +131,17 @@ def test_exclude_seen_never_returns_a_history_item(fb):
     assert set(history.loc[history["user_id"] == 7, "item_id"]) <= set(plain["item_id"])
 
 
+def test_candidate_list_with_history(fb):
+    """``--items``: a folded user's top-K over the listed items only, seen ones left out."""
+    history, seen = _history(fb), _seen(fb)
+    listed = fb.item_ids[::3]
+    got, _ = _recommend(fb, [7, fb.user_ids[0]], 6, history=history, exclude_seen=seen, items=listed)
+    for user in (7, fb.user_ids[0]):
+        items, _ = _oracle(fb, user, N_ITEMS, history, seen)
+        want = [i for i in items if i in set(listed)][:6]
+        np.testing.assert_array_equal(got.loc[got["user_id"] == user, "item_id"], want)
+
+
 def test_every_user_by_default_then_the_folded_in_ones(fb):
     history = _history(fb)
     got, _ = _recommend(fb, None, 3, history=history)
