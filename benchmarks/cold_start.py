@@ -15,7 +15,10 @@ Protocol, per data set and model kind:
    retrained with those k ratings added to train (same settings), scoring the same rows;
 4. HR@10 under the NCF protocol for the held-out users: each user's best-rated test row against
    99 items they never rated (known to the bundle), ranked by the same four scorers;
-5. cost (``--cost``): 10,000 new users x 20 ratings folded into the MF bundle of the real set:
+5. ``--holdout items``: the same with 10 % of the *items* held out (their ratings by known users
+   are the history and test rows; a held-out item's first k ratings fold it in, as
+   ``recmodels score --history`` does for new items); no HR@10 there;
+6. cost (``--cost``): 10,000 new users x 20 ratings folded into the MF bundle of the real set:
    users folded in per second, the added seconds of a scoring job of 1,000,000 pairs, and the
    fold-in's peak memory (tracemalloc) for 1,000 and 10,000 users.
 
@@ -23,6 +26,7 @@ Not a test: run it by hand (docs/benchmarks.md "Cold start")::
 
     nice -n 5 python benchmarks/cold_start.py --data ml --models mf neumf --threads 2
     nice -n 5 python benchmarks/cold_start.py --data planted --models mf --threads 2
+    nice -n 5 python benchmarks/cold_start.py --data ml --models mf --holdout items --threads 2
     nice -n 5 python benchmarks/cold_start.py --cost --threads 2
 """
 
@@ -57,16 +61,17 @@ def load(data: str) -> pd.DataFrame:
     return make_ratings(2000, 1000, 100_000, seed=0).ratings[COLS]
 
 
-def split(ratings: pd.DataFrame):
-    """``(train, valid, test, held)``: held-out users' ratings apart, the rest 80/10/10."""
+def split(ratings: pd.DataFrame, side: str = "user_id"):
+    """``(train, valid, test, held)``: the held-out users' (``side`` ``item_id``: items') ratings
+    apart, the rest 80/10/10."""
     rng = np.random.default_rng(SEED)
-    users = ratings["user_id"].unique()
-    held_users = rng.choice(users, int(round(HELD_SHARE * users.size)), replace=False)
-    is_held = ratings["user_id"].isin(held_users)
+    ids = ratings[side].unique()
+    held_ids = rng.choice(ids, int(round(HELD_SHARE * ids.size)), replace=False)
+    is_held = ratings[side].isin(held_ids)
     rest = ratings[~is_held].sample(frac=1.0, random_state=SEED).reset_index(drop=True)
     a, b = int(0.8 * len(rest)), int(0.9 * len(rest))
     held = ratings[is_held].sample(frac=1.0, random_state=SEED).reset_index(drop=True)
-    held["order"] = held.groupby("user_id").cumcount()
+    held["order"] = held.groupby(side).cumcount()
     return rest.iloc[:a], rest.iloc[a:b], rest.iloc[b:], held
 
 
@@ -109,7 +114,8 @@ def hit_rate(candidates: pd.DataFrame, scores: np.ndarray, k: int = 10) -> float
 
 
 def evaluate(bundle, test_rows, candidates, history=None, solver="ridge"):
-    """``(rmse, hr@10, seconds of the fold-in)`` of a bundle, with or without a history."""
+    """``(rmse, hr@10 or None without candidates, seconds of the fold-in)`` of a bundle, with or
+    without a history."""
     from recmodels.scoring import Scorer
     from recmodels.scoring.history import fold_in
 
@@ -126,28 +132,33 @@ def evaluate(bundle, test_rows, candidates, history=None, solver="ridge"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pred = scorer.score_frame(test_rows[["user_id", "item_id"]])["score"].to_numpy()
+        if candidates is None:
+            return rmse(test_rows["rating"], pred), None, seconds
         cand = scorer.score_frame(candidates[["user_id", "item_id"]])["score"].to_numpy()
     return rmse(test_rows["rating"], pred), hit_rate(candidates, cand), seconds
 
 
-def run(data: str, kind: str, threads: int, ks, oracle: bool, work: Path) -> dict:
+def run(data: str, kind: str, threads: int, ks, oracle: bool, work: Path, holdout: str = "users") -> dict:
     from recmodels.bundle import Bundle
 
-    train, valid, test, held = split(load(data))
-    bundle_path = train_export(kind, train, valid, test, work / f"{data}-{kind}", threads)
+    side, other = ("user_id", "item_id") if holdout == "users" else ("item_id", "user_id")
+    train, valid, test, held = split(load(data), side)
+    tag = f"{data}-{kind}" + ("" if holdout == "users" else "-items")
+    bundle_path = train_export(kind, train, valid, test, work / tag, threads)
     bundle = Bundle.load(bundle_path)
     known_items = bundle.item_encoder.classes_
-    test_rows = held[(held["order"] >= TEST_AFTER) & held["item_id"].isin(known_items)]
-    candidates = ncf_candidates(held, test_rows, known_items)
+    known_other = known_items if holdout == "users" else bundle.user_encoder.classes_
+    test_rows = held[(held["order"] >= TEST_AFTER) & held[other].isin(known_other)]
+    candidates = ncf_candidates(held, test_rows, known_items) if holdout == "users" else None
     mean = bundle.fallback_score
     low, high = bundle.rating_range
-    out = {"data": data, "model": kind, "held_users": int(held["user_id"].nunique()),
+    out = {"data": data, "model": kind, "holdout": holdout, "held": int(held[side].nunique()),
            "test_rows": len(test_rows), "mean_rmse": rmse(test_rows["rating"], np.clip(mean, low, high)),
            "precision_source": bundle.manifest.prior.fold_in.source, "by_k": []}
     out["fallback_rmse"], out["fallback_hr10"], _ = evaluate(bundle_path, test_rows, candidates)
-    print(f"{data} {kind}: {out['held_users']} held-out users, {len(test_rows)} test rows; mean "
-          f"{out['mean_rmse']:.4f}, prior fallback {out['fallback_rmse']:.4f} "
-          f"(HR@10 {out['fallback_hr10']:.3f})", flush=True)
+    hr = "" if candidates is None else f" (HR@10 {out['fallback_hr10']:.3f})"
+    print(f"{data} {kind}: {out['held']} held-out {holdout}, {len(test_rows)} test rows; mean "
+          f"{out['mean_rmse']:.4f}, prior fallback {out['fallback_rmse']:.4f}{hr}", flush=True)
     for k in ks:
         history = held[held["order"] < k][COLS]
         row = {"k": k}
@@ -157,7 +168,7 @@ def run(data: str, kind: str, threads: int, ks, oracle: bool, work: Path) -> dic
             bundle_path, test_rows, candidates, history, solver="gradient")
         if oracle:
             path = train_export(kind, pd.concat([train, history], ignore_index=True), valid, test,
-                                work / f"{data}-{kind}-k{k}", threads)
+                                work / f"{tag}-k{k}", threads)
             row["oracle_rmse"], row["oracle_hr10"], _ = evaluate(path, test_rows, candidates)
             gap = out["fallback_rmse"] - row["oracle_rmse"]
             row["gap_closed"] = (out["fallback_rmse"] - row["foldin_rmse"]) / gap if gap > 0 else None
@@ -223,6 +234,8 @@ def main(argv=None) -> None:
     parser.add_argument("--ks", nargs="+", type=int, default=list(KS))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-oracle", action="store_true", help="skip the retrained oracle")
+    parser.add_argument("--holdout", choices=("users", "items"), default="users",
+                        help="hold out users (default) or items")
     parser.add_argument("--cost", action="store_true", help="only the cost figures")
     parser.add_argument("--work", type=Path, default=None, help="keep runs and bundles here")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -233,7 +246,7 @@ def main(argv=None) -> None:
         if args.cost:
             results = cost(args.threads, work)
         else:
-            results = [run(args.data, kind, args.threads, args.ks, not args.no_oracle, work)
+            results = [run(args.data, kind, args.threads, args.ks, not args.no_oracle, work, args.holdout)
                        for kind in args.models]
         if args.json:
             args.json.write_text(json.dumps(results, indent=1, default=str))
