@@ -86,9 +86,11 @@ def _series_to_arrow(values: pd.Series) -> pa.Array:
             if not kinds <= {int, np.int64, np.int32, bool, np.bool_}:
                 values = values.map(lambda v: v if v is None or v != v else _text(v))
     try:
-        return pa.Array.from_pandas(values)
+        arr = pa.Array.from_pandas(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        return pa.Array.from_pandas(values.map(lambda v: v if v is None or v != v else _text(v)))
+        arr = pa.Array.from_pandas(values.map(lambda v: v if v is None or v != v else _text(v)))
+    # a pyarrow-backed column (pandas' CSV reader: one chunk per ~262k rows) comes as several chunks
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
 
 def _text(value) -> str:

@@ -146,12 +146,12 @@ SUB_FLOORS = {
         8: {"__init__"},
     },
     "engines": {
-        1: {"contract"},            # the driver <-> worker contract: tasks, records, the job file
-        2: {"worker"},              # what a task runs
-        3: {"driver"},              # the one driver: checks, staging, reports
-        3.5: {"recommend_driver"},  # TEMPORARY: folded into driver by the engines step
-        4: {"dask", "spark"},       # only what is the engine's own
-        5: {"__init__"},
+        1: {"contract", "connect"},  # the driver <-> worker contract; reaching a cluster
+        2: {"worker"},               # what a task runs
+        3: {"staging"},              # the workers' temporary parts -> the output
+        4: {"driver"},               # the one driver: checks, the job around the tasks, reports
+        5: {"dask", "spark"},        # only what is the engine's own
+        6: {"__init__"},
     },
 }
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -20,6 +22,7 @@ distributed = pytest.importorskip("distributed")
 
 from recmodels import dask as rdask  # noqa: E402
 from recmodels.engines import worker as core  # noqa: E402
+from recmodels.engines.contract import files_token  # noqa: E402
 from recmodels.errors import BundleError, DataError  # noqa: E402
 from recmodels.scoring import Scorer, recommend_frame  # noqa: E402
 
@@ -240,11 +243,11 @@ def test_a_long_lived_worker_reads_an_input_again_once_its_files_changed(data, t
     src = tmp_path / "in"
     src.mkdir()
     pq.write_table(pa.Table.from_pandas(frame.iloc[:100], preserve_index=False), src / "a.parquet")
-    first = core.files_token(src)  # what the driver ships in the task
+    first = files_token(src)  # what the driver ships in the task
     assert core.worker_source(str(src), (), first).total_rows == 100
     assert core.worker_source(str(src), (), first) is core.worker_source(str(src), (), first)  # cached
     pq.write_table(pa.Table.from_pandas(frame.iloc[:50], preserve_index=False), src / "b.parquet")
-    second = core.files_token(src)
+    second = files_token(src)
     assert second != first and core.worker_source(str(src), (), second).total_rows == 150
     core.clear_caches()
 
@@ -272,3 +275,65 @@ def test_an_in_process_cluster_address_is_accepted(data, tmp_path):
     finally:
         cluster.close()
         core.clear_caches()
+
+
+def _wide_csv(frame: pd.DataFrame, path, extra_columns: int = 298) -> None:
+    zeros = pd.DataFrame(np.zeros((len(frame), extra_columns), dtype=np.int8),
+                         columns=[f"c{j}" for j in range(extra_columns)])
+    pd.concat([frame.reset_index(drop=True), zeros], axis=1).to_csv(path, index=False)
+
+
+def test_csv_partitions_whose_text_columns_come_in_several_chunks(data, tmp_path, monkeypatch):
+    """Issue 21 #1: pandas' CSV reader hands a partition's pyarrow-backed text columns in chunks
+    (every ~262k rows of a two-column file, every 2,048 rows of a 300-column one), which the part
+    writer could not take ('Cannot convert pyarrow.lib.ChunkedArray to pyarrow.lib.Array')."""
+    root, fb, frame, _ = data
+    src = tmp_path / "wide.csv"
+    _wide_csv(frame, src)
+    monkeypatch.setattr(rdask, "CSV_BLOCKSIZE", 1_500_000)  # several partitions of a small file
+    ddf = rdask.read_input(src, ("user_id", "item_id"))
+    assert ddf.npartitions >= 2
+    first = pa.Table.from_pandas(ddf.partitions[0].compute(scheduler="sync"), preserve_index=False)
+    assert first.column("user_id").num_chunks > 1  # the input that failed
+    want = local_scores(fb, frame)[["rid", "known", "score"]]
+    rep = rdask.score_file(fb.path, src, tmp_path / "out", keep="rid", device="cpu")
+    assert rep.rows_read == N_ROWS and rep.parts_written == ddf.npartitions
+    assert_same_rows(pd.read_parquet(tmp_path / "out"), want)
+    lazy = rdask.score(ddf, fb.path, keep="rid", device="cpu").compute(scheduler="threads")
+    assert_same_rows(lazy.reset_index(drop=True), want)
+
+
+def test_csv_text_ids_follow_the_tables_null_rule(tmp_path):
+    """A text id spelled NA (or null, nan) is an id, as recmodels.tables reads it, not a missing
+    value (pandas' default); only an empty cell is missing."""
+    ids = ["NA", "null", "nan", "u3", "u4"]
+    fb = make_bundle(tmp_path / "bundle", kind="mf", id_kind="string", user_ids=ids, n_items=6)
+    src = tmp_path / "pairs.csv"
+    frame = pd.DataFrame({"user_id": ids * 4, "item_id": list(fb.item_ids[:5]) * 4})
+    frame.to_csv(src, index=False)
+    ddf = rdask.read_input(src, ("user_id", "item_id"))
+    assert ddf.compute()["user_id"].tolist() == frame["user_id"].tolist()
+    rep = rdask.score_file(fb.path, src, tmp_path / "out", device="cpu", unknown="error")
+    assert rep.rows_written == len(frame) and rep.unknown_rows == 0
+    got = pd.read_parquet(tmp_path / "out")
+    want = Scorer(fb.path, device="cpu").score_frame(frame)
+    np.testing.assert_allclose(np.sort(got.score.to_numpy()), np.sort(want.score.to_numpy()), atol=1e-6)
+
+
+def test_an_unknown_id_under_unknown_error_is_one_line_without_a_worker_traceback(data, tmp_path):
+    """Issue 21 #6: the task returns the error as its record, so Dask logs no 'Compute Failed'
+    traceback; the command prints its one line and leaves nothing behind."""
+    root, fb, frame, _ = data
+    src = tmp_path / "pairs.csv"
+    known = frame[frame.user_id != 987654].iloc[:1500]
+    one_unknown = known.user_id.where(known.rid != known.rid.iloc[700], 987654)
+    known.assign(user_id=one_unknown).to_csv(src, index=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "recmodels", "score", fb.path, src, tmp_path / "out", "--engine", "dask",
+         "--unknown", "error", "--device", "cpu"],
+        capture_output=True, text=True, timeout=120,
+    )
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stdout + proc.stderr
+    assert lines[0].startswith("Error: unknown user id 987654")
+    assert not (tmp_path / "out").exists()

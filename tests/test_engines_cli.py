@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
+import importlib
 import json
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -327,3 +330,85 @@ def test_cli_dask_parquet_parts_are_the_local_parts_and_resume_works(setup, tmp_
     rep = json.loads(report.read_text())
     assert (rep["parts_written"], rep["parts_resumed"], rep["rows_read"]) == (1, 4, 700)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out"), before)
+
+
+class _QuietHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):  # the server's log is not the command's output
+        pass
+
+
+class FakeServer:
+    """A TCP port that is not a cluster: ``silent`` accepts and never answers, ``talks`` greets
+    first like an SSH server, ``http`` is an HTTP server (a dashboard, say)."""
+
+    def __init__(self, kind: str):
+        self.conns: list[socket.socket] = []
+        if kind == "http":
+            self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _QuietHandler)
+            self.port = self.server.server_address[1]
+            threading.Thread(target=self.server.serve_forever, daemon=True).start()
+            return
+        self.server = None
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+
+        def accept():
+            while True:
+                try:
+                    conn, _ = self.sock.accept()
+                except OSError:
+                    return
+                self.conns.append(conn)
+                if kind == "talks":
+                    conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+        threading.Thread(target=accept, daemon=True).start()
+
+    def close(self):
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            return
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+@pytest.fixture(params=["silent", "talks", "http"])
+def fake_server(request):
+    server = FakeServer(request.param)
+    yield request.param, server.port
+    server.close()
+
+
+@pytest.mark.parametrize(
+    ("engine", "command"), [("dask", "recommend"), ("spark", "score")], ids=["dask-recommend", "spark-score"]
+)
+def test_an_address_that_is_not_the_cluster_is_one_line_within_15_s_and_writes_nothing(
+    setup, tmp_path, fake_server, engine, command
+):
+    """Issue 21 #3 and #4: a port that never answers, one that talks first (SSH) and an HTTP server
+    are each one line naming what was found, within 15 s, before anything is written (recommend
+    wrote ``_scoring.json`` before it hung; SSH was called 'out of memory')."""
+    pytest.importorskip({"dask": "distributed", "spark": "pyspark"}[engine])
+    root, fb, _ = setup
+    kind, port = fake_server
+    flag, address = {"dask": ("--scheduler", f"tcp://127.0.0.1:{port}"),
+                     "spark": ("--master", f"spark://127.0.0.1:{port}")}[engine]
+    args = {"score": ["score", fb.path, root / "pairs.parquet", tmp_path / "out"],
+            "recommend": ["recommend", fb.path, tmp_path / "out", "-k", 3]}[command]
+    importlib.import_module(f"recmodels.engines.{engine}")  # the engine's import is not the wait
+    t0 = time.perf_counter()
+    res = invoke(*args, "--engine", engine, flag, address, "--device", "cpu")
+    assert time.perf_counter() - t0 < 15
+    found = {"silent": "did not answer within 10 s", "talks": "talks another protocol: 'SSH-2.0-OpenSSH_9.6'",
+             "http": "it is an HTTP server"}[kind]
+    kind_name = {"dask": "not a Dask scheduler", "spark": "not a Spark master"}[engine]
+    assert_one_line_failure(res, f"{flag} {address}: {kind_name}", found)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == []
+
+
+def test_recommend_resume_on_an_engine_says_it_is_not_resumable(setup, tmp_path):
+    root, fb, _ = setup
+    res = invoke("recommend", fb.path, tmp_path / "out", "--engine", "dask", "--resume")
+    assert_one_line_failure(res, "--resume does not work with recommend --engine dask")

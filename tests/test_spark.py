@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -273,3 +274,24 @@ def test_cli_missing_id_column_with_engine_spark_is_one_line(spark, data, tmp_pa
     )
     assert_one_line_failure(res, "no item id column 'book_id'")
     assert not (tmp_path / "s").exists()
+
+
+def test_cli_bad_input_on_spark_is_the_one_line_alone(data, tmp_path):
+    """Issue 21 #6 and the JVM's noise: a run of its own (a new JVM), an unknown id under
+    ``--unknown error``. Before: ~10 lines of JVM warnings, pyspark's FutureWarning about pandas
+    >= 3 and ~45 lines of Java and Python traceback around the right final line."""
+    root, fb, frame, _ = data
+    src = tmp_path / "pairs.csv"
+    known = frame[frame.user_id != 424242].iloc[:500]
+    one_unknown = known.user_id.where(known.rid != known.rid.iloc[300], 424242)
+    known.assign(user_id=one_unknown).to_csv(src, index=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_LOCAL_IP", "PYSPARK_GATEWAY_PORT")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "recmodels", "score", str(fb.path), str(src), str(tmp_path / "out"),
+         "--engine", "spark", "--master", "local[2]", "--unknown", "error", "--device", "cpu"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stdout + proc.stderr
+    assert lines[0].startswith("Error: unknown user id 424242")
+    assert not (tmp_path / "out").exists()

@@ -136,7 +136,7 @@ def recommend(
     if engine != "local":
         from ..engines.driver import check_engine_options
 
-        check_engine_options(engine, resume=resume)
+        check_engine_options(engine, resume=resume, command="recommend")
         if users_col is not None or items_col is not None:
             raise ConfigError("--users-col / --items-col run with --engine local only for now; "
                               "rename the list's column to --user-col / --item-col")

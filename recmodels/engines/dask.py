@@ -2,7 +2,8 @@
 
 ``pip install 'recmodels[dask]'``. Every partition runs :mod:`recmodels.engines.worker` (the
 local ``Scorer`` / ``Recommender``, one onnxruntime session per worker process, cached by bundle
-digest); the task graph holds only paths and options. See ``docs/distributed.md``.
+digest); the task graph holds only paths and options. What is not Dask's own (the checks, the
+output, the report) is :mod:`recmodels.engines.driver`'s. See ``docs/distributed.md``.
 
 >>> import dask.dataframe as dd                                              # doctest: +SKIP
 >>> from recmodels import dask as rdask                                      # doctest: +SKIP
@@ -12,9 +13,11 @@ digest); the task graph holds only paths and options. See ``docs/distributed.md`
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
-import time
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -22,30 +25,21 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import DataError, EngineError, RecmodelsError, first_line
-from ..scoring.recommendation.recommender import Recommender
+from ..scoring.recommendation.recommender import recommend_schema
 from ..scoring.runtime.session import load_bundle
-from ..tables import expand_input
-from .driver import (
+from ..tables import DEFAULT_DIALECT, expand_input
+from . import driver
+from .connect import (
     CONNECT_TIMEOUT_S,
-    StagedOutput,
+    first_words,
     missing_engine,
-    probe_address,
-    score_report,
-    score_task,
+    not_the_cluster,
+    open_connection,
+    silent_peer,
+    within,
 )
-from .recommend_driver import check_candidate_k, run_recommend_job
-from .worker import (
-    RECOMMEND_RECORD,
-    SCORE_INPUT_RECORD,
-    SCORE_RECORD,
-    RecommendTask,
-    pandas_dtypes,
-    recommend_part,
-    recommend_users,
-    score_frame_task,
-    score_input_part,
-    score_to_part,
-)
+from .contract import SCORE_RECORD, RecommendTask, pandas_dtypes
+from .worker import clear_caches, recommend_users, score_frame_task, score_to_part, worker_bundle
 
 try:
     import dask
@@ -53,16 +47,223 @@ try:
 except ImportError as _exc:  # pragma: no cover - exercised with the extra missing
     raise missing_engine("dask", _exc) from None
 
-__all__ = ["local_client", "read_input", "recommend", "recommend_file", "score", "score_file", "score_to"]
+__all__ = ["CSV_BLOCKSIZE", "DaskEngine", "check_scheduler", "local_client", *driver.ENGINE_API]
 
 DEFAULT_SCHEDULER_PORT = 8786
-_RECORD_COLUMNS = pandas_dtypes(SCORE_RECORD)
-_PART_COLUMNS = pandas_dtypes(SCORE_INPUT_RECORD)
-_RECOMMEND_COLUMNS = pandas_dtypes(RECOMMEND_RECORD)
+CSV_BLOCKSIZE = "64MB"
+"""Bytes of CSV per partition of :func:`read_input`."""
+_LOG = logging.getLogger(__name__)
 
 
 def _meta_schema(frame) -> pa.Schema:
     return pa.Schema.from_pandas(frame._meta, preserve_index=False)
+
+
+def _records_frame(records: list[dict], record: pa.Schema) -> pd.DataFrame:
+    dtypes = pandas_dtypes(record)
+    return pd.DataFrame(records, columns=list(dtypes)).astype(dtypes)
+
+
+# -- the cluster ----------------------------------------------------------------------------------
+def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail with one line unless ``address`` answers as a Dask scheduler within ``timeout`` seconds.
+
+    A refused or unreachable port, a port that accepts and never answers, one that talks another
+    protocol first (an SSH server) or waits to be asked (an HTTP server, a dashboard) are each one
+    :class:`EngineError` line, and nothing waits much longer than ``timeout``. A scheduler speaks
+    first on a new connection (its handshake); then ``distributed``'s own handshake and an
+    ``identity`` call, bounded in time, say whether it is a scheduler. Addresses that are not
+    ``tcp://`` (``tls://``: the client speaks first) get only the TCP check; ``distributed.Client``'s
+    own timeout does the rest.
+    """
+    sock = open_connection(address, "--scheduler", DEFAULT_SCHEDULER_PORT, timeout)
+    if sock is None or address.lower().startswith("tls://"):  # TLS: the client speaks first
+        if sock is not None:
+            sock.close()
+        return
+    what, kind = "--scheduler", "Dask scheduler"
+    hint = (f" (a scheduler listens on port {DEFAULT_SCHEDULER_PORT} unless told otherwise; "
+            "8787 is its dashboard)")
+    try:
+        greeting = first_words(sock, timeout)
+    finally:
+        sock.close()
+    if greeting is None:
+        raise silent_peer(what, address, kind, timeout, hint)
+    if not greeting:
+        raise not_the_cluster(what, address, kind, "it closed the connection without a word", hint)
+    if greeting.startswith(b"HTTP/"):
+        raise not_the_cluster(what, address, kind, "it is an HTTP server", hint)
+    if greeting.isascii() and greeting.decode("ascii").isprintable():
+        raise not_the_cluster(what, address, kind, f"it talks another protocol: {greeting.decode()!r}", hint)
+
+    async def identity():
+        from distributed.comm import connect
+
+        # distributed's handshake reads without a deadline: bounded here, and by within() below
+        url = address if "://" in address else f"tcp://{address}"
+        comm = await asyncio.wait_for(connect(url, timeout=timeout), timeout)
+        try:
+            await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), timeout)
+            return await asyncio.wait_for(comm.read(), timeout)
+        finally:
+            comm.abort()
+
+    try:
+        reply = within(timeout, lambda: asyncio.run(identity()))
+    except (TimeoutError, asyncio.TimeoutError):
+        raise silent_peer(what, address, kind, timeout, hint) from None
+    except (Exception, MemoryError) as exc:  # noqa: BLE001 - a peer talking another protocol
+        reason = f"its handshake failed: {type(exc).__name__}"
+        raise not_the_cluster(what, address, kind, reason, hint) from None
+    found = reply.get("type") if isinstance(reply, dict) else type(reply).__name__
+    if found != "Scheduler":
+        raise not_the_cluster(what, address, kind, f"it answered as {found}", hint)
+
+
+@contextlib.contextmanager
+def _quiet_distributed():
+    """distributed's own log lines (a worker's failed task, a slow event loop) stay out of the
+    command's output; recmodels reports a failure in one line and logs the cause at debug level."""
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def local_client(
+    scheduler: str | None = None,
+    *,
+    n_workers: int | None = None,
+    processes: bool = False,
+    timeout: float = CONNECT_TIMEOUT_S,
+):
+    """A ``distributed.Client``: to ``scheduler``, or to a LocalCluster that is stopped at the end.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        A scheduler address, checked first (:func:`check_scheduler`): one that does not answer as
+        a scheduler in ``timeout`` seconds is one :class:`EngineError` line.
+    n_workers : int, optional
+        Workers of the local cluster (default one per core), one thread each.
+    processes : bool, default False
+        Local cluster only (ignored with ``scheduler``). False: the workers are threads of this
+        process, sharing one copy of the bundle and one onnxruntime session (onnxruntime, Arrow
+        and the integer id lookups release the GIL; text ids hold it longer); start-up is well
+        under a second, and the worker caches (:mod:`recmodels.engines.worker`) are emptied when
+        the cluster stops. True: one worker process per worker, on 127.0.0.1, each loading its
+        own copy of the bundle (isolation, and the killed-worker retry of a real cluster), at
+        ~2-4 s more start-up on this kind of machine.
+    timeout : float
+        Seconds to wait for ``scheduler``.
+
+    Yields
+    ------
+    distributed.Client
+    """
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise missing_engine("dask", exc) from None
+    if scheduler is not None:
+        check_scheduler(scheduler, timeout)
+        try:
+            client = Client(scheduler, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            raise EngineError(
+                f"--scheduler {scheduler}: no answer within {timeout:g} s ({first_line(exc)})"
+            ) from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    from ..scoring.runtime.providers import available_cpus
+
+    # in-process workers talk over inproc://, worker processes over TCP on the loopback
+    where = {"host": "127.0.0.1"} if processes else {}
+    with _quiet_distributed():
+        cluster = LocalCluster(
+            n_workers=n_workers or available_cpus(),
+            threads_per_worker=1,
+            processes=processes,
+            dashboard_address=None,
+            # its HTTP routes on a free loopback port: no "port 8787 is in use" warning
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            **where,
+        )
+        client = Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()
+            if not processes:  # the workers' bundles, sessions and inputs lived in this process
+                clear_caches()
+
+
+def _gather(futures, client) -> list[dict]:
+    """The records of every task, once all have ended: a part's recorded error or a crash is
+    raised only then, so no task still writes while the driver removes the job's files."""
+    from distributed import wait
+
+    try:
+        wait(futures)
+    except BaseException:
+        client.cancel(futures)
+        raise
+    records: list[dict] = []
+    for future in futures:
+        if future.status != "finished":
+            exc = future.exception()
+            if isinstance(exc, RecmodelsError):
+                raise exc
+            _LOG.debug("dask task failed", exc_info=exc)  # a crash: one line, the traceback at debug
+            raise EngineError(f"dask job failed: {type(exc).__name__}: {first_line(exc)}") from None
+        got = future.result()
+        records.extend(got.to_dict("records") if isinstance(got, pd.DataFrame) else [got])
+    return records
+
+
+def _compute(collection, client) -> list[dict]:
+    """The records of a collection of record frames, on ``client`` (or the current scheduler)."""
+    if client is not None:
+        return _gather(client.compute(collection.to_delayed()), client)
+    try:
+        return collection.compute().to_dict("records")
+    except RecmodelsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one line on the driver, not a worker traceback
+        _LOG.debug("dask task failed", exc_info=exc)
+        raise EngineError(f"dask job failed: {type(exc).__name__}: {first_line(exc)}") from None
+
+
+@dataclass
+class DaskEngine:
+    """The driver's view of Dask (:class:`recmodels.engines.driver.Engine`): a client from
+    :func:`local_client`, and one ``client.map`` task per item."""
+
+    scheduler: str | None = None
+    n_workers: int | None = None
+    processes: bool = False
+    name: str = "dask"
+
+    def connect(self):
+        return local_client(self.scheduler, n_workers=self.n_workers, processes=self.processes)
+
+    def map_items(self, client, task, items, fn, record) -> list[dict]:
+        return _gather(client.map(partial(fn, task), items, pure=False), client)
+
+    def read_csv(self, client, input, text_columns):
+        return read_input(input, text_columns)
+
+    def score_frame(self, client, frame, bundle, output, **options):
+        return score_to(frame, bundle, output, client=client, **options)
 
 
 # -- scoring ---------------------------------------------------------------------------------------
@@ -94,13 +295,8 @@ def score(ddf, bundle, *, keep=None, bundle_path: str | None = None, threads: in
     DataError
         A missing id column, or one of a type ids cannot have (checked before any task runs).
     """
-    task, _ = score_task(
-        load_bundle(bundle),
-        _meta_schema(ddf),
-        "dask DataFrame",
-        keep=keep,
-        bundle_path=bundle_path,
-        threads=threads,
+    task, _ = driver.score_task(
+        bundle, _meta_schema(ddf), "dask DataFrame", keep=keep, bundle_path=bundle_path, threads=threads,
         **options,
     )
     meta = ddf._meta[list(task.keep)].copy()
@@ -112,177 +308,55 @@ def score(ddf, bundle, *, keep=None, bundle_path: str | None = None, threads: in
 
 def _write_partition(frame: pd.DataFrame, task, directory, fmt, partition_info=None) -> pd.DataFrame:
     number = 0 if partition_info is None else int(partition_info["number"])
-    batch = pa.RecordBatch.from_pandas(frame, preserve_index=False)
-    record = score_to_part([batch], task, directory, number, fmt)
-    return pd.DataFrame([record])[list(_RECORD_COLUMNS)].astype(_RECORD_COLUMNS)
+    # the frame as it is: pyarrow-backed columns may come in several chunks (pandas' CSV reader)
+    record = score_to_part([frame], task, directory, number, fmt)
+    return _records_frame([record], SCORE_RECORD)
 
 
-def score_to(
-    ddf,
-    bundle,
-    output,
-    *,
-    format=None,
-    overwrite=False,
-    max_unknown_share=None,
-    report=None,
-    bundle_path=None,
-    client=None,
-    where="dask DataFrame",
-    **options,
-):
+def score_to(ddf, bundle, output, *, client=None, where="dask DataFrame", **options):
     """Score ``ddf`` into ``output`` (part files + ``_SUCCESS``, or one file); returns a ScoreReport.
 
     Each partition is written by its task under a temporary name; the driver renames the parts
     the engine delivered, applies the unknown-id guard (``max_unknown_share``, default 0.5) to
-    the whole job and writes ``_SUCCESS``. Nothing is left behind when it fails.
+    the whole job and writes ``_SUCCESS``. Nothing is left behind when it fails. ``options``:
+    those of :func:`recmodels.engines.driver.score_to` (``format``, ``overwrite``,
+    ``max_unknown_share``, ``report``, ``bundle_path``) and of :func:`score`.
     """
-    from ..fileio import write_json
 
-    t0 = time.perf_counter()
-    extra = {} if max_unknown_share is None else {"max_unknown_share": max_unknown_share}
-    task, scorer = score_task(
-        load_bundle(bundle), _meta_schema(ddf), where, bundle_path=bundle_path, **extra, **options
-    )
-    staged = StagedOutput(
-        output,
-        format,
-        task.schema,
-        overwrite=overwrite,
-        command="score",
-        job={
-            "engine": "dask",
-            "bundle": task.digest,
-            "input": where,
-            "unknown": task.unknown,
-            "clip": task.clip,
-            "user_col": task.user_col,
-            "item_col": task.item_col,
-        },
-    )
-    meta = pd.DataFrame({k: pd.Series(dtype=v) for k, v in _RECORD_COLUMNS.items()})
-    try:
-        records_ddf = ddf.map_partitions(
-            _write_partition, task, os.fspath(staged.directory), staged.part_fmt, meta=meta
-        )
-        records = _compute(records_ddf, client).to_dict("records")
-        rep = score_report(records, scorer, task, where, scorer.max_unknown_share)
-        staged.commit(records)
-    except BaseException:
-        staged.abort()
-        raise
-    rep.input, rep.output, rep.output_mode, rep.format = where, os.fspath(output), staged.mode, staged.fmt
-    rep.seconds = time.perf_counter() - t0
-    rep.rows_per_s = rep.rows_read / rep.seconds if rep.seconds > 0 else 0.0
-    if report is not None:
-        write_json(report, rep.to_dict())
-    return rep
+    def write(task, directory, fmt):
+        meta = _records_frame([], SCORE_RECORD)
+        records = ddf.map_partitions(_write_partition, task, directory, fmt, meta=meta)
+        return _compute(records, client)
+
+    return driver.score_to(bundle, _meta_schema(ddf), output, write, engine="dask", where=where, **options)
 
 
-def _compute(collection, client):
-    """Compute on ``client`` (or the current scheduler); worker errors of recmodels pass through."""
-    try:
-        if client is not None:
-            return client.compute(collection).result()
-        return collection.compute()
-    except RecmodelsError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - one line on the driver, not a worker traceback
-        raise EngineError(f"dask job failed: {type(exc).__name__}: {first_line(exc)}") from None
-
-
-def read_input(input, columns_as_text=()):
+def read_input(input, columns_as_text=(), dialect=None):
     """A CSV/Parquet file, directory or glob as a Dask DataFrame, in the local reader's file order.
 
     Parquet is split by row group (``split_row_groups=True``), so one big file still
-    parallelises; CSV is read in 64 MB blocks with the id columns as text (the id rules).
+    parallelises; CSV is read in :data:`CSV_BLOCKSIZE` blocks with the id columns as text (the id
+    rules) and the tables' null rule (:mod:`recmodels.tables`: only an empty cell is missing;
+    ``NA``, ``null``, ``nan`` are text, maybe real ids). ``dialect``: a
+    :class:`~recmodels.tables.CsvDialect` (separator, header row).
     """
-    kind, files = expand_input(input)
+    dialect = dialect or DEFAULT_DIALECT
+    kind, files = expand_input(input, dialect=dialect)
     try:
         if kind == "parquet":
             return dd.read_parquet(files, split_row_groups=True)
-        dtype = {c: "string" for c in columns_as_text}
-        sep = "\t" if files[0].endswith((".tsv", ".tsv.gz")) else ","
-        return dd.read_csv(files, dtype=dtype, blocksize="64MB", sep=sep)
+        names = {} if dialect.header else {"header": None, "names": list(dialect.columns)}
+        return dd.read_csv(
+            files,
+            dtype={c: "string" for c in columns_as_text},
+            blocksize=CSV_BLOCKSIZE,
+            sep=dialect.delimiter(files[0]),
+            keep_default_na=False,
+            na_values=[""],
+            **names,
+        )
     except Exception as exc:  # noqa: BLE001 - truncated or unreadable files: one line
         raise DataError(f"{os.fspath(input)}: cannot read {kind} input ({first_line(exc)})") from None
-
-
-@contextlib.contextmanager
-def local_client(
-    scheduler: str | None = None,
-    *,
-    n_workers: int | None = None,
-    processes: bool = False,
-    timeout: float = CONNECT_TIMEOUT_S,
-):
-    """A ``distributed.Client``: to ``scheduler``, or to a LocalCluster that is stopped at the end.
-
-    Parameters
-    ----------
-    scheduler : str, optional
-        A scheduler address; one that does not answer in ``timeout`` seconds is one
-        :class:`EngineError` line.
-    n_workers : int, optional
-        Workers of the local cluster (default one per core), one thread each.
-    processes : bool, default False
-        Local cluster only (ignored with ``scheduler``). False: the workers are threads of this
-        process, sharing one copy of the bundle and one onnxruntime session (onnxruntime, Arrow
-        and the integer id lookups release the GIL; text ids hold it longer); start-up is well
-        under a second, and the worker caches (:mod:`recmodels.engines.worker`) are emptied when
-        the cluster stops. True: one worker process per worker, on 127.0.0.1, each loading its
-        own copy of the bundle (isolation, and the killed-worker retry of a real cluster), at
-        ~2-4 s more start-up on this kind of machine.
-    timeout : float
-        Seconds to wait for ``scheduler``.
-
-    Yields
-    ------
-    distributed.Client
-    """
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError as exc:
-        raise missing_engine("dask", exc) from None
-    if scheduler is not None:
-        probe_address(scheduler, "--scheduler", DEFAULT_SCHEDULER_PORT, timeout)
-        try:
-            client = Client(scheduler, timeout=timeout)
-        except (OSError, TimeoutError) as exc:
-            raise EngineError(
-                f"--scheduler {scheduler}: no answer within {timeout:g} s ({first_line(exc)})"
-            ) from None
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    from ..scoring.runtime.providers import available_cpus
-
-    # in-process workers talk over inproc://, worker processes over TCP on the loopback
-    where = {"host": "127.0.0.1"} if processes else {}
-    cluster = LocalCluster(
-        n_workers=n_workers or available_cpus(),
-        threads_per_worker=1,
-        processes=processes,
-        dashboard_address=None,
-        **where,
-    )
-    client = Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
-        if not processes:  # the workers' bundles, sessions and inputs lived in this process
-            from .worker import clear_caches
-
-            clear_caches()
-
-
-def _score_parts(parts: pd.DataFrame, task, input, part_rows, directory, fmt) -> pd.DataFrame:
-    records = [score_input_part(task, input, int(k), part_rows, directory, fmt) for k in parts["part"]]
-    return pd.DataFrame(records, columns=list(_PART_COLUMNS)).astype(_PART_COLUMNS)
 
 
 def score_file(
@@ -304,44 +378,12 @@ def score_file(
     one, and ``resume`` works. A CSV input is read with :func:`read_input` (one part per block).
     ``scheduler``, ``n_workers`` and ``processes`` choose the cluster (:func:`local_client`).
     """
-    from .driver import check_engine_options, run_score_parts
-
-    def run(parts, task, input_path, rows_per_part, directory, fmt):  # after every check on the driver
-        with local_client(scheduler, n_workers=n_workers, processes=processes) as client:
-            frame = dd.from_pandas(pd.DataFrame({"part": parts}), npartitions=len(parts), sort=False)
-            meta = pd.DataFrame({c: pd.Series(dtype=t) for c, t in _PART_COLUMNS.items()})
-            out = frame.map_partitions(
-                _score_parts, task, input_path, rows_per_part, directory, fmt, meta=meta
-            )
-            return _compute(out, client).to_dict("records")
-
-    rep = run_score_parts(
-        bundle, input, output, run, engine="dask", resume=resume, part_rows=part_rows, **options
-    )
-    if rep is not None:
-        return rep
-    check_engine_options("dask", resume=resume, part_rows=part_rows)
-    b = load_bundle(bundle)
-    user_col = options.pop("user_col", None) or b.user_column
-    item_col = options.pop("item_col", None) or b.item_column
-    ddf = read_input(input, (user_col, item_col))
-    with local_client(scheduler, n_workers=n_workers, processes=processes) as client:
-        return score_to(
-            ddf,
-            b,
-            output,
-            client=client,
-            where=os.fspath(input),
-            user_col=user_col,
-            item_col=item_col,
-            **options,
-        )
+    engine = DaskEngine(scheduler, n_workers, processes)
+    return driver.score_file(bundle, input, output, engine, resume=resume, part_rows=part_rows, **options)
 
 
 # -- recommending --------------------------------------------------------------------------------------
 def _bucket_frame(frame: pd.DataFrame, column: str, encoder_task, n: int) -> pd.DataFrame:
-    from .worker import worker_bundle
-
     bundle = worker_bundle(encoder_task.bundle_path, encoder_task.digest)
     index, _ = bundle.user_encoder.lookup(pa.array(frame[column]) if len(frame) else pa.array([], pa.int64()))
     out = frame.copy()
@@ -359,32 +401,28 @@ def _recommend_bucket(users: pd.DataFrame, seen, task: RecommendTask, user_col: 
     return table.to_pandas()
 
 
-def recommend(
-    users,
-    bundle,
-    k: int = 10,
-    *,
-    exclude_seen=None,
-    partitions: int | None = None,
-    bundle_path: str | None = None,
-    user_col: str | None = None,
-    item_col: str | None = None,
-    device: str = "auto",
-    threads: int | None = 1,
-    candidates: int | None = None,
-):
+def recommend(users, bundle, k: int = 10, *, exclude_seen=None, partitions: int | None = None,
+              bundle_path: str | None = None, user_col: str | None = None, item_col: str | None = None,
+              device: str = "auto", threads: int | None = 1, candidates: int | None = None):
     """Top-``k`` items for the users of a Dask DataFrame, partitioned by user.
+
+    Users and their seen pairs are bucketed by the user's index in the bundle's id map and
+    shuffled to the same ``partitions`` partitions, each ranked by the local ``Recommender``.
 
     Parameters
     ----------
     users : dask.dataframe.DataFrame
         One row per user (column ``user_col``, default the bundle's).
     bundle : path-like or Bundle
+        Verified on the driver; the workers read it at ``bundle_path`` (default: the same path).
     k : int
+        Items per user.
     exclude_seen : dask.dataframe.DataFrame, optional
         (user, item) pairs never to recommend; shuffled to the partition of their user.
     partitions : int, optional
         User partitions (default: ``users.npartitions``).
+    user_col, item_col, device, threads, candidates
+        As for :class:`recmodels.scoring.Recommender` and ``recmodels recommend``.
 
     Returns
     -------
@@ -393,64 +431,32 @@ def recommend(
         user partition, not in list order).
     """
     b = load_bundle(bundle)
-    rec = Recommender(b, device="cpu", threads=1, candidates=candidates)
-    user_col = user_col or b.user_column
-    item_col = item_col or b.item_column
-    if user_col not in users.columns:
-        raise DataError(
-            f"users: no user id column {user_col!r} (columns: {', '.join(map(str, users.columns))})"
-        )
-    task = RecommendTask(
-        bundle_path=os.fspath(bundle_path or b.path),
-        digest=b.digest,
-        k=int(k),
-        device=device,
-        threads=threads,
+    task = driver.recommend_task(
+        b, k, list(users.columns), None if exclude_seen is None else list(exclude_seen.columns),
+        bundle_path=bundle_path, user_col=user_col, item_col=item_col, device=device, threads=threads,
         candidates=candidates,
-        user_col=user_col,
-        item_col=item_col,
     )
-    check_candidate_k(task.k, b)
+    user_col, item_col = task.user_col, task.item_col
     n = int(partitions or users.npartitions)
     ids = users[[user_col]]
     ub = ids.map_partitions(_bucket_frame, user_col, task, n, meta=ids._meta.assign(_bucket=np.int64(0)))
     ub = ub.shuffle("_bucket", npartitions=n)
-    schema = rec.output_schema()
-    meta = schema.empty_table().to_pandas()
+    meta = recommend_schema(b).empty_table().to_pandas()
     if exclude_seen is None:
         return ub.map_partitions(_recommend_bucket, None, task, user_col, meta=meta)
-    for col in (user_col, item_col):
-        if col not in exclude_seen.columns:
-            raise DataError(
-                f"exclude-seen: no id column {col!r} (columns: {', '.join(map(str, exclude_seen.columns))})"
-            )
     pairs = exclude_seen[[user_col, item_col]]
     sb = pairs.map_partitions(_bucket_frame, user_col, task, n, meta=pairs._meta.assign(_bucket=np.int64(0)))
     sb = sb.shuffle("_bucket", npartitions=n)
     return dd.map_partitions(_recommend_bucket, ub, sb, task, user_col, meta=meta, align_dataframes=False)
 
 
-def _recommend_span(span: pd.DataFrame, task, directory, fmt) -> pd.DataFrame:
-    records = [
-        recommend_part(task, int(r.part), int(r.lo), int(r.hi), directory, fmt) for r in span.itertuples()
-    ]
-    return pd.DataFrame(records, columns=list(_RECOMMEND_COLUMNS)).astype(_RECOMMEND_COLUMNS)
-
-
 def recommend_file(bundle, output, *, scheduler=None, n_workers=None, processes=False, **kwargs):
     """``recmodels recommend --engine dask``: one task per part of users (the local part boundaries).
 
-    ``scheduler``, ``n_workers`` and ``processes`` choose the cluster (:func:`local_client`).
+    ``scheduler``, ``n_workers`` and ``processes`` choose the cluster (:func:`local_client`);
+    ``kwargs``: those of :func:`recmodels.engines.driver.run_recommend_job`.
     """
-
-    def run(spans: pd.DataFrame, task, directory, fmt):
-        with local_client(scheduler, n_workers=n_workers, processes=processes) as client:
-            frame = dd.from_pandas(spans, npartitions=len(spans), sort=False)
-            meta = pd.DataFrame({c: pd.Series(dtype=t) for c, t in _RECOMMEND_COLUMNS.items()})
-            out = frame.map_partitions(_recommend_span, task, directory, fmt, meta=meta)
-            return _compute(out, client).to_dict("records")
-
-    return run_recommend_job(bundle, output, run, engine="dask", **kwargs)
+    return driver.run_recommend_job(bundle, output, DaskEngine(scheduler, n_workers, processes), **kwargs)
 
 
 _ = dask  # the real dask package (absolute import), not this module

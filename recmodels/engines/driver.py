@@ -1,72 +1,89 @@
-"""The driver side of distributed scoring and recommending, shared by Spark and Dask (torch-free).
+"""The one driver of distributed scoring and recommending, for every engine (torch-free).
 
 The driver checks everything it can before any task runs (the bundle, the id columns and their
-types, the options, the output path), builds the picklable task, and afterwards turns the
-workers' part records into the output: part files renamed into place and ``_SUCCESS`` (or one
-file, concatenated in part order), plus the same :class:`~recmodels.scoring.pairs.report.ScoreReport`
-/ :class:`~recmodels.scoring.recommendation.report.RecommendReport` as a local run. Workers write
-their parts under temporary names (:mod:`recmodels.engines.worker`); only the files whose
-records the engine delivered are renamed, so retried or killed attempts leave nothing behind.
+types, the options), connects to the cluster, and only then creates the output; it builds the
+picklable task (:mod:`recmodels.engines.contract`), hands the engine's map step the work, and
+turns the workers' part records into the output (:class:`~recmodels.engines.staging.StagedOutput`)
+with the same :class:`~recmodels.scoring.pairs.report.ScoreReport` /
+:class:`~recmodels.scoring.recommendation.report.RecommendReport` as a local run.
+
+An engine gives the driver two things (:class:`Engine`): ``connect()``, a context manager
+yielding its cluster (its address checked, one line when it does not answer), and
+``map_items(cluster, task, items, fn, record)``, which runs ``fn(task, item)`` as one task per
+item and returns the records. :func:`score_to` takes the engine's frame map instead.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import socket
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import replace
-from pathlib import Path
-from urllib.parse import urlparse
+from typing import Protocol
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from ..errors import ConfigError, DataError, EngineError, MissingEngineError
+from ..errors import ConfigError, DataError
 from ..fileio import write_json
 from ..scoring.checks import positive_int
-from ..scoring.output.writers import FileOutput, PartsOutput, check_output_options
+from ..scoring.defaults import DEFAULT_BATCH_SIZE, DEFAULT_PART_ROWS, DEFAULT_PART_USERS
 from ..scoring.pairs.report import ScoreReport
-from ..scoring.pairs.scorer import Scorer
+from ..scoring.pairs.scorer import bundle_id_types, check_score_options, keep_columns, scored_schema
+from ..scoring.recommendation.job import check_k_fits, check_top_k
+from ..scoring.recommendation.recommender import Recommender, recommend_schema
 from ..scoring.runtime.session import load_bundle
-from ..scoring.unknown_ids import COUNT_KEYS, likely_cause, unknown_share_error
-from .worker import ScoreTask, files_token
+from ..scoring.unknown_ids import COUNT_KEYS, DEFAULT_MAX_UNKNOWN_SHARE, likely_cause, unknown_share_error
+from ..tables import open_table
+from .connect import ENGINES
+from .contract import (
+    RECOMMEND_COUNTS,
+    RECOMMEND_RECORD,
+    SCORE_INPUT_RECORD,
+    RecommendTask,
+    ScoreTask,
+    files_token,
+    recommend_settings,
+    score_settings,
+)
+from .staging import StagedOutput, worker_notes
+from .worker import recommend_part, score_input_part
 
-ENGINES = ("local", "dask", "spark")
-CONNECT_TIMEOUT_S = 10.0
-"""How long the driver waits for a cluster address to answer before giving up with one line."""
-_EXTRA = {"dask": "dask", "spark": "pyspark"}
+__all__ = [
+    "ENGINE_API",
+    "Engine",
+    "check_candidate_k",
+    "check_engine_options",
+    "run_recommend_job",
+    "run_score_parts",
+    "recommend_task",
+    "score_file",
+    "score_report",
+    "score_task",
+    "score_to",
+]
 
 
-def missing_engine(engine: str, exc: ImportError) -> MissingEngineError:
-    """The one line for an engine that is not installed."""
-    return MissingEngineError(
-        f"--engine {engine} needs {_EXTRA[engine]} ({exc}); install it with pip install 'recmodels[{engine}]'"
-    )
+ENGINE_API = ("read_input", "recommend", "recommend_file", "score", "score_file", "score_to")
+"""What every engine module offers (docs/distributed.md), besides its own cluster helpers."""
 
 
-def probe_address(address: str, what: str, default_port: int, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """Fail with one line unless ``host:port`` of a cluster address accepts a TCP connection in time.
+class Engine(Protocol):
+    """What an engine gives the driver: its cluster, one task per item on it, and its own frames."""
 
-    Addresses that are not TCP (Dask's ``inproc://`` of a cluster in this process, ``ucx://``,
-    ``ws://``..., Spark's ``yarn`` or ``k8s://``) are left to the engine's own connect timeout.
-    """
-    scheme = address.split("://", 1)[0].lower() if "://" in address else "tcp"
-    if scheme not in ("tcp", "tls", "spark"):
-        return
-    parsed = urlparse(address if "://" in address else f"tcp://{address}")
-    host, port = parsed.hostname, parsed.port or default_port
-    if not host:
-        raise ConfigError(f"{what} {address!r}: not an address (expected e.g. tcp://host:8786)")
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except OSError as exc:
-        reason = getattr(exc, "strerror", None) or type(exc).__name__
-        raise EngineError(
-            f"{what} {address}: no answer from {host}:{port} within {timeout:g} s ({reason}); "
-            "check the address or start the cluster"
-        ) from None
+    name: str
+
+    def connect(self) -> AbstractContextManager:
+        """The cluster (a Dask client, a SparkSession), its address checked first."""
+
+    def map_items(self, cluster, task, items: list, fn: Callable, record: pa.Schema) -> list[dict]:
+        """``fn(task, item)`` as one task per item; the records (``record`` schema), any order."""
+
+    def read_csv(self, cluster, input, text_columns: tuple):
+        """A CSV input as the engine's frame (the id columns as text)."""
+
+    def score_frame(self, cluster, frame, bundle, output, **options) -> ScoreReport:
+        """The engine's ``score_to``: its frame scored into ``output``, one part per partition."""
 
 
 # -- scoring: the driver's checks ------------------------------------------------------------------
@@ -83,25 +100,28 @@ def _id_type_ok(typ: pa.DataType) -> bool:
     )
 
 
-def score_task(
-    bundle,
-    input_schema: pa.Schema,
-    where: str,
-    *,
-    keep=None,
-    bundle_path: str | None = None,
-    device: str = "auto",
-    user_col: str | None = None,
-    item_col: str | None = None,
-    unknown: str = "fallback",
-    clip: bool = False,
-    batch_size: int | None = None,
-    threads: int | None = 1,
-    max_unknown_share: float | None = None,
-) -> tuple[ScoreTask, Scorer]:
-    """Check a distributed frame's schema against the bundle and build the task for its partitions.
+def score_task(bundle, input_schema: pa.Schema, where: str, *, keep=None, bundle_path: str | None = None,
+               max_unknown_share: float | None = None, **options) -> tuple[ScoreTask, float]:
+    """Check a distributed frame's schema and the options against the bundle; the task for its
+    partitions (output schema included, learned without an onnxruntime session) and the checked
+    ``max_unknown_share``.
 
-    Returns the task and a driver-side :class:`Scorer` (CPU) that validated the options.
+    Parameters
+    ----------
+    bundle : path-like or Bundle
+    input_schema : pyarrow.Schema
+        The engine's frame (or the input file) as Arrow sees it.
+    where : str
+        The input's name in messages.
+    keep : list of str or "a,b", optional
+        Columns to pass through (default: all).
+    bundle_path : str, optional
+        The bundle as the workers see it (default: its path here).
+    max_unknown_share : float, optional
+        The guard the driver applies to the whole job (default 0.5; the workers' is off).
+    **options
+        The :class:`~recmodels.engines.contract.ScoreTask`'s scorer options: ``device``,
+        ``user_col``, ``item_col``, ``unknown``, ``clip``, ``batch_size``, ``threads``.
 
     Raises
     ------
@@ -110,24 +130,16 @@ def score_task(
     ConfigError
         Bad options (``keep``, ``unknown``, ...).
     """
-    options = {} if max_unknown_share is None else {"max_unknown_share": max_unknown_share}
-    scorer = Scorer(
-        bundle,
-        device="cpu",
-        user_col=user_col,
-        item_col=item_col,
-        unknown=unknown,
-        clip=clip,
-        batch_size=batch_size,
-        threads=1,
-        **options,
-    )
-    keep = scorer.resolve_keep(list(input_schema.names), keep, where)
-    encoders = (
-        ("user", scorer.user_col, scorer.user_encoder),
-        ("item", scorer.item_col, scorer.item_encoder),
-    )
-    for role, col, encoder in encoders:
+    bundle = load_bundle(bundle)
+    unknown = options.get("unknown", "fallback")
+    user_col, item_col, share = check_score_options(
+        bundle, user_col=options.pop("user_col", None), item_col=options.pop("item_col", None),
+        unknown=unknown, batch_size=options.get("batch_size"),
+        max_unknown_share=DEFAULT_MAX_UNKNOWN_SHARE if max_unknown_share is None else max_unknown_share)
+    keep = keep_columns(list(input_schema.names), keep, where, user_col=user_col, item_col=item_col,
+                        unknown=unknown)
+    id_columns = (("user", user_col, bundle.user_encoder), ("item", item_col, bundle.item_encoder))
+    for role, col, encoder in id_columns:
         typ = input_schema.field(col).type
         if not _id_type_ok(typ):
             want = "integers" if encoder.kind_ == "int64" else "text"
@@ -135,126 +147,16 @@ def score_task(
                 f"{where}: {role} id column {col!r} is {typ}, which cannot hold ids; the bundle's "
                 f"{role} ids are {want} (convert the column, or pass --{role}-col)"
             )
-    task = ScoreTask(
-        bundle_path=os.fspath(bundle_path or scorer.bundle.path),
-        digest=scorer.bundle.digest,
-        device=device,
-        user_col=scorer.user_col,
-        item_col=scorer.item_col,
-        unknown=unknown,
-        clip=bool(clip),
-        batch_size=batch_size,
-        threads=threads,
-        keep=tuple(keep),
-        schema=scorer.output_schema(input_schema, keep),
-    )
-    return task, scorer
-
-
-def worker_notes(records: list[dict]) -> list[str]:
-    """The workers' warnings (e.g. why CUDA was not used), each once."""
-    return sorted({r["note"] for r in records if r.get("note")})
-
-
-# -- the output --------------------------------------------------------------------------------------
-class StagedOutput:
-    """Where workers write temporary parts, and how the driver turns them into the output.
-
-    A directory output gets ``part-0000k.<fmt>`` per partition, ``_scoring.json`` and
-    ``_SUCCESS`` (written last); a one-file output is concatenated from the parts in order.
-    Nothing is left behind when the job fails.
-    """
-
-    def __init__(
-        self,
-        output,
-        fmt,
-        schema: pa.Schema,
-        *,
-        overwrite: bool,
-        job: dict,
-        command: str,
-        part_rows: int = 0,
-        resume: bool = False,
-    ):
-        self.mode, self.fmt = check_output_options(output, fmt, resume=resume, overwrite=overwrite)
-        self.schema = schema
-        if self.mode == "dir":
-            self.writer = PartsOutput(
-                output,
-                self.fmt,
-                schema,
-                part_rows=part_rows,
-                job=job,
-                overwrite=overwrite,
-                resume=resume,
-                command=command,
-            )
-            self.directory = self.writer.path
-            self.part_fmt = self.fmt
-        else:
-            self.writer = FileOutput(output, self.fmt, schema, overwrite=overwrite)
-            final = self.writer.path
-            self.directory = final.with_name(f".{final.name}.{os.getpid()}.parts")
-            shutil.rmtree(self.directory, ignore_errors=True)
-            self.directory.mkdir()
-            self.part_fmt = "parquet"
-
-    def commit(self, records: list[dict]) -> int:
-        """Rename (or concatenate) the delivered parts in part order; returns the parts written."""
-        records = sorted(records, key=lambda r: r["part"])
-        parts = [r["part"] for r in records]
-        if len(set(parts)) != len(parts):
-            raise EngineError(f"the engine delivered part {parts} more than once; nothing was written")
-        if self.mode == "dir":
-            for r in records:
-                tmp = self.directory / r["tmp"]
-                if "input_start" in r:  # parts of a Parquet input: the sidecar of a local run, then the part
-                    meta = {
-                        "part": r["part"],
-                        "file": self.writer.part_path(r["part"]).name,
-                        "input_start": r["input_start"],
-                        "input_rows": r["rows_read"],
-                        "rows": r["rows_written"],
-                        "bytes": tmp.stat().st_size,
-                        "unknown_rows": r["unknown_rows"],
-                    }
-                    write_json(self.writer.sidecar_path(r["part"]), meta)
-                os.replace(tmp, self.writer.part_path(r["part"]))
-            self._remove_temporaries()
-            self.writer.commit()
-        else:
-            for r in records:
-                for batch in pq.ParquetFile(self.directory / r["tmp"]).iter_batches():
-                    self.writer.write(
-                        batch.cast(self.schema) if not batch.schema.equals(self.schema) else batch
-                    )
-            self.writer.commit()
-            shutil.rmtree(self.directory, ignore_errors=True)
-        return len(records)
-
-    def _remove_temporaries(self) -> None:
-        for entry in Path(self.directory).iterdir():
-            if entry.name.startswith(".part-") and entry.name.endswith(".tmp"):
-                with contextlib.suppress(OSError):
-                    entry.unlink()
-
-    def abort(self) -> None:
-        """Remove what this job wrote."""
-        if self.mode == "dir":
-            self._remove_temporaries()
-            if self.writer.created:
-                self.writer.remove_all()
-            else:
-                self.writer._clear()
-        else:
-            self.writer.abort()
-            shutil.rmtree(self.directory, ignore_errors=True)
+    schema = scored_schema(input_schema, keep, unknown, id_types=bundle_id_types(bundle, user_col, item_col))
+    options["clip"] = bool(options.get("clip", False))
+    task = ScoreTask(bundle_path=os.fspath(bundle_path or bundle.path), digest=bundle.digest,
+                     user_col=user_col, item_col=item_col, keep=tuple(keep), schema=schema, **options)
+    return task, share
 
 
 def score_report(
     records: list[dict],
-    scorer: Scorer,
+    bundle,
     task: ScoreTask,
     where: str,
     limit: float,
@@ -282,18 +184,17 @@ def score_report(
         types = {
             c: task.schema.field(c).type for c in (task.user_col, task.item_col) if c in task.schema.names
         }
-        cause = likely_cause(scorer.bundle, task.user_col, task.item_col, types)
+        cause = likely_cause(bundle, task.user_col, task.item_col, types)
         raise unknown_share_error(
             where, dict(counts, unknown_rows=unknown), rows + rows_resumed, limit, cause
         )
-    providers = sorted({r.get("provider", "cpu") for r in records})
     rep = ScoreReport(
         rows_read=rows,
         rows_written=sum(int(r["rows_written"]) for r in records),
         unknown_policy=task.unknown,
         max_unknown_share=limit,
-        provider=",".join(providers),
-        batch_size=scorer.batch_size if task.batch_size is None else task.batch_size,
+        provider=",".join(sorted({r.get("provider", "cpu") for r in records})),
+        batch_size=task.batch_size or DEFAULT_BATCH_SIZE,
         parts_written=len(records),
         parts_resumed=len(resumed),
         rows_resumed=rows_resumed,
@@ -305,12 +206,22 @@ def score_report(
     return rep
 
 
-def check_engine_options(engine: str, *, resume: bool = False, part_rows=None) -> None:
-    """The CLI rules that tie options to an engine, as one-line :class:`ConfigError` s."""
+def check_engine_options(engine: str, *, resume: bool = False, part_rows=None,
+                         command: str = "score") -> None:
+    """The CLI rules that tie options to an engine, as one-line :class:`ConfigError` s.
+
+    ``resume``/``part_rows`` here are those of an input the engine reads itself (a CSV for
+    ``score``); ``recommend`` on an engine is never resumable.
+    """
     if engine not in ENGINES:
         raise ConfigError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
     if engine == "local":
         return
+    if resume and command == "recommend":
+        raise ConfigError(
+            f"--resume does not work with recommend --engine {engine} (each run writes every part); "
+            "rerun the job with --overwrite, or resume it with --engine local"
+        )
     if resume:
         raise ConfigError(
             f"--resume with --engine {engine} needs a Parquet input; rerun the job with --overwrite"
@@ -322,13 +233,59 @@ def check_engine_options(engine: str, *, resume: bool = False, part_rows=None) -
         )
 
 
+# -- the job around the engine's tasks -----------------------------------------------------------
+def _finish(rep, t0: float, input, output, staged: StagedOutput, report) -> None:
+    rep.input, rep.output, rep.output_mode, rep.format = (
+        os.fspath(input), os.fspath(output), staged.mode, staged.fmt)
+    rep.seconds = time.perf_counter() - t0
+    rep.rows_per_s = rep.rows_read / rep.seconds if rep.seconds > 0 else 0.0
+    if report is not None:
+        write_json(report, rep.to_dict())
+
+
+def score_to(
+    bundle,
+    schema: pa.Schema,
+    output,
+    write: Callable[[ScoreTask, str, str], list[dict]],
+    *,
+    engine: str,
+    where: str,
+    format=None,
+    overwrite=False,
+    max_unknown_share=None,
+    report=None,
+    bundle_path=None,
+    **options,
+) -> ScoreReport:
+    """Score an engine's frame (``schema``) into ``output``: parts + ``_SUCCESS``, or one file.
+
+    ``write(task, directory, fmt)`` is the engine's map step: each partition runs
+    :func:`~recmodels.engines.worker.score_to_part` into ``directory``; it returns the records.
+    The driver renames the parts the engine delivered, applies the unknown-id guard
+    (``max_unknown_share``, default 0.5) to the whole job and writes ``_SUCCESS``. Nothing is
+    left behind when it fails.
+    """
+    t0 = time.perf_counter()
+    b = load_bundle(bundle)
+    task, limit = score_task(b, schema, where, bundle_path=bundle_path, max_unknown_share=max_unknown_share,
+                             **options)
+    staged = StagedOutput(output, format, task.schema, overwrite=overwrite, command="score",
+                          job=score_settings(task, where, engine=engine))
+    rep, _ = staged.run(
+        lambda: write(task, os.fspath(staged.directory), staged.part_fmt),
+        lambda records: score_report(records, b, task, where, limit),
+    )
+    _finish(rep, t0, where, output, staged, report)
+    return rep
+
+
 def run_score_parts(
     bundle,
     input,
     output,
-    run,
+    engine: Engine,
     *,
-    engine: str,
     keep=None,
     format=None,
     part_rows=None,
@@ -343,15 +300,9 @@ def run_score_parts(
     (k + 1) * part_rows)``) is one task that reads its own rows, so the output is that of a local run
     (parts, sidecars, ``_scoring.json``: ``--resume`` works, with either engine or locally).
 
-    ``run(parts, task, input, part_rows, directory, fmt)`` is the engine's part: it runs
-    :func:`~recmodels.engines.worker.score_input_part` for each part number and returns the records.
-    Returns None for a CSV input (which the engine reads itself, one part per partition).
+    Returns None for a CSV input (which the engine reads itself, one part per partition: see
+    :func:`score_to`).
     """
-    import time
-
-    from ..scoring.pairs.files import DEFAULT_PART_ROWS
-    from ..tables import open_table
-
     t0 = time.perf_counter()
     b = load_bundle(bundle)
     user_col = options.pop("user_col", None) or b.user_column
@@ -362,71 +313,178 @@ def run_score_parts(
     if source.total_rows == 0:
         raise DataError(f"{source.path}: input has no rows")
     part_rows = positive_int("--part-rows", part_rows or None, DEFAULT_PART_ROWS)
-    extra = {} if max_unknown_share is None else {"max_unknown_share": max_unknown_share}
-    task, scorer = score_task(
-        b,
-        source.schema,
-        source.path,
-        keep=keep,
-        bundle_path=bundle_path,
-        user_col=user_col,
-        item_col=item_col,
-        **extra,
-        **options,
-    )
+    task, limit = score_task(b, source.schema, source.path, keep=keep, bundle_path=bundle_path,
+                             user_col=user_col, item_col=item_col, max_unknown_share=max_unknown_share,
+                             **options)
     # the workers' cached view of the input is keyed by its files' sizes and times, listed here once
     task = replace(task, input_token=files_token(input, source.files))
-    job = {  # as scoring.files.score_file writes it: a local run and an engine run resume each other
-        "bundle": task.digest,
-        "input": os.path.abspath(os.fspath(input)),
-        "input_rows": source.total_rows,
-        "unknown": task.unknown,
-        "clip": task.clip,
-        "user_col": task.user_col,
-        "item_col": task.item_col,
-    }
-    staged = StagedOutput(
-        output,
-        format,
-        task.schema,
-        overwrite=overwrite,
-        job=job,
-        command="score",
-        part_rows=part_rows,
-        resume=resume,
-    )
-    resumed = dict(staged.writer.complete) if staged.mode == "dir" else {}
-    n_parts = -(-source.total_rows // part_rows)
-    parts = [k for k in range(n_parts) if k not in resumed]
-    try:
-        records = (
-            run(
-                parts,
-                task,
-                os.path.abspath(os.fspath(input)),
-                part_rows,
-                os.fspath(staged.directory),
-                staged.part_fmt,
-            )
-            if parts
-            else []
+    path = os.path.abspath(os.fspath(input))
+    with engine.connect() as cluster:  # a cluster that does not answer: one line, nothing written
+        staged = StagedOutput(output, format, task.schema, overwrite=overwrite, command="score",
+                              part_rows=part_rows, resume=resume,
+                              job=score_settings(task, path, input_rows=source.total_rows))
+        n_parts = -(-source.total_rows // part_rows)
+        parts = [k for k in range(n_parts) if k not in staged.complete]
+        directory, fmt = os.fspath(staged.directory), staged.part_fmt
+
+        def work(t: ScoreTask, k: int) -> dict:
+            return score_input_part(t, path, k, part_rows, directory, fmt)
+
+        rep, _ = staged.run(
+            lambda: engine.map_items(cluster, task, parts, work, SCORE_INPUT_RECORD) if parts else [],
+            lambda records: score_report(records, b, task, source.path, limit, staged.complete),
+            keep_complete=resume,
         )
-        rep = score_report(records, scorer, task, source.path, scorer.max_unknown_share, resumed)
-        staged.commit(records)
-    except BaseException as exc:
-        if isinstance(exc, DataError) or not resume:
-            staged.abort()
-        else:
-            staged._remove_temporaries()
-        raise
-    rep.input, rep.output, rep.output_mode, rep.format = (
-        os.fspath(input),
-        os.fspath(output),
-        staged.mode,
-        staged.fmt,
+    _finish(rep, t0, input, output, staged, report)
+    return rep
+
+
+def score_file(bundle, input, output, engine: Engine, *, resume=False, part_rows=None,
+               **options) -> ScoreReport:
+    """``recmodels score --engine ...``: a Parquet input in the parts of a local run
+    (:func:`run_score_parts`); a CSV input read by the engine and scored one part per partition
+    (``engine.score_frame``, i.e. :func:`score_to`), where ``--resume`` and ``--part-rows`` are
+    refused."""
+    rep = run_score_parts(bundle, input, output, engine, resume=resume, part_rows=part_rows, **options)
+    if rep is not None:
+        return rep
+    check_engine_options(engine.name, resume=resume, part_rows=part_rows)
+    b = load_bundle(bundle)
+    user_col = options.pop("user_col", None) or b.user_column
+    item_col = options.pop("item_col", None) or b.item_column
+    with engine.connect() as cluster:
+        frame = engine.read_csv(cluster, input, (user_col, item_col))
+        return engine.score_frame(cluster, frame, b, output, where=os.fspath(input), user_col=user_col,
+                                  item_col=item_col, **options)
+
+
+# -- recommending ------------------------------------------------------------------------------------
+def check_candidate_k(k, bundle) -> int:
+    """``k`` positive and not above the bundle's items, as ``recmodels recommend`` checks it."""
+    k = check_top_k(k)
+    check_k_fits(k, len(bundle.item_encoder))
+    return k
+
+
+def recommend_task(bundle, k, users_columns, seen_columns=None, *, bundle_path=None, user_col=None,
+                   item_col=None, device="auto", threads=1, candidates=None) -> RecommendTask:
+    """Check an engine's users (and seen pairs) frame by its columns and build the task that ranks
+    its partitions (the Python API's ``recommend``).
+
+    Raises
+    ------
+    DataError
+        A missing id column.
+    ConfigError
+        ``k`` not positive or above the bundle's items.
+    """
+    user_col, item_col = user_col or bundle.user_column, item_col or bundle.item_column
+
+    def shown(columns) -> str:
+        return ", ".join(map(str, columns))
+
+    if user_col not in users_columns:
+        raise DataError(f"users: no user id column {user_col!r} (columns: {shown(users_columns)})")
+    for col in (user_col, item_col) if seen_columns is not None else ():
+        if col not in seen_columns:
+            raise DataError(f"exclude-seen: no id column {col!r} (columns: {shown(seen_columns)})")
+    return RecommendTask(
+        bundle_path=os.fspath(bundle_path or bundle.path),
+        digest=bundle.digest,
+        k=check_candidate_k(k, bundle),
+        device=device,
+        threads=threads,
+        candidates=candidates,
+        user_col=user_col,
+        item_col=item_col,
     )
+
+
+def _abs(path):
+    return None if path is None else os.path.abspath(os.fspath(path))
+
+
+def run_recommend_job(
+    bundle,
+    output,
+    engine: Engine,
+    *,
+    k: int = 10,
+    users=None,
+    items=None,
+    exclude_seen=None,
+    user_col=None,
+    item_col=None,
+    max_unknown_share=None,
+    format=None,
+    part_users=None,
+    overwrite=False,
+    report=None,
+    device="auto",
+    threads=1,
+    candidates=None,
+    block_users=None,
+    tile_items=None,
+    bundle_path=None,
+):
+    """``recmodels recommend --engine ...``: the inputs are read and checked on the driver (the
+    same report counts as a local run), then each part of ``part_users`` list positions is one
+    task (:func:`~recmodels.engines.worker.recommend_part`). Part ``k`` holds the users of part
+    ``k`` of a local run."""
+    t0 = time.perf_counter()
+    share = DEFAULT_MAX_UNKNOWN_SHARE if max_unknown_share is None else max_unknown_share
+    for name, value in (("users", users), ("items", items), ("exclude-seen", exclude_seen)):
+        if value is not None and not isinstance(value, str | os.PathLike):
+            raise ConfigError(f"--engine {engine.name}: --{name} must be a file every worker can read")
+    part_users = positive_int("--part-users", part_users or None, DEFAULT_PART_USERS)
+    with engine.connect() as cluster:  # a cluster that does not answer: one line, nothing read or written
+        rec = Recommender(bundle, device="cpu", threads=1, candidates=candidates, block_users=block_users,
+                          tile_items=tile_items)
+        try:
+            job = rec.prepare(users=users, k=k, items=items, exclude_seen=exclude_seen, user_col=user_col,
+                              item_col=item_col, max_unknown_share=share)
+        finally:
+            rec.close()
+        n = int(job.user_index.size)
+        files = {"users": _abs(users), "items": _abs(items), "exclude_seen": _abs(exclude_seen)}
+        task = RecommendTask(
+            bundle_path=os.fspath(bundle_path or rec.bundle.path),
+            digest=rec.bundle.digest,
+            k=job.k,
+            device=device,
+            threads=threads,
+            candidates=candidates,
+            block_users=block_users,
+            tile_items=tile_items,
+            user_col=user_col,
+            item_col=item_col,
+            **files,
+            max_unknown_share=1.0,
+            inputs_token=tuple(files_token(path) for path in files.values()),
+        )
+        settings = recommend_settings(task, engine=engine.name, inputs=job.digest, users=n,
+                                      part_users=part_users)
+        staged = StagedOutput(output, format, recommend_schema(rec.bundle), overwrite=overwrite,
+                              command="recommend", job=settings)
+        directory, fmt = os.fspath(staged.directory), staged.part_fmt
+        spans = [(p, lo, min(lo + part_users, n)) for p, lo in enumerate(range(0, n, part_users))]
+
+        def work(t: RecommendTask, span: tuple) -> dict:
+            return recommend_part(t, *span, directory, fmt)
+
+        rep, records = staged.run(
+            lambda: engine.map_items(cluster, task, spans, work, RECOMMEND_RECORD),
+            lambda records: job.report,
+        )
+    rep.parts_written = len(records)
+    for key in RECOMMEND_COUNTS:
+        setattr(rep, key, sum(int(r[key]) for r in records))
+    rep.provider = ",".join(sorted({r.get("provider", "cpu") for r in records})) or rep.provider
+    rep.warnings = worker_notes(records)
+    rep.output, rep.output_mode, rep.format = os.fspath(output), staged.mode, staged.fmt
     rep.seconds = time.perf_counter() - t0
-    rep.rows_per_s = rep.rows_read / rep.seconds if rep.seconds > 0 else 0.0
+    rep.pairs_per_s = rep.pairs_scored / rep.seconds if rep.seconds > 0 else 0.0
     if report is not None:
         write_json(report, rep.to_dict())
     return rep
+

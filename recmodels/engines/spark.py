@@ -4,7 +4,8 @@
 :mod:`recmodels.engines.worker` (the local ``Scorer`` / ``Recommender``; one onnxruntime session
 per Python worker process, cached by bundle digest, checksums verified once per worker). Only
 paths and options are shipped with the tasks. The bundle reaches the executors as a path on
-shared storage, or with ``ship=True`` through ``SparkContext.addFile``. See
+shared storage, or with ``ship=True`` through ``SparkContext.addFile``. What is not Spark's own
+(the checks, the output, the report) is :mod:`recmodels.engines.driver`'s. See
 ``docs/distributed.md``.
 
 >>> from recmodels import spark as rspark                                    # doctest: +SKIP
@@ -15,51 +16,48 @@ shared storage, or with ``ship=True`` through ``SparkContext.addFile``. See
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
+import struct
 import sys
-import time
+import tempfile
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
 
 from .. import errors as _errors
 from ..errors import DataError, EngineError, RecmodelsError, first_line
-from ..scoring.recommendation.recommender import Recommender
+from ..scoring.recommendation.recommender import recommend_schema
 from ..scoring.runtime.session import load_bundle
 from ..tables import expand_input
-from .driver import (
+from . import driver
+from .connect import (
     CONNECT_TIMEOUT_S,
-    StagedOutput,
+    HTTP_QUESTION_S,
+    is_http,
     missing_engine,
-    probe_address,
-    score_report,
-    score_task,
+    not_the_cluster,
+    open_connection,
+    shown_line,
+    silent_peer,
 )
-from .recommend_driver import check_candidate_k, run_recommend_job
-from .worker import (
-    RECOMMEND_RECORD,
-    SCORE_INPUT_RECORD,
-    SCORE_RECORD,
-    recommend_part,
-    recommend_users,
-    score_input_part,
-    score_stream,
-    score_to_part,
-    worker_bundle,
-)
+from .contract import SCORE_RECORD
+from .worker import recommend_users, score_stream, score_to_part, worker_bundle
 
 try:
-    import pyspark
-    from pyspark.sql import SparkSession
-    from pyspark.sql import types as T
-    from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+    with warnings.catch_warnings():  # "PySpark does not yet fully support pandas >= 3" on import
+        warnings.simplefilter("ignore", FutureWarning)
+        import pyspark
+        from pyspark.sql import SparkSession
+        from pyspark.sql import types as T
+        from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 except ImportError as _exc:  # pragma: no cover - exercised with the extra missing
     raise missing_engine("spark", _exc) from None
 
-__all__ = ["local_session", "read_input", "recommend", "recommend_file", "score", "score_file", "score_to"]
+__all__ = ["SparkEngine", "check_master", "local_session", *driver.ENGINE_API]
 
 DEFAULT_MASTER_PORT = 7077
 SESSION_CONF = {
@@ -74,10 +72,8 @@ LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 start the JVM and the first tasks in about half the time on a small machine (measured on 2 cores:
 ~6-10 s instead of ~13-15 s for the JVM), and the driver does little Java work here (the tasks read
 and score in Python)."""
-_RECORD_SCHEMA = from_arrow_schema(SCORE_RECORD)
-_PART_RECORD_SCHEMA = from_arrow_schema(SCORE_INPUT_RECORD)
-_RECOMMEND_RECORD_SCHEMA = from_arrow_schema(RECOMMEND_RECORD)
 _WORKER_ERROR = re.compile(r"recmodels\.errors\.(\w+): (.+)")
+_LOG = logging.getLogger(__name__)
 
 
 # -- the bundle on the executors -------------------------------------------------------------------
@@ -117,7 +113,7 @@ def _worker_errors(exc: BaseException) -> RecmodelsError:
         if isinstance(cls, type) and issubclass(cls, RecmodelsError):
             return cls(match.group(2).strip())
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
-    return EngineError(f"spark job failed: {line[:300]}")
+    return EngineError(f"spark job failed: {line[:300]}{_log_hint()}")
 
 
 def _collect(df) -> list[dict]:
@@ -126,7 +122,184 @@ def _collect(df) -> list[dict]:
     except RecmodelsError:
         raise
     except Exception as exc:  # noqa: BLE001 - py4j / PySpark errors carry the executor traceback
+        _LOG.debug("spark job failed", exc_info=exc)
         raise _worker_errors(exc) from None
+
+
+# -- the cluster ----------------------------------------------------------------------------------
+def check_master(master: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail with one line unless a ``spark://`` master answers Spark's RPC within ``timeout`` s.
+
+    One request that any Spark RPC endpoint answers at once (a message for an endpoint that does
+    not exist: the master replies "could not find"), so a port that is refused, never answers,
+    talks first (SSH) or answers another protocol (HTTP) is one :class:`EngineError` line before
+    the JVM starts, instead of Spark's three 20-second registration attempts. A peer that closes
+    the connection without a word (e.g. one that wants authentication first) is left to Spark.
+    Other masters (``local[...]``, ``yarn``, ``k8s://``, several standalone masters) are not
+    checked.
+    """
+    if not master.startswith("spark://"):
+        return
+    sock = open_connection(master, "--master", DEFAULT_MASTER_PORT, timeout)
+    if sock is None:
+        return
+    hint = f" (a standalone master listens on port {DEFAULT_MASTER_PORT} unless told otherwise)"
+    try:
+        sock.settimeout(max(timeout - HTTP_QUESTION_S, 0.1))  # its last second: is_http below
+        sock.sendall(_rpc_probe())
+        data = sock.recv(64)
+        if 0 < len(data) < 9:  # a reply's head may come in pieces
+            data += _read(sock, 9 - len(data))
+        length, kind = struct.unpack(">qb", data[:9]) if len(data) >= 9 else (-1, -1)
+        if 9 <= length < (1 << 20) and kind in _RPC_REPLIES:
+            _read(sock, length - len(data))  # the whole reply: the master sees a clean close
+            return
+    except TimeoutError:
+        if is_http(sock, after=True):
+            raise not_the_cluster("--master", master, "Spark master", "it is an HTTP server", hint) from None
+        raise silent_peer("--master", master, "Spark master", timeout, hint) from None
+    except OSError:
+        return  # reset without an answer: left to Spark
+    finally:
+        sock.close()
+    if data.startswith(b"HTTP/"):
+        raise not_the_cluster("--master", master, "Spark master", "it is an HTTP server", hint)
+    if data:
+        shown = shown_line(data).decode("ascii", "replace") if data.isascii() else data[:16].hex()
+        reason = f"it talks another protocol: {shown!r}"
+        raise not_the_cluster("--master", master, "Spark master", reason, hint)
+
+
+_RPC_REPLIES = (4, 5)  # RpcResponse, RpcFailure of Spark's transport protocol
+
+
+def _rpc_probe() -> bytes:
+    """One Spark transport frame: an RpcRequest to endpoint ``recmodels-probe``, no sender."""
+
+    def utf(text: str) -> bytes:
+        data = text.encode()
+        return struct.pack(">H", len(data)) + data
+
+    content = b"\xac\xed\x00\x05" + b"\x74" + utf("probe")  # a Java-serialized String
+    body = b"\x00" + b"\x00" + utf("recmodels-probe") + content  # no sender, no receiver address
+    header = struct.pack(">bqi", 3, 1, len(body))  # RpcRequest, request id, body size
+    return struct.pack(">q", 8 + len(header) + len(body)) + header + body
+
+
+def _read(sock, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+_LOG_FILE: dict = {}
+
+
+def _log_hint() -> str:
+    path = _LOG_FILE.get("path")
+    return f" (Spark's log: {path})" if path else ""
+
+
+def _start(master: str, settings: dict):
+    """A new SparkSession whose JVM writes its console (warnings, executor errors, the Python
+    workers' stderr) to a log file instead of this command's output; kept when the job fails."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    conf = SparkConf().setMaster(master).setAppName("recmodels").setAll(list(settings.items()))
+    if "PYSPARK_GATEWAY_PORT" in os.environ:  # under spark-submit: its JVM is already there
+        return SparkSession.builder.config(conf=conf).getOrCreate()
+    fd, log = tempfile.mkstemp(prefix="recmodels-spark-", suffix=".log")
+    _LOG_FILE["path"] = log
+    with os.fdopen(fd, "ab") as fh:
+        gateway = launch_gateway(conf, popen_kwargs={"stdout": fh, "stderr": fh})
+    SparkContext(conf=conf, gateway=gateway)
+    return SparkSession.builder.getOrCreate()
+
+
+@contextlib.contextmanager
+def local_session(master: str | None = None, *, timeout: float = CONNECT_TIMEOUT_S, conf: dict | None = None):
+    """A SparkSession: on ``master`` (``spark://host:port``, ``yarn``, ...) or ``local[*]``; stopped at
+    the end when this call created it.
+
+    A ``spark://`` master is checked first (:func:`check_master`): one that does not answer as
+    Spark within ``timeout`` seconds is one :class:`EngineError` line. A session created here
+    writes the JVM's console to a temporary log file (named in a failed job's message, removed
+    after a job that worked), so the command prints only its own lines.
+    """
+    master = master or "local[*]"
+    check_master(master, timeout)
+    existing = SparkSession.getActiveSession()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    settings = dict(SESSION_CONF)
+    if master.startswith("local"):
+        settings["spark.driver.extraJavaOptions"] = LOCAL_JAVA_OPTIONS
+    settings.update(conf or {})
+    with warnings.catch_warnings():  # pyspark's "pandas >= 3 not fully supported" notes
+        warnings.filterwarnings("ignore", category=FutureWarning, module="pyspark")
+        yield from _session(existing, master, settings)
+
+
+def _session(existing, master: str, settings: dict):
+    if existing is not None:
+        spark = existing
+    else:
+        try:
+            spark = _start(master, settings)
+        except Exception as exc:  # noqa: BLE001 - JVM start-up failures
+            reason, hint = first_line(exc), _log_hint()
+            _LOG_FILE.pop("path", None)
+            raise EngineError(f"--master {master}: cannot start Spark ({reason}){hint}") from None
+        spark.sparkContext.setLogLevel("ERROR")
+    crashed = False
+    try:
+        yield spark
+    except BaseException as exc:
+        crashed = isinstance(exc, EngineError) or not isinstance(exc, RecmodelsError)
+        raise
+    finally:
+        if existing is None:
+            spark.stop()
+            log = _LOG_FILE.pop("path", None)
+            if log and not crashed:  # kept for a crash: its message names it
+                with contextlib.suppress(OSError):
+                    os.unlink(log)
+
+
+@dataclass
+class SparkEngine:
+    """The driver's view of Spark (:class:`recmodels.engines.driver.Engine`): a session from
+    :func:`local_session`, and one ``mapInArrow`` task per item."""
+
+    master: str | None = None
+    ship: bool = False
+    name: str = "spark"
+
+    def connect(self):
+        return local_session(self.master)
+
+    def map_items(self, spark, task, items, fn, record) -> list[dict]:
+        if self.ship:
+            task = replace(task, bundle_path=_ship(spark, load_bundle(task.bundle_path)))
+
+        def work(batches):
+            t = _resolve(task)
+            for batch in batches:
+                for i in batch.column(0).to_pylist():
+                    yield pa.RecordBatch.from_pylist([fn(t, items[i])], schema=record)
+
+        ids = spark.range(0, len(items), numPartitions=len(items))
+        return _collect(ids.mapInArrow(work, from_arrow_schema(record)))
+
+    def read_csv(self, spark, input, text_columns):
+        return read_input(spark, input, text_columns)
+
+    def score_frame(self, spark, frame, bundle, output, **options):
+        return score_to(frame, bundle, output, ship=self.ship, **options)
 
 
 # -- scoring ---------------------------------------------------------------------------------------
@@ -172,13 +345,8 @@ def score(
     b = load_bundle(bundle)
     if ship:
         bundle_path = _ship(df.sparkSession, b)
-    task, _ = score_task(
-        b,
-        _arrow_schema(df),
-        "spark DataFrame",
-        keep=keep,
-        bundle_path=bundle_path,
-        threads=threads,
+    task, _ = driver.score_task(
+        b, _arrow_schema(df), "spark DataFrame", keep=keep, bundle_path=bundle_path, threads=threads,
         **options,
     )
     out_schema = from_arrow_schema(task.schema)
@@ -190,72 +358,32 @@ def score(
     return df.mapInArrow(run, out_schema)
 
 
-def score_to(
-    df,
-    bundle,
-    output,
-    *,
-    format=None,
-    overwrite=False,
-    max_unknown_share=None,
-    report=None,
-    ship=False,
-    bundle_path=None,
-    where="spark DataFrame",
-    **options,
-):
+def score_to(df, bundle, output, *, ship=False, bundle_path=None, where="spark DataFrame", **options):
     """Score ``df`` into ``output`` (part files + ``_SUCCESS``, or one file); returns a ScoreReport.
 
     Each task writes its partition under a temporary name; the driver renames the parts of the
     attempts Spark delivered, applies the unknown-id guard (``max_unknown_share``, default 0.5) to
     the whole job and writes ``_SUCCESS``. A task that fails is retried by Spark (with
-    ``spark.task.maxFailures`` > 1); nothing is left behind when the job fails.
+    ``spark.task.maxFailures`` > 1); nothing is left behind when the job fails. ``options``:
+    those of :func:`recmodels.engines.driver.score_to` (``format``, ``overwrite``,
+    ``max_unknown_share``, ``report``) and of :func:`score`.
     """
-    from ..fileio import write_json
-
-    t0 = time.perf_counter()
     b = load_bundle(bundle)
     if ship:
         bundle_path = _ship(df.sparkSession, b)
-    extra = {} if max_unknown_share is None else {"max_unknown_share": max_unknown_share}
-    task, scorer = score_task(b, _arrow_schema(df), where, bundle_path=bundle_path, **extra, **options)
-    staged = StagedOutput(
-        output,
-        format,
-        task.schema,
-        overwrite=overwrite,
-        command="score",
-        job={
-            "engine": "spark",
-            "bundle": task.digest,
-            "input": where,
-            "unknown": task.unknown,
-            "clip": task.clip,
-            "user_col": task.user_col,
-            "item_col": task.item_col,
-        },
-    )
-    directory, fmt = os.fspath(staged.directory), staged.part_fmt
 
-    def run(batches):
-        from pyspark import TaskContext
+    def write(task, directory, fmt):
+        def run(batches):
+            from pyspark import TaskContext
 
-        record = score_to_part(batches, _resolve(task), directory, TaskContext.get().partitionId(), fmt)
-        yield pa.RecordBatch.from_pylist([record], schema=SCORE_RECORD)
+            part = TaskContext.get().partitionId()
+            yield pa.RecordBatch.from_pylist([score_to_part(batches, _resolve(task), directory, part, fmt)],
+                                             schema=SCORE_RECORD)
 
-    try:
-        records = _collect(df.mapInArrow(run, _RECORD_SCHEMA))
-        rep = score_report(records, scorer, task, where, scorer.max_unknown_share)
-        staged.commit(records)
-    except BaseException:
-        staged.abort()
-        raise
-    rep.input, rep.output, rep.output_mode, rep.format = where, os.fspath(output), staged.mode, staged.fmt
-    rep.seconds = time.perf_counter() - t0
-    rep.rows_per_s = rep.rows_read / rep.seconds if rep.seconds > 0 else 0.0
-    if report is not None:
-        write_json(report, rep.to_dict())
-    return rep
+        return _collect(df.mapInArrow(run, from_arrow_schema(SCORE_RECORD)))
+
+    return driver.score_to(b, _arrow_schema(df), output, write, engine="spark", where=where,
+                           bundle_path=bundle_path, **options)
 
 
 def read_input(spark, input, columns_as_text=()):
@@ -273,39 +401,6 @@ def read_input(spark, input, columns_as_text=()):
         raise DataError(f"{os.fspath(input)}: cannot read {kind} input ({first_line(exc)})") from None
 
 
-@contextlib.contextmanager
-def local_session(master: str | None = None, *, timeout: float = CONNECT_TIMEOUT_S, conf: dict | None = None):
-    """A SparkSession: on ``master`` (``spark://host:port``, ``yarn``, ...) or ``local[*]``; stopped at
-    the end when this call created it. A ``spark://`` master that does not answer within
-    ``timeout`` seconds is one :class:`EngineError` line."""
-    if master and master.startswith("spark://"):
-        probe_address(master, "--master", DEFAULT_MASTER_PORT, timeout)
-    existing = SparkSession.getActiveSession()
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.master(master or "local[*]").appName("recmodels")
-    settings = dict(SESSION_CONF)
-    if (master or "local[*]").startswith("local"):
-        settings["spark.driver.extraJavaOptions"] = LOCAL_JAVA_OPTIONS
-    settings.update(conf or {})
-    for key, value in settings.items():
-        builder = builder.config(key, value)
-    try:
-        spark = builder.getOrCreate()
-    except Exception as exc:  # noqa: BLE001 - JVM start-up failures
-        raise EngineError(
-            f"--master {master or 'local[*]'}: cannot start Spark ({first_line(exc)})"
-        ) from None
-    if existing is None:
-        spark.sparkContext.setLogLevel("ERROR")
-    try:
-        with warnings.catch_warnings():  # pyspark's "pandas >= 3 not fully supported" notes
-            warnings.filterwarnings("ignore", category=FutureWarning, module="pyspark")
-            yield spark
-    finally:
-        if existing is None:
-            spark.stop()
-
-
 def score_file(bundle, input, output, *, master=None, resume=False, part_rows=None, ship=False, **options):
     """``recmodels score --engine spark``: score ``input`` into ``output`` with Spark.
 
@@ -314,100 +409,52 @@ def score_file(bundle, input, output, *, master=None, resume=False, part_rows=No
     ``_scoring.json``) is the local one, and ``resume`` works. A CSV input is read with
     :func:`read_input` and scored with :func:`score_to` (one part per input split).
     """
-    from .driver import check_engine_options, run_score_parts
-
-    def run(parts, task, input_path, rows_per_part, directory, fmt):  # after every check on the driver
-        with local_session(master) as spark:
-            if ship:
-                task = replace(task, bundle_path=_ship(spark, load_bundle(task.bundle_path)))
-            schema = SCORE_INPUT_RECORD
-
-            def work(batches):
-                t = _resolve(task)
-                for batch in batches:
-                    for k in batch.column(0).to_pylist():
-                        record = score_input_part(t, input_path, parts[k], rows_per_part, directory, fmt)
-                        yield pa.RecordBatch.from_pylist([record], schema=schema)
-
-            ids = spark.range(0, len(parts), numPartitions=len(parts))
-            return _collect(ids.mapInArrow(work, _PART_RECORD_SCHEMA))
-
-    rep = run_score_parts(
-        bundle, input, output, run, engine="spark", resume=resume, part_rows=part_rows, **options
-    )
-    if rep is not None:
-        return rep
-    check_engine_options("spark", resume=resume, part_rows=part_rows)
-    b = load_bundle(bundle)
-    user_col = options.pop("user_col", None) or b.user_column
-    item_col = options.pop("item_col", None) or b.item_column
-    with local_session(master) as spark:
-        df = read_input(spark, input, (user_col, item_col))
-        return score_to(
-            df, b, output, where=os.fspath(input), user_col=user_col, item_col=item_col, ship=ship, **options
-        )
+    engine = SparkEngine(master, ship)
+    return driver.score_file(bundle, input, output, engine, resume=resume, part_rows=part_rows, **options)
 
 
 # -- recommending ------------------------------------------------------------------------------------
-def recommend(
-    users_df,
-    bundle,
-    k: int = 10,
-    *,
-    exclude_seen=None,
-    partitions: int | None = None,
-    ship=False,
-    bundle_path=None,
-    user_col=None,
-    item_col=None,
-    device="auto",
-    threads=1,
-    candidates=None,
-):
+def recommend(users_df, bundle, k: int = 10, *, exclude_seen=None, partitions: int | None = None, ship=False,
+              bundle_path=None, user_col=None, item_col=None, device="auto", threads=1, candidates=None):
     """Top-``k`` items for the users of a Spark DataFrame, partitioned by user.
 
     Users and their seen pairs are bucketed by the user's index in the bundle's id map and
-    cogrouped, so each task ranks one bucket of users with the local ``Recommender``.
+    cogrouped (``applyInArrow``), so each task ranks one bucket of users with the local
+    ``Recommender``.
 
     Parameters
     ----------
     users_df : pyspark.sql.DataFrame
         One row per user (column ``user_col``, default the bundle's).
     bundle : path-like or Bundle
+        Verified on the driver; shipped with ``ship=True``, else read by the executors at
+        ``bundle_path`` (default: the driver's path).
     k : int
+        Items per user.
     exclude_seen : pyspark.sql.DataFrame, optional
         (user, item) pairs never to recommend.
     partitions : int, optional
         User buckets (default: ``spark.sql.shuffle.partitions``).
+    user_col, item_col, device, threads, candidates
+        As for :class:`recmodels.scoring.Recommender` and ``recmodels recommend``.
 
     Returns
     -------
     pyspark.sql.DataFrame
         ``user_id, rank, item_id, score`` as ``recmodels recommend`` writes them.
     """
-    from .worker import RecommendTask
-
     b = load_bundle(bundle)
-    rec = Recommender(b, device="cpu", threads=1, candidates=candidates)
-    check_candidate_k(k, b)
-    user_col, item_col = user_col or b.user_column, item_col or b.item_column
     spark = users_df.sparkSession
     if ship:
         bundle_path = _ship(spark, b)
-    if user_col not in users_df.columns:
-        raise DataError(f"users: no user id column {user_col!r} (columns: {', '.join(users_df.columns)})")
-    task = RecommendTask(
-        bundle_path=os.fspath(bundle_path or b.path),
-        digest=b.digest,
-        k=int(k),
-        device=device,
-        threads=threads,
+    task = driver.recommend_task(
+        b, k, users_df.columns, None if exclude_seen is None else exclude_seen.columns,
+        bundle_path=bundle_path, user_col=user_col, item_col=item_col, device=device, threads=threads,
         candidates=candidates,
-        user_col=user_col,
-        item_col=item_col,
     )
+    user_col, item_col = task.user_col, task.item_col
     n = int(partitions or spark.conf.get("spark.sql.shuffle.partitions"))
-    out_schema = from_arrow_schema(rec.output_schema())
+    out_schema = from_arrow_schema(recommend_schema(b))
 
     def bucketed(frame, columns):
         sub = frame.select(*columns)
@@ -432,11 +479,6 @@ def recommend(
             return recommend_users(table.column(user_col), None, _resolve(task))
 
         return users_b.groupBy("_bucket").applyInArrow(rank, out_schema)
-    for col in (user_col, item_col):
-        if col not in exclude_seen.columns:
-            raise DataError(
-                f"exclude-seen: no id column {col!r} (columns: {', '.join(exclude_seen.columns)})"
-            )
     seen_b = bucketed(exclude_seen, [user_col, item_col])
 
     def rank_with_seen(users, seen):
@@ -448,28 +490,11 @@ def recommend(
 
 
 def recommend_file(bundle, output, *, master=None, ship=False, **kwargs):
-    """``recmodels recommend --engine spark``: one task per part of users (the local part boundaries)."""
+    """``recmodels recommend --engine spark``: one task per part of users (the local part boundaries).
 
-    def run(spans, task, directory, fmt):
-        with local_session(master) as spark:
-            if ship:
-                task = replace(task, bundle_path=_ship(spark, load_bundle(task.bundle_path)))
-            frame = spark.createDataFrame(spans).repartition(len(spans))
-
-            def work(batches):
-                t = _resolve(task)
-                for batch in batches:
-                    for part, lo, hi in zip(
-                        *(batch.column(c).to_pylist() for c in ("part", "lo", "hi")), strict=True
-                    ):
-                        record = recommend_part(t, part, lo, hi, directory, fmt)
-                        yield pa.RecordBatch.from_pylist(
-                            [record], schema=RECOMMEND_RECORD
-                        )
-
-            return _collect(frame.mapInArrow(work, _RECOMMEND_RECORD_SCHEMA))
-
-    return run_recommend_job(bundle, output, run, engine="spark", **kwargs)
+    ``kwargs``: those of :func:`recmodels.engines.driver.run_recommend_job`.
+    """
+    return driver.run_recommend_job(bundle, output, SparkEngine(master, ship), **kwargs)
 
 
 _ = pyspark  # the real pyspark package

@@ -1,12 +1,13 @@
 """The engine-agnostic worker side of distributed scoring and recommending (torch-free).
 
-Spark and Dask (``recmodels.engines.spark``, ``recmodels.engines.dask``) only move data; what runs on a worker
-is here, and it is the local path: :class:`~recmodels.scoring.pairs.scorer.Scorer` (same id mapping,
-unknown-id policy, device choice and output schema as ``recmodels score``) and
+Spark and Dask (``recmodels.engines.spark``, ``recmodels.engines.dask``) only move data; what
+runs on a worker is here, and it is the local path:
+:class:`~recmodels.scoring.pairs.scorer.Scorer` (same id mapping, unknown-id policy, device
+choice and output schema as ``recmodels score``) and
 :class:`~recmodels.scoring.recommendation.recommender.Recommender`.
 
-A task carries only picklable settings (:class:`ScoreTask`, :class:`RecommendTask`: a bundle
-path, its digest and options), never a session. On a worker the bundle is loaded and its
+A task carries only picklable settings (:mod:`recmodels.engines.contract`: a bundle path, its
+digest and options), never a session. On a worker the bundle is loaded and its
 checksums verified **once per process** (:func:`worker_bundle`, keyed by digest), and one
 ``Scorer`` / ``Recommender`` is built once per process and setting (:func:`worker_scorer`), so an
 onnxruntime session is created once per worker process, not per batch or per partition. Each
@@ -23,30 +24,34 @@ import threading
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
 from ..bundle import Bundle
-from ..errors import BundleError, DataError, first_line
+from ..errors import BundleError, RecmodelsError, first_line
 from ..scoring.output.stream import as_batches, numbered, rebatch
-from ..scoring.output.writers import _BatchFile
+from ..scoring.output.writers import BatchFile
 from ..scoring.pairs.scorer import Scorer
 from ..scoring.recommendation.job import RecommendJob
 from ..scoring.recommendation.recommender import Recommender
 from ..scoring.unknown_ids import COUNT_KEYS
-from ..tables import TableSource, expand_input, open_table
+from ..tables import TableSource, open_table
+from .contract import (
+    RECOMMEND_RECORD,
+    SCORE_INPUT_RECORD,
+    SCORE_RECORD,
+    RecommendTask,
+    ScoreTask,
+    error_record,
+    part_temp_name,
+)
 
 __all__ = [
-    "RECOMMEND_RECORD",
-    "SCORE_INPUT_RECORD",
-    "SCORE_RECORD",
-    "RecommendTask",
-    "ScoreTask",
-    "files_token",
-    "pandas_dtypes",
+    "STATS",
+    "clear_caches",
     "recommend_part",
     "recommend_users",
     "score_frame_task",
@@ -56,58 +61,8 @@ __all__ = [
     "worker_bundle",
     "worker_recommender",
     "worker_scorer",
+    "worker_source",
 ]
-
-
-def _record(*fields: tuple[str, pa.DataType]) -> pa.Schema:
-    return pa.schema([pa.field(name, kind) for name, kind in fields])
-
-
-SCORE_RECORD = _record(
-    ("part", pa.int64()),
-    ("tmp", pa.string()),
-    ("rows_read", pa.int64()),
-    ("rows_written", pa.int64()),
-    *((key, pa.int64()) for key in COUNT_KEYS),
-    ("provider", pa.string()),
-    ("note", pa.string()),
-)
-"""The record :func:`score_to_part` returns for a part (one row back to the driver)."""
-SCORE_INPUT_RECORD = SCORE_RECORD.append(pa.field("input_start", pa.int64()))
-"""The record of :func:`score_input_part`: :data:`SCORE_RECORD` and the part's first input row."""
-RECOMMEND_RECORD = _record(
-    ("part", pa.int64()),
-    ("tmp", pa.string()),
-    *((key, pa.int64()) for key in ("users_processed", "users_written", "users_short", "rows_written",
-                                    "pairs_scored")),
-    ("provider", pa.string()),
-    ("note", pa.string()),
-)
-"""The record :func:`recommend_part` returns for a part of users."""
-
-
-def pandas_dtypes(record: pa.Schema) -> dict[str, str]:
-    """A record schema as pandas dtypes (Dask's ``meta``).
-
-    Parameters
-    ----------
-    record : pyarrow.Schema
-        One of the record schemas above: int64 and string fields only.
-
-    Returns
-    -------
-    dict of str to str
-        ``"int64"`` or ``"object"`` (strings) by field name, in the schema's order.
-    """
-    out = {}
-    for f in record:
-        if pa.types.is_int64(f.type):
-            out[f.name] = "int64"
-        elif pa.types.is_string(f.type):
-            out[f.name] = "object"
-        else:
-            raise TypeError(f"record field {f.name}: {f.type} has no pandas dtype here")
-    return out
 
 
 _LOCK = threading.Lock()
@@ -118,78 +73,6 @@ _JOBS: dict[tuple, RecommendJob] = {}
 _SOURCES: dict[tuple, TableSource] = {}
 STATS = {"bundle_loads": 0, "scorers": 0, "recommenders": 0}
 """How often this process loaded a bundle / built a scorer or recommender (tests read it)."""
-
-
-@dataclass(frozen=True)
-class ScoreTask:
-    """What a worker needs to score a partition: picklable settings only.
-
-    Parameters
-    ----------
-    bundle_path : str
-        The bundle directory as the workers see it (shared storage, or a ``SparkFiles`` path).
-    digest : str
-        The bundle's digest as the driver read it; a worker seeing another bundle fails.
-    device, user_col, item_col, unknown, clip, batch_size, threads
-        :class:`~recmodels.scoring.pairs.scorer.Scorer` options.
-    keep : tuple of str
-        Input columns passed through, in order (resolved on the driver).
-    schema : pyarrow.Schema, optional
-        The output schema the driver announced; output batches are cast to it.
-    """
-
-    bundle_path: str
-    digest: str
-    device: str = "auto"
-    user_col: str | None = None
-    item_col: str | None = None
-    unknown: str = "fallback"
-    clip: bool = False
-    batch_size: int | None = None
-    threads: int | None = 1
-    keep: tuple[str, ...] = ()
-    schema: pa.Schema | None = field(default=None, compare=False)
-    input_token: tuple = ()
-
-    def scorer_key(self) -> tuple:
-        return (
-            self.digest,
-            self.device,
-            self.user_col,
-            self.item_col,
-            self.unknown,
-            self.clip,
-            self.batch_size,
-            self.threads,
-        )
-
-
-@dataclass(frozen=True)
-class RecommendTask:
-    """What a worker needs to rank a partition of users (picklable settings only).
-
-    ``users``, ``items`` and ``exclude_seen`` are paths every worker can read (the CLI's files)
-    or None; :func:`recommend_users` takes the users and seen pairs as data instead.
-    """
-
-    bundle_path: str
-    digest: str
-    k: int = 10
-    device: str = "auto"
-    threads: int | None = 1
-    candidates: int | None = None
-    block_users: int | None = None
-    tile_items: int | None = None
-    user_col: str | None = None
-    item_col: str | None = None
-    users: str | None = None
-    items: str | None = None
-    exclude_seen: str | None = None
-    max_unknown_share: float = 1.0
-    inputs_token: tuple = ()
-
-    def recommender_key(self) -> tuple:
-        return (self.digest, self.device, self.threads, self.candidates, self.block_users, self.tile_items)
 
 
 # -- the per-process caches ----------------------------------------------------------------------
@@ -252,20 +135,13 @@ def _task_bundle(task) -> Bundle:
 
 
 def worker_scorer(task: ScoreTask) -> Scorer:
-    """A :class:`Scorer` for ``task`` sharing this process's one session (a fresh shallow copy)."""
+    """A :class:`Scorer` for ``task`` sharing this process's one session (a fresh shallow copy).
+
+    Its unknown-id guard is off (``max_unknown_share=1``): the driver applies it to the whole job.
+    """
 
     def build(bundle: Bundle) -> Scorer:
-        return Scorer(
-            bundle,
-            device=task.device,
-            user_col=task.user_col,
-            item_col=task.item_col,
-            unknown=task.unknown,
-            clip=task.clip,
-            batch_size=task.batch_size,
-            threads=task.threads,
-            max_unknown_share=1.0,  # the driver applies the guard to the whole job
-        )
+        return Scorer(bundle, **task.scorer_options(), max_unknown_share=1.0)
 
     mine = copy.copy(_cached(_SCORERS, task.scorer_key(), lambda: _task_bundle(task), build, "scorers"))
     mine.reset_counts()
@@ -276,14 +152,7 @@ def worker_recommender(task: RecommendTask) -> Recommender:
     """The :class:`Recommender` for ``task`` in this process (built once per process and setting)."""
 
     def build(bundle: Bundle) -> Recommender:
-        return Recommender(
-            bundle,
-            device=task.device,
-            threads=task.threads,
-            candidates=task.candidates,
-            block_users=task.block_users,
-            tile_items=task.tile_items,
-        )
+        return Recommender(bundle, **task.recommender_options())
 
     return _cached(_RECOMMENDERS, task.recommender_key(), lambda: _task_bundle(task), build, "recommenders")
 
@@ -336,21 +205,26 @@ def score_frame_task(frame: pd.DataFrame, task: ScoreTask) -> pd.DataFrame:
     return scorer.score_frame(frame, keep=list(task.keep))
 
 
-def _part_name(part: int, fmt: str, token: str) -> str:
-    return f".part-{part:05d}.{fmt}.{token}.tmp"
+def _write_part(batches: Iterable[pa.RecordBatch], schema: pa.Schema, directory: str, part: int,
+                fmt: str) -> tuple[str, int]:
+    """Write one attempt at part ``part`` under its own temporary name (:func:`part_temp_name`);
+    returns ``(name, rows)``. A failed attempt removes its file."""
+    path = Path(directory) / part_temp_name(part, fmt, uuid.uuid4().hex)
+    writer = BatchFile(path, fmt, schema, path)
+    try:
+        for batch in batches:
+            writer.write(batch)
+        writer.close()
+    except BaseException:
+        try:
+            writer.close()
+        finally:
+            path.unlink(missing_ok=True)
+        raise
+    return path.name, writer.rows
 
 
-def score_to_part(
-    batches: Iterable, task: ScoreTask, directory: str, part: int, fmt: str = "parquet"
-) -> dict:
-    """Score a partition into a temporary part file in ``directory``; return what was written.
-
-    The file's name is unique to this attempt (``.part-0000k.<fmt>.<token>.tmp``): a retried or
-    speculative attempt writes its own, and the driver renames only the file whose record the
-    engine delivered. Returns ``{"part", "tmp", "rows_read", "rows_written", <unknown counts>}``.
-    """
-    token = uuid.uuid4().hex
-    path = Path(directory) / _part_name(part, fmt, token)
+def _score_part(batches: Iterable, task: ScoreTask, directory: str, part: int, fmt: str) -> dict:
     counts: dict = {}
     rows_read = 0
 
@@ -361,58 +235,44 @@ def score_to_part(
                 rows_read += b.num_rows
                 yield b
 
-    writer = _BatchFile(path, fmt, task.schema, path)
-    try:
-        for out in score_stream(counted(), task, counts=counts):
-            writer.write(out)
-        writer.close()
-    except BaseException:
-        try:
-            writer.close()
-        finally:
-            path.unlink(missing_ok=True)
-        raise
+    name, rows = _write_part(score_stream(counted(), task, counts=counts), task.schema, directory,
+                             part, fmt)
+    scorer = worker_scorer(task)
     meta = {
         "part": int(part),
-        "tmp": path.name,
+        "tmp": name,
         "rows_read": rows_read,
-        "rows_written": writer.rows,
-        "provider": worker_scorer(task).provider,
-        "note": "; ".join(worker_scorer(task).warnings),
+        "rows_written": rows,
+        "provider": scorer.provider,
+        "note": "; ".join(scorer.warnings),
+        "error": "",
     }
     meta.update({key: int(counts.get(key, 0)) for key in COUNT_KEYS})
     return meta
 
 
-def files_token(path, files: list[str] | None = None) -> tuple:
-    """What the per-process caches key a file, directory or glob by: its data files' paths, sizes
-    and modification times, so an input that changed between two jobs of a long-lived worker (or of
-    the in-process Dask workers of one Python session) is read again, never served stale.
+def score_to_part(
+    batches: Iterable, task: ScoreTask, directory: str, part: int, fmt: str = "parquet"
+) -> dict:
+    """Score a partition into a temporary part file in ``directory``; return its record.
 
-    The driver lists the files once per job and ships the token in the task
-    (``ScoreTask.input_token``, ``RecommendTask.inputs_token``), so workers never list them.
-    ``files``: the path's data files when the caller has listed them already (a
-    :class:`~recmodels.tables.TableSource`'s ``files``). ``None`` gives ``()``; a path that cannot
-    be listed gives its text (the reader's own error follows).
+    ``batches``: Arrow batches, tables or pandas frames (pyarrow-backed columns in several chunks
+    too). The file's name is unique to this attempt (``.part-0000k.<fmt>.<token>.tmp``): a retried
+    or speculative attempt writes its own, and the driver renames only the file whose record the
+    engine delivered. Returns a :data:`~recmodels.engines.contract.SCORE_RECORD` (its ``error``
+    set, and nothing written, when the input or options were bad: the task returns it instead of
+    raising, so the engine neither logs a traceback nor retries what would fail again).
     """
-    if path is None:
-        return ()
     try:
-        if files is None:
-            _, files = expand_input(path)
-        token = []
-        for f in files:
-            st = os.stat(f)
-            token.append((f, st.st_size, st.st_mtime_ns))
-        return tuple(token)
-    except (DataError, OSError):
-        return (os.fspath(path),)
+        return _score_part(batches, task, directory, part, fmt)
+    except RecmodelsError as exc:
+        return error_record(SCORE_RECORD, part, exc)
 
 
 def worker_source(input: str, text_columns: tuple, token: tuple = ()) -> TableSource:
     """The input as :func:`recmodels.tables.open_table` opens it, once per process and ``token``
-    (:func:`files_token` of the input, from the driver): the file list and Parquet footers are
-    read once, not per task."""
+    (:func:`~recmodels.engines.contract.files_token` of the input, from the driver): the file
+    list and Parquet footers are read once, not per task."""
     key = (os.fspath(input), tuple(text_columns), tuple(token))
     with _LOCK:
         source = _SOURCES.get(key)
@@ -430,8 +290,17 @@ def score_input_part(
 
     The worker reads its rows itself (:mod:`recmodels.tables`, skipping the row groups before
     them), so the parts are exactly those of a local ``recmodels score`` run, in input order.
-    Returns the record of :func:`score_to_part` plus ``input_start``.
+    Returns a :data:`~recmodels.engines.contract.SCORE_INPUT_RECORD`: that of
+    :func:`score_to_part` plus ``input_start``.
     """
+    try:
+        return _score_input_part(task, input, part, part_rows, directory, fmt)
+    except RecmodelsError as exc:
+        return error_record(SCORE_INPUT_RECORD, part, exc)
+
+
+def _score_input_part(task: ScoreTask, input: str, part: int, part_rows: int, directory: str,
+                      fmt: str) -> dict:
     scorer = worker_scorer(task)
     source = worker_source(input, (task.user_col, task.item_col), task.input_token)
     wanted = set(task.keep) | {task.user_col, task.item_col}
@@ -446,7 +315,7 @@ def score_input_part(
             if start >= lo:
                 yield batch
 
-    record = score_to_part(rows(), task, directory, part, fmt)
+    record = _score_part(rows(), task, directory, part, fmt)
     record["input_start"] = lo
     return record
 
@@ -500,9 +369,17 @@ def recommend_part(
     """Rank user-list positions ``[lo, hi)`` of ``task``'s job into a temporary part file.
 
     Part ``k`` holds the same users as part ``k`` of a local ``recmodels recommend`` run. Returns
-    ``{"part", "tmp", "users_processed", "users_written", "users_short", "rows_written",
-    "pairs_scored"}``.
+    a :data:`~recmodels.engines.contract.RECOMMEND_RECORD` (``part``, ``tmp``, the counts of
+    :data:`~recmodels.engines.contract.RECOMMEND_COUNTS`, ``provider``, ``note``, ``error``), as
+    :func:`score_to_part` does.
     """
+    try:
+        return _recommend_part(task, part, lo, hi, directory, fmt)
+    except RecmodelsError as exc:
+        return error_record(RECOMMEND_RECORD, part, exc)
+
+
+def _recommend_part(task: RecommendTask, part: int, lo: int, hi: int, directory: str, fmt: str) -> dict:
     rec = worker_recommender(task)
     job = _worker_job(task)
     sub = RecommendJob(
@@ -511,29 +388,18 @@ def recommend_part(
     for name in ("users_written", "users_short", "rows_written", "users_processed"):
         setattr(sub.report, name, 0)
     table = rec.recommend_table(job=sub)
-    token = uuid.uuid4().hex
-    path = Path(directory) / _part_name(part, fmt, token)
-    writer = _BatchFile(path, fmt, rec.output_schema(), path)
-    try:
-        for batch in table.to_batches():
-            writer.write(batch)
-        writer.close()
-    except BaseException:
-        try:
-            writer.close()
-        finally:
-            path.unlink(missing_ok=True)
-        raise
+    name, rows = _write_part(table.to_batches(), rec.output_schema(), directory, part, fmt)
     known = int((sub.user_index >= 0).sum())
     rep = sub.report
     return {
         "part": int(part),
-        "tmp": path.name,
+        "tmp": name,
         "users_processed": int(hi - lo),
         "users_written": int(rep.users_written),
         "users_short": int(rep.users_short),
-        "rows_written": int(table.num_rows),
+        "rows_written": rows,
         "pairs_scored": known * int(job.candidates.size),
         "provider": rec.provider,
         "note": "; ".join(rec.warnings),
+        "error": "",
     }

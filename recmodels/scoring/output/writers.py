@@ -162,8 +162,18 @@ def _write_errors(final: Path):
         raise OutputError(f"{final}: cannot write output ({reason})") from None
 
 
-class _BatchFile:
-    """A Parquet or CSV file written batch by batch (``final`` names it in error messages)."""
+class BatchFile:
+    """A Parquet or CSV file written batch by batch; the writers' (and the engines' workers') one file.
+
+    Parameters
+    ----------
+    path : Path
+        Where the file is written (a temporary name: the caller renames it).
+    fmt : {"parquet", "csv"}
+    schema : pyarrow.Schema
+    final : Path
+        The name the file will have, for error messages (:class:`OutputError` lines).
+    """
 
     def __init__(self, path: Path, fmt: str, schema: pa.Schema, final: Path):
         self.path = path
@@ -220,7 +230,7 @@ class FileOutput:
         try:
             check_existing(self.path, "file", overwrite=overwrite)
             self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            self._file = _BatchFile(self._tmp, fmt, schema, self.path)
+            self._file = BatchFile(self._tmp, fmt, schema, self.path)
         except BaseException:
             self._lock.release()
             raise
@@ -287,7 +297,7 @@ class PartsOutput:
         }
         self.created = False
         self.complete: dict[int, dict] = {}
-        self._current: _BatchFile | None = None
+        self._current: BatchFile | None = None
         self._part = None
         self.rows = 0
         if self.path.exists() and not self.path.is_dir():  # before creating anything
@@ -397,7 +407,7 @@ class PartsOutput:
     def begin_part(self, k: int) -> None:
         self._part = k
         self._tmp = self.path / f".part-{k:05d}.{self.fmt}.{os.getpid()}.tmp"
-        self._current = _BatchFile(self._tmp, self.fmt, self.schema, self.part_path(k))
+        self._current = BatchFile(self._tmp, self.fmt, self.schema, self.part_path(k))
 
     def write(self, batch: pa.RecordBatch) -> None:
         self._current.write(batch)

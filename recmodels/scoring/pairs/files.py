@@ -18,7 +18,7 @@ from ..checks import positive_int
 from ..defaults import DEFAULT_PART_ROWS
 from ..output.parts import PartLoop, progress_bar, resume_start
 from ..output.stream import rebatch
-from ..output.writers import FileOutput, PartsOutput, resolve_output
+from ..output.writers import FileOutput, PartsOutput, job_settings, resolve_output
 from ..unknown_ids import likely_cause, over_share, unknown_share_error
 from .report import ScoreReport
 
@@ -96,15 +96,15 @@ def score_file(
     if mode == "file":
         writer = FileOutput(output, fmt, schema, overwrite=overwrite)
     else:
-        job = {
-            "bundle": scorer.bundle.digest,
-            "input": os.path.abspath(os.fspath(input)),
-            "input_rows": source.total_rows,
-            "unknown": scorer.unknown,
-            "clip": scorer.clip,
-            "user_col": scorer.user_col,
-            "item_col": scorer.item_col,
-        }
+        job = job_settings(
+            scorer.bundle.digest,
+            os.path.abspath(os.fspath(input)),
+            input_rows=source.total_rows,
+            unknown=scorer.unknown,
+            clip=scorer.clip,
+            user_col=scorer.user_col,
+            item_col=scorer.item_col,
+        )
         if scorer.fold is not None:  # a resume must fold in the same history the same way
             job["history"] = scorer.fold.token
         if source.dialect != DEFAULT_DIALECT:  # a resume must count the rows the same way

@@ -109,15 +109,10 @@ class Scorer:
         history_min_ratings: int = DEFAULT_MIN_RATINGS,
         rating_col: str | None = None,
     ):
-        if unknown not in POLICIES:
-            raise ConfigError(f"--unknown {unknown!r}: choose one of {', '.join(POLICIES)}")
-        positive_int("--batch-size", batch_size)
-        self.max_unknown_share = check_share(max_unknown_share)
         self.bundle = load_bundle(bundle)
-        self.user_col = user_col or self.bundle.user_column
-        self.item_col = item_col or self.bundle.item_column
-        if self.user_col == self.item_col:
-            raise ConfigError(f"user and item id columns are both {self.user_col!r}")
+        self.user_col, self.item_col, self.max_unknown_share = check_score_options(
+            self.bundle, user_col=user_col, item_col=item_col, unknown=unknown, batch_size=batch_size,
+            max_unknown_share=max_unknown_share)
         self.unknown = unknown
         self.clip = bool(clip)
         self.user_encoder = self.bundle.user_encoder
@@ -251,43 +246,14 @@ class Scorer:
         return pipelined(batches, [lambda item: self._map(*item), self._infer])
 
     def output_schema(self, input_schema: pa.Schema, keep: list[str]) -> pa.Schema:
-        """The schema of the output batches for an input schema and kept columns (the id columns in
-        the bundle's id types)."""
-        id_types = bundle_id_types(self.bundle, self.user_col, self.item_col)
-        fields = [pa.field(name, id_types[name]) if name in id_types else input_schema.field(name)
-                  for name in keep]
-        if self.unknown == "fallback":
-            fields.append(pa.field(KNOWN_COLUMN, pa.bool_()))
-        fields.append(pa.field(SCORE_COLUMN, pa.float32()))
-        return pa.schema(fields)
+        """The schema of the output batches for an input schema and kept columns."""
+        return scored_schema(input_schema, keep, self.unknown,
+                             id_types=bundle_id_types(self.bundle, self.user_col, self.item_col))
 
     def resolve_keep(self, names: list[str], keep, where: str) -> list[str]:
         """The input columns to pass through (``keep``: list, ``"a,b"`` or None for all)."""
-        for role, col in (("user", self.user_col), ("item", self.item_col)):
-            if col not in names:
-                raise DataError(
-                    f"{where}: no {role} id column {col!r} (columns: {', '.join(map(str, names))}); "
-                    f"pass --{role}-col"
-                )
-        if keep is None:
-            keep = list(names)
-        else:
-            if isinstance(keep, str):
-                keep = [c.strip() for c in keep.split(",") if c.strip()]
-            missing = [c for c in keep if c not in names]
-            if missing:
-                raise ConfigError(
-                    f"--keep: {where} has no column {missing[0]!r} (columns: {', '.join(map(str, names))})"
-                )
-            keep = [c for c in names if c in set(keep)]
-        outputs = {SCORE_COLUMN} | ({KNOWN_COLUMN} if self.unknown == "fallback" else set())
-        clash = [c for c in keep if c in outputs]
-        if clash:
-            raise ConfigError(
-                f"{where}: input column {clash[0]!r} clashes with the output column of that name; "
-                "leave it out with --keep"
-            )
-        return keep
+        return keep_columns(names, keep, where, user_col=self.user_col, item_col=self.item_col,
+                            unknown=self.unknown)
 
     # -- arrays and frames ---------------------------------------------------------------------
     def _score_ids(self, user_ids, item_ids, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -399,29 +365,6 @@ class Scorer:
         self._session.close()
 
 
-ID_TYPES = {"int64": pa.int64(), "string": pa.string()}
-"""The Arrow type of each id kind (:data:`recmodels.ids.ID_KINDS`): what ``score`` and ``recommend``
-write ids as."""
-
-
-def bundle_id_types(bundle, user_col: str, item_col: str) -> dict[str, pa.DataType]:
-    """``{user_col: type, item_col: type}``: the bundle's id types, as the output writes them."""
-    return {user_col: ID_TYPES[bundle.user_encoder.kind_], item_col: ID_TYPES[bundle.item_encoder.kind_]}
-
-
-def as_id_type(column, typ: pa.DataType) -> pa.Array:
-    """An id column as ``typ`` (:data:`ID_TYPES`) by the id rules of :mod:`recmodels.ids`: CSV text
-    ``"204"`` is integer 204 for an integer bundle. A value that cannot be an id of that type
-    (``"abc"`` for integer ids: an unknown id) becomes null, as do nulls."""
-    column = as_arrow(column)
-    if column.type == typ:
-        return column
-    kind = "int64" if typ == pa.int64() else "string"
-    values, invalid, nulls = to_kind(column, kind)
-    mask = nulls if invalid is None else (invalid if nulls is None else invalid | nulls)
-    return pa.array(values, type=typ, mask=mask)
-
-
 def score(
     bundle,
     input,
@@ -490,6 +433,99 @@ def score(
                                  overwrite=overwrite, progress=progress, report=report, dialect=dialect)
     finally:
         scorer.close()
+
+
+def check_score_options(bundle, *, user_col: str | None = None, item_col: str | None = None,
+                        unknown: str = "fallback", batch_size: int | None = None,
+                        max_unknown_share: float = DEFAULT_MAX_UNKNOWN_SHARE) -> tuple[str, str, float]:
+    """The :class:`Scorer`'s option checks, without a session (the engines' driver runs them too).
+
+    Returns the id columns (default: ``bundle``'s) and the checked ``max_unknown_share``.
+
+    Raises
+    ------
+    ConfigError
+        An unknown policy, a batch size below 1, a share outside [0, 1], one column for both ids.
+    """
+    if unknown not in POLICIES:
+        raise ConfigError(f"--unknown {unknown!r}: choose one of {', '.join(POLICIES)}")
+    positive_int("--batch-size", batch_size)
+    share = check_share(max_unknown_share)
+    user_col = user_col or bundle.user_column
+    item_col = item_col or bundle.item_column
+    if user_col == item_col:
+        raise ConfigError(f"user and item id columns are both {user_col!r}")
+    return user_col, item_col, share
+
+
+ID_TYPES = {"int64": pa.int64(), "string": pa.string()}
+"""The Arrow type of each id kind (:data:`recmodels.ids.ID_KINDS`): what ``score`` and ``recommend``
+write ids as."""
+
+
+def bundle_id_types(bundle, user_col: str, item_col: str) -> dict[str, pa.DataType]:
+    """``{user_col: type, item_col: type}``: the bundle's id types, as the output writes them."""
+    return {user_col: ID_TYPES[bundle.user_encoder.kind_], item_col: ID_TYPES[bundle.item_encoder.kind_]}
+
+
+def as_id_type(column, typ: pa.DataType) -> pa.Array:
+    """An id column as ``typ`` (:data:`ID_TYPES`) by the id rules of :mod:`recmodels.ids`: CSV text
+    ``"204"`` is integer 204 for an integer bundle. A value that cannot be an id of that type
+    (``"abc"`` for integer ids: an unknown id) becomes null, as do nulls."""
+    column = as_arrow(column)
+    if column.type == typ:
+        return column
+    kind = "int64" if typ == pa.int64() else "string"
+    values, invalid, nulls = to_kind(column, kind)
+    mask = nulls if invalid is None else (invalid if nulls is None else invalid | nulls)
+    return pa.array(values, type=typ, mask=mask)
+
+
+def scored_schema(input_schema: pa.Schema, keep: list[str], unknown: str,
+                  id_types: dict[str, pa.DataType] | None = None) -> pa.Schema:
+    """The schema of scored batches: the ``keep`` columns of ``input_schema``, ``known`` (policy
+    ``fallback``) and ``score`` (float32). Needs no session (the engines' driver announces it).
+
+    ``id_types`` (:func:`bundle_id_types`): the id columns' types in the output, which are the
+    bundle's, whatever the input's (CSV ids are read as text)."""
+    id_types = id_types or {}
+    fields = [pa.field(name, id_types[name]) if name in id_types else input_schema.field(name)
+              for name in keep]
+    if unknown == "fallback":
+        fields.append(pa.field(KNOWN_COLUMN, pa.bool_()))
+    fields.append(pa.field(SCORE_COLUMN, pa.float32()))
+    return pa.schema(fields)
+
+
+def keep_columns(names: list[str], keep, where: str, *, user_col: str, item_col: str,
+                 unknown: str) -> list[str]:
+    """The input columns to pass through (``keep``: list, ``"a,b"`` or None for all), checked
+    against the input's ``names`` and the id columns (``where`` names the input in messages)."""
+    for role, col in (("user", user_col), ("item", item_col)):
+        if col not in names:
+            raise DataError(
+                f"{where}: no {role} id column {col!r} (columns: {', '.join(map(str, names))}); "
+                f"pass --{role}-col"
+            )
+    if keep is None:
+        keep = list(names)
+    else:
+        if isinstance(keep, str):
+            keep = [c.strip() for c in keep.split(",") if c.strip()]
+        missing = [c for c in keep if c not in names]
+        if missing:
+            raise ConfigError(
+                f"--keep: {where} has no column {missing[0]!r} (columns: {', '.join(map(str, names))})"
+            )
+        keep = [c for c in names if c in set(keep)]
+    outputs = {SCORE_COLUMN} | ({KNOWN_COLUMN} if unknown == "fallback" else set())
+    clash = [c for c in keep if c in outputs]
+    if clash:
+        raise ConfigError(
+            f"{where}: input column {clash[0]!r} clashes with the output column of that name; "
+            "leave it out with --keep"
+        )
+    return keep
 
 
 def score_frame(

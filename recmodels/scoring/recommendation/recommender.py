@@ -46,6 +46,7 @@ __all__ = [
     "check_top_k",
     "recommend",
     "recommend_frame",
+    "recommend_schema",
 ]
 
 CHUNK_USERS = {False: 512, True: 64}
@@ -62,6 +63,24 @@ named as the bundle's (``bundle.user_column``, ``bundle.item_column``), as ``sco
 def _arrow_ids(encoder, index: np.ndarray) -> pa.Array:
     typ = pa.int64() if encoder.kind_ == "int64" else pa.string()
     return pa.array(encoder.classes_[index], type=typ)
+
+
+def recommend_schema(bundle) -> pa.Schema:
+    """The rows of ``recommend``: user id, ``rank``, item id, ``score``; the ids in ``bundle``'s id
+    types, under its id column names (``user_id``, ``item_id`` unless trained on others): the
+    names and types ``score`` writes for an input in the bundle's column names.
+
+    Depends only on the id maps' kinds: no session is needed (the engines' driver announces it).
+    """
+    kind = {"int64": pa.int64(), "string": pa.string()}
+    return pa.schema(
+        [
+            (bundle.user_column, kind[bundle.user_encoder.kind_]),
+            ("rank", pa.int32()),
+            (bundle.item_column, kind[bundle.item_encoder.kind_]),
+            ("score", pa.float32()),
+        ]
+    )
 
 
 class Recommender:
@@ -252,16 +271,7 @@ class Recommender:
 
     def output_schema(self) -> pa.Schema:
         """The output rows' Arrow schema: ``user_id, rank, item_id, score`` in the bundle's id types."""
-        b = self.bundle
-        kind = {"int64": pa.int64(), "string": pa.string()}
-        return pa.schema(
-            [
-                (b.user_column, kind[b.user_encoder.kind_]),
-                ("rank", pa.int32()),
-                (b.item_column, kind[b.item_encoder.kind_]),
-                ("score", pa.float32()),
-            ]
-        )
+        return recommend_schema(self.bundle)
 
     def _run_chunks(self, job: RecommendJob, spans):
         """``(lo, hi, result)`` for each span, computed in threads, in order."""

@@ -1,0 +1,279 @@
+"""The driver <-> worker contract of the engines (torch-free): what crosses between them.
+
+A driver (:mod:`recmodels.engines.driver`, on behalf of :mod:`~recmodels.engines.dask` or
+:mod:`~recmodels.engines.spark`) ships a task (:class:`ScoreTask`, :class:`RecommendTask`:
+picklable settings, never a session) to every partition; the worker
+(:mod:`recmodels.engines.worker`) writes the partition's part under a temporary name
+(:func:`part_temp_name`) and sends back one small record per part (:data:`SCORE_RECORD`,
+:data:`SCORE_INPUT_RECORD`, :data:`RECOMMEND_RECORD`). The resume settings a directory output
+records in ``_scoring.json`` come from :func:`score_settings` / :func:`recommend_settings`,
+through the one writer of the local commands
+(:func:`recmodels.scoring.output.writers.job_settings`), so a local run and an engine run on the
+same Parquet input resume each other.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from .. import errors
+from ..errors import DataError, RecmodelsError
+from ..scoring.output.writers import job_settings
+from ..scoring.unknown_ids import COUNT_KEYS
+from ..tables import expand_input
+
+__all__ = [
+    "RECOMMEND_COUNTS",
+    "RECOMMEND_RECORD",
+    "SCORE_INPUT_RECORD",
+    "SCORE_RECORD",
+    "RecommendTask",
+    "ScoreTask",
+    "error_record",
+    "files_token",
+    "is_part_temp",
+    "pandas_dtypes",
+    "part_temp_name",
+    "raise_recorded_error",
+    "recommend_settings",
+    "score_settings",
+]
+
+
+def _record(*fields: tuple[str, pa.DataType]) -> pa.Schema:
+    return pa.schema([pa.field(name, kind) for name, kind in fields])
+
+
+SCORE_RECORD = _record(
+    ("part", pa.int64()),
+    ("tmp", pa.string()),
+    ("rows_read", pa.int64()),
+    ("rows_written", pa.int64()),
+    *((key, pa.int64()) for key in COUNT_KEYS),
+    ("provider", pa.string()),
+    ("note", pa.string()),
+    ("error", pa.string()),
+)
+"""The record a worker returns for a scored partition (one row back to the driver)."""
+SCORE_INPUT_RECORD = SCORE_RECORD.append(pa.field("input_start", pa.int64()))
+"""The record of a part of a Parquet input: :data:`SCORE_RECORD` and the part's first input row."""
+RECOMMEND_COUNTS = ("users_processed", "users_written", "users_short", "rows_written", "pairs_scored")
+"""The counts of a part of users, summed by the driver into the job's report."""
+RECOMMEND_RECORD = _record(
+    ("part", pa.int64()),
+    ("tmp", pa.string()),
+    *((key, pa.int64()) for key in RECOMMEND_COUNTS),
+    ("provider", pa.string()),
+    ("note", pa.string()),
+    ("error", pa.string()),
+)
+"""The record a worker returns for a part of users."""
+
+
+def error_record(record: pa.Schema, part: int, exc: RecmodelsError) -> dict:
+    """The record of a part whose task failed on bad input or options (a :class:`RecmodelsError`).
+
+    The task returns it instead of raising, so the engine neither logs an executor traceback nor
+    retries a task that would fail the same way; the driver raises it
+    (:func:`raise_recorded_error`) as the one line of a local run.
+    """
+    out = {f.name: (0 if pa.types.is_integer(f.type) else "") for f in record}
+    out.update(part=int(part), error=f"{type(exc).__name__}: {exc}")
+    return out
+
+
+def raise_recorded_error(records: list[dict]) -> None:
+    """Raise the error of the first failed part (lowest part number), with its recmodels type."""
+    failed = sorted((r for r in records if r.get("error")), key=lambda r: r["part"])
+    if not failed:
+        return
+    name, _, message = failed[0]["error"].partition(": ")
+    cls = getattr(errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, RecmodelsError)):
+        cls, message = errors.EngineError, failed[0]["error"]
+    raise cls(message)
+
+
+def pandas_dtypes(record: pa.Schema) -> dict[str, str]:
+    """A record schema as pandas dtypes (Dask's ``meta``).
+
+    Parameters
+    ----------
+    record : pyarrow.Schema
+        One of the record schemas above: int64 and string fields only.
+
+    Returns
+    -------
+    dict of str to str
+        ``"int64"`` or ``"object"`` (strings) by field name, in the schema's order.
+    """
+    out = {}
+    for f in record:
+        if pa.types.is_int64(f.type):
+            out[f.name] = "int64"
+        elif pa.types.is_string(f.type):
+            out[f.name] = "object"
+        else:
+            raise TypeError(f"record field {f.name}: {f.type} has no pandas dtype here")
+    return out
+
+
+@dataclass(frozen=True)
+class ScoreTask:
+    """What a worker needs to score a partition: picklable settings only.
+
+    Parameters
+    ----------
+    bundle_path : str
+        The bundle directory as the workers see it (shared storage, or a ``SparkFiles`` path).
+    digest : str
+        The bundle's digest as the driver read it; a worker seeing another bundle fails.
+    device, user_col, item_col, unknown, clip, batch_size, threads
+        :class:`~recmodels.scoring.pairs.scorer.Scorer` options.
+    keep : tuple of str
+        Input columns passed through, in order (resolved on the driver).
+    schema : pyarrow.Schema, optional
+        The output schema the driver announced; output batches are cast to it.
+    input_token : tuple
+        :func:`files_token` of the input the tasks read themselves (Parquet parts), else ``()``.
+    """
+
+    bundle_path: str
+    digest: str
+    device: str = "auto"
+    user_col: str | None = None
+    item_col: str | None = None
+    unknown: str = "fallback"
+    clip: bool = False
+    batch_size: int | None = None
+    threads: int | None = 1
+    keep: tuple[str, ...] = ()
+    schema: pa.Schema | None = field(default=None, compare=False)
+    input_token: tuple = ()
+
+    def scorer_options(self) -> dict:
+        """The task's :class:`~recmodels.scoring.pairs.scorer.Scorer` options."""
+        return {"device": self.device, "user_col": self.user_col, "item_col": self.item_col,
+                "unknown": self.unknown, "clip": self.clip, "batch_size": self.batch_size,
+                "threads": self.threads}
+
+    def scorer_key(self) -> tuple:
+        """What a worker's cached scorer depends on: the bundle and the scorer options."""
+        return (self.digest, *self.scorer_options().values())
+
+
+@dataclass(frozen=True)
+class RecommendTask:
+    """What a worker needs to rank a partition of users (picklable settings only).
+
+    ``users``, ``items`` and ``exclude_seen`` are paths every worker can read (the CLI's files)
+    or None; :func:`~recmodels.engines.worker.recommend_users` takes the users and seen pairs as
+    data instead. ``inputs_token``: :func:`files_token` of each of the three paths.
+    """
+
+    bundle_path: str
+    digest: str
+    k: int = 10
+    device: str = "auto"
+    threads: int | None = 1
+    candidates: int | None = None
+    block_users: int | None = None
+    tile_items: int | None = None
+    user_col: str | None = None
+    item_col: str | None = None
+    users: str | None = None
+    items: str | None = None
+    exclude_seen: str | None = None
+    max_unknown_share: float = 1.0
+    inputs_token: tuple = ()
+
+    def recommender_options(self) -> dict:
+        """The task's :class:`~recmodels.scoring.recommendation.recommender.Recommender` options."""
+        return {"device": self.device, "threads": self.threads, "candidates": self.candidates,
+                "block_users": self.block_users, "tile_items": self.tile_items}
+
+    def recommender_key(self) -> tuple:
+        """What a worker's cached recommender depends on: the bundle and the recommender options."""
+        return (self.digest, *self.recommender_options().values())
+
+
+# -- the parts' temporary files ------------------------------------------------------------------
+def part_temp_name(part: int, fmt: str, token: str) -> str:
+    """The temporary name of one attempt at part ``part`` (``.part-0000k.<fmt>.<token>.tmp``).
+
+    Unique to the attempt: a retried or speculative attempt writes its own file, and the driver
+    renames only the one whose record the engine delivered.
+    """
+    return f".part-{part:05d}.{fmt}.{token}.tmp"
+
+
+def is_part_temp(name: str) -> bool:
+    """Whether a file name is a part's temporary (:func:`part_temp_name`)."""
+    return name.startswith(".part-") and name.endswith(".tmp")
+
+
+# -- what the workers' caches are keyed by ------------------------------------------------------
+def files_token(path, files: list[str] | None = None) -> tuple:
+    """What the per-process caches key a file, directory or glob by: its data files' paths, sizes
+    and modification times, so an input that changed between two jobs of a long-lived worker (or of
+    the in-process Dask workers of one Python session) is read again, never served stale.
+
+    The driver lists the files once per job and ships the token in the task
+    (``ScoreTask.input_token``, ``RecommendTask.inputs_token``), so workers never list them.
+    ``files``: the path's data files when the caller has listed them already (a
+    :class:`~recmodels.tables.TableSource`'s ``files``). ``None`` gives ``()``; a path that cannot
+    be listed gives its text (the reader's own error follows).
+    """
+    if path is None:
+        return ()
+    try:
+        if files is None:
+            _, files = expand_input(path)
+        token = []
+        for f in files:
+            st = os.stat(f)
+            token.append((f, st.st_size, st.st_mtime_ns))
+        return tuple(token)
+    except (DataError, OSError):
+        return (os.fspath(path),)
+
+
+# -- the resume settings of a directory output -------------------------------------------------
+def score_settings(task: ScoreTask, input: str, *, input_rows: int | None = None,
+                   engine: str | None = None) -> dict:
+    """The ``_scoring.json`` settings of a scoring job run as ``task``.
+
+    ``input``: the input's absolute path (with ``input_rows``: a Parquet input whose parts the
+    tasks read themselves, written exactly as a local run writes them, so either resumes the
+    other), or what the engine's frame is called (``engine`` is then recorded too).
+    """
+    return job_settings(
+        task.digest,
+        input,
+        unknown=task.unknown,
+        clip=task.clip,
+        user_col=task.user_col,
+        item_col=task.item_col,
+        input_rows=input_rows,
+        engine=engine,
+    )
+
+
+def recommend_settings(task: RecommendTask, *, engine: str, inputs: str, users: int,
+                       part_users: int) -> dict:
+    """The ``_scoring.json`` settings of a recommend job run as ``task`` on ``engine``.
+
+    ``inputs``: the digest of the prepared job's inputs; ``users``: the users in its list.
+    """
+    return {
+        "engine": engine,
+        "bundle": task.digest,
+        "inputs": inputs,
+        "top_k": task.k,
+        "candidates": task.candidates,
+        "users": users,
+        "part_users": part_users,
+    }
