@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from urllib.parse import urlparse
 
 from ..errors import ConfigError, EngineError, MissingEngineError
@@ -27,6 +28,7 @@ __all__ = [
     "probe_address",
     "shown_line",
     "silent_peer",
+    "time_left",
     "within",
 ]
 
@@ -138,6 +140,12 @@ def is_http(sock: socket.socket, *, after: bool = False) -> bool:
 def shown_line(data: bytes) -> bytes:
     """The first line of what a peer sent (for a message)."""
     return data.split(b"\n")[0].rstrip(b"\r")
+
+
+def time_left(timeout: float):
+    """A function giving the seconds left of ``timeout`` counted from now (at least 0.5)."""
+    start = time.monotonic()
+    return lambda: max(timeout - (time.monotonic() - start), 0.5)
 
 
 def within(timeout: float, fn, *args):

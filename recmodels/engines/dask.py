@@ -36,6 +36,7 @@ from .connect import (
     not_the_cluster,
     open_connection,
     silent_peer,
+    time_left,
     within,
 )
 from .contract import SCORE_RECORD, RecommendTask, pandas_dtypes
@@ -76,6 +77,7 @@ def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     ``tcp://`` (``tls://``: the client speaks first) get only the TCP check; ``distributed.Client``'s
     own timeout does the rest.
     """
+    left = time_left(timeout)  # one deadline for the connection and the handshake
     sock = open_connection(address, "--scheduler", DEFAULT_SCHEDULER_PORT, timeout)
     if sock is None or address.lower().startswith("tls://"):  # TLS: the client speaks first
         if sock is not None:
@@ -85,7 +87,7 @@ def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     hint = (f" (a scheduler listens on port {DEFAULT_SCHEDULER_PORT} unless told otherwise; "
             "8787 is its dashboard)")
     try:
-        greeting = first_words(sock, timeout)
+        greeting = first_words(sock, left())
     finally:
         sock.close()
     if greeting is None:
@@ -102,15 +104,15 @@ def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
 
         # distributed's handshake reads without a deadline: bounded here, and by within() below
         url = address if "://" in address else f"tcp://{address}"
-        comm = await asyncio.wait_for(connect(url, timeout=timeout), timeout)
+        comm = await asyncio.wait_for(connect(url, timeout=left()), left())
         try:
-            await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), timeout)
-            return await asyncio.wait_for(comm.read(), timeout)
+            await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), left())
+            return await asyncio.wait_for(comm.read(), left())
         finally:
             comm.abort()
 
     try:
-        reply = within(timeout, lambda: asyncio.run(identity()))
+        reply = within(left(), lambda: asyncio.run(identity()))
     except (TimeoutError, asyncio.TimeoutError):
         raise silent_peer(what, address, kind, timeout, hint) from None
     except (Exception, MemoryError) as exc:  # noqa: BLE001 - a peer talking another protocol

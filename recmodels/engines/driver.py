@@ -220,7 +220,7 @@ def check_engine_options(engine: str, *, resume: bool = False, part_rows=None,
     if resume and command == "recommend":
         raise ConfigError(
             f"--resume does not work with recommend --engine {engine} (each run writes every part); "
-            "rerun the job with --overwrite, or resume it with --engine local"
+            "rerun the job with --overwrite"
         )
     if resume:
         raise ConfigError(

@@ -43,6 +43,7 @@ from .connect import (
     open_connection,
     shown_line,
     silent_peer,
+    time_left,
 )
 from .contract import SCORE_RECORD
 from .worker import recommend_users, score_stream, score_to_part, worker_bundle
@@ -140,12 +141,13 @@ def check_master(master: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     """
     if not master.startswith("spark://"):
         return
+    left = time_left(timeout)  # one deadline for the connection and the answer
     sock = open_connection(master, "--master", DEFAULT_MASTER_PORT, timeout)
     if sock is None:
         return
     hint = f" (a standalone master listens on port {DEFAULT_MASTER_PORT} unless told otherwise)"
     try:
-        sock.settimeout(max(timeout - HTTP_QUESTION_S, 0.1))  # its last second: is_http below
+        sock.settimeout(max(left() - HTTP_QUESTION_S, 0.1))  # its last second: is_http below
         sock.sendall(_rpc_probe())
         data = sock.recv(64)
         if 0 < len(data) < 9:  # a reply's head may come in pieces
