@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .refit_solve import normal_equations, ridge_inverse, ridge_solves
+from .refit_solve import RowGroups, ValidationErrors, normal_equations, ridge_inverse, ridge_solves
 
 # Ridge weights tried at every half-sweep (per row, the same for every row: a Gaussian prior).
 LAMBDAS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -211,7 +211,8 @@ class _Prior:
 
 def _ridge_side(own: torch.Tensor, other: torch.Tensor, n_own: int, features: torch.Tensor,
                 target: torch.Tensor, bias: bool, lambdas, prior: _Prior,
-                cov_other: torch.Tensor | None = None, keep: bool = False):
+                cov_other: torch.Tensor | None = None, keep: bool = False,
+                groups: RowGroups | None = None):
     """Per own row, the ridge solutions ``[coefficients, bias]`` for every ``lam`` in ``lambdas``.
 
     Row ``r`` of the training data contributes ``x = [features[other[r]], 1]`` and
@@ -219,7 +220,8 @@ def _ridge_side(own: torch.Tensor, other: torch.Tensor, n_own: int, features: to
     posterior covariances) ``E[x x^T]`` instead of ``x x^T``; built and solved in batches
     (:mod:`recmodels.training.refit_solve`), blocks of own rows keep memory bounded. Returns the
     solutions and, with ``keep``, the blocks ``(start, stop, gram, penalty)`` (``penalty`` as
-    ``(diagonal, per-row scale)``, not expanded per row).
+    ``(diagonal, per-row scale)``, not expanded per row). ``groups``: ``own`` and ``other`` grouped
+    by own row, if already done.
     """
     x = torch.cat([features, features.new_ones(features.shape[0], 1)], 1) if bias else features
     k = x.shape[1]
@@ -233,10 +235,13 @@ def _ridge_side(own: torch.Tensor, other: torch.Tensor, n_own: int, features: to
         row_scale = (counts.clamp(min=1) / mean) ** prior.count_exponent  # empty rows: as 1 row
     out = [torch.zeros(n_own, k, dtype=torch.float64) for _ in lambdas]
     kept = []
-    for start, stop, gram, rhs in normal_equations(own, other, n_own, x, target, cov_other):
+    groups = groups or RowGroups.of(own, other, n_own)
+    for start, stop, gram, rhs in normal_equations(groups, x, target, cov_other):
         scale = row_scale[start:stop, None] * diagonal
-        for sol, block in zip(out, ridge_solves(gram, rhs, [lam * scale for lam in lambdas]), strict=True):
-            sol[start:stop] = block
+        if lambdas:
+            solved = ridge_solves(gram, rhs, [lam * scale for lam in lambdas])
+            for sol, block in zip(out, solved, strict=True):
+                sol[start:stop] = block
         if keep:
             kept.append((start, stop, gram, (diagonal, row_scale[start:stop])))
     return out, kept
@@ -262,29 +267,61 @@ def _side_problem(f: _Factors, side: str, train: _Rows) -> tuple:
     return own, other, n_own, features, train.rating - train.rest - other_bias, bias
 
 
+def _groups(cache: dict | None, side, own, other, n_own: int) -> RowGroups:
+    """One side's rows grouped by own row, kept in ``cache`` under ``side`` (the same every
+    sweep)."""
+    if cache is None:
+        return RowGroups.of(own, other, n_own)
+    if side not in cache:
+        cache[side] = RowGroups.of(own, other, n_own)
+    return cache[side]
+
+
+def _side_errors(f: _Factors, side: str, valid: _Rows, groups: dict | None = None) -> ValidationErrors:
+    """The validation errors as one side's rows change and the other side's stay (the rows in
+    own-row order, cached in ``groups``: cheaper gathers)."""
+    own, other, features, other_bias = ((valid.user, valid.item, f.Q, f.bi) if side == "user"
+                                        else (valid.item, valid.user, f.P, f.bu))
+    n_own = (f.P if side == "user" else f.Q).shape[0]
+    order = _groups(groups, ("valid", side), own, other, n_own).order
+    own, other = own[order], other[order]
+    base = valid.rest[order] - valid.rating[order]
+    if other_bias is None:
+        return ValidationErrors(own, other, features, base)
+    x = torch.cat([features, features.new_ones(features.shape[0], 1)], 1)
+    return ValidationErrors(own, other, x, base + other_bias[other])
+
+
 def _sweep_side(f: _Factors, side: str, train: _Rows, valid: _Rows, lambdas, prior: _Prior,
-                cov_other: torch.Tensor | None = None, noise: float | None = None):
+                cov_other: torch.Tensor | None = None, noise: float | None = None,
+                groups: dict | None = None):
     """Re-solve one side's rows; the best ``lam`` on the validation rows, its MSE, and (with
-    ``noise``, the variational refit) the rows' posterior covariances at that ``lam``."""
+    ``noise``, the variational refit) the rows' posterior covariances at that ``lam``.
+    ``groups``: a cache of each side's training rows grouped by own row."""
     own, other, n_own, features, target, bias = problem = _side_problem(f, side, train)
     rank = features.shape[1]
-    solutions, blocks = _ridge_side(*problem, lambdas, prior, cov_other, keep=noise is not None)
+    solutions, blocks = _ridge_side(*problem, lambdas, prior, cov_other, keep=noise is not None,
+                                    groups=_groups(groups, side, own, other, n_own))
+    errors = _side_errors(f, side, valid, groups)
     best = None
     for lam, sol in zip(lambdas, solutions, strict=True):
-        rows, row_bias = sol[:, :rank], (sol[:, rank] if bias else None)
-        candidate = (_Factors(rows, f.Q, row_bias, f.bi) if side == "user"
-                     else _Factors(f.P, rows, f.bu, row_bias))
-        mse = candidate.mse(valid)
+        mse = errors.mse(sol)
         if best is None or mse < best[1]:
-            best = (candidate, mse, float(lam))
-    cov = None if noise is None else _covariances(blocks, n_own, rank, best[2], noise)
-    return (*best, cov)
+            best = (sol, mse, float(lam))
+    sol, mse, lam = best
+    rows, row_bias = sol[:, :rank], (sol[:, rank] if bias else None)
+    candidate = (_Factors(rows, f.Q, row_bias, f.bi) if side == "user"
+                 else _Factors(f.P, rows, f.bu, row_bias))
+    cov = None if noise is None else _covariances(blocks, n_own, rank, lam, noise)
+    return candidate, mse, lam, cov
 
 
-def _item_covariances(f: _Factors, train: _Rows, prior: _Prior, lam: float, noise: float) -> torch.Tensor:
+def _item_covariances(f: _Factors, train: _Rows, prior: _Prior, lam: float, noise: float,
+                      groups: dict | None = None) -> torch.Tensor:
     """The item rows' ridge posterior covariances given the users, without moving the items."""
-    problem = _side_problem(f, "item", train)
-    _, blocks = _ridge_side(*problem, (lam,), prior, keep=True)
+    own, other, n_own, *_ = problem = _side_problem(f, "item", train)
+    _, blocks = _ridge_side(*problem, (), prior, keep=True,
+                            groups=_groups(groups, "item", own, other, n_own))
     return _covariances(blocks, f.Q.shape[0], f.P.shape[1], lam, noise)
 
 
@@ -380,11 +417,13 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
     chosen, kept_sweeps, kept_vb, kept_share = [], 0, 0, None
     if rank <= MAX_SOLVE_RANK and max_sweeps > 0:
         tr, prior = _rows(model, train, batch_size), _Prior(bias_scale, count_exponent)
+        groups = {}
         sweep_lams = []
         for sweep in range(1, max_sweeps + 1):
             sweep_start = best_mse
             for side in ("user", "item"):
-                current, mse, lam, _ = _sweep_side(current, side, tr, va, lambdas, prior)
+                current, mse, lam, _ = _sweep_side(current, side, tr, va, lambdas, prior,
+                                                   groups=groups)
                 sweep_lams.append(lam)
                 if better(mse):
                     best, best_mse = current, mse
@@ -400,14 +439,14 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
             for share in noise_shares:
                 noise = share * ridge_mse
                 current = ridge
-                covs = {"item": _item_covariances(current, tr, prior, item_lam, noise)}
+                covs = {"item": _item_covariances(current, tr, prior, item_lam, noise, groups)}
                 chain_lams, chain_best = [], ridge_mse
                 for sweep in range(1, max_variational_sweeps + 1):
                     sweep_start = chain_best
                     for side, other in (("user", "item"), ("item", "user")):
                         covs.pop(side, None)  # the old ones are not needed while the new are built
                         current, mse, lam, covs[side] = _sweep_side(current, side, tr, va, lambdas,
-                                                                    prior, covs[other], noise)
+                                                                    prior, covs[other], noise, groups)
                         chain_lams.append(lam)
                         chain_best = min(chain_best, mse)
                         if better(mse):

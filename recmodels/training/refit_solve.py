@@ -21,6 +21,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import torch
 
@@ -32,12 +33,34 @@ TABLE_BYTES = 256 * 2**20
 _MIN_ROWS_PER_WORKER = 2048
 
 
-def row_groups(own: torch.Tensor, n_own: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(order, indptr)``: the ratings sorted by own row (stable), and each own row's range."""
-    order = torch.argsort(own, stable=True)
-    indptr = torch.zeros(n_own + 1, dtype=torch.int64)
-    indptr[1:] = torch.cumsum(torch.bincount(own, minlength=n_own), 0)
-    return order, indptr
+@dataclass(frozen=True)
+class RowGroups:
+    """Ratings grouped by own row: their order, each own row's range in it, their partner rows.
+
+    Attributes
+    ----------
+    order : torch.Tensor
+        int64 ``(n,)``: the ratings sorted by own row (stable).
+    indptr : torch.Tensor
+        int64 ``(n_own + 1,)``: own row ``r``'s ratings are ``order[indptr[r]:indptr[r + 1]]``.
+    partners : torch.Tensor
+        int64 ``(n,)``: ``other[order]``.
+    """
+
+    order: torch.Tensor
+    indptr: torch.Tensor
+    partners: torch.Tensor
+
+    @classmethod
+    def of(cls, own: torch.Tensor, other: torch.Tensor, n_own: int) -> RowGroups:
+        order = torch.argsort(own, stable=True)
+        indptr = torch.zeros(n_own + 1, dtype=torch.int64)
+        indptr[1:] = torch.cumsum(torch.bincount(own, minlength=n_own), 0)
+        return cls(order, indptr, other[order].long())
+
+    @property
+    def n_own(self) -> int:
+        return self.indptr.shape[0] - 1
 
 
 def _csr(indptr: torch.Tensor, columns: torch.Tensor, values: torch.Tensor, n_columns: int):
@@ -50,13 +73,18 @@ def _csr(indptr: torch.Tensor, columns: torch.Tensor, values: torch.Tensor, n_co
 class _PartnerTable:
     """Per partner row, the packed upper triangle of ``x x^T`` (plus its covariance), in chunks."""
 
-    def __init__(self, x: torch.Tensor, cov: torch.Tensor | None, table_bytes: int):
+    def __init__(self, x: torch.Tensor, cov: torch.Tensor | None, table_bytes: int, block_bytes: int):
         k = x.shape[1]
-        self.x, self.cov, self.rank = x, cov, (cov.shape[1] if cov is not None else 0)
-        self.upper = torch.triu_indices(k, k)
-        pairs = self.upper.shape[1]
+        self.x, self.cov, self.k = x, cov, k
+        a, b = torch.triu_indices(k, k)
+        self.packed = a * k + b  # (i, j), i <= j, in the flattened k x k
+        position = torch.empty(k, k, dtype=torch.int64)
+        position[a, b] = position[b, a] = torch.arange(a.shape[0])
+        self.unpack = position.flatten()  # each (i, j)'s column in the packed table
         width = max(1, table_bytes // (8 * max(1, x.shape[0])))
+        pairs = a.shape[0]
         self.chunks = [(lo, min(pairs, lo + width)) for lo in range(0, pairs, width)]
+        self.step = max(1, block_bytes // (8 * k * k))
         self._whole = None
         if len(self.chunks) == 1:
             self._whole = self.columns(0, pairs)
@@ -64,30 +92,32 @@ class _PartnerTable:
     def columns(self, lo: int, hi: int) -> torch.Tensor:
         if self._whole is not None:
             return self._whole
-        a, b = self.upper[0, lo:hi], self.upper[1, lo:hi]
-        table = self.x[:, a] * self.x[:, b]
-        if self.cov is not None:
-            inside = (a < self.rank) & (b < self.rank)
-            table[:, inside] += self.cov[:, a[inside], b[inside]]
-        return table
+        n, k = self.x.shape
+        out = torch.empty(n, hi - lo, dtype=self.x.dtype)
+        for start in range(0, n, self.step):
+            x = self.x[start:start + self.step]
+            outer = x.unsqueeze(2) * x.unsqueeze(1)
+            if self.cov is not None:
+                r = self.cov.shape[1]
+                outer[:, :r, :r] += self.cov[start:start + self.step]
+            out[start:start + self.step] = outer.view(-1, k * k).index_select(1, self.packed[lo:hi])
+        return out
 
 
-def normal_equations(own: torch.Tensor, other: torch.Tensor, n_own: int, x: torch.Tensor,
-                     target: torch.Tensor, cov_other: torch.Tensor | None = None, *,
-                     block_bytes: int | None = None, table_bytes: int | None = None
+def normal_equations(groups: RowGroups, x: torch.Tensor, target: torch.Tensor,
+                     cov_other: torch.Tensor | None = None, *, block_bytes: int | None = None,
+                     table_bytes: int | None = None
                      ) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
     """The own rows' normal equations, in blocks of rows.
 
     Parameters
     ----------
-    own, other : torch.Tensor
-        int64 ``(n,)``: each rating's own row and partner row.
-    n_own : int
-        The number of own rows (rows without ratings get zero equations).
+    groups : RowGroups
+        The ratings grouped by own row.
     x : torch.Tensor
         float64 ``(n_other, k)``: the partners' regressors.
     target : torch.Tensor
-        float64 ``(n,)``: each rating's target.
+        float64 ``(n,)``: each rating's target, in the ratings' own order.
     cov_other : torch.Tensor, optional
         float64 ``(n_other, r, r)``, ``r <= k``: the partners' posterior covariances of their
         first ``r`` regressors, added to ``x x^T`` (``E[x x^T]``).
@@ -100,28 +130,62 @@ def normal_equations(own: torch.Tensor, other: torch.Tensor, n_own: int, x: torc
     start, stop : int
         The block's own rows.
     gram : torch.Tensor
-        float64 ``(stop - start, k, k)``: the sum of ``E[x x^T]`` over each row's ratings.
+        float64 ``(stop - start, k, k)``: the sum of ``E[x x^T]`` over each row's ratings (rows
+        without ratings: zeros).
     rhs : torch.Tensor
         float64 ``(stop - start, k)``: the sum of ``x * target``.
     """
     k = x.shape[1]
-    order, indptr = row_groups(own, n_own)
-    columns, values = other[order], target[order]
+    block_bytes = block_bytes or BLOCK_BYTES
+    values = target[groups.order]
     ones = torch.ones_like(values)
-    table = _PartnerTable(x, cov_other, table_bytes or TABLE_BYTES)
-    a, b = table.upper
-    step = max(1, (block_bytes or BLOCK_BYTES) // (8 * k * k))
+    table = _PartnerTable(x, cov_other, table_bytes or TABLE_BYTES, block_bytes)
+    step = max(1, block_bytes // (8 * k * k))
+    n_own, indptr = groups.n_own, groups.indptr
     for start in range(0, n_own, step):
         stop = min(n_own, start + step)
         lo, hi = int(indptr[start]), int(indptr[stop])
-        rows = indptr[start:stop + 1] - lo
-        pattern = _csr(rows, columns[lo:hi], ones[lo:hi], x.shape[0])
+        rows, partners = indptr[start:stop + 1] - lo, groups.partners[lo:hi]
+        pattern = _csr(rows, partners, ones[lo:hi], x.shape[0])
         packed = torch.cat([pattern @ table.columns(c0, c1) for c0, c1 in table.chunks], 1)
-        gram = torch.empty(stop - start, k, k, dtype=torch.float64)
-        gram[:, a, b] = packed
-        gram[:, b, a] = packed
-        rhs = _csr(rows, columns[lo:hi], values[lo:hi], x.shape[0]) @ x
+        gram = packed.index_select(1, table.unpack).view(stop - start, k, k)
+        rhs = _csr(rows, partners, values[lo:hi], x.shape[0]) @ x
         yield start, stop, gram, rhs
+
+
+class ValidationErrors:
+    """Validation errors as one side's rows change: row ``v``'s error is ``base[v] + x[other[v]] .
+    solution[own[v]]`` (``x``: the partners' regressors, fixed).
+
+    Parameters
+    ----------
+    own, other : torch.Tensor
+        int64 ``(n,)``: each validation row's own row and partner row.
+    x : torch.Tensor
+        float64 ``(n_other, k)``.
+    base : torch.Tensor
+        float64 ``(n,)``: the rest of each row's error.
+
+    The partners' ``x`` per validation row is gathered once, in blocks, where it takes at most
+    :data:`TABLE_BYTES`; otherwise at every :meth:`mse`.
+    """
+
+    def __init__(self, own: torch.Tensor, other: torch.Tensor, x: torch.Tensor, base: torch.Tensor):
+        self.own, self.other, self.x, self.base = own, other, x, base
+        n, k = own.shape[0], x.shape[1]
+        step = max(1, BLOCK_BYTES // (8 * k))
+        self.blocks = [(lo, min(n, lo + step)) for lo in range(0, n, step)]
+        gathered = 8 * n * k <= TABLE_BYTES
+        self.partners = [x[other[lo:hi]] if gathered else None for lo, hi in self.blocks]
+
+    def mse(self, solution: torch.Tensor) -> float:
+        """The mean squared error with ``solution`` (float64 ``(n_own, k)``) as the own rows."""
+        total = 0.0
+        for (lo, hi), x in zip(self.blocks, self.partners, strict=True):
+            x = self.x[self.other[lo:hi]] if x is None else x
+            error = self.base[lo:hi] + torch.linalg.vecdot(solution[self.own[lo:hi]], x)
+            total += float(error.square().sum())
+        return total / max(1, self.own.shape[0])
 
 
 def _in_parallel(work, n: int, workers: int | None) -> None:
@@ -215,5 +279,5 @@ def ridge_inverse(gram: torch.Tensor, penalty: torch.Tensor, rank: int, *,
     return out
 
 
-__all__ = ["BLOCK_BYTES", "TABLE_BYTES", "normal_equations", "ridge_inverse", "ridge_solves",
-           "row_groups"]
+__all__ = ["BLOCK_BYTES", "TABLE_BYTES", "RowGroups", "ValidationErrors", "normal_equations",
+           "ridge_inverse", "ridge_solves"]
