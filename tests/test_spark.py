@@ -295,3 +295,38 @@ def test_cli_bad_input_on_spark_is_the_one_line_alone(data, tmp_path):
     assert proc.returncode == 1 and len(lines) == 1, proc.stdout + proc.stderr
     assert lines[0].startswith("Error: unknown user id 424242")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_real_standalone_master_passes_the_address_check(tmp_path):
+    """check_master's one RPC request is answered by a real master at once (a wrong port is one
+    line, tests/test_engines_cli.py); started from pyspark's own scripts, no worker needed."""
+    import socket
+    import time
+
+    spark_class = os.path.join(os.path.dirname(pyspark.__file__), "bin", "spark-class")
+    if not os.path.exists(spark_class):
+        pytest.skip("pyspark has no bin/spark-class")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, SPARK_HOME=os.path.dirname(pyspark.__file__), SPARK_LOG_DIR=str(tmp_path))
+    master = subprocess.Popen(
+        [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
+         "--webui-port", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # until the master listens
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and master.poll() is None, "the master did not start"
+                time.sleep(0.5)
+        t0 = time.perf_counter()
+        assert rspark.check_master(f"spark://127.0.0.1:{port}") is True  # it answered as Spark
+        assert time.perf_counter() - t0 < 5
+    finally:
+        master.terminate()
+        master.wait(30)

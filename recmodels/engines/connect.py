@@ -26,6 +26,7 @@ __all__ = [
     "not_the_cluster",
     "open_connection",
     "probe_address",
+    "read_exactly",
     "shown_line",
     "silent_peer",
     "time_left",
@@ -135,6 +136,17 @@ def is_http(sock: socket.socket, *, after: bool = False) -> bool:
     except OSError:
         return False
     return reply.startswith(b"HTTP/") or reply.lstrip().startswith(b"<")
+
+
+def read_exactly(sock: socket.socket, n: int) -> bytes:
+    """``n`` bytes from ``sock`` (fewer when the peer closes first)."""
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def shown_line(data: bytes) -> bytes:

@@ -28,8 +28,8 @@ from ..errors import ConfigError, DataError
 from ..fileio import write_json
 from ..scoring.checks import positive_int
 from ..scoring.defaults import DEFAULT_BATCH_SIZE, DEFAULT_PART_ROWS, DEFAULT_PART_USERS
+from ..scoring.pairs.columns import bundle_id_types, check_score_options, keep_columns, scored_schema
 from ..scoring.pairs.report import ScoreReport
-from ..scoring.pairs.scorer import bundle_id_types, check_score_options, keep_columns, scored_schema
 from ..scoring.recommendation.job import check_k_fits, check_top_k
 from ..scoring.recommendation.recommender import Recommender, recommend_schema
 from ..scoring.runtime.session import load_bundle

@@ -41,6 +41,7 @@ from .connect import (
     missing_engine,
     not_the_cluster,
     open_connection,
+    read_exactly,
     shown_line,
     silent_peer,
     time_left,
@@ -128,7 +129,7 @@ def _collect(df) -> list[dict]:
 
 
 # -- the cluster ----------------------------------------------------------------------------------
-def check_master(master: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+def check_master(master: str, timeout: float = CONNECT_TIMEOUT_S) -> bool:
     """Fail with one line unless a ``spark://`` master answers Spark's RPC within ``timeout`` s.
 
     One request that any Spark RPC endpoint answers at once (a message for an endpoint that does
@@ -137,31 +138,31 @@ def check_master(master: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     the JVM starts, instead of Spark's three 20-second registration attempts. A peer that closes
     the connection without a word (e.g. one that wants authentication first) is left to Spark.
     Other masters (``local[...]``, ``yarn``, ``k8s://``, several standalone masters) are not
-    checked.
+    checked. Returns True when the address answered as Spark, False when it was left to Spark.
     """
     if not master.startswith("spark://"):
-        return
+        return False
     left = time_left(timeout)  # one deadline for the connection and the answer
     sock = open_connection(master, "--master", DEFAULT_MASTER_PORT, timeout)
     if sock is None:
-        return
+        return False
     hint = f" (a standalone master listens on port {DEFAULT_MASTER_PORT} unless told otherwise)"
     try:
         sock.settimeout(max(left() - HTTP_QUESTION_S, 0.1))  # its last second: is_http below
         sock.sendall(_rpc_probe())
         data = sock.recv(64)
         if 0 < len(data) < 9:  # a reply's head may come in pieces
-            data += _read(sock, 9 - len(data))
+            data += read_exactly(sock, 9 - len(data))
         length, kind = struct.unpack(">qb", data[:9]) if len(data) >= 9 else (-1, -1)
         if 9 <= length < (1 << 20) and kind in _RPC_REPLIES:
-            _read(sock, length - len(data))  # the whole reply: the master sees a clean close
-            return
+            read_exactly(sock, length - len(data))  # the whole reply: the master sees a clean close
+            return True
     except TimeoutError:
         if is_http(sock, after=True):
             raise not_the_cluster("--master", master, "Spark master", "it is an HTTP server", hint) from None
         raise silent_peer("--master", master, "Spark master", timeout, hint) from None
     except OSError:
-        return  # reset without an answer: left to Spark
+        return False  # reset without an answer: left to Spark
     finally:
         sock.close()
     if data.startswith(b"HTTP/"):
@@ -170,6 +171,7 @@ def check_master(master: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         shown = shown_line(data).decode("ascii", "replace") if data.isascii() else data[:16].hex()
         reason = f"it talks another protocol: {shown!r}"
         raise not_the_cluster("--master", master, "Spark master", reason, hint)
+    return False
 
 
 _RPC_REPLIES = (4, 5)  # RpcResponse, RpcFailure of Spark's transport protocol
@@ -186,16 +188,6 @@ def _rpc_probe() -> bytes:
     body = b"\x00" + b"\x00" + utf("recmodels-probe") + content  # no sender, no receiver address
     header = struct.pack(">bqi", 3, 1, len(body))  # RpcRequest, request id, body size
     return struct.pack(">q", 8 + len(header) + len(body)) + header + body
-
-
-def _read(sock, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 _LOG_FILE: dict = {}
