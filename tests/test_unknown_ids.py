@@ -82,5 +82,5 @@ def test_count_unknown_counts_each_side_nulls_once():
     known = count_unknown(counts, users, items, user_nulls, item_nulls)
     assert known.tolist() == [False, False, False, True]
     assert counts == {"unknown_users": 2, "unknown_items": 2, "unknown_rows": 3, "null_ids": 2,
-                      "skipped": 0}
+                      "skipped": 0, "unknown_both": 1}
     assert null_mask(None, None) is None
