@@ -18,7 +18,7 @@ Scoring (torch-free): :class:`Bundle`, :class:`Scorer`, :class:`Recommender`, :f
 
 from __future__ import annotations
 
-import importlib
+from . import _lazy
 
 __version__ = "0.1.0"
 
@@ -37,15 +37,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy.lazy_exports(globals(), _EXPORTS)

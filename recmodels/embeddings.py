@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .data.settings import FILL_MODES
 from .encoders import IdEncoder
 from .errors import ConfigError, DataError, first_line, row_label
 from .ids import fit_kind, show_id
@@ -21,7 +22,6 @@ from .tables import read_table
 
 __all__ = ["AlignedEmbeddings", "align_item_embeddings", "read_item_embeddings"]
 
-FILL_MODES = ("zeros", "mean")
 _KIND_WORDS = {"int64": "integers", "string": "strings"}
 
 

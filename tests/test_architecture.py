@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "recmodels"
 
 # floor -> the top-level names under recmodels/ that stand on it (a package's modules share its floor)
 FLOORS = {
-    1: {"errors", "ids", "values", "encoders", "tables", "bundle", "metrics", "fileio", "devices"},
+    1: {"_lazy", "errors", "ids", "values", "encoders", "tables", "bundle", "metrics", "fileio", "devices"},
     2: {"data", "models", "scoring", "datasets"},
     3: {"embeddings", "engines"},
     4: {"runs", "spark", "dask"},
@@ -31,13 +31,14 @@ TORCH_FREE = FLOOR_1 | {"scoring", "data", "datasets", "embeddings", "engines", 
 # not see all of those below it
 ALLOWED = {name: {m for m, f in FLOOR_OF.items() if f < floor} for name, floor in FLOOR_OF.items()}
 ALLOWED.update({
+    "_lazy": set(),  # what a package's lazy __getattr__ is made of: importable by every floor
     "errors": set(),
     "ids": set(),
     "values": {"errors", "ids"},
     "fileio": {"errors"},
     "encoders": {"errors", "ids", "fileio"},
     "tables": {"errors", "fileio"},
-    "bundle": {"errors", "ids", "encoders", "fileio"},
+    "bundle": {"_lazy", "errors", "ids", "encoders", "fileio"},
     "metrics": {"errors"},
     "devices": {"errors"},
     "scoring": FLOOR_1,  # the nightly install: never models, data, training or export

@@ -1,7 +1,9 @@
 """``recmodels <command> --help`` imports neither pandas, pyarrow, onnxruntime nor torch.
 
 Each command's help runs in a fresh interpreter, which then reports the heavy modules it loaded.
-The options' defaults come from light modules (``recmodels.scoring.defaults``), never from copies.
+The options' defaults come from light modules (``recmodels.scoring.defaults``,
+``recmodels.data.settings``, ``recmodels.tuning.layout``, ``recmodels.export.formats``), never
+from copies; the one statement of ``CsvDialect``'s defaults in the CLI is checked against it here.
 """
 
 from __future__ import annotations
@@ -31,18 +33,6 @@ print(json.dumps({"code": code, "help": out.getvalue(),
                   "heavy": [m for m in HEAVY if m in sys.modules]}))
 """.replace("HEAVY", repr(HEAVY))
 
-# Commands whose --help still loads pandas/pyarrow through a package __init__ outside the CLI (what
-# imports it, first): they pass once those packages offer their names lazily (strict: an unexpected
-# pass fails, so the mark is removed then).
-NOT_YET_LIGHT = {
-    "train": "cli/train.py -> recmodels.data (__init__ -> tables), training.setup, embeddings",
-    "tune": "cli/tune.py -> cli/train.py (as train) and recmodels.runs -> recmodels.bundle (__init__ -> "
-            "load -> encoders)",
-    "export": "cli/export.py -> recmodels.export (__init__ -> api -> encoders)",
-    "": "the group's help imports every command's module for its one-line summaries",
-}
-
-
 def run_help(*command: str) -> dict:
     proc = subprocess.run([sys.executable, "-c", SCRIPT, *command], capture_output=True, text=True,
                           timeout=120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -50,9 +40,7 @@ def run_help(*command: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-CASES = [pytest.param(name, id=name or "recmodels", marks=[
-    pytest.mark.xfail(reason=NOT_YET_LIGHT[name], strict=True)] if name in NOT_YET_LIGHT else [])
-    for name in ["", *sorted(COMMANDS)]]
+CASES = [pytest.param(name, id=name or "recmodels") for name in ["", *sorted(COMMANDS)]]
 
 
 @pytest.mark.parametrize("command", CASES)
@@ -89,3 +77,30 @@ def test_a_heavy_import_is_seen(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script, "score"], capture_output=True, text=True,
                           timeout=120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert "pandas" in json.loads(proc.stdout.strip().splitlines()[-1])["heavy"]
+
+
+def test_the_csv_option_defaults_are_the_dialects():
+    import dataclasses
+
+    from recmodels.cli import table_options
+    from recmodels.tables import CsvDialect
+
+    assert table_options.DEFAULTS == {f.name: f.default for f in dataclasses.fields(CsvDialect)}
+
+
+def test_the_train_and_tune_defaults_are_the_configs():
+    """The light homes hold what the library checks and defaults to (no copies in the CLI)."""
+    import dataclasses
+
+    from recmodels.cli import train as train_cli
+    from recmodels.cli import tune as tune_cli
+    from recmodels.training.setup import DataConfig
+    from recmodels.tuning import search
+
+    for field in dataclasses.fields(DataConfig):
+        opt = train_cli.BY_NAME.get(field.name)
+        if opt is not None and opt.section == "data":
+            assert train_cli.default(opt) == field.default, field.name
+    help_of = {o.name: o.help for o in tune_cli.OPTIONS}
+    assert f"[default: {search.DEFAULT_TRIALS} without --timeout]" in help_of["trials"]
+    assert f"[default: {search.DEFAULT_PRUNE_WARMUP}]" in help_of["prune_warmup"]

@@ -17,41 +17,20 @@ it (:func:`finalize_bundle`, how the exporter and the test factory finish a bund
 bundle (:meth:`Bundle.load`, how every consumer reads one).
 """
 
-from .layout import (
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    ID_FILES,
-    ITEM_IDS_FILE,
-    MANIFEST_FILE,
-    MODEL_FILE,
-    RANK_ALL_FILE,
-    RAW_IDS_FILE,
-    RECOMMEND_FILE,
-    REQUIRED_FILES,
-    RETRIEVE_FILE,
-    RUN_CONFIG_FILE,
-    USER_IDS_FILE,
-)
-from .load import Bundle, finalize_bundle, path_kind
-from .manifest import (
-    FileEntry,
-    GraphSection,
-    IdMap,
-    IdsSection,
-    InitializerInfo,
-    Manifest,
-    ModelSection,
-    ParitySection,
-    RankAllGraphSection,
-    RatingSection,
-    RawIdGraphSection,
-    RawIdParity,
-    RecommendGraphSection,
-    RecommendParity,
-    RetrieveGraphSection,
-    TensorInfo,
-    manifest_digest,
-)
+from .. import _lazy
+
+# name -> the module that defines it, imported on first use (PEP 562): the CLI's --help reads
+# :mod:`.layout` without loading pandas through :mod:`.load`
+_EXPORTS = {
+    **dict.fromkeys(["FORMAT_NAME", "FORMAT_VERSION", "ID_FILES", "ITEM_IDS_FILE", "MANIFEST_FILE",
+                     "MODEL_FILE", "RANK_ALL_FILE", "RAW_IDS_FILE", "RECOMMEND_FILE", "REQUIRED_FILES",
+                     "RETRIEVE_FILE", "RUN_CONFIG_FILE", "USER_IDS_FILE"], ".layout"),
+    **dict.fromkeys(["Bundle", "finalize_bundle", "path_kind"], ".load"),
+    **dict.fromkeys(["FileEntry", "GraphSection", "IdMap", "IdsSection", "InitializerInfo", "Manifest",
+                     "ModelSection", "ParitySection", "RankAllGraphSection", "RatingSection",
+                     "RawIdGraphSection", "RawIdParity", "RecommendGraphSection", "RecommendParity",
+                     "RetrieveGraphSection", "TensorInfo", "manifest_digest"], ".manifest"),
+}
 
 __all__ = [
     "path_kind",
@@ -88,3 +67,5 @@ __all__ = [
     "finalize_bundle",
     "manifest_digest",
 ]
+
+__getattr__, __dir__ = _lazy.lazy_exports(globals(), _EXPORTS)

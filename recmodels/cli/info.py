@@ -8,13 +8,11 @@ from pathlib import Path
 import click
 
 from ..errors import first_line
+from ..tuning.layout import BEST_DIR as TUNE_BEST_DIR
+from ..tuning.layout import SETTINGS_FILE as TUNE_SETTINGS_FILE
+from ..tuning.layout import TABLE_JSON as TUNE_TABLE_FILE
 from . import table_options
 
-# recmodels.tuning.settings.SETTINGS_FILE, .search.TABLE_JSON and BEST_DIR (not imported: the
-# tuning package imports the training pipeline; info stays light)
-TUNE_SETTINGS_FILE = "tune.json"
-TUNE_TABLE_FILE = "trials.json"
-TUNE_BEST_DIR = "best"
 # Model fields only some kinds have: not shown for the others.
 _KIND_FIELDS = {"num_layers": ("neumf", "hybrid"), "dropouts": ("neumf", "hybrid"),
                 "pretrained_dim": ("hybrid",)}

@@ -23,6 +23,9 @@ HEADER = (("--header/--no-header",), None,
 COLUMNS = (("--columns",), "NAME,NAME,...",
            "With --no-header: the names of the file's columns, in order (MovieLens' u.data: "
            "user_id,item_id,rating,timestamp).")
+DEFAULTS = {"sep": None, "header": True, "columns": None}
+"""The three options' defaults: :class:`recmodels.tables.CsvDialect`'s (a test checks it), stated
+here because importing :mod:`recmodels.tables` loads pyarrow, which ``--help`` must not."""
 MISSING_RATING = (("--missing-rating",), "VALUE",
                   "A rating value that means \"not rated\" (Goodreads' 0): those rows are dropped "
                   "before anything else and counted (log, metrics.json).")
@@ -51,9 +54,9 @@ def _option(spec, name: str, **kwargs):
 def csv_options(command):
     """A decorator adding ``--sep``, ``--header/--no-header`` and ``--columns`` to a click
     command (parameters ``sep``, ``header``, ``columns``; pass them to :func:`dialect`)."""
-    command = _option(COLUMNS, "columns", type=NameList(), default=None)(command)
-    command = _option(HEADER, "header", default=True)(command)
-    return _option(SEP, "sep", default=None)(command)
+    command = _option(COLUMNS, "columns", type=NameList(), default=DEFAULTS["columns"])(command)
+    command = _option(HEADER, "header", default=DEFAULTS["header"])(command)
+    return _option(SEP, "sep", default=DEFAULTS["sep"])(command)
 
 
 def missing_rating_option(command):
@@ -76,5 +79,5 @@ def dialect(sep: str | None, header: bool, columns, *, engine: str = "local") ->
     return chosen
 
 
-__all__ = ["COLUMNS", "HEADER", "MISSING_RATING", "SEP", "NameList", "csv_options", "dialect",
+__all__ = ["COLUMNS", "DEFAULTS", "HEADER", "MISSING_RATING", "SEP", "NameList", "csv_options", "dialect",
            "missing_rating_option"]

@@ -2,9 +2,9 @@
 
 One table (:data:`OPTIONS`) says which config field each option sets; the defaults and their
 ``[default: ...]`` help come from the config dataclasses (``ModelConfig``, ``TrainConfig``,
-``DataConfig``, and ``CsvDialect`` for ``--sep``/``--no-header``/``--columns``, whose flags and
-help are :mod:`recmodels.cli.table_options`'s), and a ``--config`` TOML file fills the same
-options (click's ``default_map``), with flags overriding it.
+``DataConfig``'s light base ``DataFields``; ``--sep``/``--no-header``/``--columns`` take their
+flags, help and defaults, ``CsvDialect``'s, from :mod:`recmodels.cli.table_options`), and a
+``--config`` TOML file fills the same options (click's ``default_map``), with flags overriding it.
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from ..data import DUPLICATE_POLICIES, SPLIT_METHODS
-from ..embeddings import FILL_MODES
+from ..data.settings import DUPLICATE_POLICIES, FILL_MODES, SPLIT_METHODS, DataFields
 from ..models.config import DEFAULT_KIND, MODEL_KINDS, ModelConfig, default_dropouts
-from ..tables import CsvDialect
 from ..training.config import (
     DEFAULT_EMBEDDING_LR,
     DEFAULT_LR,
@@ -29,7 +27,6 @@ from ..training.config import (
     RESUMABLE_FIELDS,
     TrainConfig,
 )
-from ..training.setup import DataConfig
 from . import table_options
 
 
@@ -150,13 +147,17 @@ OPTIONS = (
            is_flag=True),
 )
 BY_NAME = {opt.name: opt for opt in OPTIONS}
-_CONFIGS = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig, "csv": CsvDialect}
+# DataFields: DataConfig's fields and defaults, light (DataConfig and CsvDialect load the table
+# readers, so they are imported only when a command runs)
+_CONFIGS = {"model": ModelConfig, "train": TrainConfig, "data": DataFields}
 
 
 def default(opt: Option):
     """The option's default: its config dataclass field's default (``None``/``False`` otherwise)."""
     if opt.section == "model" and opt.field == "kind":
         return DEFAULT_KIND
+    if opt.section == "csv":
+        return table_options.DEFAULTS[opt.field]
     if opt.section in _CONFIGS:
         return {f.name: f.default for f in dataclasses.fields(_CONFIGS[opt.section])}[opt.field]
     return False if opt.is_flag else None
@@ -187,8 +188,6 @@ def default_text(opt: Option) -> str | None:
         "rating_range": lambda: "min and max of the training ratings",
         "dropouts": lambda: "{:g}, then {:g} for each later layer".format(*default_dropouts(2)),
     }
-    if opt.section == "csv":
-        return None  # the help text says it
     if opt.field in special:
         return special[opt.field]()
     return None if value is None else _text(opt, value)
@@ -337,9 +336,12 @@ def train(ctx: click.Context, **options):
     )
 
 
-def data_config(sections: dict) -> DataConfig:
-    """The :class:`DataConfig` of the ``data`` and ``csv`` options (``train`` and ``tune``)."""
-    return DataConfig(**sections["data"], csv=CsvDialect(**sections["csv"]))
+def data_config(sections: dict):
+    """The :class:`~recmodels.training.setup.DataConfig` of the ``data`` and ``csv`` options
+    (``train`` and ``tune``)."""
+    from ..training.setup import DataConfig
+
+    return DataConfig(**sections["data"], csv=table_options.dialect(**sections["csv"]))
 
 
 def _same(a, b) -> bool:
@@ -356,6 +358,7 @@ def check_resume(out: str, options: dict, given: set[str]) -> None:
     """Refuse options given for a resume (flags or TOML) that differ from the run's settings."""
     from .. import runs
     from ..errors import ConfigError, RunDirError
+    from ..tables import CsvDialect
     from ..training.setup import run_settings
 
     runs.check_out_dir(out, resume=True, overwrite=options["overwrite"])

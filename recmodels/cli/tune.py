@@ -13,6 +13,7 @@ import dataclasses
 import click
 
 from ..models.config import MODEL_KINDS
+from ..tuning.layout import DEFAULT_PRUNE_WARMUP, DEFAULT_TRIALS, SETTINGS_FILE
 from ..tuning.space import default_space
 from .train import OPTIONS as TRAIN_OPTIONS
 from .train import Option, add_options, data_config
@@ -44,8 +45,8 @@ _REPLACED = {
 }
 OPTIONS = tuple(_REPLACED.get(o.field, o) for o in TRAIN_OPTIONS) + (
     Option(("--trials",), "tune", "trials", int,
-           "Trials in the study, earlier ones of a resumed study included  [default: 20 without "
-           "--timeout]."),
+           "Trials in the study, earlier ones of a resumed study included  [default: "
+           f"{DEFAULT_TRIALS} without --timeout]."),
     Option(("--timeout",), "tune", "timeout", float,
            "Seconds for this call: no trial starts after it."),
     Option(("--search-space",), "tune", "search_space", click.Path(dir_okay=False),
@@ -55,7 +56,7 @@ OPTIONS = tuple(_REPLACED.get(o.field, o) for o in TRAIN_OPTIONS) + (
            "Never stop a trial early (by default a trial whose best validation RMSE is in the "
            "worst quarter of the earlier trials' at the same epoch is pruned).", is_flag=True),
     Option(("--prune-warmup",), "tune", "prune_warmup", click.IntRange(min=0),
-           "Epochs every trial runs before it may be pruned  [default: 10]."),
+           f"Epochs every trial runs before it may be pruned  [default: {DEFAULT_PRUNE_WARMUP}]."),
 )
 
 
@@ -79,7 +80,6 @@ def tune(**options):
     """
     from ..training.config import TrainConfig
     from ..tuning import tune as run_tune
-    from ..tuning.search import DEFAULT_PRUNE_WARMUP
 
     if not options["out"]:
         raise click.UsageError("--out DIR is required")
@@ -100,8 +100,6 @@ def tune(**options):
         )
     except KeyboardInterrupt:  # one line, not a traceback: the study is kept for --resume
         from pathlib import Path
-
-        from ..tuning.settings import SETTINGS_FILE
 
         if not (Path(inputs["out"]) / SETTINGS_FILE).is_file():
             click.echo("Interrupted before the search started; nothing was written", err=True)

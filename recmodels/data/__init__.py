@@ -3,6 +3,8 @@
 Torch- and scikit-learn-free. One module per job:
 
 * :mod:`~recmodels.data.columns`: :class:`Columns`, which columns hold what;
+* :mod:`~recmodels.data.settings`: the choices (``DUPLICATE_POLICIES``, ``SPLIT_METHODS``,
+  ``FILL_MODES``) and defaults of the data settings, light enough for the CLI's ``--help``;
 * :mod:`~recmodels.data.read`: :func:`read_interactions` (files through :mod:`recmodels.tables`,
   ids by the rules of :mod:`recmodels.ids`);
 * :mod:`~recmodels.data.validate`: the id, rating, timestamp and duplicate checks;
@@ -24,16 +26,24 @@ Typical use::
     train, report = encode(split.train, users, items, cols)
 """
 
-from ..tables import read_table
-from .columns import Columns
-from .encoding import EncodedRatings, encode, fit_encoders, load_encoded, save_encoded
-from .read import read_interactions
-from .split import SPLIT_METHODS, Split, split_interactions
-from .stats import describe, format_stats, rating_warnings
-from .validate import DUPLICATE_POLICIES
+from .. import _lazy
+
+# name -> the module that defines it, imported on first use (PEP 562): the CLI's --help reads
+# :mod:`.settings` without loading pandas or pyarrow
+_EXPORTS = {
+    "read_table": "..tables",
+    "Columns": ".columns",
+    **dict.fromkeys(["EncodedRatings", "encode", "fit_encoders", "load_encoded", "save_encoded"],
+                    ".encoding"),
+    "read_interactions": ".read",
+    **dict.fromkeys(["DUPLICATE_POLICIES", "FILL_MODES", "SPLIT_METHODS"], ".settings"),
+    **dict.fromkeys(["Split", "split_interactions"], ".split"),
+    **dict.fromkeys(["describe", "format_stats", "rating_warnings"], ".stats"),
+}
 
 __all__ = [
     "DUPLICATE_POLICIES",
+    "FILL_MODES",
     "SPLIT_METHODS",
     "Columns",
     "EncodedRatings",
@@ -49,3 +59,5 @@ __all__ = [
     "save_encoded",
     "split_interactions",
 ]
+
+__getattr__, __dir__ = _lazy.lazy_exports(globals(), _EXPORTS)

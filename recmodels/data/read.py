@@ -11,8 +11,8 @@ from ..errors import ConfigError, DataError
 from ..tables import CSV_SUFFIXES, TEXT_SUFFIXES, CsvDialect, missing_columns_error, read_table
 from ..values import numeric_column
 from .columns import COLUMN_HINT, Columns
+from .settings import DUPLICATE_POLICIES
 from .validate import (
-    DUPLICATE_POLICIES,
     check_range,
     drop_duplicates,
     id_column,

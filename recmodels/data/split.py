@@ -10,9 +10,8 @@ import pandas as pd
 
 from ..errors import ConfigError, DataError
 from .columns import Columns
+from .settings import SPLIT_METHODS
 from .validate import codes, timestamp_column
-
-SPLIT_METHODS = ("random", "leave-last-out")
 
 
 @dataclass

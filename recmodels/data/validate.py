@@ -13,8 +13,6 @@ from ..errors import DataError, row_label
 from ..ids import fit_kind, show_id
 from .columns import Columns
 
-DUPLICATE_POLICIES = ("last", "first", "error")
-
 
 def _empty_error(where: str, column: str, what: str, empty: np.ndarray) -> DataError:
     first = int(np.argmax(empty))

@@ -5,16 +5,23 @@
 in memory. The modules: :mod:`.spec` (network -> arrays), :mod:`.folding`, :mod:`.graph`,
 :mod:`.parity`, :mod:`.recommend_graph` (the top-k graphs of ``recmodels recommend``),
 :mod:`.manifest` (the bundle's ``Manifest``), :mod:`.writer` (graph -> bundle
-directory) and :mod:`.api` (the two entry points). Importing this package imports neither torch
-nor onnx.
+directory), :mod:`.api` (the two entry points) and :mod:`.formats` (what ``--format`` takes).
+The names below are imported on first use, so importing this package imports neither torch,
+onnx nor pandas.
 """
 
-from .api import FORMATS, build_graph, build_recommend_graphs, export_model, export_onnx
-from .folding import FoldedSpec, ScoreSpec, fold
-from .graph import DEFAULT_OPSET, EXTERNAL_DATA_THRESHOLD
-from .parity import check_parity, check_raw_id_parity
-from .recommend_graph import RecommendGraphs, recommend_graphs
-from .recommend_parity import check_recommend_parity
+from .. import _lazy
+
+# name -> the module that defines it, imported on first use (PEP 562)
+_EXPORTS = {
+    **dict.fromkeys(["build_graph", "build_recommend_graphs", "export_model", "export_onnx"], ".api"),
+    "FORMATS": ".formats",
+    **dict.fromkeys(["FoldedSpec", "ScoreSpec", "fold"], ".folding"),
+    **dict.fromkeys(["DEFAULT_OPSET", "EXTERNAL_DATA_THRESHOLD"], ".graph"),
+    **dict.fromkeys(["check_parity", "check_raw_id_parity"], ".parity"),
+    **dict.fromkeys(["RecommendGraphs", "recommend_graphs"], ".recommend_graph"),
+    "check_recommend_parity": ".recommend_parity",
+}
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -33,3 +40,5 @@ __all__ = [
     "fold",
     "recommend_graphs",
 ]
+
+__getattr__, __dir__ = _lazy.lazy_exports(globals(), _EXPORTS)

@@ -22,9 +22,6 @@ from .prior import prior_export
 from .recommend_graph import recommend_graphs
 from .writer import write_bundle
 
-FORMATS = ("onnx",)
-"""Export formats (``recmodels export --format``)."""
-
 
 def build_graph(model, *, fold_graph: bool = True, opset: int = DEFAULT_OPSET, prior: bool = False):
     """The ONNX ``ModelProto`` scoring ``model`` (folded or as is), plus the folding notes.

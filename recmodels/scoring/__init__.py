@@ -13,7 +13,7 @@ See ``docs/scoring.md``, ``docs/recommend.md`` and ``docs/evaluate.md``.
 
 from __future__ import annotations
 
-import importlib
+from .. import _lazy
 
 # name -> the module that defines it (relative to this package)
 _EXPORTS = {
@@ -37,15 +37,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy.lazy_exports(globals(), _EXPORTS)

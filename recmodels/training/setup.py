@@ -23,16 +23,16 @@ import numpy as np
 
 from ..data import Columns
 from ..data.read import check_missing_rating
+from ..data.settings import DataFields
 from ..errors import ConfigError, DataError
 from ..models.config import DEFAULT_KIND, ModelConfig
 from ..tables import DEFAULT_DIALECT, CsvDialect
 
 LogFn = Callable[..., None]
-_COLUMNS = Columns()
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(DataFields):
     """How the interactions are read, split and joined with the pretrained item table.
 
     Parameters
@@ -67,17 +67,7 @@ class DataConfig:
     'book_id'
     """
 
-    user_col: str = _COLUMNS.user
-    item_col: str = _COLUMNS.item
-    rating_col: str = _COLUMNS.rating
-    timestamp_col: str | None = _COLUMNS.timestamp
-    rating_range: tuple[float, float] | None = None
-    duplicates: str = "last"
-    split: str = "random"
-    fractions: tuple[float, float, float] = (0.7, 0.2, 0.1)
-    embedding_fill: str = "zeros"
-    missing_rating: float | None = None
-    csv: CsvDialect | None = None
+    # the fields and their defaults: DataFields (light, so the CLI's --help reads them)
 
     def __post_init__(self):
         for name in ("user_col", "item_col", "rating_col", "duplicates", "split", "embedding_fill"):

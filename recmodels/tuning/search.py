@@ -31,6 +31,15 @@ from ..models.config import DEFAULT_KIND, MODEL_KINDS
 from ..training.config import TrainConfig
 from ..training.pipeline import data_config_from
 from ..training.setup import DataConfig, build_setup
+from .layout import (
+    BEST_DIR,
+    DEFAULT_PRUNE_WARMUP,
+    DEFAULT_TRIALS,
+    PLOT_FILE,
+    STUDY_FILE,
+    TABLE_JSON,
+    TRIALS_DIR,
+)
 from .results import (
     TABLE_CSV,
     format_table,
@@ -60,14 +69,7 @@ from .space import (
     train_fields,
 )
 
-STUDY_FILE = "study.db"
-TRIALS_DIR = "trials"
-BEST_DIR = "best"
-TABLE_JSON = "trials.json"
-PLOT_FILE = "trials.png"
 STUDY_NAME = "recmodels-tune"
-DEFAULT_TRIALS = 20
-DEFAULT_PRUNE_WARMUP = 10
 # a trial is pruned when its best validation RMSE so far is worse than this percentile of the
 # earlier trials' at the same epoch (75: the worst quarter), once PRUNE_STARTUP trials finished
 PRUNE_PERCENTILE = 75.0

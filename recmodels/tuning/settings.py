@@ -17,8 +17,8 @@ from ..errors import ConfigError, RunDirError
 from ..fileio import read_json, sha256_file
 from ..tables import IGNORED_PREFIXES
 from ..training.setup import source_name
+from .layout import SETTINGS_FILE
 
-SETTINGS_FILE = "tune.json"
 RESUMABLE = {"train.device", "train.num_threads", "train.eval_batch_size"}
 """Settings a resumed search may change: where it runs, not what it searches."""
 WHOLE_HASH_BYTES = 256 << 20
