@@ -16,6 +16,7 @@ import time
 from urllib.parse import urlparse
 
 from ..errors import ConfigError, EngineError, MissingEngineError
+from ..scoring.defaults import ENGINES
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
@@ -33,7 +34,6 @@ __all__ = [
     "within",
 ]
 
-ENGINES = ("local", "dask", "spark")
 CONNECT_TIMEOUT_S = 10.0
 """How long the driver waits for a cluster address to answer before giving up with one line."""
 HTTP_QUESTION_S = 1.0
