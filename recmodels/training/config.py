@@ -93,8 +93,8 @@ class TrainConfig:
         ``torch.set_num_threads`` while training. ``None`` (default): on CPU, the cores other
         processes leave free, at most torch's setting (all cores by default), measured before
         the first epoch and again after each (:mod:`recmodels.training.threads`): a thread on a
-        core another process holds slowed training 2.5-33x. Give a number for bit-for-bit
-        repeatable runs, whose results depend on the thread count.
+        core another process holds slowed training 11-16x (``docs/benchmarks.md``). Give a
+        number for bit-for-bit repeatable runs, whose results depend on the thread count.
     eval_batch_size : int
         Rows per forward pass when predicting validation/test rows.
     precision : {"bf16", "fp32"}

@@ -1,8 +1,9 @@
 """How many CPU threads training uses when none is given: the cores other processes leave free.
 
 torch's threads wait for each other at every operation, so one thread on a core another
-process holds slows every step down: on 2 cores with a busy process on one, 2 threads trained
-2.5-33x slower than 1 (``docs/benchmarks.md``, ``benchmarks/threads_oversubscription.py``).
+process holds slows every step down: on a 2-core machine other jobs kept busy, 2 threads
+trained MF 11-14x and NeuMF 13-16x slower per epoch than 1 (``docs/benchmarks.md``,
+``benchmarks/threads_oversubscription.py``).
 Without ``TrainConfig.num_threads``, the trainer therefore measures the CPU time other
 processes take on this process's cores (Linux ``/proc/stat``, less this process's own time)
 before the first epoch and during each one, and uses the cores left free. Torch-free.
@@ -15,10 +16,10 @@ import os
 import time
 from pathlib import Path
 
-# A core counts as free when other processes take less than this share of it: one thread too
+# A core counts as free while other processes take less than this share of it: one thread too
 # many costs far more (a thread waiting for a time slice stalls every operation) than one too
 # few (at most that thread's share of the work).
-FREE_SHARE = 0.75
+FREE_BELOW = 0.25
 START_WINDOW_S = 0.1
 
 
@@ -100,7 +101,7 @@ class CpuLoad:
         """The threads to use when other processes take ``others`` cores of ours."""
         if others is None:
             return self.limit
-        free = math.floor(len(self.cpus) - others + (1 - FREE_SHARE))
+        free = math.floor(len(self.cpus) - others + FREE_BELOW)
         return max(1, min(self.limit, free))
 
     def start(self, window: float = START_WINDOW_S) -> tuple[int, float | None]:
