@@ -180,18 +180,20 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema | None) -> pa.RecordBatch:
 
 
 def score_stream(
-    batches: Iterable, task: ScoreTask, *, counts: dict | None = None
+    batches: Iterable, task: ScoreTask, *, counts: dict | None = None, recut: bool = True
 ) -> Iterator[pa.RecordBatch]:
     """Score a partition: an iterator of Arrow batches (or pandas frames) -> scored Arrow batches.
 
     The one path of ``recmodels score`` (:meth:`Scorer.score_batches`), on the input re-cut into
     batches of the scorer's batch size (rows keep their order); the output has the kept
     columns, ``known`` (fallback policy) and ``score``, cast to ``task.schema`` when given.
-    ``counts``, when given, receives the unknown-id counts of this partition.
+    ``counts``, when given, receives the unknown-id counts of this partition. ``recut=False``:
+    the batches are already those of a local run (:func:`score_input_part`); they are scored as
+    they come.
     """
     scorer = worker_scorer(task)
     # engines hand over small batches (Spark: 10,000 rows): re-cut them to the scorer's batch size
-    stream = (b for _, b in rebatch(numbered(batches), scorer.batch_size))
+    stream = (b for _, b in rebatch(numbered(batches), scorer.batch_size)) if recut else batches
     for out in scorer.score_batches(stream, keep=list(task.keep)):
         yield _conform(out, task.schema)
     if counts is not None:
@@ -224,7 +226,8 @@ def _write_part(batches: Iterable[pa.RecordBatch], schema: pa.Schema, directory:
     return path.name, writer.rows
 
 
-def _score_part(batches: Iterable, task: ScoreTask, directory: str, part: int, fmt: str) -> dict:
+def _score_part(batches: Iterable, task: ScoreTask, directory: str, part: int, fmt: str,
+                recut: bool = True) -> dict:
     counts: dict = {}
     rows_read = 0
 
@@ -235,8 +238,8 @@ def _score_part(batches: Iterable, task: ScoreTask, directory: str, part: int, f
                 rows_read += b.num_rows
                 yield b
 
-    name, rows = _write_part(score_stream(counted(), task, counts=counts), task.schema, directory,
-                             part, fmt)
+    scored = score_stream(counted(), task, counts=counts, recut=recut)
+    name, rows = _write_part(scored, task.schema, directory, part, fmt)
     scorer = worker_scorer(task)
     meta = {
         "part": int(part),
@@ -290,6 +293,11 @@ def score_input_part(
 
     The worker reads its rows itself (:mod:`recmodels.tables`, skipping the row groups before
     them), so the parts are exactly those of a local ``recmodels score`` run, in input order.
+    The batches are the local run's too (cut at multiples of the batch size counted from the
+    input's first row, and at part boundaries): onnxruntime's scores depend in the last bit on
+    which pairs share a batch, so only the same batches give the same bytes. They stream through
+    the local pipeline (:meth:`Scorer.mapped`: reading, id mapping and inference in threads) and
+    are written one by one: a task holds a few batches, never its whole part.
     Returns a :data:`~recmodels.engines.contract.SCORE_INPUT_RECORD`: that of
     :func:`score_to_part` plus ``input_start``.
     """
@@ -315,7 +323,7 @@ def _score_input_part(task: ScoreTask, input: str, part: int, part_rows: int, di
             if start >= lo:
                 yield batch
 
-    record = _score_part(rows(), task, directory, part, fmt)
+    record = _score_part(rows(), task, directory, part, fmt, recut=False)
     record["input_start"] = lo
     return record
 
