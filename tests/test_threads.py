@@ -123,7 +123,9 @@ def _fit(config, lines):
     return seen
 
 
-def test_the_trainer_uses_the_free_cores_and_follows_them_per_epoch(monkeypatch):
+def test_the_trainer_uses_the_free_cores_and_keeps_them_for_the_run(monkeypatch):
+    """Chosen once when the fit starts and kept (also by a resume): torch's results depend on the
+    thread count, so changing it mid-run would make a resumed run differ from an uninterrupted one."""
     import recmodels.training.trainer as trainer_module
 
     monkeypatch.setattr(trainer_module, "CpuLoad", FakeLoad)
@@ -131,12 +133,34 @@ def test_the_trainer_uses_the_free_cores_and_follows_them_per_epoch(monkeypatch)
     FakeLoad.made.clear()
     lines = []
     seen = _fit(TrainConfig(epochs=3, batch_size=256, device="cpu", refit=False), lines)
-    assert seen[0] == 1 and FakeLoad.made[0].calls == 3  # one core free, then checked per epoch
-    if FakeLoad.made[0].limit == 2:
-        assert seen[1:] == [2, 2]
-        assert any(line.startswith("threads 1 -> 2:") for line in lines), lines
+    assert seen == [1, 1, 1] and len(FakeLoad.made) == 1 and FakeLoad.made[0].calls == 0  # kept
     assert any(line.startswith("threads: 1 of ") for line in lines), lines
     assert torch.get_num_threads() == before  # torch's setting is restored after the fit
     FakeLoad.made.clear()
     assert _fit(TrainConfig(epochs=2, batch_size=256, device="cpu", num_threads=1, refit=False),
                 []) == [1, 1] and not FakeLoad.made  # a given --threads is used as it is
+
+
+def test_a_resume_keeps_the_thread_count_the_run_chose(monkeypatch):
+    import recmodels.training.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "CpuLoad", FakeLoad)
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 20, 600), rng.integers(0, 30, 600)
+    ratings = rng.integers(1, 6, 600).astype(np.float32)
+    config = TrainConfig(epochs=2, batch_size=256, device="cpu", refit=False)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("mf", 20, 30, embedding_dim=4, global_mean=3.0))
+    trainer = Trainer(model, config.replace(epochs=1), torch.device("cpu"), log=lambda _: None,
+                      progress=False)
+    trainer.fit((users, items, ratings))
+    state = trainer.state_dict()
+    assert state["threads"] == 1
+    FakeLoad.made.clear()
+    resumed = Trainer(build_model(ModelConfig("mf", 20, 30, embedding_dim=4, global_mean=3.0)),
+                      trainer.config.replace(epochs=2), torch.device("cpu"), log=lambda _: None,
+                      progress=False, on_epoch_end=lambda t, r, i: seen.append(torch.get_num_threads()))
+    seen = []
+    resumed.load_state_dict(state)
+    resumed.fit((users, items, ratings))
+    assert seen == [1] and not FakeLoad.made  # the recorded count, no new measurement

@@ -104,6 +104,9 @@ class TrainState:
     patience_left: int | None = None
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False
+    threads: int | None = None
+    """CPU threads chosen from the machine's load when the fit started without ``num_threads``:
+    kept for the whole fit and by a resume, since torch's results depend on the thread count."""
 
 
 @torch.inference_mode()
@@ -233,6 +236,7 @@ class Trainer:
             "best_epoch": self.state.best_epoch,
             "patience_left": -1 if self.state.patience_left is None else self.state.patience_left,
             "stopped_early": self.state.stopped_early,
+            "threads": -1 if self.state.threads is None else self.state.threads,
             "rng": rng,
             "history": [dict(h) for h in self.state.history],
             "resolved": {"batch_size": self.config.batch_size, "l2": self.config.l2},
@@ -260,6 +264,7 @@ class Trainer:
             patience_left=None if patience_left < 0 else patience_left,
             history=[dict(h) for h in state["history"]],
             stopped_early=bool(state.get("stopped_early", False)),
+            threads=None if int(state.get("threads", -1)) < 1 else int(state["threads"]),
         )
         torch.set_rng_state(state["rng"]["torch"])
         self.shuffle_generator.set_state(state["rng"]["shuffle"])
@@ -308,12 +313,10 @@ class Trainer:
             self.optimizers = self._optimizers_for(max(self.state.epoch, 1))
         self._set_row_decay(train)
         threads = torch.get_num_threads()
-        load = self._start_threads(threads)
+        self._start_threads(threads)
         try:
             while not self.finished:
                 self._run_epoch(train, valid)
-                if load is not None:
-                    self._follow_load(load)
             if self.best_state_dict is None:
                 self.best_state_dict = self._cpu_state(averaged=True)
             if (self.refit is None and self.config.refit and valid is not None
@@ -327,28 +330,22 @@ class Trainer:
             torch.set_num_threads(threads)
         return self.state
 
-    def _start_threads(self, threads: int) -> CpuLoad | None:
-        """Set torch's threads for this fit: ``config.num_threads``, or on CPU the cores other
-        processes leave free (at most ``threads``, torch's setting), then followed per epoch."""
+    def _start_threads(self, threads: int) -> None:
+        """Set torch's threads for this fit: ``config.num_threads``; else on CPU the count this
+        fit chose when it started (a resume keeps it: the weights depend on it), or, at the start,
+        the cores other processes leave free (at most ``threads``, torch's setting)."""
         if self.config.num_threads or self.device.type != "cpu":
             if self.config.num_threads:
                 torch.set_num_threads(self.config.num_threads)
-            return None
-        load = CpuLoad(threads)
-        count, others = load.start()
-        torch.set_num_threads(count)
-        if count < load.limit:
-            self.log(f"threads: {count} of {load.limit}; other processes take {others:.1f} of the "
-                     f"{len(load.cpus)} cores (--threads N to choose)")
-        return load
-
-    def _follow_load(self, load: CpuLoad) -> None:
-        others = load.others()
-        count = load.threads(others)
-        if others is not None and count != torch.get_num_threads():
-            self.log(f"threads {torch.get_num_threads()} -> {count}: other processes took "
-                     f"{others:.1f} of the {len(load.cpus)} cores during epoch {self.state.epoch}")
-            torch.set_num_threads(count)
+            return
+        if self.state.threads is None:
+            load = CpuLoad(threads)
+            count, others = load.start()
+            self.state.threads = count
+            if count < load.limit:
+                self.log(f"threads: {count} of {load.limit}; other processes take {others:.1f} of the "
+                         f"{len(load.cpus)} cores (--threads N to choose; kept for this run and its resume)")
+        torch.set_num_threads(self.state.threads)
 
     def final_state_dict(self) -> dict:
         """The weights a run keeps: :attr:`best_state_dict` with the refit applied, if any."""
