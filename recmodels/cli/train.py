@@ -132,8 +132,8 @@ OPTIONS = (
     Option(("--use-bias/--no-bias",), "model", "use_bias", None, "User/item bias terms.", is_flag=True),
     Option(("--device",), "train", "device", None, "auto, cpu, cuda, cuda:N (gpu = cuda)."),
     Option(("--threads",), "train", "num_threads", click.IntRange(min=1),
-           "CPU threads for torch; none: the cores other processes leave free, checked every "
-           "epoch (give N for bit-for-bit repeatable runs)."),
+           "CPU threads for torch; none: the cores other processes leave free when the run "
+           "starts, kept by its resume (give N for bit-for-bit repeatable runs)."),
     Option(("--eval-batch-size",), "train", "eval_batch_size", click.IntRange(min=1),
            "Rows per forward pass when evaluating."),
     Option(("--precision",), "train", "precision", click.Choice(PRECISIONS),

@@ -91,8 +91,8 @@ class TrainConfig:
         see :func:`recmodels.devices.parse_device`.
     num_threads : int or None
         ``torch.set_num_threads`` while training. ``None`` (default): on CPU, the cores other
-        processes leave free, at most torch's setting (all cores by default), measured before
-        the first epoch and again after each (:mod:`recmodels.training.threads`): a thread on a
+        processes leave free, at most torch's setting (all cores by default), measured when the
+        fit starts and kept by its resume (:mod:`recmodels.training.threads`): a thread on a
         core another process holds slowed training 11-16x (``docs/benchmarks.md``). Give a
         number for bit-for-bit repeatable runs, whose results depend on the thread count.
     eval_batch_size : int

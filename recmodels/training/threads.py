@@ -6,7 +6,8 @@ trained MF 11-14x and NeuMF 13-16x slower per epoch than 1 (``docs/benchmarks.md
 ``benchmarks/threads_oversubscription.py``).
 Without ``TrainConfig.num_threads``, the trainer therefore measures the CPU time other
 processes take on this process's cores (Linux ``/proc/stat``, less this process's own time)
-before the first epoch and during each one, and uses the cores left free. Torch-free.
+when a fit starts, and uses the cores left free for the whole fit (a resume keeps the count:
+torch's results depend on it). Torch-free.
 """
 
 from __future__ import annotations
