@@ -224,7 +224,8 @@ def test_resume_takes_the_same_files_by_another_path(ratings_csv, tmp_path, monk
 def test_a_trial_left_running_by_a_killed_search_is_marked_failed_on_resume(synthetic, tmp_path):
     import optuna
 
-    from recmodels.tuning.search import STUDY_FILE, STUDY_NAME
+    from recmodels.tuning.layout import STUDY_FILE
+    from recmodels.tuning.study import STUDY_NAME
 
     out = tmp_path / "tuned"
     common = dict(data=synthetic.ratings, model="mf", train_config=FAST_CONFIG, echo=None)

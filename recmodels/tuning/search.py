@@ -11,13 +11,10 @@ storage: JSON values, no pickle), so a search can be resumed.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import math
 import os
 import shutil
-import sqlite3
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -25,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__, runs
-from ..errors import ConfigError, RecmodelsError, RunDirError, first_line
+from ..errors import ConfigError
 from ..fileio import atomic_directory, read_json, write_json
 from ..models.config import DEFAULT_KIND, MODEL_KINDS
 from ..training.config import TrainConfig
@@ -40,11 +37,10 @@ from .layout import (
     TABLE_JSON,
     TRIALS_DIR,
 )
+from .objective import Objective, start_params
 from .results import (
     TABLE_CSV,
     format_table,
-    is_interrupted,
-    params_text,
     plot_trials,
     trial_rows,
     write_csv,
@@ -60,16 +56,21 @@ from .settings import (
 )
 from .space import (
     Param,
-    decode_choice,
     default_space,
-    model_fields,
     parse_space,
     read_space,
     space_to_dict,
-    train_fields,
+)
+from .study import (
+    STUDY_NAME,
+    check_study_file,
+    counts_as_done,
+    is_storage_error,
+    open_study,
+    tidy_interrupted,
+    unreadable_study,
 )
 
-STUDY_NAME = "recmodels-tune"
 # a trial is pruned when its best validation RMSE so far is worse than this percentile of the
 # earlier trials' at the same epoch (75: the worst quarter), once PRUNE_STARTUP trials finished
 PRUNE_PERCENTILE = 75.0
@@ -285,7 +286,7 @@ def tune(out: str | os.PathLike, *, data=None, train=None, valid=None, test=None
     if resume:
         check_same_settings(out, settings, space_from=_space_from(search_space))
         check_same_inputs(out, fingerprints)
-        _check_study_file(out / STUDY_FILE)
+        check_study_file(out / STUDY_FILE)
 
     # Read, check and split the input once per kind (nothing is written before this passes).
     setups = {}
@@ -305,8 +306,8 @@ def tune(out: str | os.PathLike, *, data=None, train=None, valid=None, test=None
 
     # Optuna logs a failed trial's traceback as a warning; each trial's line says what failed.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    storage, study = _open_study(out, optuna, resume)
-    done = [t for t in study.trials if _counted(t, optuna)]
+    storage, study = open_study(out, optuna, resume)
+    done = [t for t in study.trials if counts_as_done(t, optuna)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = optuna.samplers.TPESampler(seed=train_config.seed + len(study.trials),
@@ -317,7 +318,7 @@ def tune(out: str | os.PathLike, *, data=None, train=None, valid=None, test=None
     study = optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, pruner=pruner)
     if not study.trials:
         for kind in kinds:  # the first trials: the starting configuration of each kind
-            start = _start_params(space, kind, kinds, setups[kind], train_config)
+            start = start_params(space, kind, kinds, setups[kind], train_config)
             study.enqueue_trial(start, user_attrs={"start": sorted(start)})
 
     n_run = None if trials is None else trials - len(done)
@@ -327,7 +328,7 @@ def tune(out: str | os.PathLike, *, data=None, train=None, valid=None, test=None
     if resume:
         say(f"resuming the study in {out}: {len(done)} trial(s) done")
     total = "?" if trials is None else str(trials)
-    objective = _Objective(out, kinds, space, setups, train_config, base_model, optuna, say,
+    objective = Objective(out, kinds, space, setups, train_config, base_model, optuna, say,
                            total, prune, len(done))
     from ..errors import DivergedError
 
@@ -338,13 +339,13 @@ def tune(out: str | os.PathLike, *, data=None, train=None, valid=None, test=None
     except KeyboardInterrupt:
         # Optuna has marked the running trial failed (no "error": interrupted, not counted);
         # its partial run directory went with atomic_directory. A later --resume reruns it.
-        _fail_interrupted(study, out, optuna)
+        tidy_interrupted(study, out, optuna)
         raise
     except Exception as exc:
-        if _is_storage_error(exc):
-            raise _unreadable(out / STUDY_FILE, exc) from None
+        if is_storage_error(exc):
+            raise unreadable_study(out / STUDY_FILE, exc) from None
         raise
-    n_new = sum(_counted(t, optuna) for t in study.trials) - len(done)
+    n_new = sum(counts_as_done(t, optuna) for t in study.trials) - len(done)
     result = _finish(out, study, optuna, n_new, time.perf_counter() - started)
     for line in format_table(result.trials, best=result.best_trial).splitlines():
         echo(line)
@@ -363,207 +364,6 @@ def _space_from(search_space) -> str:
     if isinstance(search_space, (str, os.PathLike)):
         return f"--search-space {search_space}"
     return "search_space="
-
-
-def _unreadable(path: Path, exc: BaseException | str) -> RunDirError:
-    reason = exc if isinstance(exc, str) else first_line(exc)
-    return RunDirError(f"{path}: the study cannot be read ({reason}); start a new search with "
-                       "--overwrite, or choose another --out")
-
-
-def _check_study_file(path: Path) -> None:
-    """Refuse a missing, empty or corrupt ``study.db`` before the data is read (one line)."""
-    if not path.is_file() or path.stat().st_size == 0:
-        raise _unreadable(path, "missing" if not path.exists() else "empty file")
-    try:
-        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
-            check = db.execute("PRAGMA quick_check").fetchone()[0]
-            names = {row[0] for row in db.execute("SELECT study_name FROM studies")}
-    except sqlite3.Error as exc:
-        raise _unreadable(path, exc) from None
-    if check != "ok":
-        raise _unreadable(path, f"quick_check: {check}")
-    if STUDY_NAME not in names:
-        raise _unreadable(path, f"it holds no study named {STUDY_NAME!r}")
-
-
-def _is_storage_error(exc: BaseException) -> bool:
-    return type(exc).__module__.split(".")[0] in ("sqlalchemy", "sqlite3")
-
-
-def _open_study(out: Path, optuna, resume: bool):
-    """The storage and the study (created, or loaded to resume; failed interrupted trials marked)."""
-    try:
-        storage = optuna.storages.RDBStorage(f"sqlite:///{(out / STUDY_FILE).resolve()}")
-        study = optuna.create_study(storage=storage, study_name=STUDY_NAME, direction="minimize",
-                                    load_if_exists=True)
-        _fail_interrupted(study, out, optuna)
-    except RecmodelsError:
-        raise
-    except Exception as exc:
-        if not (_is_storage_error(exc) or isinstance(exc, (RuntimeError, ValueError, KeyError))):
-            raise
-        raise _unreadable(out / STUDY_FILE, exc) from None
-    return storage, study
-
-
-def _counted(trial, optuna) -> bool:
-    """Whether a trial counts towards ``--trials``: finished, and not interrupted."""
-    return trial.state.is_finished() and not is_interrupted(trial, optuna)
-
-
-def _fail_interrupted(study, out: Path, optuna) -> None:
-    """Tidy what an interrupted search left, so that a resume continues cleanly.
-
-    Trials left RUNNING (a kill) are marked failed; an interrupted trial's run directory (it
-    may have been renamed into place just before the interrupt) and partial directories are
-    removed; an interrupted starting configuration is queued again.
-    """
-    state = optuna.trial.TrialState
-    for t in study.trials:
-        if t.state == state.RUNNING:
-            study.tell(t.number, state=state.FAIL, skip_if_finished=True)
-    trials = study.trials
-    queued = {json.dumps(t.system_attrs.get("fixed_params"), sort_keys=True) for t in trials
-              if "start" in t.user_attrs and not is_interrupted(t, optuna)}
-    for t in trials:
-        if not is_interrupted(t, optuna):
-            continue
-        shutil.rmtree(out / TRIALS_DIR / f"{t.number:04d}", ignore_errors=True)
-        fixed = t.system_attrs.get("fixed_params")
-        key = json.dumps(fixed, sort_keys=True)
-        if "start" in t.user_attrs and fixed is not None and key not in queued:
-            study.enqueue_trial(fixed, user_attrs={"start": t.user_attrs["start"]})
-            queued.add(key)
-    for partial in (out / TRIALS_DIR).glob(".*.tmp"):
-        shutil.rmtree(partial, ignore_errors=True)
-
-
-def _base_value(name: str, setup, train_config: TrainConfig):
-    if name == "lr":
-        return train_config.resolved_lr
-    if name == "embedding_lr":
-        return train_config.resolved_embedding_lr
-    if name == "dropout":
-        drops = set(setup.model_config.dropouts)
-        return drops.pop() if len(drops) == 1 else None
-    if name in train_fields():
-        return getattr(train_config, name)
-    return getattr(setup.model_config, name)
-
-
-def _start_params(space: dict[str, Param], kind: str, kinds, setup, train_config) -> dict:
-    """The enqueued first trial of ``kind``: the starting values that lie in the space.
-
-    A parameter whose starting value is outside the space is drawn; one left to the data
-    (``None``, e.g. ``batch_size`` and ``l2`` by default) is not set at all in that trial, so
-    the trial is the configuration ``recmodels train`` would use.
-    """
-    params = {"model": kind} if len(kinds) > 1 else {}
-    for name, param in space.items():
-        if param.kind == "fixed" or not param.applies_to(kind):
-            continue
-        value = _base_value(name, setup, train_config)
-        if value is None or isinstance(value, bool):
-            continue
-        if param.kind == "choice":
-            if value in param.choices:
-                params[name] = value
-        elif param.low <= value <= param.high and (param.step is None or param.kind == "int"):
-            params[name] = int(value) if param.kind == "int" else float(value)
-    return params
-
-
-class _Objective:
-    """One trial: sample, train through ``train_run`` into a run dir, report every epoch."""
-
-    def __init__(self, out, kinds, space, setups, train_config, base_model, optuna, say, total,
-                 prune, counted):
-        self.out, self.kinds, self.space, self.setups = out, kinds, space, setups
-        self.train_config, self.base_model, self.optuna = train_config, base_model, optuna
-        self.say, self.total, self.prune = say, total, prune
-        self.counted = counted  # trials counted towards --trials so far
-
-    def configs(self, trial):
-        kind = (trial.suggest_categorical("model", list(self.kinds)) if len(self.kinds) > 1
-                else self.kinds[0])
-        start = trial.user_attrs.get("start")  # the starting configuration: only its values
-        values = {name: decode_choice(p, p.suggest(trial)) for name, p in self.space.items()
-                  if p.applies_to(kind) and (start is None or name in start
-                                             or _base_value(name, self.setups[kind],
-                                                            self.train_config) is not None)}
-        train_values = {k: v for k, v in values.items() if k in train_fields()}
-        model_values = {k: v for k, v in values.items() if k in model_fields()}
-        setup = self.setups[kind]
-        layers = model_values.get("num_layers", setup.model_config.num_layers)
-        if "dropout" in model_values:
-            model_values["dropouts"] = (float(model_values.pop("dropout")),) * layers
-        elif "num_layers" in model_values and "dropouts" not in model_values \
-                and "dropouts" not in self.base_model:
-            model_values["dropouts"] = None  # the default for that many layers
-        model_config = setup.model_config.replace(**model_values)
-        return kind, dataclasses.replace(setup, model_config=model_config), \
-            self.train_config.replace(**train_values)
-
-    def __call__(self, trial) -> float:
-        from ..training.pipeline import train_run
-        from ..training.trainer import format_record
-
-        kind, setup, train_config = self.configs(trial)
-        trial.set_user_attr("model", kind)
-        started = time.perf_counter()
-        self.counted += 1
-        # the trial's number (its row in the table, trials/NNNN) and its place in the budget
-        label = f"trial {trial.number} ({self.counted}/{self.total}) {kind}"
-
-        def report(trainer, record, improved) -> None:
-            self.say(f"  trial {trial.number} {format_record(record, train_config.epochs, improved)}")
-            trial.report(float(record.valid_rmse), record.epoch)
-            if self.prune and trial.should_prune():
-                trial.set_user_attr("epochs", record.epoch)
-                trial.set_user_attr("seconds", time.perf_counter() - started)
-                raise self.optuna.TrialPruned(f"pruned at epoch {record.epoch}")
-
-        name = f"{trial.number:04d}"
-        try:
-            with atomic_directory(self.out / TRIALS_DIR / name) as tmp:
-                run = train_run(tmp, setup=setup, train_config=train_config, overwrite=True,
-                                quiet=True, echo=None, on_epoch=report)
-        except self.optuna.TrialPruned:
-            self.say(f"{label}: pruned at epoch {trial.user_attrs.get('epochs')}  "
-                     f"{params_text(trial.params)}")
-            raise
-        except Exception as exc:
-            trial.set_user_attr("error", first_line(exc))  # failed, not interrupted: it counts
-            self.say(f"{label}: failed ({first_line(exc)})")
-            raise
-        final = self.out / TRIALS_DIR / name
-        log_file = final / runs.LOG_FILE  # it names the temporary directory it was written in
-        if log_file.is_file():
-            runs.write_text(log_file, log_file.read_text(encoding="utf-8").replace(str(tmp), str(final)))
-        metrics = run.metrics
-        value = float(metrics["valid"]["rmse"])
-        trial.set_user_attr("run_dir", f"{TRIALS_DIR}/{name}")
-        trial.set_user_attr("epochs", len(metrics.get("history") or []))
-        trial.set_user_attr("best_epoch", metrics.get("best_epoch"))
-        trial.set_user_attr("test_rmse", (metrics.get("test") or {}).get("rmse"))
-        trial.set_user_attr("seconds", time.perf_counter() - started)
-        sections = {**run.config.get("model", {}), **run.config.get("train", {})}
-        trial.set_user_attr("defaults", jsonable({  # the values a trial left to the config
-            name: sections[name] for name in self.space if name not in trial.params
-            and name in sections and self.space[name].applies_to(kind)}))
-        best = _best_value(trial.study, value)
-        self.say(f"{label}: valid_rmse {value:.4f} "
-                 f"(best {best:.4f})  {len(metrics.get('history') or [])} epochs  "
-                 f"{time.perf_counter() - started:.1f}s  {params_text(trial.params)}")
-        return value
-
-
-def _best_value(study, value: float) -> float:
-    try:
-        return min(value, study.best_value)
-    except ValueError:  # no completed trial yet
-        return value
 
 
 def _finish(out: Path, study, optuna, n_new: int, seconds: float) -> TuneResult:
