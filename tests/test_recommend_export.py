@@ -50,7 +50,7 @@ def test_exported_bundle_recommends_what_torch_ranks_first(tmp_path, kind, folde
     scores[[0, 0, 5], [3, 4, 3]] = -np.inf
     want = np.sort(scores, axis=1)[:, ::-1][:, :5]
     np.testing.assert_allclose(got["score"].to_numpy().reshape(N_USERS, 5), want, atol=1e-5, rtol=0)
-    picked = items.transform(got["item_id"]).reshape(N_USERS, 5)
+    picked = items.transform(got[bundle.item_column]).reshape(N_USERS, 5)
     np.testing.assert_allclose(np.take_along_axis(scores, picked, axis=1), want, atol=1e-5, rtol=0)
 
 
