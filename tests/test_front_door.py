@@ -24,7 +24,7 @@ FRONT_DOOR = {
     "Scorer": "recmodels.scoring.pairs.scorer",
     "score": "recmodels.scoring.pairs.scorer",
     "Recommender": "recmodels.scoring.recommendation.recommender",
-    "recommend": "recmodels.scoring.recommendation.recommender",
+    "recommend": "recmodels.scoring.recommendation.functions",
     "evaluate": "recmodels.scoring.evaluation.evaluator",
     "RatingModel": "recmodels.training.estimator",
     "train_run": "recmodels.training.pipeline",
@@ -145,7 +145,7 @@ def _keywords(func, drop=()) -> dict:
 def _signature_cases():
     from recmodels.scoring.pairs import scorer
     from recmodels.scoring.pairs.files import score_file
-    from recmodels.scoring.recommendation import recommender
+    from recmodels.scoring.recommendation import functions, recommender
     from recmodels.scoring.recommendation.job import prepare_job
 
     scorer_options = _keywords(scorer.Scorer.__init__, ("bundle",))
@@ -158,10 +158,10 @@ def _signature_cases():
         "score_frame": (scorer.score_frame, {"bundle": inspect.Parameter.empty,
                                              "frame": inspect.Parameter.empty, **scorer_options,
                                              **_keywords(scorer.Scorer.score_frame, ("frame",))}),
-        "recommend": (recommender.recommend, {
+        "recommend": (functions.recommend, {
             "bundle": inspect.Parameter.empty, "output": inspect.Parameter.empty, **recommender_options,
             **job_inputs, **_keywords(recommender.Recommender.recommend_file, ("output", "job"))}),
-        "recommend_frame": (recommender.recommend_frame, {
+        "recommend_frame": (functions.recommend_frame, {
             "bundle": inspect.Parameter.empty, **recommender_options, **job_inputs}),
     }
 
@@ -187,9 +187,9 @@ def test_every_option_is_passed_on(monkeypatch, name, cls, positional):
     """Each keyword reaches the Scorer / Recommender or the method called on it: a value nobody else
     uses comes out the other end."""
     from recmodels.scoring.pairs import scorer
-    from recmodels.scoring.recommendation import recommender
+    from recmodels.scoring.recommendation import functions
 
-    module = scorer if cls == "Scorer" else recommender
+    module = scorer if cls == "Scorer" else functions
     seen = {}
 
     class Recorder:

@@ -27,7 +27,7 @@ import pyarrow as pa
 from ...errors import BundleError, ConfigError
 from ...fileio import write_json
 from ..checks import positive_int
-from ..defaults import DEFAULT_MAX_UNKNOWN_SHARE, DEFAULT_MIN_RATINGS, DEFAULT_PART_USERS, DEFAULT_TOP_K
+from ..defaults import DEFAULT_MIN_RATINGS, DEFAULT_PART_USERS, DEFAULT_TOP_K
 from ..history import FoldIn, check_bundle, fold_in
 from ..history.rank import FoldedRanking
 from ..output.parts import PartLoop, progress_bar, resume_start
@@ -44,8 +44,6 @@ __all__ = [
     "Recommender",
     "check_candidates",
     "check_top_k",
-    "recommend",
-    "recommend_frame",
     "recommend_schema",
 ]
 
@@ -438,166 +436,3 @@ class Recommender:
         if self._pairs is not None:
             with contextlib.suppress(Exception):
                 self._pairs.close()
-
-
-def recommend(
-    bundle,
-    output,
-    *,
-    device: str = "auto",
-    threads: int | None = None,
-    candidates: int | None = None,
-    block_users: int | None = None,
-    tile_items: int | None = None,
-    history=None,
-    history_update_known: bool = True,
-    history_min_ratings: int = DEFAULT_MIN_RATINGS,
-    rating_col: str | None = None,
-    k: int = DEFAULT_TOP_K,
-    users=None,
-    items=None,
-    exclude_seen=None,
-    user_col: str | None = None,
-    item_col: str | None = None,
-    users_col: str | None = None,
-    items_col: str | None = None,
-    max_unknown_share: float = DEFAULT_MAX_UNKNOWN_SHARE,
-    dialect=None,
-    format: str | None = None,
-    part_users: int | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool = False,
-    report=None,
-) -> RecommendReport:
-    """Write every (listed) user's top-``k`` from ``bundle`` to ``output``: ``recmodels recommend``.
-
-    A :class:`Recommender` with its options, then :meth:`Recommender.recommend_file`.
-
-    Parameters
-    ----------
-    bundle : Bundle or path-like
-        A bundle written by ``recmodels export``.
-    output : path-like
-        ``out.parquet`` / ``out.csv``: one file, renamed into place when complete; a path without
-        an extension: part files of ``part_users`` users plus ``_SUCCESS``.
-    device, threads, candidates, block_users, tile_items
-        As for :class:`Recommender`: the device, CPU threads, two-stage retrieval of
-        ``candidates`` items per user (NeuMF/hybrid), and the graph-call tiling.
-    history, history_update_known, history_min_ratings, rating_col
-        As for :class:`Recommender`: ratings made after training, folded in before ranking.
-    k : int
-        Items per user.
-    items : path-like or array-like, optional
-        The candidate items: a one-column CSV/Parquet file or the ids (default: every item).
-    exclude_seen : path-like, DataFrame or pyarrow.Table, optional
-        (user, item) pairs never to recommend, e.g. the training ratings.
-    user_col, item_col : str, optional
-        Id columns of those inputs (default: the bundle's).
-    users_col, items_col : str, optional
-        The id column of the ``users`` / ``items`` file when it differs from ``user_col`` /
-        ``item_col``.
-    max_unknown_share : float
-        The unknown-id guard, per list and for the seen pairs (1 turns it off).
-    dialect : recmodels.tables.CsvDialect, optional
-        How delimited text inputs are read.
-    users : path-like or array-like, optional
-        The users: a one-column CSV/Parquet file or the ids (default: every user).
-    format, part_users, resume, overwrite, progress, report
-        As for :meth:`Recommender.recommend_file`: the output format, users per part file,
-        continuing an interrupted directory output, replacing an existing output, a progress bar,
-        a JSON report path.
-
-    Returns
-    -------
-    RecommendReport
-
-    Examples
-    --------
-    >>> rep = recommend("bundles/mf", "recs/", k=10, exclude_seen="ratings.parquet")   # doctest: +SKIP
-    >>> print(rep.summary())                                                        # doctest: +SKIP
-    """
-    rec = Recommender(bundle, device=device, threads=threads, candidates=candidates,
-                      block_users=block_users, tile_items=tile_items, history=history,
-                      history_update_known=history_update_known, history_min_ratings=history_min_ratings,
-                      rating_col=rating_col)
-    try:
-        return rec.recommend_file(
-            output, format=format, part_users=part_users, resume=resume, overwrite=overwrite,
-            progress=progress, report=report, k=k, users=users, items=items, exclude_seen=exclude_seen,
-            user_col=user_col, item_col=item_col, users_col=users_col, items_col=items_col,
-            max_unknown_share=max_unknown_share, dialect=dialect,
-        )
-    finally:
-        rec.close()
-
-
-def recommend_frame(
-    bundle,
-    users=None,
-    *,
-    device: str = "auto",
-    threads: int | None = None,
-    candidates: int | None = None,
-    block_users: int | None = None,
-    tile_items: int | None = None,
-    history=None,
-    history_update_known: bool = True,
-    history_min_ratings: int = DEFAULT_MIN_RATINGS,
-    rating_col: str | None = None,
-    k: int = DEFAULT_TOP_K,
-    items=None,
-    exclude_seen=None,
-    user_col: str | None = None,
-    item_col: str | None = None,
-    users_col: str | None = None,
-    items_col: str | None = None,
-    max_unknown_share: float = DEFAULT_MAX_UNKNOWN_SHARE,
-    dialect=None,
-) -> pd.DataFrame:
-    """Top-``k`` in memory as a DataFrame (``user_id, rank, item_id, score``).
-
-    A :class:`Recommender` with its options, then :meth:`Recommender.recommend_frame`.
-
-    Parameters
-    ----------
-    bundle : Bundle or path-like
-    users : path-like or array-like, optional
-        The users: a one-column CSV/Parquet file or the ids (default: every user).
-    device, threads, candidates, block_users, tile_items
-        As for :class:`Recommender`: the device, CPU threads, two-stage retrieval of
-        ``candidates`` items per user (NeuMF/hybrid), and the graph-call tiling.
-    history, history_update_known, history_min_ratings, rating_col
-        As for :class:`Recommender`: ratings made after training, folded in before ranking.
-    k : int
-        Items per user.
-    items : path-like or array-like, optional
-        The candidate items: a one-column CSV/Parquet file or the ids (default: every item).
-    exclude_seen : path-like, DataFrame or pyarrow.Table, optional
-        (user, item) pairs never to recommend, e.g. the training ratings.
-    user_col, item_col : str, optional
-        Id columns of those inputs (default: the bundle's).
-    users_col, items_col : str, optional
-        The id column of the ``users`` / ``items`` file when it differs from ``user_col`` /
-        ``item_col``.
-    max_unknown_share : float
-        The unknown-id guard, per list and for the seen pairs (1 turns it off).
-    dialect : recmodels.tables.CsvDialect, optional
-        How delimited text inputs are read.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``k`` rows per known user (fewer when fewer unseen candidates are left), in list order.
-    """
-    rec = Recommender(bundle, device=device, threads=threads, candidates=candidates,
-                      block_users=block_users, tile_items=tile_items, history=history,
-                      history_update_known=history_update_known, history_min_ratings=history_min_ratings,
-                      rating_col=rating_col)
-    try:
-        return rec.recommend_frame(
-            users, k=k, items=items, exclude_seen=exclude_seen, user_col=user_col, item_col=item_col,
-            users_col=users_col, items_col=items_col, max_unknown_share=max_unknown_share, dialect=dialect,
-        )
-    finally:
-        rec.close()
