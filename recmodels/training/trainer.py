@@ -30,37 +30,8 @@ from .optim import (
     uses_sparse_gradients,
 )
 from .refit import MIN_VALID_ROWS, REFIT_TENSORS, refit_low_rank, supports_refit
+from .tensors import RatingTensors, predict_tensors
 from .threads import CpuLoad
-
-
-@dataclass
-class RatingTensors:
-    """The three columns of encoded ratings as tensors on one device."""
-
-    user_index: torch.Tensor
-    item_index: torch.Tensor
-    rating: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.user_index.shape[0])
-
-    @classmethod
-    def from_arrays(cls, data, device: torch.device) -> RatingTensors:
-        """From an object with ``user_index``/``item_index``/``rating`` (e.g. EncodedRatings)
-        or a ``(user_index, item_index, rating)`` tuple."""
-        if isinstance(data, RatingTensors):
-            return cls(data.user_index.to(device), data.item_index.to(device),
-                       data.rating.to(device))
-        if isinstance(data, (tuple, list)):
-            users, items, ratings = data
-        else:
-            users, items, ratings = data.user_index, data.item_index, data.rating
-        users = torch.from_numpy(np.array(users, dtype=np.int64)).to(device)
-        items = torch.from_numpy(np.array(items, dtype=np.int64)).to(device)
-        ratings = torch.from_numpy(np.array(ratings, dtype=np.float32)).to(device)
-        if not (users.shape == items.shape == ratings.shape) or users.ndim != 1:
-            raise DataError("user_index, item_index and rating must be 1-D arrays of one length")
-        return cls(users, items, ratings)
 
 
 def _refit_of(refit: dict, best: dict) -> tuple[dict | None, dict]:
@@ -107,27 +78,6 @@ class TrainState:
     threads: int | None = None
     """CPU threads chosen from the machine's load when the fit started without ``num_threads``:
     kept for the whole fit and by a resume, since torch's results depend on the thread count."""
-
-
-@torch.inference_mode()
-def predict_tensors(model: nn.Module, users: torch.Tensor, items: torch.Tensor,
-                    batch_size: int = 65536) -> torch.Tensor:
-    """Predictions for index tensors in eval mode, in batches (restores the model's mode).
-
-    Returns
-    -------
-    FloatTensor of shape (n,) on the tensors' device
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        out = [model(users[s:s + batch_size], items[s:s + batch_size])
-               for s in range(0, users.shape[0], batch_size)]
-    finally:
-        model.train(was_training)
-    if not out:
-        return torch.empty(0, device=users.device)
-    return torch.cat(out)
 
 
 def _mse(model: nn.Module, data: RatingTensors, batch_size: int) -> float:
