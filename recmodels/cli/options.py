@@ -151,3 +151,8 @@ def engine_module(engine_name: str):
     import importlib
 
     return importlib.import_module(f"recmodels.{engine_name}")
+
+
+def count(flag: str, help: str):
+    """A positive-integer option whose default the library decides (None when not given)."""
+    return click.option(flag, type=click.IntRange(min=1), default=None, help=help)

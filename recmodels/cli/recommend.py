@@ -55,24 +55,9 @@ from .score import history_kwargs, history_options
 @options.output_format
 @options.device
 @options.threads
-@click.option(
-    "--part-users",
-    type=click.IntRange(min=1),
-    default=None,
-    help=f"Directory output: users per part file (default {DEFAULT_PART_USERS}).",
-)
-@click.option(
-    "--block-users",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Tuning: users per graph call (default by model and device).",
-)
-@click.option(
-    "--tile-items",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Tuning: items per graph call (default by model and device).",
-)
+@options.count("--part-users", f"Directory output: users per part file (default {DEFAULT_PART_USERS}).")
+@options.count("--block-users", "Tuning: users per graph call (default by model and device).")
+@options.count("--tile-items", "Tuning: items per graph call (default by model and device).")
 @options.resume
 @options.overwrite
 @options.report("users, rows, exclusions, provider, speed")

@@ -73,18 +73,9 @@ def history_kwargs(history, rating_col, update_known, min_ratings, engine: str) 
     help="Clip scores to the bundle's rating range.",
 )
 @options.device
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=None,
-    help=f"Rows per pipeline batch (default {DEFAULT_BATCH_SIZE} on CPU, {DEFAULT_CUDA_BATCH_SIZE} on CUDA).",
-)
-@click.option(
-    "--part-rows",
-    type=click.IntRange(min=1),
-    default=None,
-    help=f"Directory output: input rows per part file (default {DEFAULT_PART_ROWS}).",
-)
+@options.count("--batch-size", f"Rows per pipeline batch (default {DEFAULT_BATCH_SIZE} on CPU, "
+               f"{DEFAULT_CUDA_BATCH_SIZE} on CUDA).")
+@options.count("--part-rows", f"Directory output: input rows per part file (default {DEFAULT_PART_ROWS}).")
 @options.threads
 @history_options
 @options.resume
