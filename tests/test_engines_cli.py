@@ -337,6 +337,14 @@ class _QuietHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _QuietHTTPServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A client that hangs up mid-request (the command, once it has its answer) makes
+        # socketserver print a traceback to sys.stderr, which CliRunner captures as the
+        # command's output: the fake server's noise, not the command's.
+        pass
+
+
 class FakeServer:
     """A TCP port that is not a cluster: ``silent`` accepts and never answers, ``talks`` greets
     first like an SSH server, ``http`` is an HTTP server (a dashboard, say)."""
@@ -344,7 +352,7 @@ class FakeServer:
     def __init__(self, kind: str):
         self.conns: list[socket.socket] = []
         if kind == "http":
-            self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _QuietHandler)
+            self.server = _QuietHTTPServer(("127.0.0.1", 0), _QuietHandler)
             self.port = self.server.server_address[1]
             threading.Thread(target=self.server.serve_forever, daemon=True).start()
             return
