@@ -70,20 +70,22 @@ def planted_split(scale: int, seed: int):
     return syn, train, valid, test, len(users), len(items)
 
 
-def sgd_neumf(train, valid, n_users: int, n_items: int, seed: int, cache: str | None = None, log=print):
+def sgd_neumf(train, valid, n_users: int, n_items: int, seed: int, cache: str | None = None, log=print,
+              threads: int | None = None):
     """``(model, history)``: default NeuMF trained with the refit off, holding its best weights.
 
-    The same init and dropout draws as ``train_throughput.py`` (``torch.manual_seed(seed)`` first).
-    With ``cache``: loaded from that state dict if it exists (``history`` is then None), else
-    written there after training.
+    The same init and dropout draws as ``train_throughput.py`` (``torch.manual_seed(seed)`` first),
+    on ``threads`` threads (``TrainConfig.num_threads``; the SGD run depends on it). With
+    ``cache``: loaded from that state dict if it exists (``history`` is then None), else written
+    there after training.
     """
     torch.manual_seed(seed)
     model = build_model(ModelConfig("neumf", n_users, n_items, global_mean=float(train.rating.mean())))
     if cache and os.path.exists(cache):
         model.load_state_dict(torch.load(cache, weights_only=True))
         return model, None
-    trainer = Trainer(model, TrainConfig(seed=seed, refit=False), torch.device("cpu"), log=log,
-                      progress=False)
+    trainer = Trainer(model, TrainConfig(seed=seed, refit=False, num_threads=threads), torch.device("cpu"),
+                      log=log, progress=False)
     trainer.fit(train, valid)
     model.load_state_dict(trainer.best_state_dict)
     if cache:
@@ -108,7 +110,7 @@ def main(argv=None) -> None:
     cpu = torch.device("cpu")
     cache = args.cache or os.path.join(os.environ.get("TMPDIR", "/tmp"),
                                        f"refit_neumf_x{args.scale}_s{args.seed}_t{args.threads}.pt")
-    model, _ = sgd_neumf(train, valid, n_users, n_items, args.seed, cache)
+    model, _ = sgd_neumf(train, valid, n_users, n_items, args.seed, cache, threads=args.threads)
     sgd = {k: v.clone() for k, v in model.state_dict().items()}
     rating_range = float(np.min(train.rating)), float(np.max(train.rating))
 

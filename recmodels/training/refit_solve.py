@@ -27,8 +27,11 @@ import torch
 
 # Working memory of one block of normal equations (rows x k x k, float64).
 BLOCK_BYTES = 64 * 2**20
-# Working memory of the partners' packed x x^T table (one column chunk of it).
-TABLE_BYTES = 256 * 2**20
+# Working memory of the partners' packed x x^T table (one column chunk of it): enough for the
+# whole table at rank 32 at the notebook's scale (a chunked table is rebuilt for every block).
+TABLE_BYTES = 512 * 2**20
+# The validation rows' gathered partner rows, kept for a half-sweep if they take at most this.
+GATHER_BYTES = 256 * 2**20
 # Fewer rows than this per thread are not worth a thread.
 _MIN_ROWS_PER_WORKER = 2048
 
@@ -167,7 +170,7 @@ class ValidationErrors:
         float64 ``(n,)``: the rest of each row's error.
 
     The partners' ``x`` per validation row is gathered once, in blocks, where it takes at most
-    :data:`TABLE_BYTES`; otherwise at every :meth:`mse`.
+    :data:`GATHER_BYTES`; otherwise at every :meth:`mse`.
     """
 
     def __init__(self, own: torch.Tensor, other: torch.Tensor, x: torch.Tensor, base: torch.Tensor):
@@ -175,7 +178,7 @@ class ValidationErrors:
         n, k = own.shape[0], x.shape[1]
         step = max(1, BLOCK_BYTES // (8 * k))
         self.blocks = [(lo, min(n, lo + step)) for lo in range(0, n, step)]
-        gathered = 8 * n * k <= TABLE_BYTES
+        gathered = 8 * n * k <= GATHER_BYTES
         self.partners = [x[other[lo:hi]] if gathered else None for lo, hi in self.blocks]
 
     def mse(self, solution: torch.Tensor) -> float:
@@ -183,8 +186,8 @@ class ValidationErrors:
         total = 0.0
         for (lo, hi), x in zip(self.blocks, self.partners, strict=True):
             x = self.x[self.other[lo:hi]] if x is None else x
-            error = self.base[lo:hi] + torch.linalg.vecdot(solution[self.own[lo:hi]], x)
-            total += float(error.square().sum())
+            error = self.base[lo:hi] + torch.einsum("ij,ij->i", solution.index_select(0, self.own[lo:hi]), x)
+            total += float(torch.dot(error, error))
         return total / max(1, self.own.shape[0])
 
 
@@ -279,5 +282,5 @@ def ridge_inverse(gram: torch.Tensor, penalty: torch.Tensor, rank: int, *,
     return out
 
 
-__all__ = ["BLOCK_BYTES", "TABLE_BYTES", "RowGroups", "ValidationErrors", "normal_equations",
+__all__ = ["BLOCK_BYTES", "GATHER_BYTES", "TABLE_BYTES", "RowGroups", "ValidationErrors", "normal_equations",
            "ridge_inverse", "ridge_solves"]
