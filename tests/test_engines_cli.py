@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from conftest import assert_one_line_failure
 
 from recmodels.cli import cli
-from recmodels.scoring import Scorer, recommend_frame
+from recmodels.scoring import Scorer, recommend
 
 ENGINE_MODULES = ("pyspark", "dask", "distributed", "py4j")
 
@@ -218,7 +218,7 @@ def test_cli_dask_recommend_matches_local_part_by_part(setup, tmp_path, cluster)
         assert (got[["user_id", "rank", "item_id"]] == want[["user_id", "rank", "item_id"]]).all().all()
         np.testing.assert_allclose(got.score, want.score, atol=1e-6, rtol=0)
     assert len(pd.read_parquet(tmp_path / "out")) == len(
-        recommend_frame(fb.path, k=3, exclude_seen=root / "seen.parquet", device="cpu")
+        recommend(fb.path, k=3, exclude_seen=root / "seen.parquet", device="cpu")
     )
 
 

@@ -159,14 +159,12 @@ def _signature_cases():
                                              "frame": inspect.Parameter.empty, **scorer_options,
                                              **_keywords(scorer.Scorer.score_frame, ("frame",))}),
         "recommend": (functions.recommend, {
-            "bundle": inspect.Parameter.empty, "output": inspect.Parameter.empty, **recommender_options,
+            "bundle": inspect.Parameter.empty, "output": None, **recommender_options,
             **job_inputs, **_keywords(recommender.Recommender.recommend_file, ("output", "job"))}),
-        "recommend_frame": (functions.recommend_frame, {
-            "bundle": inspect.Parameter.empty, **recommender_options, **job_inputs}),
     }
 
 
-@pytest.mark.parametrize("name", ["score", "score_frame", "recommend", "recommend_frame"])
+@pytest.mark.parametrize("name", ["score", "score_frame", "recommend"])
 def test_the_functions_take_every_option_of_what_they_call_by_name(name):
     """No ``**kwargs``: help() and IDEs list the options, and a new Scorer/Recommender/score_file/
     prepare_job option must be added here too (with the same default)."""
@@ -181,7 +179,7 @@ def test_the_functions_take_every_option_of_what_they_call_by_name(name):
 
 @pytest.mark.parametrize("name, cls, positional", [
     ("score", "Scorer", ("b", "in", "out")), ("score_frame", "Scorer", ("b", "frame")),
-    ("recommend", "Recommender", ("b", "out")), ("recommend_frame", "Recommender", ("b",)),
+    ("recommend", "Recommender", ("b", "out")), ("recommend", "Recommender", ("b",)),
 ])
 def test_every_option_is_passed_on(monkeypatch, name, cls, positional):
     """Each keyword reaches the Scorer / Recommender or the method called on it: a value nobody else
@@ -205,6 +203,17 @@ def test_every_option_is_passed_on(monkeypatch, name, cls, positional):
     monkeypatch.setattr(module, cls, Recorder)
     func = getattr(module, name)
     options = {option: object() for option in _keywords(func, ("bundle", "input", "output", "frame"))}
+    if positional == ("b",):  # recommend() without output: the rows in memory, no output options
+        from recmodels.scoring.recommendation.recommender import Recommender
+        options = {k: v for k, v in options.items() if k not in _keywords(Recommender.recommend_file)}
     func(*positional, **options)
-    passed_by_position = {"users"} if name == "recommend_frame" else set()
-    assert seen == {k: v for k, v in options.items() if k not in passed_by_position}  # object(): identity
+    assert seen == options  # object(): identity
+
+
+def test_recommend_without_output_refuses_output_options():
+    """``recommend(bundle)`` returns rows; an output option there would silently do nothing."""
+    from recmodels.errors import ConfigError
+    from recmodels.scoring import recommend
+
+    with pytest.raises(ConfigError, match="part_users, resume need an output path"):
+        recommend("no-such-bundle", part_users=5, resume=True)

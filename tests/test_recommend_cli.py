@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from test_torch_free import BLOCKER
 
 from recmodels.cli import cli
-from recmodels.scoring import recommend_frame
+from recmodels.scoring import recommend
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "recmodels"]
@@ -65,7 +65,7 @@ def test_cli_writes_one_file_and_a_report(tmp_path, setup):
     assert res.exit_code == 0, res.output
     assert res.output.startswith("recommended top-5 for 120 users") and res.output.count("\n") == 1
     got = pd.read_parquet(out)
-    pd.testing.assert_frame_equal(got, recommend_frame(fb.path, k=5, exclude_seen=seen, device="cpu"))
+    pd.testing.assert_frame_equal(got, recommend(fb.path, k=5, exclude_seen=seen, device="cpu"))
     rep = json.loads(report.read_text())
     assert rep["rows_written"] == 600 and rep["users_written"] == 120 and rep["k"] == 5
     assert rep["seen_pairs"] == len(seen.drop_duplicates(["user_id", "item_id"]))
@@ -99,7 +99,7 @@ def test_cli_parts_csv_and_users_file(tmp_path, setup):
     assert sorted(p.name for p in out.glob("part-*")) == ["part-00000.csv", "part-00001.csv"]
     assert (out / "_SUCCESS").exists()
     got = pd.concat([pd.read_csv(p) for p in sorted(out.glob("part-*.csv"))], ignore_index=True)
-    want = recommend_frame(fb.path, fb.user_ids[[5, 3, 90, 11]], k=4, exclude_seen=seen, device="cpu")
+    want = recommend(fb.path, users=fb.user_ids[[5, 3, 90, 11]], k=4, exclude_seen=seen, device="cpu")
     assert got["user_id"].tolist() == want["user_id"].tolist()
     assert got["item_id"].tolist() == want["item_id"].tolist()
     np.testing.assert_allclose(got["score"], want["score"], atol=1e-6)
@@ -206,7 +206,7 @@ def test_id_lists_with_their_own_column_names(tmp_path, setup):
                  "--items", tmp_path / "items.parquet", "--items-col", "book",
                  "--exclude-seen", root / "seen.parquet", "--device", "cpu", "-q")
     assert res.exit_code == 0, res.output
-    want = recommend_frame(fb.path, fb.user_ids[[5, 3]], k=3, items=fb.item_ids[:40], exclude_seen=seen,
+    want = recommend(fb.path, users=fb.user_ids[[5, 3]], k=3, items=fb.item_ids[:40], exclude_seen=seen,
                            device="cpu")
     pd.testing.assert_frame_equal(pd.read_parquet(out), want)
 
@@ -294,7 +294,7 @@ SCRIPT = BLOCKER + textwrap.dedent("""
 
     bundle, out = sys.argv[1], sys.argv[2]
     seen = pd.DataFrame({"user_id": [1000, 1000], "item_id": [5, 8]})
-    got = scoring.recommend_frame(bundle, [1000, 1007], k=3, exclude_seen=seen, device="auto")
+    got = scoring.recommend(bundle, users=[1000, 1007], k=3, exclude_seen=seen, device="auto")
     assert len(got) == 6 and not {5, 8} & set(got["item_id"][:3]), got
     seen.to_csv(out + ".seen.csv", index=False)
     for extra in ([], ["--candidates", "10"]):

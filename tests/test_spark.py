@@ -23,7 +23,7 @@ from recmodels import spark as rspark  # noqa: E402
 from recmodels.cli import cli  # noqa: E402
 from recmodels.engines import worker as core  # noqa: E402
 from recmodels.errors import BundleError, DataError  # noqa: E402
-from recmodels.scoring import Scorer, recommend_frame  # noqa: E402
+from recmodels.scoring import Scorer, recommend  # noqa: E402
 
 N_ROWS = 4000
 
@@ -194,7 +194,7 @@ def test_recommend_partitioned_by_user_matches_local(spark, data):
     got = rspark.recommend(
         users, fb.path, 4, exclude_seen=spark.createDataFrame(seen), device="cpu"
     ).toPandas()
-    want = recommend_frame(fb.path, k=4, exclude_seen=seen, device="cpu")
+    want = recommend(fb.path, k=4, exclude_seen=seen, device="cpu")
     assert_same_rows(got, want, key=("user_id", "rank"))
 
 
@@ -252,7 +252,7 @@ def test_cli_score_and_recommend_with_engine_spark(spark, data, tmp_path):
     assert sorted(p.name for p in (tmp_path / "r").glob("part-*")) == [
         f"part-{k:05d}.parquet" for k in range(3)
     ]
-    want = recommend_frame(fb.path, k=3, exclude_seen=seen, device="cpu")
+    want = recommend(fb.path, k=3, exclude_seen=seen, device="cpu")
     assert_same_rows(pd.read_parquet(tmp_path / "r"), want, key=("user_id", "rank"))
     assert not spark.sparkContext._jsc.sc().isStopped()
 

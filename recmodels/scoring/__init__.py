@@ -27,7 +27,6 @@ _EXPORTS = {
     "Scorer": ".pairs.scorer", "score": ".pairs.scorer", "score_frame": ".pairs.scorer",
     "RecommendJob": ".recommendation.job",
     "Recommender": ".recommendation.recommender", "recommend": ".recommendation.functions",
-    "recommend_frame": ".recommendation.functions",
     "RecommendReport": ".recommendation.report",
     "SeenItems": ".recommendation.seen", "read_seen": ".recommendation.seen",
     "DeviceRequest": ".runtime.providers", "available_providers": ".runtime.providers",
