@@ -12,6 +12,12 @@ can be folded in from their ratings (:mod:`recmodels.scoring.history`):
 * ``fold_user_counts.npy`` / ``fold_item_counts.npy``: each row's training ratings (int64, 0 for
   the prior rows), only when the exporter had the training rows: they weigh a known user's
   trained values against their new ratings;
+* ``fold_item_content.npy`` (hybrid only): ``[w_e, e_prior]``, float64 ``[2, pretrained_dim]``, the
+  predict layer's weights on the pretrained vector and the prior item's pretrained vector. The
+  vector enters the linear predict layer and nothing follows it but the additions of the biases and
+  the global mean, so an item with the prior row's other parameters and pretrained vector ``e``
+  scores ``w_e . (e - e_prior)`` above the prior item for every user: a new item's content is an
+  item-bias change (``recmodels score --item-embeddings``);
 * the prior precisions of a row's ``[P or Q, bias]`` coefficients, recorded in the manifest:
   the refit's ridge weight when the run was refitted (``source: "refit"``), else the noise
   (validation MSE) over the trained rows' variance per coefficient (``source: "empirical"``).
@@ -33,6 +39,9 @@ DEFAULT_NOISE = 1.0
 MAX_PRECISION = 1e12
 """Precision of a coefficient no trained row varies in (its features are zero anyway)."""
 PRIOR_TOLERANCE = 1e-5
+CONTENT_ROLE = "item_content"
+CONTENT_FILE = "fold_item_content.npy"
+"""``prior.fold_in.files``'s role and file of a hybrid bundle's ``[w_e, e_prior]`` (see above)."""
 
 
 @dataclass
@@ -64,7 +73,8 @@ class PriorExport:
     def section(self, max_abs_diff: float) -> dict:
         """The manifest's ``prior`` section (:class:`~recmodels.bundle.manifest.PriorSection`), with
         the prior rows' parity result."""
-        files = {role: name for role, name in FOLD_FILES.items() if name in self.arrays}
+        files = {role: name for role, name in {**FOLD_FILES, CONTENT_ROLE: CONTENT_FILE}.items()
+                 if name in self.arrays}
         return {
             "user_row": self.n_users,
             "item_row": self.n_items,
@@ -139,7 +149,21 @@ def prior_export(spec: ScoreSpec, *, metrics: Mapping | None = None,
         users, items = (np.asarray(a, dtype=np.int64) for a in train_rows)
         arrays[FOLD_FILES["user_counts"]] = np.bincount(users, minlength=spec.n_users + 1).astype(np.int64)
         arrays[FOLD_FILES["item_counts"]] = np.bincount(items, minlength=spec.n_items + 1).astype(np.int64)
+    if "pretrained" in spec.segments:
+        arrays[CONTENT_FILE] = content_array(spec, grown)
     return PriorExport(grown, spec.n_users, spec.n_items, arrays, precision[0], precision[1], source)
+
+
+def content_array(spec: ScoreSpec, grown: ScoreSpec) -> np.ndarray:
+    """``[w_e, e_prior]`` of a hybrid spec (float64, each value a float32 as the graph holds it).
+
+    ``grown``: ``spec`` with the prior rows (:func:`~recmodels.export.folding.with_prior`); its last
+    pretrained row is the prior item's, the mean of the trained items' vectors.
+    """
+    as_graph = np.float32
+    w_e = np.asarray(spec.predict_slices()["pretrained"], dtype=as_graph)
+    e_prior = np.asarray(grown.item_pretrained[-1], dtype=as_graph)
+    return np.stack([w_e, e_prior]).astype(np.float64)
 
 
 def check_prior_parity(session_run, prior: PriorExport, *, n: int = 64, seed: int = 0,

@@ -13,6 +13,11 @@ are symmetric, from ratings by known users. A pair of a folded-in user and a fol
 adds both changes and their product ``d_u . d_i`` over the GMF part, which is the exact score
 of the folded-in rows.
 
+New items of a hybrid bundle also come from their pretrained vectors (``--item-embeddings``,
+:mod:`.content`): the vector's change ``w_e . (e - e_prior)`` is an item-bias change, so such an
+item's ``d_i`` is ``[0, ..., change]`` without ratings, and its ridge solve starts from there with
+ratings (the residuals are taken against the prior item's score plus the change).
+
 :class:`FoldIn` is the result: the scorer extends its id lookup with it (:meth:`FoldIn.extend`)
 and adds the changes to the graph's scores (:meth:`FoldIn.adjust`).
 """
@@ -28,6 +33,7 @@ import numpy as np
 from ...encoders import IdEncoder
 from ...errors import BundleError, ConfigError
 from ..defaults import DEFAULT_MIN_RATINGS
+from .content import ItemContent, read_item_content
 from .read import HistoryRows, read_history
 from .solve import design, gradient_solve, ridge_solve
 
@@ -129,14 +135,21 @@ class FoldIn:
     users, items : Side
     stats : dict
         ``history_rows``, ``duplicates``, ``users_folded_in``, ``users_updated``,
-        ``items_folded_in``, ``users_too_few``, ``items_too_few`` (new ids with fewer than
-        ``min_ratings`` usable ratings), ``rows_unused`` (both sides new, or a known user's row
-        when known users are not updated), ``known_update`` (whether known users were updated).
+        ``items_folded_in`` (new items with a change: from ratings, a vector or both),
+        ``users_too_few``, ``items_too_few`` (new ids with fewer than ``min_ratings`` usable
+        ratings; an item with a vector keeps its content change), ``rows_unused`` (both sides new,
+        or a known user's row when known users are not updated), ``known_update`` (whether known
+        users were updated); with ``--item-embeddings`` also ``items_from_vectors`` (new items
+        with a vector), ``items_without_vector`` (new history items the table lacks: folded in from
+        the prior item's vector, as without the table) and ``vector_rows_known`` (table rows of
+        items the bundle knows: not used).
     token : str
         sha256 of the history rows and the fold-in options (a resumed job must match it).
     seen : (ndarray, ndarray)
         ``(user ext index, item index)`` of the history rows whose user the bundle knows or folded
         in and whose item the bundle knows: what ``recommend --exclude-seen`` leaves out too.
+    seen_new : (ndarray, ndarray)
+        The same for history rows whose item was folded in: ``(user ext index, item ext index)``.
     """
 
     users: Side
@@ -144,6 +157,7 @@ class FoldIn:
     stats: dict = field(default_factory=dict)
     token: str = ""
     seen: tuple = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    seen_new: tuple = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
     def extend(self, user_column, item_column, user_index: np.ndarray, item_index: np.ndarray) -> None:
         """Map folded-in new ids (index -1 from the bundle's encoders) in place."""
@@ -224,32 +238,46 @@ def _side(n: int, vectors: np.ndarray, new_values: np.ndarray, owners: np.ndarra
     return side
 
 
+def _empty_history(bundle) -> HistoryRows:
+    """No ratings (``--item-embeddings`` without ``--history``)."""
+    kinds = {"int64": np.int64, "string": object}
+    users, items = (np.zeros(0, kinds[e.kind_]) for e in (bundle.user_encoder, bundle.item_encoder))
+    return HistoryRows(users, items, np.zeros(0), 0, 0, "no history")
+
+
 def fold_in(bundle, history, run: Callable[[np.ndarray, np.ndarray], np.ndarray], *, user_col: str,
             item_col: str, rating_col: str | None = None, update_known: bool = True,
-            min_ratings: int = DEFAULT_MIN_RATINGS, solver: str = "ridge") -> FoldIn:
-    """Fold in a history's users and items (see the module docstring).
+            min_ratings: int = DEFAULT_MIN_RATINGS, solver: str = "ridge", item_embeddings=None) -> FoldIn:
+    """Fold in a history's users and items, and a hybrid bundle's new items' vectors (module docstring).
 
     Parameters
     ----------
     bundle : Bundle
         With the prior rows and fold-in arrays (:func:`check_bundle`).
-    history : path-like, DataFrame, Arrow table or HistoryRows
-        The ratings (:func:`~.read.read_history`).
+    history : path-like, DataFrame, Arrow table, HistoryRows or None
+        The ratings (:func:`~.read.read_history`); None: none (with ``item_embeddings``).
     run : callable
         ``(user_index, item_index) -> scores``: ``model.onnx`` on graph rows (prior rows included).
     user_col, item_col, rating_col : str
-        The history's columns (``rating_col`` default: the bundle's).
+        The history's columns (``rating_col`` default: the bundle's); ``item_col`` also names the
+        id column of ``item_embeddings``.
     update_known : bool
         Also move known users toward their history (weighed against their training ratings).
     min_ratings : int
-        New users (items) with fewer usable ratings are not folded in.
+        New users (items) with fewer usable ratings are not folded in (an item with a vector keeps
+        its content change).
     solver : {"ridge", "gradient"}
         The exact solve, or :data:`GRADIENT_STEPS` gradient steps (for the benchmark).
+    item_embeddings : path-like, DataFrame, Arrow table or ItemContent, optional
+        Pretrained vectors of new items (hybrid bundles: :func:`~.content.read_item_content`).
 
     Returns
     -------
     FoldIn
     """
+    content = item_embeddings
+    if content is not None and not isinstance(content, ItemContent):
+        content = read_item_content(bundle, content, item_col=item_col)
     check_bundle(bundle)
     if solver not in SOLVERS:
         raise ConfigError(f"fold-in solver {solver!r}: choose one of {', '.join(SOLVERS)}")
@@ -259,7 +287,9 @@ def fold_in(bundle, history, run: Callable[[np.ndarray, np.ndarray], np.ndarray]
     fold = manifest.prior.fold_in
     nu, ni = manifest.prior.user_row, manifest.prior.item_row
     users_enc, items_enc = bundle.user_encoder, bundle.item_encoder
-    if not isinstance(history, HistoryRows):
+    if history is None:
+        history = _empty_history(bundle)
+    elif not isinstance(history, HistoryRows):
         history = read_history(history, user_col=user_col, item_col=item_col,
                                rating_col=rating_col or manifest.rating.column, user_kind=users_enc.kind_,
                                item_kind=items_enc.kind_, rating_range=bundle.rating_range)
@@ -270,7 +300,9 @@ def fold_in(bundle, history, run: Callable[[np.ndarray, np.ndarray], np.ndarray]
     u = users_enc.lookup(history.users)[0]
     i = items_enc.lookup(history.items)[0]
     new_users, u_code = np.unique(history.users[u < 0], return_inverse=True)
-    new_items, i_code = np.unique(history.items[i < 0], return_inverse=True)
+    rated_new = history.items[i < 0]
+    new_items = np.unique(rated_new if content is None else np.concatenate([rated_new, content.ids]))
+    i_code = np.searchsorted(new_items, rated_new)
     u_ext, i_ext = u.copy(), i.copy()
     u_ext[u < 0] = nu + 1 + u_code
     i_ext[i < 0] = ni + 1 + i_code
@@ -291,19 +323,37 @@ def fold_in(bundle, history, run: Callable[[np.ndarray, np.ndarray], np.ndarray]
     stats.update(users_folded_in=int(np.count_nonzero(owners > nu)),
                  users_updated=int(np.count_nonzero(owners < nu)), users_too_few=too_few)
     users = _side(nu, P, new_users, owners, delta, "user")
-    owners, delta, too_few = np.zeros(0, np.int64), np.zeros((0, fold.rank + 1)), 0
+    # every new item's change [d_Q, d_bias]: its content change in the bias, then its ratings' solve
+    item_delta = np.zeros((new_items.size, fold.rank + 1))
+    changed = np.zeros(new_items.size, dtype=bool)
+    if content is not None:
+        where = np.searchsorted(new_items, content.ids)
+        item_delta[where, fold.rank] = content.change
+        changed[where] = True
+        stats.update(items_from_vectors=int(content.ids.size), vector_rows_known=content.known_rows,
+                     items_without_vector=int(np.count_nonzero(~changed[np.unique(i_code)])))
+    too_few = 0
     if by_item.any():
         rows = np.flatnonzero(by_item)
-        base = np.asarray(run(u[rows], np.full(rows.size, ni, dtype=np.int64)), dtype=np.float64)
+        start = item_delta[i_code[by_item[i < 0]], fold.rank]
+        base = np.asarray(run(u[rows], np.full(rows.size, ni, dtype=np.int64)), dtype=np.float64) + start
         owners, delta, too_few = _solve_side(i_ext[rows], ni, P[u[rows]], r[rows] - base, fold.item_precision,
                                              min_ratings, None, None, solver)
-    stats.update(items_folded_in=int(np.count_nonzero(owners > ni)), items_too_few=too_few)
-    items = _side(ni, Q, new_items, owners, delta, "item")
+        item_delta[owners - (ni + 1)] += delta
+        changed[owners - (ni + 1)] = True
+    stats.update(items_folded_in=int(changed.sum()), items_too_few=too_few)
+    code_ext = np.full(new_items.size, -1, dtype=np.int64)
+    code_ext[changed] = ni + 1 + np.arange(int(changed.sum()))
+    items = _side(ni, Q, new_items, ni + 1 + np.flatnonzero(changed), item_delta[changed], "item")
     seen_users = u.copy()
     users.extend(history.users, seen_users)
     rated = (seen_users >= 0) & (i >= 0)
-    return FoldIn(users, items, stats, _token(history, update_known, min_ratings, solver),
-                  (seen_users[rated], i[rated]))
+    new_item_ext = np.full(i.size, -1, dtype=np.int64)
+    new_item_ext[i < 0] = code_ext[i_code]
+    rated_new = (seen_users >= 0) & (new_item_ext >= 0)
+    options = (update_known, min_ratings, solver) + (() if content is None else (content.digest,))
+    return FoldIn(users, items, stats, _token(history, *options), (seen_users[rated], i[rated]),
+                  (seen_users[rated_new], new_item_ext[rated_new]))
 
 
 def _token(history: HistoryRows, *options) -> str:

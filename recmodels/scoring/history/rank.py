@@ -11,6 +11,11 @@ effective GMF row and ``d_u`` the user's change (:class:`~.fold.FoldIn`). For MF
 known user is a dot product too, but ``model.onnx`` gives it for every kind in one call. Users
 are ranked in blocks whose ``[users, candidates]`` scores stay within :data:`BLOCK_ELEMENTS`.
 Ties go to the lower item index, as in the graphs.
+
+New items (folded in from ratings, or a hybrid bundle's items from their vectors) are in no graph:
+every user's score of one is ``model.onnx``'s score of the user's graph row with the prior item, plus
+the item's change (and the user's, :meth:`~.fold.FoldIn.adjust`); they join each user's top-K from
+the graphs (or from above) after the bundle's items, so a tie goes to the bundle's item.
 """
 
 from __future__ import annotations
@@ -66,12 +71,23 @@ class FoldedRanking:
         The bundle's user ids (row position = index).
     user_type : pyarrow.DataType
         The type user ids are written as.
+    item_classes : ndarray, optional
+        The bundle's item ids, to write new items' ids (:meth:`item_ids`).
+    item_type : pyarrow.DataType, optional
+        The type item ids are written as.
+    new_items : ndarray of int64, optional
+        The ``ext`` indices of the new items that are candidates (default: every new item).
     """
 
     def __init__(self, fold: FoldIn, run: Callable[[np.ndarray, np.ndarray], np.ndarray], candidates,
-                 user_classes: np.ndarray, user_type: pa.DataType):
+                 user_classes: np.ndarray, user_type: pa.DataType, *, item_classes: np.ndarray | None = None,
+                 item_type: pa.DataType | None = None, new_items: np.ndarray | None = None):
         self.fold, self.run, self.candidates = fold, run, candidates
         self.user_classes, self.user_type = user_classes, user_type
+        self.item_classes, self.item_type = item_classes, item_type
+        self.new_items = fold.items.new_rows() if new_items is None else np.asarray(new_items, dtype=np.int64)
+        seen_users, seen_items = fold.seen_new
+        self.seen_new = np.unique(seen_users * fold.items.rows + seen_items)
         self.items = np.asarray(candidates.items, dtype=np.int64)
         self.features = design(fold.items.vectors[self.items]).T.copy()  # [rank + 1, candidates]
         users = fold.users
@@ -83,6 +99,10 @@ class FoldedRanking:
     def user_ids(self, ext: np.ndarray) -> pa.Array:
         """Ids of ``ext`` user indices (bundle users and folded-in new users)."""
         return pa.array(self.fold.users.id_values(self.user_classes, ext), type=self.user_type)
+
+    def item_ids(self, ext: np.ndarray) -> pa.Array:
+        """Ids of ``ext`` item indices (bundle items and new items)."""
+        return pa.array(self.fold.items.id_values(self.item_classes, ext), type=self.item_type)
 
     def scores(self, users: np.ndarray) -> np.ndarray:
         """float32 ``[users, candidates]`` scores of folded-in users (``ext`` indices with a change)."""
@@ -129,10 +149,41 @@ class FoldedRanking:
         """
         folded = self.fold.users.folded(users)
         if not folded.any():
-            return graph_top(users)
-        items = np.full((users.size, k), -1, dtype=np.int64)
-        scores = np.full((users.size, k), -np.inf, dtype=np.float32)
-        if not folded.all():
-            items[~folded], scores[~folded] = graph_top(users[~folded])
-        items[folded], scores[folded] = self._top(users[folded], k, seen)
+            items, scores = graph_top(users)
+        else:
+            items = np.full((users.size, k), -1, dtype=np.int64)
+            scores = np.full((users.size, k), -np.inf, dtype=np.float32)
+            if not folded.all():
+                items[~folded], scores[~folded] = graph_top(users[~folded])
+            items[folded], scores[folded] = self._top(users[folded], k, seen)
+        if self.new_items.size:
+            items, scores = self._with_new_items(users, items, scores, k, seen is not None)
         return items, scores
+
+    def new_item_scores(self, users: np.ndarray, exclude_seen: bool) -> np.ndarray:
+        """float32 ``[users, new items]`` scores (``-inf`` for a history pair when ``exclude_seen``)."""
+        fold, m = self.fold, self.new_items.size
+        base = self.run(fold.users.graph_index(users), np.full(users.size, fold.items.n, dtype=np.int64))
+        ext_user, ext_item = np.repeat(users, m), np.tile(self.new_items, users.size)
+        scores = np.repeat(np.asarray(base, dtype=np.float32), m)
+        fold.adjust(ext_user, ext_item, scores)
+        if exclude_seen and self.seen_new.size:
+            scores[np.isin(ext_user * fold.items.rows + ext_item, self.seen_new)] = -np.inf
+        return scores.reshape(users.size, m)
+
+    def _with_new_items(self, users, items, scores, k: int, exclude_seen: bool):
+        """Each user's top-``k`` of its bundle top-``k`` and the new items (ties: the column first)."""
+        step = max(1, BLOCK_ELEMENTS // self.new_items.size)
+        out_items = np.full((users.size, k), -1, dtype=np.int64)
+        out_scores = np.full((users.size, k), -np.inf, dtype=np.float32)
+        for lo in range(0, users.size, step):
+            block = slice(lo, lo + step)
+            new = self.new_item_scores(users[block], exclude_seen)
+            both = np.concatenate([np.where(items[block] >= 0, scores[block], -np.inf), new], axis=1)
+            columns = np.concatenate([items[block], np.broadcast_to(self.new_items, new.shape)], axis=1)
+            cols, values = top_positions(both.astype(np.float32), k)
+            found = np.isfinite(values)
+            width = cols.shape[1]
+            out_items[block, :width] = np.where(found, np.take_along_axis(columns, cols, axis=1), -1)
+            out_scores[block, :width] = np.where(found, values, -np.inf)
+        return out_items, out_scores
