@@ -120,3 +120,24 @@ def save_png(fig, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return Path(path)
+
+
+def new_figure(width: float, height: float):
+    """A matplotlib ``Figure`` of ``width`` x ``height`` inches at 100 dpi, on the Agg backend
+    (no display needed; matplotlib is imported here, on first use)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100)
+
+
+def save_line_plot(fig, ax, path: str | os.PathLike, *, xlabel: str, ylabel: str) -> Path:
+    """Label ``ax``, add its legend and a light grid, and save ``fig`` with :func:`save_png`."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return save_png(fig, path)

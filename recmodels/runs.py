@@ -22,7 +22,7 @@ from . import __version__
 from .bundle.layout import RUN_CONFIG_FILE
 from .encoders import IdEncoder
 from .errors import RunDirError, first_line
-from .fileio import atomic_path, read_json, save_png, write_json
+from .fileio import atomic_path, new_figure, read_json, save_line_plot, write_json
 
 CONFIG_FILE = RUN_CONFIG_FILE  # the torch-free side tells runs from bundles by it
 MODEL_FILE = "model.pt"
@@ -201,24 +201,14 @@ def metrics_object(history: list[dict], best_epoch: int, valid: dict | None, tes
 
 def plot_loss(history: list[dict], path: str | os.PathLike) -> Path:
     """Draw train vs valid RMSE per epoch to a PNG (matplotlib, Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4), dpi=100)
+    fig = new_figure(6, 4)
     ax = fig.add_subplot()
     epochs = [h["epoch"] for h in history]
     ax.plot(epochs, [h["train_rmse"] for h in history], marker="o", label="train")
     valid = [(h["epoch"], h["valid_rmse"]) for h in history if h.get("valid_rmse") is not None]
     if valid:
         ax.plot(*zip(*valid, strict=True), marker="o", label="valid")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("RMSE")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return save_png(fig, path)
+    return save_line_plot(fig, ax, path, xlabel="epoch", ylabel="RMSE")
 
 
 @dataclass

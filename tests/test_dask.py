@@ -24,7 +24,7 @@ from recmodels import dask as rdask  # noqa: E402
 from recmodels.engines import worker as core  # noqa: E402
 from recmodels.engines.contract import files_token  # noqa: E402
 from recmodels.errors import BundleError, DataError  # noqa: E402
-from recmodels.scoring import Scorer, recommend_frame  # noqa: E402
+from recmodels.scoring import Scorer, recommend  # noqa: E402
 
 N_ROWS = 6000
 
@@ -154,7 +154,7 @@ def test_recommend_partitioned_by_user_matches_local(data, client):
     users = dd.from_pandas(pd.DataFrame({"user_id": fb.user_ids}), npartitions=3)
     recs = rdask.recommend(users, fb.path, 4, exclude_seen=dd.from_pandas(seen, npartitions=2), device="cpu")
     got = client.compute(recs).result()
-    want = recommend_frame(fb.path, k=4, exclude_seen=seen, device="cpu")
+    want = recommend(fb.path, k=4, exclude_seen=seen, device="cpu")
     key = ["user_id", "rank"]
     got, want = got.sort_values(key).reset_index(drop=True), want.sort_values(key).reset_index(drop=True)
     assert len(got) == len(want) == 4 * len(fb.user_ids)

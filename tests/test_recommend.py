@@ -21,7 +21,7 @@ from bundle_factory import KINDS, make_bundle, make_weights
 from recmodels.bundle import Bundle
 from recmodels.encoders import IdEncoder
 from recmodels.errors import BundleError, ConfigError, DataError
-from recmodels.scoring import Recommender, SeenItems, recommend, recommend_frame
+from recmodels.scoring import Recommender, SeenItems, recommend
 
 N_USERS, N_ITEMS, K = 23, 150, 7
 TILINGS = [dict(block_users=5, tile_items=64), dict()]  # several tiles + padding + merge; the defaults
@@ -98,7 +98,7 @@ def assert_top_k(got: pd.DataFrame, fb, scores, items, users, k=K, tol=1e-5):
 def test_equals_brute_force_top_k(bundles, kind, folded, tiling):
     fb = bundles[kind, folded]
     seen = seen_pairs(fb)
-    got = recommend_frame(fb.path, k=K, exclude_seen=seen, device="cpu", **tiling)
+    got = recommend(fb.path, k=K, exclude_seen=seen, device="cpu", **tiling)
     scores, items = oracle(fb, seen)
     assert len(got) == N_USERS * K
     assert_top_k(got, fb, scores, items, np.arange(N_USERS))
@@ -109,7 +109,7 @@ def test_tiling_and_threads_do_not_change_the_output(bundles, kind):
     fb = bundles[kind, True]
     seen = seen_pairs(fb, seed=1)
     runs = [
-        recommend_frame(fb.path, k=K, exclude_seen=seen, device="cpu", threads=t, block_users=b, tile_items=m)
+        recommend(fb.path, k=K, exclude_seen=seen, device="cpu", threads=t, block_users=b, tile_items=m)
         for t, b, m in ((1, 1, 64), (2, 4, 128), (2, 64, 8192), (1, None, None))
     ]
     for other in runs[1:]:
@@ -130,7 +130,7 @@ def test_ties_go_to_the_lower_item_index(tmp_path, kind):
     fb = make_bundle(tmp_path / "b", kind=kind, n_users=9, n_items=140, weights=w, folded=True)
     seen = pd.DataFrame({"user_id": fb.user_ids[[0, 0, 3]], "item_id": fb.item_ids[[0, 2, 1]]})
     for tiling in ({"tile_items": 64, "block_users": 2}, {}):
-        got = recommend_frame(fb.path, k=10, exclude_seen=seen, device="cpu", **tiling)
+        got = recommend(fb.path, k=10, exclude_seen=seen, device="cpu", **tiling)
         first = IdEncoder.from_classes(fb.item_ids).transform(got["item_id"]).reshape(9, 10)
         assert first[0].tolist() == [1] + list(range(3, 12))
         assert first[3].tolist() == [0] + list(range(2, 11))
@@ -141,7 +141,7 @@ def test_ties_go_to_the_lower_item_index(tmp_path, kind):
 def test_users_list_keeps_its_order_and_counts_unknown_ones(bundles, tmp_path):
     fb = bundles["neumf", True]
     seen = seen_pairs(fb)
-    full = recommend_frame(fb.path, k=K, exclude_seen=seen, device="cpu")
+    full = recommend(fb.path, k=K, exclude_seen=seen, device="cpu")
     pick = [7, 2, 19]
     path = tmp_path / "users.csv"
     pd.DataFrame({"reader": [fb.user_ids[7], 424242, fb.user_ids[2], fb.user_ids[19]]}).to_csv(
@@ -240,22 +240,22 @@ def test_exclude_seen_file_with_text_ids_and_other_columns(bundles, tmp_path):
     seen = seen_pairs(fb)
     path = tmp_path / "seen.csv"
     seen.rename(columns={"user_id": "reader", "item_id": "book"}).assign(rating=4).to_csv(path, index=False)
-    want = recommend_frame(fb.path, k=K, exclude_seen=seen, device="cpu")
-    got = recommend_frame(
+    want = recommend(fb.path, k=K, exclude_seen=seen, device="cpu")
+    got = recommend(
         fb.path, k=K, exclude_seen=str(path), user_col="reader", item_col="book", device="cpu"
     )
     pd.testing.assert_frame_equal(got, want)
     with pytest.raises(DataError, match=r"missing exclude-seen column\(s\) 'user_id', 'item_id'.*--user-col"):
-        recommend_frame(fb.path, k=K, exclude_seen=str(path), device="cpu")
+        recommend(fb.path, k=K, exclude_seen=str(path), device="cpu")
 
 
 def test_two_stage_reranks_the_retrieved_candidates(bundles):
     fb = bundles["neumf", True]
     seen = seen_pairs(fb)
-    exact = recommend_frame(fb.path, k=K, exclude_seen=seen, device="cpu")
-    everything = recommend_frame(fb.path, k=K, exclude_seen=seen, device="cpu", candidates=N_ITEMS)
+    exact = recommend(fb.path, k=K, exclude_seen=seen, device="cpu")
+    everything = recommend(fb.path, k=K, exclude_seen=seen, device="cpu", candidates=N_ITEMS)
     pd.testing.assert_frame_equal(everything, exact, atol=1e-5, check_exact=False)
-    few = recommend_frame(fb.path, k=K, exclude_seen=seen, device="cpu", candidates=20)
+    few = recommend(fb.path, k=K, exclude_seen=seen, device="cpu", candidates=20)
     ue, ie = IdEncoder.from_classes(fb.user_ids), IdEncoder.from_classes(fb.item_ids)
     ref = fb.reference(ue.transform(few["user_id"]), ie.transform(few["item_id"]))
     np.testing.assert_allclose(few["score"], ref, atol=1e-5)  # re-ranked by the full model

@@ -18,7 +18,7 @@ from recmodels.bundle import Bundle, Manifest  # noqa: E402
 from recmodels.errors import BundleError, ParityError  # noqa: E402
 from recmodels.export.parity import torch_scores  # noqa: E402
 from recmodels.export.recommend_graph import RECOMMEND_INPUTS, RECOMMEND_OUTPUTS, SELECT_GROUP  # noqa: E402
-from recmodels.scoring import recommend_frame  # noqa: E402
+from recmodels.scoring import recommend  # noqa: E402
 
 
 def _key_paths(obj, prefix="") -> set[str]:
@@ -43,7 +43,7 @@ def test_exported_bundle_recommends_what_torch_ranks_first(tmp_path, kind, folde
     assert section.item_multiple == SELECT_GROUP
     users, items = make_encoders()
     seen = pd.DataFrame({"user_id": users.classes_[[0, 0, 5]], "book_id": items.classes_[[3, 4, 3]]})
-    got = recommend_frame(path, k=5, exclude_seen=seen, device="cpu")
+    got = recommend(path, k=5, exclude_seen=seen, device="cpu")
     u = np.repeat(np.arange(N_USERS), N_ITEMS)
     i = np.tile(np.arange(N_ITEMS), N_USERS)
     scores = torch_scores(model, u, i).astype(np.float64).reshape(N_USERS, N_ITEMS)
@@ -132,7 +132,7 @@ def test_recommend_graph_at_other_opsets(tmp_path, opset):
     m = Bundle.load(path).manifest.graph_recommend
     assert m.opset == opset and m.parity.passed
     onnx.checker.check_model(str(path / "recommend.onnx"), full_check=True)
-    got = recommend_frame(path, k=3, device="cpu", candidates=10)
+    got = recommend(path, k=3, device="cpu", candidates=10)
     assert len(got) == 3 * N_USERS
 
 
@@ -148,5 +148,5 @@ def test_recommend_graph_as_external_data(tmp_path):
     assert {"recommend.onnx.data", "retrieve.onnx.data"} <= set(bundle.manifest.files)
     small = export_small(model, tmp_path / "inline")
     pd.testing.assert_frame_equal(
-        recommend_frame(path, k=4, device="cpu"), recommend_frame(small, k=4, device="cpu")
+        recommend(path, k=4, device="cpu"), recommend(small, k=4, device="cpu")
     )

@@ -326,10 +326,11 @@ def test_progress_lines_number_trials_as_the_table_does_and_show_each_epoch(rati
 
 
 def test_the_trials_plot_has_whole_trial_numbers(tmp_path, monkeypatch):
+    import recmodels.fileio as fileio
     import recmodels.tuning.results as results
 
     figures = []
-    monkeypatch.setattr(results, "save_png", lambda fig, path: figures.append(fig))
+    monkeypatch.setattr(fileio, "save_png", lambda fig, path: figures.append(fig))
     rows = [{"trial": i, "state": "complete", "valid_rmse": 1.0 - 0.1 * i, "valid_rmse_by_epoch": [1.0]}
             for i in range(3)]
     results.plot_trials(rows, tmp_path / "trials.png")

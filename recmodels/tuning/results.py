@@ -8,7 +8,7 @@ import math
 import os
 from pathlib import Path
 
-from ..fileio import atomic_path, save_png
+from ..fileio import atomic_path, new_figure, save_line_plot
 from .space import parameter_names
 
 TABLE_CSV = "trials.csv"
@@ -91,13 +91,9 @@ def format_table(rows: list[dict], *, best: int | None = None, limit: int = 20) 
 
 def plot_trials(rows: list[dict], path: str | os.PathLike) -> Path:
     """Trial value vs trial number (pruned trials at their last epoch) and the best so far."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    from matplotlib.figure import Figure
+    fig = new_figure(7, 4)
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(7, 4), dpi=100)
     ax = fig.add_subplot()
     done = [(r["trial"], r["valid_rmse"]) for r in rows if r["valid_rmse"] is not None]
     pruned = [(r["trial"], r["valid_rmse_by_epoch"][-1]) for r in rows
@@ -116,12 +112,7 @@ def plot_trials(rows: list[dict], path: str | os.PathLike) -> Path:
         ax.scatter(*zip(*pruned, strict=True), marker="x", color="C3",
                    label="pruned (last epoch)", zorder=3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial numbers, never 0.5
-    ax.set_xlabel("trial (as in trials.csv)")
-    ax.set_ylabel("validation RMSE")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return save_png(fig, path)
+    return save_line_plot(fig, ax, path, xlabel="trial (as in trials.csv)", ylabel="validation RMSE")
 
 
 def write_csv(rows: list[dict], path: Path) -> None:

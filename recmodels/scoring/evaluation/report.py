@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ConfigError
-from ...fileio import save_png, write_json
+from ...fileio import new_figure, save_png, write_json
 
 BUCKETS = ("cold", "medium", "heavy")
 """User activity buckets, by the user's number of training ratings."""
@@ -152,13 +152,8 @@ def plot_evaluation(report: EvaluationReport, path: str | os.PathLike) -> Path:
     a report without training data has no activity buckets, and the plot leaves them out.
     """
     require_matplotlib()
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    from matplotlib.figure import Figure
-
     y, predictions = report.arrays["rating"], report.arrays["predictions"]
-    fig = Figure(figsize=(11, 4.2), dpi=100)
+    fig = new_figure(11, 4.2)
     left, right = fig.subplots(1, 2)
     values = np.concatenate([y, *predictions.values()])
     finite = values[np.isfinite(values)]
