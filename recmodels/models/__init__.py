@@ -13,25 +13,17 @@ on first use.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from .. import _lazy
 from .config import DEFAULT_KIND, MODEL_KINDS, ModelConfig, default_dropouts
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
-_CLASS_MODULES = {"MF": "mf", "NeuMF": "neumf", "HybridNeuMF": "hybrid", "RatingModelBase": "layers"}
+_CLASS_MODULES = {"MF": ".mf", "NeuMF": ".neumf", "HybridNeuMF": ".hybrid", "RatingModelBase": ".layers"}
 _KIND_CLASSES = {"mf": "MF", "neumf": "NeuMF", "hybrid": "HybridNeuMF"}
-
-
-def __getattr__(name: str):
-    module = _CLASS_MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = _lazy.lazy_exports(globals(), _CLASS_MODULES)
 
 
 def build_model(config: ModelConfig, pretrained=None) -> nn.Module:
