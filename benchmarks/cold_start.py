@@ -18,7 +18,13 @@ Protocol, per data set and model kind:
 5. ``--holdout items``: the same with 10 % of the *items* held out (their ratings by known users
    are the history and test rows; a held-out item's first k ratings fold it in, as
    ``recmodels score --history`` does for new items); no HR@10 there;
-6. cost (``--cost``): 10,000 new users x 20 ratings folded into the MF bundle of the real set:
+6. ``--models hybrid`` (``--data ml`` only): the hybrid model with the 19 genre columns of
+   ``movies.csv`` as its pretrained item vectors (``accuracy_real.genre_table``, as
+   ``benchmarks/accuracy_real.py`` trains it; the oracle's retrain gets the same table). With
+   ``--holdout items`` the held-out items are also scored from their genre vectors: with no
+   rating (k = 0: ``recmodels score --item-embeddings``, content only) and with their k ratings
+   (``--history`` and ``--item-embeddings`` together: the ridge solve starts from the content);
+7. cost (``--cost``): 10,000 new users x 20 ratings folded into the MF bundle of the real set:
    users folded in per second, the added seconds of a scoring job of 1,000,000 pairs, and the
    fold-in's peak memory (tracemalloc) for 1,000 and 10,000 users.
 
@@ -27,6 +33,7 @@ Not a test: run it by hand (docs/benchmarks.md "Cold start")::
     nice -n 5 python benchmarks/cold_start.py --data ml --models mf neumf --threads 2
     nice -n 5 python benchmarks/cold_start.py --data planted --models mf --threads 2
     nice -n 5 python benchmarks/cold_start.py --data ml --models mf --holdout items --threads 2
+    nice -n 5 python benchmarks/cold_start.py --data ml --models hybrid --holdout items --threads 2
     nice -n 5 python benchmarks/cold_start.py --cost --threads 2
 """
 
@@ -44,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
 SEED = 2026
 KS = (1, 3, 5, 10, 20)
 HELD_SHARE = 0.1
@@ -61,6 +69,15 @@ def load(data: str) -> pd.DataFrame:
     return make_ratings(2000, 1000, 100_000, seed=0).ratings[COLS]
 
 
+def content(data: str) -> pd.DataFrame:
+    """The pretrained item table of the hybrid model: ``item_id`` + the genre columns (``ml`` only)."""
+    if data != "ml":
+        raise SystemExit(f"--models hybrid needs --data ml (the {data} set has no item content)")
+    from accuracy_real import genre_table
+
+    return genre_table(pd.read_csv(REPO.parent / "shared/data/ml-latest-small/movies.csv"))
+
+
 def split(ratings: pd.DataFrame, side: str = "user_id"):
     """``(train, valid, test, held)``: the held-out users' (``side`` ``item_id``: items') ratings
     apart, the rest 80/10/10."""
@@ -75,13 +92,14 @@ def split(ratings: pd.DataFrame, side: str = "user_id"):
     return rest.iloc[:a], rest.iloc[a:b], rest.iloc[b:], held
 
 
-def train_export(kind: str, train, valid, test, out: Path, threads: int):
-    """Train with the defaults and export; the bundle path."""
+def train_export(kind: str, train, valid, test, out: Path, threads: int, item_table=None):
+    """Train with the defaults (hybrid: on ``item_table``) and export; the bundle path."""
     from recmodels.export import export_onnx
     from recmodels.training import TrainConfig, train_run
 
     train_run(out / "run", train=train, valid=valid, test=test, model=kind,
-              train_config=TrainConfig(num_threads=threads, seed=0), quiet=True, echo=None, overwrite=True)
+              train_config=TrainConfig(num_threads=threads, seed=0), quiet=True, echo=None, overwrite=True,
+              item_embeddings=item_table if kind == "hybrid" else None)
     return export_onnx(out / "run", out / "bundle", overwrite=True)
 
 
@@ -113,18 +131,18 @@ def hit_rate(candidates: pd.DataFrame, scores: np.ndarray, k: int = 10) -> float
     return float(np.mean(hits))
 
 
-def evaluate(bundle, test_rows, candidates, history=None, solver="ridge"):
+def evaluate(bundle, test_rows, candidates, history=None, solver="ridge", item_embeddings=None):
     """``(rmse, hr@10 or None without candidates, seconds of the fold-in)`` of a bundle, with or
-    without a history."""
+    without a history and new items' vectors."""
     from recmodels.scoring import Scorer
     from recmodels.scoring.history import fold_in
 
     scorer = Scorer(bundle, device="cpu", clip=True, max_unknown_share=1.0)
     seconds = 0.0
-    if history is not None:
+    if history is not None or item_embeddings is not None:
         start = time.perf_counter()
         fold = fold_in(scorer.bundle, history, scorer.score_graph_rows, user_col="user_id",
-                       item_col="item_id", solver=solver)
+                       item_col="item_id", solver=solver, item_embeddings=item_embeddings)
         seconds = time.perf_counter() - start
         scorer = Scorer(bundle, device="cpu", clip=True, max_unknown_share=1.0, history=fold)
     import warnings
@@ -144,7 +162,9 @@ def run(data: str, kind: str, threads: int, ks, oracle: bool, work: Path, holdou
     side, other = ("user_id", "item_id") if holdout == "users" else ("item_id", "user_id")
     train, valid, test, held = split(load(data), side)
     tag = f"{data}-{kind}" + ("" if holdout == "users" else "-items")
-    bundle_path = train_export(kind, train, valid, test, work / tag, threads)
+    item_table = content(data) if kind == "hybrid" else None
+    vectors = item_table if holdout == "items" else None  # new items only when items are held out
+    bundle_path = train_export(kind, train, valid, test, work / tag, threads, item_table)
     bundle = Bundle.load(bundle_path)
     known_items = bundle.item_encoder.classes_
     known_other = known_items if holdout == "users" else bundle.user_encoder.classes_
@@ -157,6 +177,10 @@ def run(data: str, kind: str, threads: int, ks, oracle: bool, work: Path, holdou
            "precision_source": bundle.manifest.prior.fold_in.source, "by_k": []}
     out["fallback_rmse"], out["fallback_hr10"], _ = evaluate(bundle_path, test_rows, candidates)
     hr = "" if candidates is None else f" (HR@10 {out['fallback_hr10']:.3f})"
+    if vectors is not None:
+        out["content_rmse"], _, out["content_s"] = evaluate(bundle_path, test_rows, None,
+                                                            item_embeddings=vectors)
+        hr += f", genre vectors only (k = 0) {out['content_rmse']:.4f}"
     print(f"{data} {kind}: {out['held']} held-out {holdout}, {len(test_rows)} test rows; mean "
           f"{out['mean_rmse']:.4f}, prior fallback {out['fallback_rmse']:.4f}{hr}", flush=True)
     for k in ks:
@@ -166,12 +190,17 @@ def run(data: str, kind: str, threads: int, ks, oracle: bool, work: Path, holdou
                                                                           history)
         row["gradient_rmse"], row["gradient_hr10"], row["gradient_s"] = evaluate(
             bundle_path, test_rows, candidates, history, solver="gradient")
+        if vectors is not None:
+            row["vectors_rmse"], _, row["vectors_s"] = evaluate(bundle_path, test_rows, None, history,
+                                                                item_embeddings=vectors)
         if oracle:
             path = train_export(kind, pd.concat([train, history], ignore_index=True), valid, test,
-                                work / f"{tag}-k{k}", threads)
+                                work / f"{tag}-k{k}", threads, item_table)
             row["oracle_rmse"], row["oracle_hr10"], _ = evaluate(path, test_rows, candidates)
             gap = out["fallback_rmse"] - row["oracle_rmse"]
-            row["gap_closed"] = (out["fallback_rmse"] - row["foldin_rmse"]) / gap if gap > 0 else None
+            for name in ("foldin", "vectors") if vectors is not None else ("foldin",):
+                closed = (out["fallback_rmse"] - row[f"{name}_rmse"]) / gap if gap > 0 else None
+                row["gap_closed" if name == "foldin" else "vectors_gap_closed"] = closed
         print("  " + json.dumps(row), flush=True)
         out["by_k"].append(row)
     return out
