@@ -32,40 +32,6 @@ _EXPORTS = {
                      "RetrieveGraphSection", "TensorInfo", "manifest_digest"], ".manifest"),
 }
 
-__all__ = [
-    "path_kind",
-    "FORMAT_NAME",
-    "FORMAT_VERSION",
-    "ID_FILES",
-    "ITEM_IDS_FILE",
-    "MANIFEST_FILE",
-    "MODEL_FILE",
-    "RAW_IDS_FILE",
-    "RANK_ALL_FILE",
-    "RECOMMEND_FILE",
-    "REQUIRED_FILES",
-    "RETRIEVE_FILE",
-    "RUN_CONFIG_FILE",
-    "USER_IDS_FILE",
-    "Bundle",
-    "FileEntry",
-    "GraphSection",
-    "IdMap",
-    "IdsSection",
-    "InitializerInfo",
-    "Manifest",
-    "ModelSection",
-    "ParitySection",
-    "RatingSection",
-    "RawIdGraphSection",
-    "RawIdParity",
-    "RecommendGraphSection",
-    "RecommendParity",
-    "RankAllGraphSection",
-    "RetrieveGraphSection",
-    "TensorInfo",
-    "finalize_bundle",
-    "manifest_digest",
-]
+__all__ = sorted(_EXPORTS)
 
 __getattr__, __dir__ = _lazy.lazy_exports(globals(), _EXPORTS)

@@ -218,33 +218,30 @@ class Bundle:
         """Path of the ONNX graph."""
         return self.path / self.manifest.graph.file
 
+    def _graph_path(self, section) -> Path | None:
+        return self.path / section.file if section is not None else None
+
     @property
     def raw_ids_model_path(self) -> Path | None:
         """Path of the raw-id graph (``model_ids.onnx``), or None if the bundle has none."""
-        raw = self.manifest.graph_raw_ids
-        return self.path / raw.file if raw is not None else None
+        return self._graph_path(self.manifest.graph_raw_ids)
 
     @property
     def recommend_model_path(self) -> Path | None:
         """Path of the top-k graph (``recommend.onnx``), or None for a bundle exported before it."""
-        section = self.manifest.graph_recommend
-        return self.path / section.file if section is not None else None
+        return self._graph_path(self.manifest.graph_recommend)
 
     @property
     def retrieve_model_path(self) -> Path | None:
         """Path of the first-stage graph of ``recommend --candidates`` (NeuMF/hybrid), or None."""
         section = self.manifest.graph_recommend
-        if section is None or section.retrieve is None:
-            return None
-        return self.path / section.retrieve.file
+        return self._graph_path(section.retrieve if section is not None else None)
 
     @property
     def rank_all_model_path(self) -> Path | None:
         """Path of the whole-catalogue dot-product graph (``rank_all.onnx``), or None."""
         section = self.manifest.graph_recommend
-        if section is None or section.rank_all is None:
-            return None
-        return self.path / section.rank_all.file
+        return self._graph_path(section.rank_all if section is not None else None)
 
     @property
     def prior(self):

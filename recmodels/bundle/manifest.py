@@ -257,47 +257,54 @@ class ModelSection(_Section):
 
 
 @dataclass(frozen=True, kw_only=True)
-class GraphSection(_Section):
-    """``graph``: the scoring graph ``model.onnx``."""
+class _GraphFile(_Section):
+    """A graph file of the bundle and its optional external-data file."""
 
     file: str = _f(_string)
+    external_data: str | None = _f(_nullable(_string))
+    """The ONNX external-data file beside the graph, or None when the weights are inline."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class _SizedGraphFile(_GraphFile):
+    initializer_bytes: int = _f(_integer)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Graph(_GraphFile):
+    """What every full graph section records: opset, IR version and the input/output tensors."""
+
     opset: int = _f(_integer)
     ir_version: int = _f(_integer)
     inputs: list = _f(_list_of(_section(TensorInfo)))
     outputs: list = _f(_list_of(_section(TensorInfo)))
-    external_data: str | None = _f(_nullable(_string))
-    """The ONNX external-data file beside the graph, or None when the weights are inline."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class GraphSection(_Graph):
+    """``graph``: the scoring graph ``model.onnx``."""
+
     initializer_bytes: int = _f(_integer)
     initializers: list = _f(_list_of(_section(InitializerInfo)))
 
 
 @dataclass(frozen=True, kw_only=True)
-class RawIdGraphSection(_Section):
+class RawIdGraphSection(_Graph):
     """``graph_raw_ids``: the optional raw-id graph ``model_ids.onnx`` (``--embed-encoders``)."""
 
-    file: str = _f(_string)
-    opset: int = _f(_integer)
     opset_import: dict = _f(_map_of(_integer))
     """Domain -> opset, e.g. ``{"ai.onnx": 17, "ai.onnx.ml": 2}``."""
-    ir_version: int = _f(_integer)
-    inputs: list = _f(_list_of(_section(TensorInfo)))
-    outputs: list = _f(_list_of(_section(TensorInfo)))
-    external_data: str | None = _f(_nullable(_string))
     fallback_score: float = _f(_number)
     """The float32 value the graph returns for an unknown id."""
 
 
 @dataclass(frozen=True, kw_only=True)
-class RetrieveGraphSection(_Section):
+class RetrieveGraphSection(_SizedGraphFile):
     """``graph_recommend.retrieve``: the cheap first-stage graph of ``recommend --candidates``."""
-
-    file: str = _f(_string)
-    external_data: str | None = _f(_nullable(_string))
-    initializer_bytes: int = _f(_integer)
 
 
 @dataclass(frozen=True, kw_only=True)
-class RankAllGraphSection(_Section):
+class RankAllGraphSection(_SizedGraphFile):
     """``graph_recommend.rank_all``: the dot-product part ranked over the whole catalogue.
 
     Inputs ``user_index``, ``exclude`` ((row, item index) pairs) and ``k``; for MF the exact
@@ -305,23 +312,25 @@ class RankAllGraphSection(_Section):
     candidate.
     """
 
-    file: str = _f(_string)
-    external_data: str | None = _f(_nullable(_string))
-    initializer_bytes: int = _f(_integer)
-
 
 @dataclass(frozen=True, kw_only=True)
-class RecommendParity(_Section):
-    """``graph_recommend.parity``: ``recommend.onnx`` (and ``retrieve.onnx``) checked at export."""
+class _Parity(_Section):
+    """A parity check at export: passed, the largest difference, the tolerance, where and how."""
 
     passed: bool = _f(_boolean)
     max_abs_diff: float = _f(_number)
     tolerance: float = _f(_number)
+    provider: str = _f(_string)
+    seed: int = _f(_integer)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecommendParity(_Parity):
+    """``graph_recommend.parity``: ``recommend.onnx`` (and ``retrieve.onnx``) checked at export."""
+
     n_users: int = _f(_integer)
     n_items: int = _f(_integer)
     n_excluded: int = _f(_integer)
-    provider: str = _f(_string)
-    seed: int = _f(_integer)
     retrieve_max_abs_diff: float | None = _f(_nullable(_number))
     """``retrieve.onnx`` against the dot-product part computed in float64 (None without it)."""
     rank_all_max_abs_diff: float | None = _f(_nullable(_number), optional=True)
@@ -329,15 +338,9 @@ class RecommendParity(_Section):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RecommendGraphSection(_Section):
+class RecommendGraphSection(_Graph):
     """``graph_recommend``: the top-k graph ``recommend.onnx`` (bundles made before it have none)."""
 
-    file: str = _f(_string)
-    opset: int = _f(_integer)
-    ir_version: int = _f(_integer)
-    inputs: list = _f(_list_of(_section(TensorInfo)))
-    outputs: list = _f(_list_of(_section(TensorInfo)))
-    external_data: str | None = _f(_nullable(_string))
     initializer_bytes: int = _f(_integer)
     item_multiple: int = _f(_integer)
     """``item_index`` must have a multiple of this many entries (pad with excluded columns)."""
@@ -382,33 +385,24 @@ class RatingSection(_Section):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RawIdParity(_Section):
-    """``parity.raw_ids``: ``model_ids.onnx`` checked against ``model.onnx``."""
-
-    passed: bool = _f(_boolean)
-    max_abs_diff: float = _f(_number)
-    tolerance: float = _f(_number)
-    n_pairs: int = _f(_integer)
-    n_unknown: int = _f(_integer)
-    batch_sizes: list = _f(_list_of(_integer))
-    max_abs_diff_by_batch: dict = _f(_map_of(_number))
-    provider: str = _f(_string)
-    seed: int = _f(_integer)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ParitySection(_Section):
-    """``parity``: the graph checked in onnxruntime against the model it was built from."""
-
-    passed: bool = _f(_boolean)
-    max_abs_diff: float = _f(_number)
-    tolerance: float = _f(_number)
+class _PairParity(_Parity):
     n_pairs: int = _f(_integer)
     batch_sizes: list = _f(_list_of(_integer))
     max_abs_diff_by_batch: dict = _f(_map_of(_number))
     """Batch size (as a string) -> max abs diff."""
-    provider: str = _f(_string)
-    seed: int = _f(_integer)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RawIdParity(_PairParity):
+    """``parity.raw_ids``: ``model_ids.onnx`` checked against ``model.onnx``."""
+
+    n_unknown: int = _f(_integer)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParitySection(_PairParity):
+    """``parity``: the graph checked in onnxruntime against the model it was built from."""
+
     reference: str | None = _f(_string, optional=True)
     """What the graph was compared with when not the torch model (the test factory's numpy oracle)."""
     raw_ids: RawIdParity | None = _f(_section(RawIdParity), optional=True)
