@@ -65,13 +65,7 @@ class AlignedEmbeddings:
 
     def to_dict(self) -> dict:
         """JSON-able counts (without the matrix)."""
-        return {
-            "n_matched": self.n_matched,
-            "n_missing": self.n_missing,
-            "n_ignored": self.n_ignored,
-            "fill": self.fill,
-            "dim": self.dim,
-        }
+        return {name: getattr(self, name) for name in ("n_matched", "n_missing", "n_ignored", "fill", "dim")}
 
 
 def read_item_embeddings(source, id_col: str = "item_id") -> tuple[np.ndarray, np.ndarray]:

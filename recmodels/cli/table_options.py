@@ -31,19 +31,40 @@ MISSING_RATING = (("--missing-rating",), "VALUE",
                   "before anything else and counted (log, metrics.json).")
 
 
-class NameList(click.ParamType):
+class CommaList(click.ParamType):
+    """Comma-separated values, each converted by :meth:`item`; a TOML file gives a list."""
+
+    what = "values"
+    allow_empty = False
+
+    def split(self, value) -> list:
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        return [v.strip() for v in str(value).split(",")]
+
+    def item(self, value):
+        return value
+
+    def convert(self, value, param, ctx):
+        try:
+            items = tuple(self.item(v) for v in self.split(value))
+            if items or self.allow_empty:
+                return items
+        except (TypeError, ValueError):
+            pass
+        self.fail(f"{value!r} is not a comma-separated list of {self.what}", param, ctx)
+
+
+class NameList(CommaList):
     """Comma-separated column names (``user_id,item_id,rating``); a TOML file gives a list."""
 
     name = "NAME,NAME,..."
+    what = "column names"
 
-    def convert(self, value, param, ctx):
-        if isinstance(value, (list, tuple)):
-            names = list(value)
-        else:
-            names = [v.strip() for v in str(value).split(",")]
-        if not names or not all(isinstance(v, str) and v for v in names):
-            self.fail(f"{value!r} is not a comma-separated list of column names", param, ctx)
-        return tuple(names)
+    def item(self, value):
+        if not isinstance(value, str) or not value:
+            raise ValueError(value)
+        return value
 
 
 def _option(spec, name: str, **kwargs):

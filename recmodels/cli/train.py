@@ -30,22 +30,20 @@ from ..training.config import (
 from . import table_options
 
 
-class FloatList(click.ParamType):
+class FloatList(table_options.CommaList):
     """Comma-separated numbers (``0.5,0.3,0.3``); a TOML file gives a list."""
 
     name = "N,N,..."
+    what = "numbers"
+    allow_empty = True
 
-    def convert(self, value, param, ctx):
-        if isinstance(value, (list, tuple)):
-            items = list(value)
-        else:
-            items = [v for v in str(value).replace(" ", "").split(",") if v]
-        try:
-            if any(isinstance(v, bool) for v in items):
-                raise ValueError
-            return tuple(float(v) for v in items)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a comma-separated list of numbers", param, ctx)
+    def split(self, value) -> list:
+        return [v for v in super().split(value) if v != ""]
+
+    def item(self, value):
+        if isinstance(value, bool):
+            raise ValueError(value)
+        return float(value)
 
 
 @dataclass(frozen=True)
