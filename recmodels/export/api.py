@@ -17,7 +17,7 @@ from ..fileio import check_writable_parent
 from .folding import with_prior
 from .graph import DEFAULT_OPSET, EXTERNAL_DATA_THRESHOLD, check_opset, graph_for
 from .manifest import library_versions
-from .parity import BATCH_SIZES, N_PAIRS, TOLERANCE, torch_scores
+from .parity import BATCH_SIZES, N_PAIRS, TOLERANCE, ParityCheck, torch_scores
 from .prior import prior_export
 from .recommend_graph import recommend_graphs
 from .writer import write_bundle
@@ -176,10 +176,7 @@ def export_model(
         overwrite=overwrite,
         embed_encoders=embed_encoders,
         external_data_threshold=external_data_threshold,
-        parity_pairs=parity_pairs,
-        parity_batch_sizes=parity_batch_sizes,
-        tolerance=tolerance,
-        seed=seed,
+        check=ParityCheck(parity_pairs, tuple(parity_batch_sizes), tolerance, seed),
         id_files=id_files,
         recommend=recommend,
         prior=prior,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,6 +13,18 @@ from ..errors import ParityError
 TOLERANCE = 1e-5
 N_PAIRS = 10_000
 BATCH_SIZES = (1, 2, 7, 4096)
+
+
+@dataclass(frozen=True)
+class ParityCheck:
+    """How an export checks its graphs against their reference: ``pairs`` random known pairs (at
+    each of ``batch_sizes``), ``tolerance`` on the largest absolute difference, ``seed`` of the
+    pairs (and of the recommend and prior checks)."""
+
+    pairs: int = N_PAIRS
+    batch_sizes: tuple[int, ...] = BATCH_SIZES
+    tolerance: float = TOLERANCE
+    seed: int = 0
 SMALL_BATCH_PAIRS = 14 * 15  # pairs scored one, two and seven at a time (divisible by 1, 2, 7)
 
 

@@ -32,9 +32,7 @@ from ..fileio import atomic_directory
 from .graph import EXTERNAL_DATA_THRESHOLD, build_raw_ids, initializer_bytes, save_graph
 from .manifest import build_manifest
 from .parity import (
-    BATCH_SIZES,
-    N_PAIRS,
-    TOLERANCE,
+    ParityCheck,
     check_raw_id_parity,
     check_reference_parity,
     cpu_session,
@@ -115,10 +113,7 @@ def write_bundle(
     overwrite: bool = False,
     embed_encoders: bool = False,
     external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
-    parity_pairs: int = N_PAIRS,
-    parity_batch_sizes: tuple[int, ...] = BATCH_SIZES,
-    tolerance: float = TOLERANCE,
-    seed: int = 0,
+    check: ParityCheck = ParityCheck(),
     id_files: tuple[Path, Path] | None = None,
     recommend: RecommendGraphs | None = None,
     prior: PriorExport | None = None,
@@ -155,8 +150,9 @@ def write_bundle(
         Score for unknown ids; default the global mean.
     overwrite, embed_encoders, external_data_threshold
         See :func:`~recmodels.export.api.export_model`.
-    parity_pairs, parity_batch_sizes, tolerance, seed
-        The parity check (:func:`~recmodels.export.parity.check_reference_parity`).
+    check : ParityCheck
+        The parity checks' pairs, batch sizes, tolerance and seed
+        (:func:`~recmodels.export.parity.check_reference_parity` and the others).
     id_files : (Path, Path), optional
         The run's id maps, copied byte for byte (else the encoders are written).
     recommend : RecommendGraphs, optional
@@ -198,10 +194,10 @@ def write_bundle(
             len(item_encoder),
             staging / MODEL_FILE,
             reference_name=reference_name,
-            n_pairs=parity_pairs,
-            batch_sizes=parity_batch_sizes,
-            tolerance=tolerance,
-            seed=seed,
+            n_pairs=check.pairs,
+            batch_sizes=check.batch_sizes,
+            tolerance=check.tolerance,
+            seed=check.seed,
         )
         raw_external = None
         if raw_graph is not None:
@@ -217,9 +213,9 @@ def write_bundle(
                 user_kind=user_encoder.kind_,
                 item_kind=item_encoder.kind_,
                 prior_rows=None if prior is None else (prior.n_users, prior.n_items),
-                n_pairs=parity_pairs,
-                batch_sizes=parity_batch_sizes,
-                seed=seed,
+                n_pairs=check.pairs,
+                batch_sizes=check.batch_sizes,
+                seed=check.seed,
             )
         recommend_saved = None
         if recommend is not None:
@@ -232,8 +228,8 @@ def write_bundle(
                 item_multiple=recommend.item_multiple,
                 retrieve_path=staging / RETRIEVE_FILE if recommend.retrieve is not None else None,
                 retrieve_reference=recommend.retrieve_reference,
-                tolerance=tolerance,
-                seed=seed,
+                tolerance=check.tolerance,
+                seed=check.seed,
             )
             if recommend.rank_all is not None:
                 recommend_saved["parity"]["rank_all_max_abs_diff"] = check_rank_all_parity(
@@ -241,13 +237,13 @@ def write_bundle(
                     recommend.dot_reference,
                     len(user_encoder),
                     len(item_encoder),
-                    tolerance=tolerance,
-                    seed=seed,
+                    tolerance=check.tolerance,
+                    seed=check.seed,
                 )
         if prior is not None:
             session = cpu_session(staging / MODEL_FILE)
             prior_diff = check_prior_parity(
-                lambda u, i: run_pairs(session, u, i, 4096), prior, seed=seed, tolerance=tolerance
+                lambda u, i: run_pairs(session, u, i, 4096), prior, seed=check.seed, tolerance=check.tolerance
             )
             for name, array in prior.arrays.items():
                 np.save(staging / name, np.ascontiguousarray(array), allow_pickle=False)
