@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
-from ..unknown_ids import DEFAULT_MAX_UNKNOWN_SHARE
+from ..output.report import JobReport
 
 
 @dataclass
-class RecommendReport:
+class RecommendReport(JobReport):
     """What a recommend run did.
+
+    The fields every job records (output, provider, unknown ids, parts, history, warnings) are
+    :class:`~recmodels.scoring.output.report.JobReport`'s; a recommend run adds:
 
     Attributes
     ----------
@@ -35,19 +38,13 @@ class RecommendReport:
         ``--exclude-seen``: rows read, distinct known pairs excluded, rows with an unknown id.
     pairs_scored, pairs_per_s : int, float
         Known users x candidate items ranked by this run, and per second of the ranking loop.
-    provider : str
-        ``cpu`` or ``cuda:N``.
     graph : str
         The graph that ranked every candidate (``rank_all.onnx`` when every item is a candidate
         and the bundle has it; else ``recommend.onnx``, or ``retrieve.onnx`` in two-stage mode).
-    seconds : float
-        Wall time, reading the inputs included.
-    parts_written, parts_resumed, users_resumed : int
-        Directory output.
-    warnings : list of str
-        E.g. why CUDA was not used.
-    history : dict or None
-        With ``--history``: what was folded in (:attr:`recmodels.scoring.history.FoldIn.stats`).
+    users_resumed : int
+        Directory output: the users of the parts resumed from disk.
+    threads, block_users, tile_items : int
+        The ranking's CPU threads, users per graph call and items per tile.
     """
 
     k: int = 0
@@ -56,38 +53,21 @@ class RecommendReport:
     users: str | None = None
     items: str | None = None
     exclude_seen: str | None = None
-    output: str | None = None
-    output_mode: str | None = None
-    format: str | None = None
     users_requested: int = 0
-    unknown_users: int = 0
-    null_ids: int = 0
     users_processed: int = 0
     users_written: int = 0
     users_short: int = 0
-    rows_written: int = 0
     candidate_items: int = 0
-    unknown_items: int = 0
     exclude_rows: int = 0
     seen_pairs: int = 0
     exclude_unknown_rows: int = 0
     pairs_scored: int = 0
     pairs_per_s: float = 0.0
-    max_unknown_share: float = DEFAULT_MAX_UNKNOWN_SHARE
-    provider: str = "cpu"
     threads: int = 1
     graph: str = ""
     block_users: int = 0
     tile_items: int = 0
-    seconds: float = 0.0
-    parts_written: int = 0
-    parts_resumed: int = 0
     users_resumed: int = 0
-    warnings: list[str] = field(default_factory=list)
-    history: dict | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     def summary(self) -> str:
         """One line: users, destination, speed, provider, exclusions and what was left out."""
