@@ -17,6 +17,8 @@ ITEM_ID = "item_id"
 """``model_ids.onnx``: raw item ids (int64 or string [batch])."""
 SCORE = "score"
 """float32 [batch]: the predicted rating."""
+KNOWN = "known"
+"""``model_ids.onnx``: bool [batch], both ids in the maps (else ``score`` is the fallback)."""
 EXCLUDE = "exclude"
 """int64 [excluded, 2]: (user row in the block, item column) pairs never returned."""
 K = "k"
@@ -28,6 +30,7 @@ TOP_POSITION = "top_position"
 
 SCORE_INPUTS = (USER_INDEX, ITEM_INDEX)
 RAW_ID_INPUTS = (USER_ID, ITEM_ID)
+RAW_ID_OUTPUTS = (SCORE, KNOWN)
 RECOMMEND_INPUTS = (USER_INDEX, ITEM_INDEX, EXCLUDE, K)
 RANK_ALL_INPUTS = (USER_INDEX, EXCLUDE, K)
 TOP_K_OUTPUTS = (TOP_SCORE, TOP_POSITION)

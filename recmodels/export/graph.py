@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bundle.graph_contract import ITEM_ID, ITEM_INDEX, KNOWN, SCORE, USER_ID, USER_INDEX
 from ..errors import ConfigError
 from .folding import FoldedSpec, ScoreSpec, fold
 
@@ -23,10 +24,10 @@ EXTERNAL_DATA_THRESHOLD = (1 << 31) - (1 << 26)
 """Initializer bytes above which the weights go to ``model.onnx.data`` (protobuf caps at 2 GiB)."""
 
 INPUTS = (
-    {"name": "user_index", "dtype": "int64", "shape": ["batch"]},
-    {"name": "item_index", "dtype": "int64", "shape": ["batch"]},
+    {"name": USER_INDEX, "dtype": "int64", "shape": ["batch"]},
+    {"name": ITEM_INDEX, "dtype": "int64", "shape": ["batch"]},
 )
-OUTPUTS = ({"name": "score", "dtype": "float32", "shape": ["batch"]},)
+OUTPUTS = ({"name": SCORE, "dtype": "float32", "shape": ["batch"]},)
 PRODUCER = "recmodels"
 
 ML_DOMAIN = "ai.onnx.ml"
@@ -34,8 +35,8 @@ ML_OPSET = 2
 """ai.onnx.ml opset of the raw-id graph: LabelEncoder-2 takes ``keys_int64s``/``keys_strings`` with
 ``values_int64s`` and ``default_int64`` (onnxruntime's CPU EP implements 2-3 and 4+)."""
 RAW_OUTPUTS = (
-    {"name": "score", "dtype": "float32", "shape": ["batch"]},
-    {"name": "known", "dtype": "bool", "shape": ["batch"]},
+    {"name": SCORE, "dtype": "float32", "shape": ["batch"]},
+    {"name": KNOWN, "dtype": "bool", "shape": ["batch"]},
 )
 
 
@@ -69,7 +70,7 @@ class _Builder:
     def __init__(self, reserved=None):
         self.nodes = []
         self.initializers = []
-        self._used: set[str] = set(reserved or ("user_index", "item_index", "score"))
+        self._used: set[str] = set(reserved or (USER_INDEX, ITEM_INDEX, SCORE))
 
     def _name(self, hint: str) -> str:
         name, n = hint, 1
@@ -135,7 +136,7 @@ class _Builder:
 def _finish_score(b: _Builder, x: str) -> str:
     """Reshape a [batch, 1] tensor to the [batch] output ``score``."""
     shape = b.init("flat_shape", np.array([-1], dtype=np.int64), dtype=np.int64)
-    return b.op("Reshape", [x, shape], "score", output="score")
+    return b.op("Reshape", [x, shape], "score", output=SCORE)
 
 
 def build_unfolded(spec: ScoreSpec, opset: int = DEFAULT_OPSET):
@@ -146,14 +147,14 @@ def build_unfolded(spec: ScoreSpec, opset: int = DEFAULT_OPSET):
     for seg in spec.segments:
         if seg == "pretrained":
             table = b.init("item_pretrained", spec.item_pretrained)
-            parts.append(b.gather(table, "item_index", "pretrained"))
+            parts.append(b.gather(table, ITEM_INDEX, "pretrained"))
         elif seg == "gmf":
-            ut = b.gather(b.init("user_gmf", spec.user_gmf), "user_index", "user_gmf_row")
-            it = b.gather(b.init("item_gmf", spec.item_gmf), "item_index", "item_gmf_row")
+            ut = b.gather(b.init("user_gmf", spec.user_gmf), USER_INDEX, "user_gmf_row")
+            it = b.gather(b.init("item_gmf", spec.item_gmf), ITEM_INDEX, "item_gmf_row")
             parts.append(b.op("Mul", [ut, it], "gmf"))
         else:
-            ut = b.gather(b.init("user_mlp", spec.user_mlp), "user_index", "user_mlp_row")
-            it = b.gather(b.init("item_mlp", spec.item_mlp), "item_index", "item_mlp_row")
+            ut = b.gather(b.init("user_mlp", spec.user_mlp), USER_INDEX, "user_mlp_row")
+            it = b.gather(b.init("item_mlp", spec.item_mlp), ITEM_INDEX, "item_mlp_row")
             h = b.op("Concat", [ut, it], "mlp_in", axis=1)
             for n, layer in enumerate(spec.mlp_layers):
                 h = b.linear(h, layer.weight, layer.bias, f"mlp.{n}")
@@ -182,19 +183,19 @@ def build_folded(folded: FoldedSpec, opset: int = DEFAULT_OPSET):
     ``[dot, pretrained, h]``, which copied every row once more.
     """
     b = _Builder()
-    ud = b.gather(b.init("user_table", folded.user_dot), "user_index", "user_row")
-    idt = b.gather(b.init("item_table", folded.item_dot), "item_index", "item_row")
+    ud = b.gather(b.init("user_table", folded.user_dot), USER_INDEX, "user_row")
+    idt = b.gather(b.init("item_table", folded.item_dot), ITEM_INDEX, "item_row")
     d = b.op("Mul", [ud, idt], "dot")
     # predict = sum(dot) + pretrained_w . item_pretrained[i] + out_w . h
     #         = ReduceSum(dot) + concat[pretrained, h] @ [pretrained_w, out_w]
     parts, weights = [], []
     if folded.item_pretrained is not None:
         table = b.init("item_pretrained", folded.item_pretrained)
-        parts.append(b.gather(table, "item_index", "pretrained"))
+        parts.append(b.gather(table, ITEM_INDEX, "pretrained"))
         weights.append(folded.pretrained_w)
     if folded.user_first is not None:
-        uf = b.gather(b.init("user_mlp_table", folded.user_first), "user_index", "user_mlp_row")
-        itf = b.gather(b.init("item_mlp_table", folded.item_first), "item_index", "item_mlp_row")
+        uf = b.gather(b.init("user_mlp_table", folded.user_first), USER_INDEX, "user_mlp_row")
+        itf = b.gather(b.init("item_mlp_table", folded.item_first), ITEM_INDEX, "item_mlp_row")
         h = b.op("Add", [uf, itf], "mlp.0")
         if folded.first_relu:
             h = b.op("Relu", [h], "mlp.0.relu")
@@ -206,7 +207,7 @@ def build_folded(folded: FoldedSpec, opset: int = DEFAULT_OPSET):
         weights.append(folded.out_w)
     axes = b.init("sum_axes", np.array([1], dtype=np.int64), dtype=np.int64)
     if not parts:
-        b.op("ReduceSum", [d, axes], "score", output="score", keepdims=0)
+        b.op("ReduceSum", [d, axes], "score", output=SCORE, keepdims=0)
     else:
         dot_sum = b.op("ReduceSum", [d, axes], "dot_sum", keepdims=1)
         x = parts[0] if len(parts) == 1 else b.op("Concat", parts, "predict_in", axis=1)
@@ -234,8 +235,8 @@ def graph_for(spec: ScoreSpec, *, fold_graph: bool = True, opset: int = DEFAULT_
 def raw_id_inputs(user_kind: str, item_kind: str) -> tuple[dict, dict]:
     """The raw-id graph's inputs: ``user_id``/``item_id`` in the training ids' dtype."""
     return (
-        {"name": "user_id", "dtype": user_kind, "shape": ["batch"]},
-        {"name": "item_id", "dtype": item_kind, "shape": ["batch"]},
+        {"name": USER_ID, "dtype": user_kind, "shape": ["batch"]},
+        {"name": ITEM_ID, "dtype": item_kind, "shape": ["batch"]},
     )
 
 
@@ -283,13 +284,13 @@ def build_raw_ids(scoring, user_classes, item_classes, fallback_score: float, *,
         nodes.append(helper.make_node(
             "GreaterOrEqual", [code, "raw.zero"], [f"raw.{role}_known"], name=f"GreaterOrEqual_{role}"
         ))
-    nodes.append(helper.make_node("And", ["raw.user_known", "raw.item_known"], ["known"], name="And_known"))
+    nodes.append(helper.make_node("And", ["raw.user_known", "raw.item_known"], [KNOWN], name="And_known"))
     for role in ("user", "item"):
         # the scoring subgraph reads user_index/item_index: only ever valid rows
-        inputs = (["known", f"raw.{role}_code", "raw.zero"] if prior_rows is None
+        inputs = ([KNOWN, f"raw.{role}_code", "raw.zero"] if prior_rows is None
                   else [f"raw.{role}_known", f"raw.{role}_code", f"raw.prior_{role}"])
         nodes.append(helper.make_node("Where", inputs, [f"{role}_index"], name=f"Where_{role}_index"))
-    scored = "known"
+    scored = KNOWN
     if prior_rows is not None:
         scored = "raw.any_known"
         nodes.append(helper.make_node("Or", ["raw.user_known", "raw.item_known"], [scored], name="Or_known"))
@@ -297,14 +298,14 @@ def build_raw_ids(scoring, user_classes, item_classes, fallback_score: float, *,
         copy = NodeProto()  # a copy: the scoring graph itself is saved as model.onnx
         copy.CopyFrom(node)
         for k, name in enumerate(copy.output):
-            if name == "score":
+            if name == SCORE:
                 copy.output[k] = model_score
         for k, name in enumerate(copy.input):
-            if name == "score":
+            if name == SCORE:
                 copy.input[k] = model_score
         nodes.append(copy)
     nodes.append(
-        helper.make_node("Where", [scored, model_score, "raw.fallback"], ["score"], name="Where_score")
+        helper.make_node("Where", [scored, model_score, "raw.fallback"], [SCORE], name="Where_score")
     )
 
     initializers = [
@@ -324,8 +325,8 @@ def build_raw_ids(scoring, user_classes, item_classes, fallback_score: float, *,
         for io in raw_id_inputs(user_kind, item_kind)
     ]
     outputs = [
-        helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"]),
-        helper.make_tensor_value_info("known", TensorProto.BOOL, ["batch"]),
+        helper.make_tensor_value_info(SCORE, TensorProto.FLOAT, ["batch"]),
+        helper.make_tensor_value_info(KNOWN, TensorProto.BOOL, ["batch"]),
     ]
     name = scoring.graph.name + "_raw_ids"
     graph = helper.make_graph(nodes, name, inputs, outputs, initializer=initializers)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..bundle.graph_contract import ITEM_ID, ITEM_INDEX, KNOWN, SCORE, USER_ID, USER_INDEX
 from ..errors import ParityError
 
 TOLERANCE = 1e-5
@@ -66,8 +67,8 @@ def run_pairs(session, users, items, batch: int) -> np.ndarray:
     """Scores of index pairs from an onnxruntime ``session`` of a scoring graph, ``batch`` at a time."""
     out = []
     for start in range(0, users.size, batch):
-        feed = {"user_index": users[start : start + batch], "item_index": items[start : start + batch]}
-        out.append(session.run(["score"], feed)[0])
+        feed = {USER_INDEX: users[start : start + batch], ITEM_INDEX: items[start : start + batch]}
+        out.append(session.run([SCORE], feed)[0])
     return np.concatenate(out)
 
 
@@ -212,8 +213,8 @@ def unknown_ids(classes: np.ndarray, kind: str, n: int) -> np.ndarray:
 def _run_raw(session, user_ids, item_ids, batch: int) -> tuple[np.ndarray, np.ndarray]:
     scores, known = [], []
     for start in range(0, user_ids.size, batch):
-        feed = {"user_id": user_ids[start : start + batch], "item_id": item_ids[start : start + batch]}
-        s, k = session.run(["score", "known"], feed)
+        feed = {USER_ID: user_ids[start : start + batch], ITEM_ID: item_ids[start : start + batch]}
+        s, k = session.run([SCORE, KNOWN], feed)
         scores.append(s)
         known.append(k)
     return np.concatenate(scores), np.concatenate(known)

@@ -61,20 +61,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..bundle.graph_contract import EXCLUDE, ITEM_INDEX, TOP_POSITION, TOP_SCORE, USER_INDEX, K
 from .folding import FoldedSpec, ScoreSpec, fold
 from .graph import DEFAULT_OPSET, _Builder
 
 RECOMMEND_INPUTS = (
-    {"name": "user_index", "dtype": "int64", "shape": ["users"]},
-    {"name": "item_index", "dtype": "int64", "shape": ["items"]},
-    {"name": "exclude", "dtype": "int64", "shape": ["excluded", 2]},
-    {"name": "k", "dtype": "int64", "shape": [1]},
+    {"name": USER_INDEX, "dtype": "int64", "shape": ["users"]},
+    {"name": ITEM_INDEX, "dtype": "int64", "shape": ["items"]},
+    {"name": EXCLUDE, "dtype": "int64", "shape": ["excluded", 2]},
+    {"name": K, "dtype": "int64", "shape": [1]},
 )
 RECOMMEND_OUTPUTS = (
-    {"name": "top_score", "dtype": "float32", "shape": ["users", "k"]},
-    {"name": "top_position", "dtype": "int64", "shape": ["users", "k"]},
+    {"name": TOP_SCORE, "dtype": "float32", "shape": ["users", "k"]},
+    {"name": TOP_POSITION, "dtype": "int64", "shape": ["users", "k"]},
 )
-RANK_ALL_INPUTS = tuple(io for io in RECOMMEND_INPUTS if io["name"] != "item_index")
+RANK_ALL_INPUTS = tuple(io for io in RECOMMEND_INPUTS if io["name"] != ITEM_INDEX)
 """``rank_all.onnx`` takes no ``item_index``: ``exclude`` columns are item indices."""
 _RESERVED = {io["name"] for io in RECOMMEND_INPUTS + RECOMMEND_OUTPUTS}
 
@@ -118,11 +119,11 @@ def _select(b: _Builder, scores: str, opset: int, group: int = SELECT_GROUP) -> 
     # [excluded]: Shape's start/end attributes need opset 15, Slice works from 13
     n_excluded = b.op(
         "Slice",
-        [b.op("Shape", ["exclude"], "exclude_shape"), _const(b, "at_0", [0]), _const(b, "at_1", [1])],
+        [b.op("Shape", [EXCLUDE], "exclude_shape"), _const(b, "at_0", [0]), _const(b, "at_1", [1])],
         "n_excluded",
     )
     fill = b.op("Expand", [minus_inf, n_excluded], "excluded_scores")
-    masked = b.op("ScatterND", [scores, "exclude", fill], "masked_scores")
+    masked = b.op("ScatterND", [scores, EXCLUDE, fill], "masked_scores")
 
     g = _const(b, "group", [group])
     groups = b.op("Reshape", [masked, _const(b, "groups_shape", [0, -1, group])], "groups")
@@ -135,7 +136,7 @@ def _select(b: _Builder, scores: str, opset: int, group: int = SELECT_GROUP) -> 
         [b.op("Shape", [group_max], "group_max_shape"), _const(b, "at_1c", [1]), _const(b, "at_2b", [2])],
         "n_groups",
     )
-    k_groups = b.op("Min", ["k", n_groups], "k_groups")
+    k_groups = b.op("Min", [K, n_groups], "k_groups")
     _, best_groups = b.multi(
         "TopK", [group_max, k_groups], ("best_group_max", "best_groups"), axis=1, largest=1, sorted=0
     )
@@ -152,9 +153,9 @@ def _select(b: _Builder, scores: str, opset: int, group: int = SELECT_GROUP) -> 
     flat = b.op("Reshape", [picked, _const(b, "rows_shape", [0, -1])], "picked_flat")
     _, where = b.multi(
         "TopK",
-        [flat, "k"],
-        ("top_score", "picked_position"),
-        outputs=("top_score", None),
+        [flat, K],
+        (TOP_SCORE, "picked_position"),
+        outputs=(TOP_SCORE, None),
         axis=1,
         largest=1,
         sorted=1,
@@ -163,14 +164,14 @@ def _select(b: _Builder, scores: str, opset: int, group: int = SELECT_GROUP) -> 
     b.op(
         "Add",
         [b.op("Mul", [group_of, g], "top_group_start"), b.op("Mod", [where, g], "top_offset")],
-        "top_position",
-        output="top_position",
+        TOP_POSITION,
+        output=TOP_POSITION,
     )
 
 
 def _dot_scores(b: _Builder, user_table: np.ndarray, item_table: np.ndarray, hint: str = "dot") -> str:
-    users = b.gather(b.init("user_table", user_table), "user_index", "user_rows")
-    items = b.gather(b.init("item_table", item_table), "item_index", "item_rows")
+    users = b.gather(b.init("user_table", user_table), USER_INDEX, "user_rows")
+    items = b.gather(b.init("item_table", item_table), ITEM_INDEX, "item_rows")
     return b.op("Gemm", [users, items], hint, transB=1)
 
 
@@ -199,10 +200,10 @@ def build_recommend(folded: FoldedSpec, opset: int = DEFAULT_OPSET, group: int =
         _select(b, dot, opset, group)
         return _model(b, f"recmodels_{folded.kind}_recommend", opset, f"recmodels {folded.kind} recommend")
     width = folded.user_first.shape[1]
-    user_mlp = b.gather(b.init("user_mlp_table", folded.user_first), "user_index", "user_mlp_rows")
+    user_mlp = b.gather(b.init("user_mlp_table", folded.user_first), USER_INDEX, "user_mlp_rows")
     axis1 = b.init("axis_1", np.array([1], dtype=np.int64), dtype=np.int64)
     user_mlp = b.op("Unsqueeze", [user_mlp, axis1], "user_mlp_rows_3d")  # [users, 1, width]
-    item_mlp = b.gather(b.init("item_mlp_table", folded.item_first), "item_index", "item_mlp_rows")
+    item_mlp = b.gather(b.init("item_mlp_table", folded.item_first), ITEM_INDEX, "item_mlp_rows")
     h = b.op("Add", [user_mlp, item_mlp], "mlp.0")  # [users, items, width]
     if folded.first_relu:
         h = b.op("Relu", [h], "mlp.0.relu")
@@ -254,7 +255,7 @@ def build_rank_all(folded: FoldedSpec, opset: int = DEFAULT_OPSET, group: int = 
     if not np.allclose(user_table[:, -1], 1.0):
         raise ValueError("dot tables must end in a column of ones (the per-item scalar column)")
     b = _Builder(_RESERVED)
-    users = b.gather(b.init("user_table", user_table), "user_index", "user_rows")
+    users = b.gather(b.init("user_table", user_table), USER_INDEX, "user_rows")
     scores = b.op("Gemm", [users, b.init("item_table", padded_item_table(item_table, group))], "dot",
                   transB=1)
     _select(b, scores, opset, group)

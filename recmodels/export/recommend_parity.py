@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..bundle.graph_contract import EXCLUDE, ITEM_INDEX, TOP_POSITION, TOP_SCORE, USER_INDEX, K
 from ..errors import ParityError
 from .parity import TOLERANCE, cpu_session, run_pairs
 
@@ -34,8 +35,8 @@ def _recommend_block(n_users: int, n_items: int, multiple: int, seed: int):
 
 
 def _top_block(session, users, items, exclude, k: int):
-    feed = {"user_index": users, "item_index": items, "exclude": exclude, "k": np.array([k], dtype=np.int64)}
-    score, position = session.run(["top_score", "top_position"], feed)
+    feed = {USER_INDEX: users, ITEM_INDEX: items, EXCLUDE: exclude, K: np.array([k], dtype=np.int64)}
+    score, position = session.run([TOP_SCORE, TOP_POSITION], feed)
     if score.dtype != np.float32 or position.dtype != np.int64 or score.shape != (users.size, k):
         raise ParityError(
             f"recommend parity check failed: graph returned {score.dtype} {score.shape} / {position.dtype}, "
@@ -182,8 +183,8 @@ def check_rank_all_parity(
     allowed[rows, cols] = False
     k = min(64, n_items)
     score, position = cpu_session(rank_all_path).run(
-        ["top_score", "top_position"],
-        {"user_index": users, "exclude": exclude, "k": np.array([k], dtype=np.int64)},
+        [TOP_SCORE, TOP_POSITION],
+        {USER_INDEX: users, EXCLUDE: exclude, K: np.array([k], dtype=np.int64)},
     )
     problems, worst = [], 0.0
     n_allowed = np.minimum(allowed.sum(axis=1), k)

@@ -22,7 +22,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...bundle.graph_contract import RANK_ALL_INPUTS, RECOMMEND_INPUTS, TOP_K_OUTPUTS
+from ...bundle.graph_contract import (
+    EXCLUDE,
+    ITEM_INDEX,
+    RANK_ALL_INPUTS,
+    RECOMMEND_INPUTS,
+    TOP_K_OUTPUTS,
+    USER_INDEX,
+    K,
+)
 from ...errors import BundleError
 from ..checks import positive_int
 from ..runtime.session import load_graph
@@ -176,7 +184,7 @@ class TopKSession:
             exclude = np.zeros((0, 2), dtype=np.int64)
         kk = min(k, candidates.size)
         top_score, top_position = self.session.run(
-            list(OUTPUTS), {"user_index": users, "exclude": exclude, "k": np.array([kk], dtype=np.int64)}
+            list(OUTPUTS), {USER_INDEX: users, EXCLUDE: exclude, K: np.array([kk], dtype=np.int64)}
         )
         found = np.isfinite(top_score)
         out_items = np.where(found, top_position, -1)
@@ -221,10 +229,10 @@ class TopKSession:
             top_score, top_position = self.session.run(
                 list(OUTPUTS),
                 {
-                    "user_index": users,
-                    "item_index": np.ascontiguousarray(item_index, dtype=np.int64),
-                    "exclude": np.ascontiguousarray(exclude, dtype=np.int64),
-                    "k": k_arr,
+                    USER_INDEX: users,
+                    ITEM_INDEX: np.ascontiguousarray(item_index, dtype=np.int64),
+                    EXCLUDE: np.ascontiguousarray(exclude, dtype=np.int64),
+                    K: k_arr,
                 },
             )
             part_scores.append(top_score)
