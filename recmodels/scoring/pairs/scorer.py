@@ -82,6 +82,14 @@ class Scorer:
         The guard for nightly jobs: when more than this share of the rows has an unknown id,
         :meth:`score_file` stops with one line and writes nothing, and :meth:`score_frame` /
         :meth:`score_arrays` / :meth:`score_batches` warn. 1 turns it off.
+    history, history_update_known, history_min_ratings, rating_col
+        Ratings made after training (path, DataFrame, Arrow table, or a
+        :class:`~recmodels.scoring.history.FoldIn` built once), folded in before scoring: new users
+        and items, known users updated (``docs/scoring.md``, "New users and items").
+    item_embeddings : path-like, DataFrame or Arrow table, optional
+        Hybrid bundles: pretrained vectors (id column ``item_col``, one column per dimension, as
+        training's ``--item-embeddings``) of items the bundle does not know; they are scored from
+        their vectors, and from their ``history`` ratings too when they have some.
 
     Attributes
     ----------
@@ -114,6 +122,7 @@ class Scorer:
         history_update_known: bool = True,
         history_min_ratings: int = DEFAULT_MIN_RATINGS,
         rating_col: str | None = None,
+        item_embeddings=None,
     ):
         self.bundle = load_bundle(bundle)
         self.user_col, self.item_col, self.max_unknown_share = check_score_options(
@@ -134,10 +143,11 @@ class Scorer:
         prior = self.bundle.manifest.prior
         self.prior_rows = None if prior is None else (prior.user_row, prior.item_row)
         self.fold = None
-        if history is not None:
+        if history is not None or item_embeddings is not None:
             self.fold = history if isinstance(history, FoldIn) else fold_in(
                 self.bundle, history, self.score_graph_rows, user_col=self.user_col, item_col=self.item_col,
-                rating_col=rating_col, update_known=history_update_known, min_ratings=history_min_ratings)
+                rating_col=rating_col, update_known=history_update_known, min_ratings=history_min_ratings,
+                item_embeddings=item_embeddings)
         self.reset_counts()
 
     def score_graph_rows(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
@@ -388,6 +398,7 @@ def score(
     history_update_known: bool = True,
     history_min_ratings: int = DEFAULT_MIN_RATINGS,
     rating_col: str | None = None,
+    item_embeddings=None,
     keep=None,
     format: str | None = None,
     part_rows: int | None = None,
@@ -416,6 +427,8 @@ def score(
         per batch, CPU threads, and the unknown-id guard (1 turns it off).
     history, history_update_known, history_min_ratings, rating_col
         As for :class:`Scorer`: ratings made after training, folded in before scoring.
+    item_embeddings : path-like, DataFrame or Arrow table, optional
+        As for :class:`Scorer`: hybrid bundles' new items from their pretrained vectors.
     keep, format, part_rows, resume, overwrite, progress, report, dialect
         As for :func:`~recmodels.scoring.pairs.files.score_file`: the input columns to pass
         through, the output format, input rows per part file, continuing an interrupted directory
@@ -433,7 +446,8 @@ def score(
     scorer = Scorer(bundle, device=device, user_col=user_col, item_col=item_col, unknown=unknown, clip=clip,
                     batch_size=batch_size, threads=threads, max_unknown_share=max_unknown_share,
                     history=history, history_update_known=history_update_known,
-                    history_min_ratings=history_min_ratings, rating_col=rating_col)
+                    history_min_ratings=history_min_ratings, rating_col=rating_col,
+                    item_embeddings=item_embeddings)
     try:
         return scorer.score_file(input, output, keep=keep, format=format, part_rows=part_rows, resume=resume,
                                  overwrite=overwrite, progress=progress, report=report, dialect=dialect)
@@ -457,6 +471,7 @@ def score_frame(
     history_update_known: bool = True,
     history_min_ratings: int = DEFAULT_MIN_RATINGS,
     rating_col: str | None = None,
+    item_embeddings=None,
     keep=None,
 ) -> pd.DataFrame:
     """Score a DataFrame with ``bundle``: a :class:`Scorer`, then :meth:`Scorer.score_frame`.
@@ -472,6 +487,8 @@ def score_frame(
         per batch, CPU threads, and the unknown-id guard (1 turns it off).
     history, history_update_known, history_min_ratings, rating_col
         As for :class:`Scorer`: ratings made after training, folded in before scoring.
+    item_embeddings : path-like, DataFrame or Arrow table, optional
+        As for :class:`Scorer`: hybrid bundles' new items from their pretrained vectors.
     keep : list of str or str, optional
         The columns of ``frame`` to pass through (default: all).
 
@@ -483,7 +500,8 @@ def score_frame(
     scorer = Scorer(bundle, device=device, user_col=user_col, item_col=item_col, unknown=unknown, clip=clip,
                     batch_size=batch_size, threads=threads, max_unknown_share=max_unknown_share,
                     history=history, history_update_known=history_update_known,
-                    history_min_ratings=history_min_ratings, rating_col=rating_col)
+                    history_min_ratings=history_min_ratings, rating_col=rating_col,
+                    item_embeddings=item_embeddings)
     try:
         return scorer.score_frame(frame, keep=keep)
     finally:

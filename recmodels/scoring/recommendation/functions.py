@@ -26,6 +26,7 @@ def recommend(
     history_update_known: bool = True,
     history_min_ratings: int = DEFAULT_MIN_RATINGS,
     rating_col: str | None = None,
+    item_embeddings=None,
     k: int = DEFAULT_TOP_K,
     users=None,
     items=None,
@@ -62,6 +63,8 @@ def recommend(
         ``candidates`` items per user (NeuMF/hybrid), and the graph-call tiling.
     history, history_update_known, history_min_ratings, rating_col
         As for :class:`Recommender`: ratings made after training, folded in before ranking.
+    item_embeddings : path-like, DataFrame or pyarrow.Table, optional
+        As for :class:`Recommender`: hybrid bundles' new items from their pretrained vectors.
     k : int
         Items per user.
     items : path-like or array-like, optional
@@ -112,7 +115,7 @@ def recommend(
     rec = Recommender(bundle, device=device, threads=threads, candidates=candidates,
                       block_users=block_users, tile_items=tile_items, history=history,
                       history_update_known=history_update_known, history_min_ratings=history_min_ratings,
-                      rating_col=rating_col)
+                      rating_col=rating_col, item_embeddings=item_embeddings)
     inputs = dict(k=k, users=users, items=items, exclude_seen=exclude_seen, user_col=user_col,
                   item_col=item_col, users_col=users_col, items_col=items_col,
                   max_unknown_share=max_unknown_share, dialect=dialect)

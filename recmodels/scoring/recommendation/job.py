@@ -62,6 +62,9 @@ class RecommendJob:
     folded : FoldedRanking or None
         With ``--history``: ranks the users whose rows it changed (user indices past the
         bundle's are folded-in new users, :class:`~recmodels.scoring.history.fold.Side`).
+    new_items : ndarray of int64 or None
+        The listed items that were folded in (``--history``, ``--item-embeddings``), as item
+        indices past the bundle's; None: every folded-in item (no item list).
     """
 
     user_index: np.ndarray
@@ -71,6 +74,7 @@ class RecommendJob:
     report: RecommendReport
     digest: str
     folded: FoldedRanking | None = None
+    new_items: np.ndarray | None = None
 
 
 def _digest(*arrays) -> str:
@@ -120,7 +124,8 @@ def prepare_job(
         The ``score`` guard, per list and for the seen pairs.
     fold : FoldIn, optional
         ``--history``: its new users are known users here (and, without a user list, recommended
-        after the bundle's), and ``exclude_seen`` also excludes its history's pairs.
+        after the bundle's), and ``exclude_seen`` also excludes its history's pairs; its new items
+        (``--item-embeddings`` too) are candidates when listed (every one without an item list).
 
     Raises
     ------
@@ -145,15 +150,20 @@ def prepare_job(
         check_unknown_share(ids, bundle, "user", limit, user_default, item_default)
         user_index = ids.index
         report.users, report.unknown_users, report.null_ids = ids.where, ids.unknown, ids.nulls
+    new_items = None
     if items is None:
         candidates = Candidates.every(len(bundle.item_encoder))
     else:
         ids = read_id_list(items, bundle.item_encoder, "item", column=items_col or item_col,
                            default=item_default, dialect=dialect)
+        if fold is not None:  # folded-in new items are listed items too
+            fold.items.extend(ids.ids, ids.index)
         check_duplicates(ids, "item")
         check_unknown_share(ids, bundle, "item", limit, user_default, item_default)
         report.items, report.unknown_items = ids.where, ids.unknown
-        candidates = Candidates.of(ids.known, len(bundle.item_encoder))
+        listed, n_items = ids.known, len(bundle.item_encoder)
+        new_items = np.unique(listed[listed > n_items]) if fold is not None else None
+        candidates = Candidates.of(listed[listed < n_items], n_items)
     report.candidate_items = candidates.size
     if candidates.size == 0:
         raise DataError(f"{report.items}: none of the listed items is in the bundle; nothing to recommend")
@@ -168,5 +178,6 @@ def prepare_job(
         report.exclude_unknown_rows = seen.counts["unknown_rows"]
     report.users_requested = int(user_index.size)
     digest = _digest(user_index, candidates.items, *(() if seen is None else (seen.indptr, seen.items)),
-                     *(() if fold is None else (np.frombuffer(fold.token.encode(), np.uint8),)))
-    return RecommendJob(user_index, candidates, seen, k, report, digest)
+                     *(() if fold is None else (np.frombuffer(fold.token.encode(), np.uint8),)),
+                     *(() if new_items is None else (new_items,)))
+    return RecommendJob(user_index, candidates, seen, k, report, digest, new_items=new_items)

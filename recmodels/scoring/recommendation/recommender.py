@@ -29,6 +29,7 @@ from ...fileio import write_json
 from ..checks import positive_int
 from ..defaults import DEFAULT_MIN_RATINGS, DEFAULT_PART_USERS, DEFAULT_TOP_K
 from ..history import FoldIn, check_bundle, fold_in
+from ..history.content import content_weights
 from ..history.rank import FoldedRanking
 from ..output.parts import PartLoop, progress_bar, resume_start
 from ..output.writers import FileOutput, PartsOutput, check_output_options, cleanup_on_error
@@ -102,6 +103,11 @@ class Recommender:
         As for :class:`~recmodels.scoring.Scorer`: ratings made after training. Folded-in new users
         are recommended like known users, updated known users with their new rows
         (:mod:`recmodels.scoring.history.rank`); ``exclude_seen`` also excludes the history's pairs.
+        New items folded in from the history are candidates beside the bundle's.
+    item_embeddings : path-like, DataFrame or pyarrow.Table, optional
+        Hybrid bundles: pretrained vectors of items the bundle does not know (id column
+        ``item_col``), as for :class:`~recmodels.scoring.Scorer`; those items are candidates too,
+        ranked by their content (and their ``history`` ratings).
 
     Attributes
     ----------
@@ -130,11 +136,14 @@ class Recommender:
         history_update_known: bool = True,
         history_min_ratings: int = DEFAULT_MIN_RATINGS,
         rating_col: str | None = None,
+        item_embeddings=None,
     ):
         self.bundle = load_bundle(bundle)
+        if item_embeddings is not None:
+            content_weights(self.bundle)
         if history is not None:
             check_bundle(self.bundle)
-        self.history = history
+        self.history, self.item_embeddings = history, item_embeddings
         self.history_options = {"update_known": history_update_known, "min_ratings": history_min_ratings,
                                 "rating_col": rating_col}
         section = self.bundle.manifest.graph_recommend
@@ -181,7 +190,7 @@ class Recommender:
                 block_users=block_users,
                 tile_items=tile_items,
             )
-        if self.candidates is not None or history is not None:
+        if self.candidates is not None or history is not None or item_embeddings is not None:
             self._pairs = ScoringSession(self.bundle, self.provider, threads=1)
         on_cpu = self.provider == "cpu"
         self.threads = int(threads or available_cpus()) if on_cpu else 1
@@ -208,15 +217,18 @@ class Recommender:
             warnings=list(self.warnings),
         )
         fold, b = None, self.bundle
-        if self.history is not None:
+        if self.history is not None or self.item_embeddings is not None:
             fold = self.history if isinstance(self.history, FoldIn) else fold_in(
                 b, self.history, self._pairs.run, user_col=inputs.get("user_col") or b.user_column,
-                item_col=inputs.get("item_col") or b.item_column, **self.history_options)
+                item_col=inputs.get("item_col") or b.item_column, item_embeddings=self.item_embeddings,
+                **self.history_options)
             report.history = dict(fold.stats)
         job = prepare_job(b, report, fold=fold, **inputs)
         if fold is not None:
+            schema = self.output_schema()
             job.folded = FoldedRanking(fold, self._pairs.run, job.candidates, b.user_encoder.classes_,
-                                       self.output_schema().field(0).type)
+                                       schema.field(0).type, item_classes=b.item_encoder.classes_,
+                                       item_type=schema.field(2).type, new_items=job.new_items)
         first = self._first_stage(job)
         report.graph = Path(first.path).name
         if first.whole_catalogue:
@@ -260,7 +272,7 @@ class Recommender:
             [
                 user_ids,
                 pa.array(np.nonzero(found)[1].astype(np.int32) + 1),
-                _arrow_ids(b.item_encoder, items[found]),
+                _arrow_ids(b.item_encoder, items[found]) if folded is None else folded.item_ids(items[found]),
                 pa.array(scores[found], type=pa.float32()),
             ],
             names=self.output_schema().names,
