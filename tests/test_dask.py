@@ -146,7 +146,41 @@ def test_local_cluster_same_rows_and_one_session_per_worker_process(data, tmp_pa
     assert_same_rows(got, local_scores(fb, frame))
     stats = client.run(lambda: dict(core.STATS))
     used = [s for s in stats.values() if s["scorers"]]
-    assert used and all(s == {"bundle_loads": 1, "scorers": 1, "recommenders": 0} for s in used), stats
+    once = {"bundle_loads": 1, "scorers": 1, "recommenders": 0, "folds": 0}
+    assert used and all(s == once for s in used), stats
+
+
+def test_history_is_folded_in_once_and_read_once_per_worker_process(tmp_path, client):
+    """Issue 22 on Dask's Python API: ``history`` is folded in on the driver, its result is one
+    object of the graph that each worker process reads once (not per partition), and the rows are
+    the local ``Scorer`` / ``recommend`` rows (new users and items folded in; ``exclude_seen``
+    also leaves out the history)."""
+    rng = np.random.default_rng(3)
+    train = rng.integers(0, 30, 1500), rng.integers(0, 40, 1500)
+    fb = make_bundle(tmp_path / "b", kind="neumf", folded=True, prior=True, n_users=30, n_items=40,
+                     train_rows=train, rating_range=(-10.0, 10.0))
+    history = pd.DataFrame({"user_id": [7] * 5 + [fb.user_ids[0]] * 2 + [fb.user_ids[1], fb.user_ids[2]],
+                            "item_id": [*fb.item_ids[:5], *fb.item_ids[8:10], 4, 4],
+                            "rating": rng.uniform(-5, 5, 9).round(2)})
+    frame = pd.DataFrame({"rid": np.arange(3000), "user_id": rng.choice(np.r_[fb.user_ids, [7]], 3000),
+                          "item_id": rng.choice(np.r_[fb.item_ids, [4]], 3000)})
+    client.run(core.clear_caches)
+    options = dict(device="cpu", history=history, max_unknown_share=1.0)
+    got = client.compute(rdask.score(dd.from_pandas(frame, npartitions=6), fb.path, **options)).result()
+    want = Scorer(fb.path, **options).score_frame(frame)
+    assert_same_rows(got, want)
+    assert want.known.all()  # every pair scored as known: 7 and 4 are folded in
+    stats = [s for s in client.run(lambda: dict(core.STATS)).values() if s["scorers"]]
+    assert stats and all(s["folds"] == 1 for s in stats), stats
+    users = dd.from_pandas(pd.DataFrame({"user_id": [7, *fb.user_ids[:8]]}), npartitions=2)
+    seen = pd.DataFrame({"user_id": [fb.user_ids[3]] * 2, "item_id": fb.item_ids[:2]})
+    recs = rdask.recommend(users, fb.path, 30, exclude_seen=dd.from_pandas(seen, npartitions=1), device="cpu",
+                           history=history)
+    got = client.compute(recs).result()
+    want = recommend(fb.path, users=[7, *fb.user_ids[:8]], k=30, exclude_seen=seen, device="cpu",
+                     history=history)
+    assert_same_rows(got, want, key=["user_id", "rank"])
+    assert not set(got.item_id[got.user_id == 7]) & set(history.item_id[history.user_id == 7])
 
 
 def test_recommend_partitioned_by_user_matches_local(data, client):

@@ -420,3 +420,110 @@ def test_recommend_resume_on_an_engine_says_it_is_not_resumable(setup, tmp_path)
     root, fb, _ = setup
     res = invoke("recommend", fb.path, tmp_path / "out", "--engine", "dask", "--resume")
     assert_one_line_failure(res, "--resume does not work with recommend --engine dask")
+
+
+# -- --history on the engines (issue 22) ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def folded(tmp_path_factory):
+    """A bundle with the prior rows and fold-in arrays; pairs and a history with new users 7 and 8
+    (8 below --history-min-ratings 3), a new item 4 and two known users whose rows it updates."""
+    root = tmp_path_factory.mktemp("engines-history")
+    rng = np.random.default_rng(9)
+    train = rng.integers(0, 40, 2000), rng.integers(0, 60, 2000)
+    fb = make_bundle(root / "bundle", kind="neumf", folded=True, prior=True, n_users=40, n_items=60,
+                     train_rows=train, rating_range=(-10.0, 10.0))
+    users, items = np.r_[fb.user_ids, [7, 8, 9]], np.r_[fb.item_ids, [4]]
+    n = 3000
+    pairs = pd.DataFrame({"rid": np.arange(n), "user_id": rng.choice(users, n),
+                          "item_id": rng.choice(items, n)})
+    pq.write_table(pa.Table.from_pandas(pairs, preserve_index=False), root / "pairs.parquet",
+                   row_group_size=500)
+    history = pd.DataFrame({
+        "user_id": [7] * 6 + [8] * 2 + [fb.user_ids[0]] * 3 + list(fb.user_ids[1:4]),
+        "item_id": [*fb.item_ids[:6], *fb.item_ids[6:8], *fb.item_ids[10:13], 4, 4, 4],
+        "rating": rng.uniform(-6, 6, 14).round(2),
+    })
+    history.to_csv(root / "history.csv", index=False)
+    seen = pd.DataFrame({"user_id": np.repeat(fb.user_ids[:5], 4), "item_id": rng.choice(fb.item_ids, 20)})
+    pq.write_table(pa.Table.from_pandas(seen, preserve_index=False), root / "seen.parquet")
+    return root, fb, history
+
+
+def _same_output(got, want, *, parts_only=False) -> None:
+    """The same files (hidden ones included: no staged fold-in left behind), each part equal;
+    ``parts_only``: the part files (an engine's recommend writes no sidecars)."""
+    names = sorted(p.name for p in want.iterdir() if p.name.startswith("part-") or not parts_only)
+    found = sorted(p.name for p in got.iterdir() if p.name.startswith(("part-", ".")) or not parts_only)
+    assert found == names
+    for name in names:
+        if name.startswith("part-"):
+            assert pq.read_table(got / name).equals(pq.read_table(want / name)), name
+        elif name == "_scoring.json":
+            assert json.loads((got / name).read_text()) == json.loads((want / name).read_text())
+
+
+def test_cli_dask_score_with_history_is_the_local_output_and_resumes(folded, tmp_path):
+    """The fold-in is computed once on the driver and read once per worker process: the parts
+    (and ``_scoring.json``, which records the history) are the local run's byte for byte; a
+    resume with the history equals a clean run, and another history is refused."""
+    pytest.importorskip("distributed")
+    root, fb, history = folded
+    common = ["--device", "cpu", "--part-rows", 500, "--batch-size", 128, "--max-unknown-share", 1,
+              "--history", root / "history.csv", "--history-min-ratings", 3, "--report"]
+    args = ["score", fb.path, root / "pairs.parquet"]
+    engine = ["--engine", "dask", "--scheduler", _scheduler()]
+    res = invoke(*args, tmp_path / "out", *common, tmp_path / "r.json", *engine)
+    assert res.exit_code == 0, res.output
+    assert "history: 1 new users and 1 new items folded in" in res.output
+    res_local = invoke(*args, tmp_path / "local", *common, tmp_path / "local.json")
+    assert res_local.exit_code == 0, res_local.output
+    _same_output(tmp_path / "out", tmp_path / "local")
+    assert json.loads((tmp_path / "r.json").read_text())["history"] == \
+        json.loads((tmp_path / "local.json").read_text())["history"]
+    plain = invoke(*args, tmp_path / "plain", *common[:-5], "--report", tmp_path / "p.json", *engine)
+    assert plain.exit_code == 0, plain.output  # the history changes the scores
+    assert not pq.read_table(tmp_path / "plain").equals(pq.read_table(tmp_path / "local"))
+    for part in sorted((tmp_path / "out").glob("part-*"))[2:]:  # as if killed after two parts
+        part.unlink()
+    (tmp_path / "out" / "_SUCCESS").unlink()
+    history.assign(rating=history.rating[::-1].to_numpy()).to_csv(tmp_path / "other.csv", index=False)
+    other = [c if c != root / "history.csv" else tmp_path / "other.csv" for c in common]
+    refused = invoke(*args, tmp_path / "out", *other, tmp_path / "r2.json", *engine, "--resume")
+    assert_one_line_failure(refused, "different settings (history)")
+    res = invoke(*args, tmp_path / "out", *common, tmp_path / "r3.json", *engine, "--resume")
+    assert res.exit_code == 0, res.output
+    _same_output(tmp_path / "out", tmp_path / "local")
+
+
+@pytest.mark.parametrize("users", [False, True], ids=["every-user", "listed-users"])
+def test_cli_dask_recommend_with_history_is_the_local_output(folded, tmp_path, users):
+    """Folded-in users are ranked as locally; ``--exclude-seen`` also leaves out their history."""
+    pytest.importorskip("distributed")
+    root, fb, history = folded
+    listed = []
+    if users:
+        pd.DataFrame({"user_id": [7, 8, 9, *fb.user_ids[:6]]}).to_csv(tmp_path / "users.csv", index=False)
+        listed = ["--users", tmp_path / "users.csv"]
+    common = ["-k", 57, "--exclude-seen", root / "seen.parquet", "--device", "cpu", "--part-users", 16,
+              "--history", root / "history.csv", *listed]
+    res = invoke("recommend", fb.path, tmp_path / "out", *common, "--engine", "dask")
+    assert res.exit_code == 0, res.output
+    assert "history: 2 new users folded in, 1 known users updated" in res.output
+    assert invoke("recommend", fb.path, tmp_path / "local", *common).exit_code == 0
+    _same_output(tmp_path / "out", tmp_path / "local", parts_only=True)
+    got = pd.read_parquet(tmp_path / "out")
+    for user in (7, fb.user_ids[0]):  # 60 items, k = 57: all but the history and seen items
+        rows = got[got.user_id == user]
+        assert len(rows) > 0
+        assert not set(rows.item_id) & set(history.item_id[history.user_id == user])
+
+
+def test_cli_engine_bad_history_is_one_line_and_writes_nothing(folded, tmp_path):
+    pytest.importorskip("distributed")
+    root, fb, history = folded
+    history.assign(rating=[*history.rating[:-1], 11.0]).to_csv(tmp_path / "bad.csv", index=False)
+    for args in (["score", fb.path, root / "pairs.parquet", tmp_path / "out"],
+                 ["recommend", fb.path, tmp_path / "out", "-k", 3]):
+        res = invoke(*args, "--engine", "dask", "--device", "cpu", "--history", tmp_path / "bad.csv")
+        assert_one_line_failure(res, "bad.csv: row 14: rating 11 is outside the bundle's rating range")
+        assert not (tmp_path / "out").exists()

@@ -14,18 +14,26 @@ same Parquet input resume each other.
 
 from __future__ import annotations
 
+import io
+import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from functools import partial
 
+import numpy as np
 import pyarrow as pa
 
 from .. import errors
-from ..errors import DataError, RecmodelsError
+from ..encoders import IdEncoder
+from ..errors import BundleError, DataError, RecmodelsError
+from ..scoring.history import FoldIn, Side
 from ..scoring.output.writers import job_settings
 from ..scoring.unknown_ids import COUNT_KEYS
 from ..tables import expand_input
 
 __all__ = [
+    "HISTORY_OPTIONS",
     "RECOMMEND_COUNTS",
     "RECOMMEND_RECORD",
     "SCORE_INPUT_RECORD",
@@ -34,10 +42,13 @@ __all__ = [
     "ScoreTask",
     "error_record",
     "files_token",
+    "fold_bytes",
+    "history_temp_name",
     "is_part_temp",
     "pandas_dtypes",
     "part_temp_name",
     "raise_recorded_error",
+    "read_fold",
     "recommend_settings",
     "score_settings",
 ]
@@ -139,6 +150,10 @@ class ScoreTask:
         The output schema the driver announced; output batches are cast to it.
     input_token : tuple
         :func:`files_token` of the input the tasks read themselves (Parquet parts), else ``()``.
+    history, history_token : str
+        ``--history``: the fold-in the driver computed, as a file every worker reads once
+        (:func:`fold_bytes`, staged beside the parts), and its :attr:`FoldIn.token`; else
+        None and ``""``.
     """
 
     bundle_path: str
@@ -153,6 +168,8 @@ class ScoreTask:
     keep: tuple[str, ...] = ()
     schema: pa.Schema | None = field(default=None, compare=False)
     input_token: tuple = ()
+    history: str | None = None
+    history_token: str = ""
 
     def scorer_options(self) -> dict:
         """The task's :class:`~recmodels.scoring.pairs.scorer.Scorer` options."""
@@ -161,8 +178,8 @@ class ScoreTask:
                 "threads": self.threads}
 
     def scorer_key(self) -> tuple:
-        """What a worker's cached scorer depends on: the bundle and the scorer options."""
-        return (self.digest, *self.scorer_options().values())
+        """What a worker's cached scorer depends on: the bundle, the scorer options, the fold-in."""
+        return (self.digest, *self.scorer_options().values(), self.history_token)
 
 
 @dataclass(frozen=True)
@@ -171,7 +188,8 @@ class RecommendTask:
 
     ``users``, ``items`` and ``exclude_seen`` are paths every worker can read (the CLI's files)
     or None; :func:`~recmodels.engines.worker.recommend_users` takes the users and seen pairs as
-    data instead. ``inputs_token``: :func:`files_token` of each of the three paths.
+    data instead. ``inputs_token``: :func:`files_token` of each of the three paths. ``history``,
+    ``history_token``: as for :class:`ScoreTask`.
     """
 
     bundle_path: str
@@ -189,6 +207,8 @@ class RecommendTask:
     exclude_seen: str | None = None
     max_unknown_share: float = 1.0
     inputs_token: tuple = ()
+    history: str | None = None
+    history_token: str = ""
 
     def recommender_options(self) -> dict:
         """The task's :class:`~recmodels.scoring.recommendation.recommender.Recommender` options."""
@@ -196,8 +216,8 @@ class RecommendTask:
                 "block_users": self.block_users, "tile_items": self.tile_items}
 
     def recommender_key(self) -> tuple:
-        """What a worker's cached recommender depends on: the bundle and the recommender options."""
-        return (self.digest, *self.recommender_options().values())
+        """What a worker's cached recommender depends on: the bundle, its options, the fold-in."""
+        return (self.digest, *self.recommender_options().values(), self.history_token)
 
 
 # -- the parts' temporary files ------------------------------------------------------------------
@@ -213,6 +233,114 @@ def part_temp_name(part: int, fmt: str, token: str) -> str:
 def is_part_temp(name: str) -> bool:
     """Whether a file name is a part's temporary (:func:`part_temp_name`)."""
     return name.startswith(".part-") and name.endswith(".tmp")
+
+
+# -- the fold-in of --history, computed on the driver, read once per worker process ---------------
+HISTORY_OPTIONS = ("history", "rating_col", "history_update_known", "history_min_ratings")
+"""The ``--history`` keywords of the engines' entry points (those of the local ``Scorer``)."""
+
+
+def history_temp_name(token: str) -> str:
+    """The staged fold-in's file name: a part's temporary (:func:`is_part_temp`) to every cleanup
+    of a job's temporaries (the driver's, a resume's, an ``--overwrite``)."""
+    return f".part-history.{token[:16]}.npz.tmp"
+
+
+def _blob(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype=np.uint8)
+
+
+def _ids_blob(encoder: IdEncoder) -> np.ndarray:
+    sink = pa.BufferOutputStream()
+    table = encoder.to_arrow()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return _blob(sink.getvalue().to_pybytes())
+
+
+def _ids_of(blob: np.ndarray, name: str) -> IdEncoder:
+    column = pa.ipc.open_stream(pa.py_buffer(blob.tobytes())).read_all().column("id")
+    classes = (column.to_numpy() if pa.types.is_integer(column.type)
+               else np.asarray(column.to_pylist(), dtype=object))
+    return IdEncoder.from_classes(classes, name)
+
+
+def _pack(prefix: str, obj, meta: dict, arrays: dict) -> None:
+    """Every dataclass field of ``obj`` into ``meta`` (JSON values, None) or ``arrays``."""
+    for f in fields(obj):
+        value, key = getattr(obj, f.name), f"{prefix}{f.name}"
+        if isinstance(value, Side):
+            meta[key] = {}
+            _pack(f"{key}.", value, meta[key], arrays)
+        elif f.name == "vectors":  # the bundle's fold-in arrays: each worker reads its own
+            meta[key] = {"shape": list(value.shape)}
+        elif isinstance(value, np.ndarray):
+            arrays[key] = value
+        elif isinstance(value, IdEncoder):
+            arrays[key] = _ids_blob(value)
+            meta[key] = {"ids": value.name}
+        elif isinstance(value, tuple) and all(isinstance(v, np.ndarray) for v in value):
+            arrays.update({f"{key}.{j}": v for j, v in enumerate(value)})
+            meta[key] = {"arrays": len(value)}
+        elif value is None or isinstance(value, str | int | float | bool | dict):
+            meta[key] = {"value": value}
+        else:
+            raise TypeError(f"fold-in field {key}: {type(value).__name__} has no file form here")
+
+
+def _unpack(prefix: str, cls, meta: dict, arrays: dict, vectors: Callable):
+    values = {}
+    for f in fields(cls):
+        key = f"{prefix}{f.name}"
+        m = meta.get(key)
+        if m is None:
+            values[f.name] = arrays[key]
+        elif f.name in ("users", "items"):
+            values[f.name] = _unpack(f"{key}.", Side, m, arrays, partial(vectors, f.name[:-1]))
+        elif f.name == "vectors":
+            values[f.name] = vectors(tuple(m["shape"]))
+        elif "ids" in m:
+            values[f.name] = _ids_of(arrays[key], m["ids"])
+        elif "arrays" in m:
+            values[f.name] = tuple(arrays[f"{key}.{j}"] for j in range(m["arrays"]))
+        else:
+            values[f.name] = m["value"]
+    return cls(**values)
+
+
+def fold_bytes(fold: FoldIn) -> bytes:
+    """A :class:`~recmodels.scoring.history.FoldIn` as ``.npz`` bytes (no pickle) for the workers.
+
+    Every field is written (arrays, new ids as Arrow, counts and token as JSON; a field of
+    another type is a ``TypeError``), except the sides' ``vectors``: the bundle's fold-in arrays,
+    which :func:`read_fold` reads from the worker's bundle.
+    """
+    meta: dict = {}
+    arrays: dict = {}
+    _pack("", fold, meta, arrays)
+    out = io.BytesIO()
+    np.savez(out, **{".meta": _blob(json.dumps(meta).encode())}, **arrays)
+    return out.getvalue()
+
+
+def read_fold(data: bytes, bundle) -> FoldIn:
+    """The :class:`~recmodels.scoring.history.FoldIn` of :func:`fold_bytes`, its ``vectors`` read
+    from ``bundle`` (the driver's bundle: same digest) as
+    :func:`~recmodels.scoring.history.fold_in` reads them."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        arrays = {name: z[name] for name in z.files}
+    meta = json.loads(arrays.pop(".meta").tobytes())
+    files = bundle.manifest.prior.fold_in.files
+
+    def vectors(role: str, shape: tuple) -> np.ndarray:
+        path = bundle.path / files[f"{role}_vectors"]
+        out = np.load(path, allow_pickle=False).astype(np.float64)
+        if out.shape != shape:
+            raise BundleError(f"{path}: shape {out.shape} on this worker, {shape} on the driver; give "
+                              "every worker the same bundle")
+        return out
+
+    return _unpack("", FoldIn, meta, arrays, vectors)
 
 
 # -- what the workers' caches are keyed by ------------------------------------------------------
@@ -250,7 +378,7 @@ def score_settings(task: ScoreTask, input: str, *, input_rows: int | None = None
     tasks read themselves, written exactly as a local run writes them, so either resumes the
     other), or what the engine's frame is called (``engine`` is then recorded too).
     """
-    return job_settings(
+    job = job_settings(
         task.digest,
         input,
         unknown=task.unknown,
@@ -260,6 +388,9 @@ def score_settings(task: ScoreTask, input: str, *, input_rows: int | None = None
         input_rows=input_rows,
         engine=engine,
     )
+    if task.history_token:  # as a local run records it: a resume must fold in the same history
+        job["history"] = task.history_token
+    return job
 
 
 def recommend_settings(task: RecommendTask, *, engine: str, inputs: str, users: int,

@@ -39,8 +39,8 @@ from .connect import (
     time_left,
     within,
 )
-from .contract import SCORE_RECORD, RecommendTask, pandas_dtypes
-from .worker import clear_caches, recommend_users, score_frame_task, score_to_part, worker_bundle
+from .contract import SCORE_RECORD, RecommendTask, fold_bytes, pandas_dtypes
+from .worker import clear_caches, recommend_users, score_frame_task, score_to_part, worker_bundle, worker_fold
 
 try:
     import dask
@@ -284,7 +284,9 @@ def score(ddf, bundle, *, keep=None, bundle_path: str | None = None, threads: in
     threads : int, optional
         Inference threads per task (default 1: one task per worker thread).
     **options
-        ``device``, ``user_col``, ``item_col``, ``unknown``, ``clip``, ``batch_size``: as for
+        ``device``, ``user_col``, ``item_col``, ``unknown``, ``clip``, ``batch_size``, and
+        ``history``, ``rating_col``, ``history_update_known``, ``history_min_ratings`` (folded in
+        once, here; the result is one object of the graph, sent to each worker once): as for
         :class:`recmodels.scoring.Scorer`.
 
     Returns
@@ -297,15 +299,29 @@ def score(ddf, bundle, *, keep=None, bundle_path: str | None = None, threads: in
     DataError
         A missing id column, or one of a type ids cannot have (checked before any task runs).
     """
+    b = load_bundle(bundle)
+    folding = driver.pop_history(options)
     task, _ = driver.score_task(
-        bundle, _meta_schema(ddf), "dask DataFrame", keep=keep, bundle_path=bundle_path, threads=threads,
+        b, _meta_schema(ddf), "dask DataFrame", keep=keep, bundle_path=bundle_path, threads=threads,
         **options,
     )
+    task, fold = driver.score_fold(b, task, **folding)
     meta = ddf._meta[list(task.keep)].copy()
     if task.unknown == "fallback":
         meta["known"] = np.array([], dtype=bool)
     meta["score"] = np.array([], dtype=np.float32)
-    return ddf.map_partitions(partial(score_frame_task, task=task), meta=meta)
+    return ddf.map_partitions(_score_partition, task, _shared_fold(fold), meta=meta)
+
+
+def _shared_fold(fold):
+    """The fold-in's bytes as one object of the task graph (each worker fetches it once), or None."""
+    return None if fold is None else dask.delayed(fold_bytes(fold), pure=True)
+
+
+def _score_partition(frame: pd.DataFrame, task, fold: bytes | None) -> pd.DataFrame:
+    if fold is not None:
+        worker_fold(task, fold)
+    return score_frame_task(frame, task)
 
 
 def _write_partition(frame: pd.DataFrame, task, directory, fmt, partition_info=None) -> pd.DataFrame:
@@ -395,7 +411,10 @@ def _bucket_frame(frame: pd.DataFrame, column: str, encoder_task, n: int) -> pd.
     return out
 
 
-def _recommend_bucket(users: pd.DataFrame, seen, task: RecommendTask, user_col: str) -> pd.DataFrame:
+def _recommend_bucket(users: pd.DataFrame, seen, task: RecommendTask, user_col: str,
+                      fold: bytes | None = None) -> pd.DataFrame:
+    if fold is not None:
+        worker_fold(task, fold)
     seen_part = None
     if seen is not None:
         seen_part = seen.drop(columns=["_bucket"])
@@ -405,7 +424,7 @@ def _recommend_bucket(users: pd.DataFrame, seen, task: RecommendTask, user_col: 
 
 def recommend(users, bundle, k: int = 10, *, exclude_seen=None, partitions: int | None = None,
               bundle_path: str | None = None, user_col: str | None = None, item_col: str | None = None,
-              device: str = "auto", threads: int | None = 1, candidates: int | None = None):
+              device: str = "auto", threads: int | None = 1, candidates: int | None = None, **history):
     """Top-``k`` items for the users of a Dask DataFrame, partitioned by user.
 
     Users and their seen pairs are bucketed by the user's index in the bundle's id map and
@@ -425,6 +444,10 @@ def recommend(users, bundle, k: int = 10, *, exclude_seen=None, partitions: int 
         User partitions (default: ``users.npartitions``).
     user_col, item_col, device, threads, candidates
         As for :class:`recmodels.scoring.Recommender` and ``recmodels recommend``.
+    **history
+        ``history``, ``rating_col``, ``history_update_known``, ``history_min_ratings``: as for
+        :class:`recmodels.scoring.Recommender` (folded in once, here; folded-in new users are
+        in the first partition).
 
     Returns
     -------
@@ -438,6 +461,8 @@ def recommend(users, bundle, k: int = 10, *, exclude_seen=None, partitions: int 
         bundle_path=bundle_path, user_col=user_col, item_col=item_col, device=device, threads=threads,
         candidates=candidates,
     )
+    task, fold = driver.recommend_fold(b, task, **history)
+    fold = _shared_fold(fold)
     user_col, item_col = task.user_col, task.item_col
     n = int(partitions or users.npartitions)
     ids = users[[user_col]]
@@ -445,11 +470,12 @@ def recommend(users, bundle, k: int = 10, *, exclude_seen=None, partitions: int 
     ub = ub.shuffle("_bucket", npartitions=n)
     meta = recommend_schema(b).empty_table().to_pandas()
     if exclude_seen is None:
-        return ub.map_partitions(_recommend_bucket, None, task, user_col, meta=meta)
+        return ub.map_partitions(_recommend_bucket, None, task, user_col, fold, meta=meta)
     pairs = exclude_seen[[user_col, item_col]]
     sb = pairs.map_partitions(_bucket_frame, user_col, task, n, meta=pairs._meta.assign(_bucket=np.int64(0)))
     sb = sb.shuffle("_bucket", npartitions=n)
-    return dd.map_partitions(_recommend_bucket, ub, sb, task, user_col, meta=meta, align_dataframes=False)
+    return dd.map_partitions(_recommend_bucket, ub, sb, task, user_col, fold, meta=meta,
+                             align_dataframes=False)
 
 
 def recommend_file(bundle, output, *, scheduler=None, n_workers=None, processes=False, **kwargs):

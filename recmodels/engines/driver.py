@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
@@ -28,8 +29,10 @@ from ..errors import ConfigError, DataError
 from ..fileio import write_json
 from ..scoring.checks import positive_int
 from ..scoring.defaults import DEFAULT_BATCH_SIZE, DEFAULT_PART_ROWS, DEFAULT_PART_USERS
+from ..scoring.history import FoldIn
 from ..scoring.pairs.columns import bundle_id_types, check_score_options, keep_columns, scored_schema
 from ..scoring.pairs.report import ScoreReport
+from ..scoring.pairs.scorer import Scorer
 from ..scoring.recommendation.job import check_k_fits, check_top_k
 from ..scoring.recommendation.recommender import Recommender, recommend_schema
 from ..scoring.runtime.session import load_bundle
@@ -37,6 +40,7 @@ from ..scoring.unknown_ids import COUNT_KEYS, DEFAULT_MAX_UNKNOWN_SHARE, likely_
 from ..tables import open_table
 from .connect import ENGINES
 from .contract import (
+    HISTORY_OPTIONS,
     RECOMMEND_COUNTS,
     RECOMMEND_RECORD,
     SCORE_INPUT_RECORD,
@@ -54,10 +58,13 @@ __all__ = [
     "Engine",
     "check_candidate_k",
     "check_engine_options",
+    "pop_history",
+    "recommend_fold",
     "run_recommend_job",
     "run_score_parts",
     "recommend_task",
     "score_file",
+    "score_fold",
     "score_report",
     "score_task",
     "score_to",
@@ -152,6 +159,33 @@ def score_task(bundle, input_schema: pa.Schema, where: str, *, keep=None, bundle
     task = ScoreTask(bundle_path=os.fspath(bundle_path or bundle.path), digest=bundle.digest,
                      user_col=user_col, item_col=item_col, keep=tuple(keep), schema=schema, **options)
     return task, share
+
+
+def pop_history(options: dict) -> dict:
+    """The ``--history`` keywords (:data:`~recmodels.engines.contract.HISTORY_OPTIONS`), taken out
+    of an entry point's ``options``."""
+    return {key: options.pop(key) for key in HISTORY_OPTIONS if key in options}
+
+
+def score_fold(bundle, task: ScoreTask, history=None, **history_options) -> tuple[ScoreTask, FoldIn | None]:
+    """Fold ``history`` in once, on the driver, as the local ``Scorer`` with ``task``'s options
+    does; ``task`` with the fold-in's token, and the fold-in (None without a history).
+
+    ``history_options``: ``rating_col``, ``history_update_known``, ``history_min_ratings``.
+
+    Raises
+    ------
+    DataError, BundleError
+        A bad history, or a bundle exported before ``--history`` (one line, before any task).
+    """
+    if history is None:
+        return task, None
+    with warnings.catch_warnings():  # the workers' scorers report the provider's notes
+        warnings.simplefilter("ignore", RuntimeWarning)
+        scorer = Scorer(bundle, **task.scorer_options(), max_unknown_share=1.0, history=history,
+                        **history_options)
+    scorer.close()
+    return replace(task, history_token=scorer.fold.token), scorer.fold
 
 
 def score_report(
@@ -268,13 +302,16 @@ def score_to(
     """
     t0 = time.perf_counter()
     b = load_bundle(bundle)
+    folding = pop_history(options)
     task, limit = score_task(b, schema, where, bundle_path=bundle_path, max_unknown_share=max_unknown_share,
                              **options)
+    task, fold = score_fold(b, task, **folding)
     staged = StagedOutput(output, format, task.schema, overwrite=overwrite, command="score",
                           job=score_settings(task, where, engine=engine))
     rep, _ = staged.run(
-        lambda: write(task, os.fspath(staged.directory), staged.part_fmt),
-        lambda records: score_report(records, b, task, where, limit),
+        lambda: write(staged.with_history(task, fold), os.fspath(staged.directory), staged.part_fmt),
+        lambda records: score_report(records, b, task, where, limit,
+                                     history=None if fold is None else fold.stats),
     )
     _finish(rep, t0, where, output, staged, report)
     return rep
@@ -313,9 +350,11 @@ def run_score_parts(
     if source.total_rows == 0:
         raise DataError(f"{source.path}: input has no rows")
     part_rows = positive_int("--part-rows", part_rows or None, DEFAULT_PART_ROWS)
+    folding = pop_history(options)
     task, limit = score_task(b, source.schema, source.path, keep=keep, bundle_path=bundle_path,
                              user_col=user_col, item_col=item_col, max_unknown_share=max_unknown_share,
                              **options)
+    task, fold = score_fold(b, task, **folding)  # a bad history: one line before the cluster starts
     # the workers' cached view of the input is keyed by its files' sizes and times, listed here once
     task = replace(task, input_token=files_token(input, source.files))
     path = os.path.abspath(os.fspath(input))
@@ -330,9 +369,15 @@ def run_score_parts(
         def work(t: ScoreTask, k: int) -> dict:
             return score_input_part(t, path, k, part_rows, directory, fmt)
 
+        def tasks() -> list[dict]:
+            if not parts:
+                return []
+            return engine.map_items(cluster, staged.with_history(task, fold), parts, work, SCORE_INPUT_RECORD)
+
         rep, _ = staged.run(
-            lambda: engine.map_items(cluster, task, parts, work, SCORE_INPUT_RECORD) if parts else [],
-            lambda records: score_report(records, b, task, source.path, limit, staged.complete),
+            tasks,
+            lambda records: score_report(records, b, task, source.path, limit, staged.complete,
+                                         history=None if fold is None else fold.stats),
             keep_complete=resume,
         )
     _finish(rep, t0, input, output, staged, report)
@@ -400,6 +445,21 @@ def recommend_task(bundle, k, users_columns, seen_columns=None, *, bundle_path=N
     )
 
 
+def recommend_fold(bundle, task: RecommendTask, history=None,
+                   **history_options) -> tuple[RecommendTask, FoldIn | None]:
+    """Fold ``history`` in once, on the driver, as the local ``Recommender`` with ``task``'s
+    options does (the Python API's ``recommend``); ``task`` with its token, and the fold-in."""
+    if history is None:
+        return task, None
+    rec = Recommender(bundle, device=task.device, threads=1, candidates=task.candidates, history=history,
+                      **history_options)
+    try:
+        job = rec.prepare(k=task.k, user_col=task.user_col, item_col=task.item_col)
+    finally:
+        rec.close()
+    return replace(task, history_token=job.folded.fold.token), job.folded.fold
+
+
 def _abs(path):
     return None if path is None else os.path.abspath(os.fspath(path))
 
@@ -426,11 +486,17 @@ def run_recommend_job(
     block_users=None,
     tile_items=None,
     bundle_path=None,
+    history=None,
+    **history_options,
 ):
     """``recmodels recommend --engine ...``: the inputs are read and checked on the driver (the
     same report counts as a local run), then each part of ``part_users`` list positions is one
     task (:func:`~recmodels.engines.worker.recommend_part`). Part ``k`` holds the users of part
-    ``k`` of a local run."""
+    ``k`` of a local run.
+
+    ``history`` (``--history``; ``history_options``: ``rating_col``, ``history_update_known``,
+    ``history_min_ratings``) is folded in once, on the driver, as the local ``Recommender`` does,
+    and read by each worker process once (:meth:`StagedOutput.with_history`)."""
     t0 = time.perf_counter()
     share = DEFAULT_MAX_UNKNOWN_SHARE if max_unknown_share is None else max_unknown_share
     for name, value in (("users", users), ("items", items), ("exclude-seen", exclude_seen)):
@@ -438,13 +504,16 @@ def run_recommend_job(
             raise ConfigError(f"--engine {engine.name}: --{name} must be a file every worker can read")
     part_users = positive_int("--part-users", part_users or None, DEFAULT_PART_USERS)
     with engine.connect() as cluster:  # a cluster that does not answer: one line, nothing read or written
-        rec = Recommender(bundle, device="cpu", threads=1, candidates=candidates, block_users=block_users,
-                          tile_items=tile_items)
+        # with a history, the fold-in's scores come from the device a local run would use
+        rec = Recommender(bundle, device="cpu" if history is None else device, threads=1,
+                          candidates=candidates, block_users=block_users, tile_items=tile_items,
+                          history=history, **history_options)
         try:
             job = rec.prepare(users=users, k=k, items=items, exclude_seen=exclude_seen, user_col=user_col,
                               item_col=item_col, max_unknown_share=share)
         finally:
             rec.close()
+        fold = None if job.folded is None else job.folded.fold
         n = int(job.user_index.size)
         files = {"users": _abs(users), "items": _abs(items), "exclude_seen": _abs(exclude_seen)}
         task = RecommendTask(
@@ -461,6 +530,7 @@ def run_recommend_job(
             **files,
             max_unknown_share=1.0,
             inputs_token=tuple(files_token(path) for path in files.values()),
+            history_token="" if fold is None else fold.token,
         )
         settings = recommend_settings(task, engine=engine.name, inputs=job.digest, users=n,
                                       part_users=part_users)
@@ -473,7 +543,7 @@ def run_recommend_job(
             return recommend_part(t, *span, directory, fmt)
 
         rep, records = staged.run(
-            lambda: engine.map_items(cluster, task, spans, work, RECOMMEND_RECORD),
+            lambda: engine.map_items(cluster, staged.with_history(task, fold), spans, work, RECOMMEND_RECORD),
             lambda records: job.report,
         )
     rep.parts_written = len(records)

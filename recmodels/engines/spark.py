@@ -46,8 +46,8 @@ from .connect import (
     silent_peer,
     time_left,
 )
-from .contract import SCORE_RECORD
-from .worker import recommend_users, score_stream, score_to_part, worker_bundle
+from .contract import SCORE_RECORD, fold_bytes
+from .worker import recommend_users, score_stream, score_to_part, worker_bundle, worker_fold
 
 try:
     with warnings.catch_warnings():  # "PySpark does not yet fully support pandas >= 3" on import
@@ -99,6 +99,19 @@ def _resolve(task):
     gpus = ctx.resources().get("gpu") if ctx is not None else None
     if gpus is not None and gpus.addresses and task.device in ("auto", "cuda", "gpu"):
         task = replace(task, device=f"cuda:{gpus.addresses[0]}")
+    return task
+
+
+def _broadcast(spark, fold):
+    """The fold-in's bytes as a broadcast variable (each executor fetches it once), or None."""
+    return None if fold is None else spark.sparkContext.broadcast(fold_bytes(fold))
+
+
+def _on_executor(task, fold):
+    """:func:`_resolve`, after reading the broadcast fold-in into this worker's cache."""
+    task = _resolve(task)
+    if fold is not None:
+        worker_fold(task, fold.value)
     return task
 
 
@@ -323,8 +336,9 @@ def score(
     threads : int, optional
         Inference threads per task (default 1: one task per core).
     **options
-        ``device``, ``user_col``, ``item_col``, ``unknown``, ``clip``, ``batch_size``: as for
-        :class:`recmodels.scoring.Scorer`.
+        ``device``, ``user_col``, ``item_col``, ``unknown``, ``clip``, ``batch_size``, and
+        ``history``, ``rating_col``, ``history_update_known``, ``history_min_ratings`` (folded in
+        once, here, and broadcast): as for :class:`recmodels.scoring.Scorer`.
 
     Returns
     -------
@@ -339,15 +353,18 @@ def score(
     b = load_bundle(bundle)
     if ship:
         bundle_path = _ship(df.sparkSession, b)
+    folding = driver.pop_history(options)
     task, _ = driver.score_task(
         b, _arrow_schema(df), "spark DataFrame", keep=keep, bundle_path=bundle_path, threads=threads,
         **options,
     )
+    task, fold = driver.score_fold(b, task, **folding)
+    fold = _broadcast(df.sparkSession, fold)
     out_schema = from_arrow_schema(task.schema)
     task = replace(task, schema=to_arrow_schema(out_schema))
 
     def run(batches):
-        yield from score_stream(batches, _resolve(task))
+        yield from score_stream(batches, _on_executor(task, fold))
 
     return df.mapInArrow(run, out_schema)
 
@@ -409,7 +426,8 @@ def score_file(bundle, input, output, *, master=None, resume=False, part_rows=No
 
 # -- recommending ------------------------------------------------------------------------------------
 def recommend(users_df, bundle, k: int = 10, *, exclude_seen=None, partitions: int | None = None, ship=False,
-              bundle_path=None, user_col=None, item_col=None, device="auto", threads=1, candidates=None):
+              bundle_path=None, user_col=None, item_col=None, device="auto", threads=1, candidates=None,
+              **history):
     """Top-``k`` items for the users of a Spark DataFrame, partitioned by user.
 
     Users and their seen pairs are bucketed by the user's index in the bundle's id map and
@@ -431,6 +449,10 @@ def recommend(users_df, bundle, k: int = 10, *, exclude_seen=None, partitions: i
         User buckets (default: ``spark.sql.shuffle.partitions``).
     user_col, item_col, device, threads, candidates
         As for :class:`recmodels.scoring.Recommender` and ``recmodels recommend``.
+    **history
+        ``history``, ``rating_col``, ``history_update_known``, ``history_min_ratings``: as for
+        :class:`recmodels.scoring.Recommender` (folded in once, here, and broadcast; folded-in
+        new users are in the first bucket).
 
     Returns
     -------
@@ -446,6 +468,8 @@ def recommend(users_df, bundle, k: int = 10, *, exclude_seen=None, partitions: i
         bundle_path=bundle_path, user_col=user_col, item_col=item_col, device=device, threads=threads,
         candidates=candidates,
     )
+    task, fold = driver.recommend_fold(b, task, **history)
+    fold = _broadcast(spark, fold)
     user_col, item_col = task.user_col, task.item_col
     n = int(partitions or spark.conf.get("spark.sql.shuffle.partitions"))
     out_schema = from_arrow_schema(recommend_schema(b))
@@ -470,13 +494,14 @@ def recommend(users_df, bundle, k: int = 10, *, exclude_seen=None, partitions: i
     if exclude_seen is None:
 
         def rank(table):
-            return recommend_users(table.column(user_col), None, _resolve(task))
+            return recommend_users(table.column(user_col), None, _on_executor(task, fold))
 
         return users_b.groupBy("_bucket").applyInArrow(rank, out_schema)
     seen_b = bucketed(exclude_seen, [user_col, item_col])
 
     def rank_with_seen(users, seen):
-        return recommend_users(users.column(user_col), seen.drop_columns(["_bucket"]), _resolve(task))
+        seen_part = seen.drop_columns(["_bucket"])
+        return recommend_users(users.column(user_col), seen_part, _on_executor(task, fold))
 
     return (
         users_b.groupBy("_bucket").cogroup(seen_b.groupBy("_bucket")).applyInArrow(rank_with_seen, out_schema)

@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,7 +21,7 @@ import pyarrow.parquet as pq
 from ..errors import DataError, EngineError
 from ..fileio import write_json
 from ..scoring.output.writers import JOB_FILE, FileOutput, PartsOutput, check_output_options
-from .contract import is_part_temp, raise_recorded_error
+from .contract import fold_bytes, history_temp_name, is_part_temp, raise_recorded_error
 
 __all__ = ["StagedOutput", "worker_notes"]
 
@@ -105,6 +106,16 @@ class StagedOutput:
             self.directory.mkdir()
             self.part_fmt = "parquet"
             self.complete = {}
+
+    def with_history(self, task, fold):
+        """``task`` reading ``--history``'s fold-in (None: ``task`` as it is) from a file written
+        here beside the parts (:func:`~recmodels.engines.contract.fold_bytes`), which every
+        worker reads once; removed with the temporaries."""
+        if fold is None:
+            return task
+        path = self.directory / history_temp_name(fold.token)
+        path.write_bytes(fold_bytes(fold))
+        return replace(task, history=os.fspath(path), history_token=fold.token)
 
     def run(self, tasks: Callable[[], list[dict]], settle: Callable[[list[dict]], object], *,
             keep_complete: bool = False) -> tuple[object, list[dict]]:

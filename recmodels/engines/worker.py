@@ -24,19 +24,21 @@ import threading
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import astuple
+from dataclasses import astuple, replace
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
 from ..bundle import Bundle
-from ..errors import BundleError, RecmodelsError, first_line
+from ..errors import BundleError, EngineError, RecmodelsError, first_line
+from ..scoring.history import FoldIn
 from ..scoring.output.stream import as_batches, numbered, rebatch
 from ..scoring.output.writers import BatchFile
 from ..scoring.pairs.scorer import Scorer
 from ..scoring.recommendation.job import RecommendJob
 from ..scoring.recommendation.recommender import Recommender
+from ..scoring.runtime.pipeline import pipelined
 from ..scoring.unknown_ids import COUNT_KEYS
 from ..tables import TableSource, open_table
 from .contract import (
@@ -47,6 +49,7 @@ from .contract import (
     ScoreTask,
     error_record,
     part_temp_name,
+    read_fold,
 )
 
 __all__ = [
@@ -59,6 +62,7 @@ __all__ = [
     "score_stream",
     "score_to_part",
     "worker_bundle",
+    "worker_fold",
     "worker_recommender",
     "worker_scorer",
     "worker_source",
@@ -71,8 +75,10 @@ _SCORERS: dict[tuple, Scorer] = {}
 _RECOMMENDERS: dict[tuple, Recommender] = {}
 _JOBS: dict[tuple, RecommendJob] = {}
 _SOURCES: dict[tuple, TableSource] = {}
-STATS = {"bundle_loads": 0, "scorers": 0, "recommenders": 0}
-"""How often this process loaded a bundle / built a scorer or recommender (tests read it)."""
+_FOLDS: dict[str, FoldIn] = {}
+STATS = {"bundle_loads": 0, "scorers": 0, "recommenders": 0, "folds": 0}
+"""How often this process loaded a bundle / built a scorer or recommender / read a fold-in
+(tests read it)."""
 
 
 # -- the per-process caches ----------------------------------------------------------------------
@@ -134,27 +140,67 @@ def _task_bundle(task) -> Bundle:
     return worker_bundle(task.bundle_path, task.digest)
 
 
+def worker_fold(task: ScoreTask | RecommendTask, data: bytes | None = None) -> FoldIn | None:
+    """The ``--history`` fold-in of ``task`` in this process (None without one), read once per
+    process and token: from ``data`` (the bytes an engine broadcast) or the file ``task.history``.
+
+    Raises
+    ------
+    EngineError
+        The staged file cannot be read on this worker.
+    """
+    if not task.history_token:
+        return None
+    with _LOCK:
+        found = _FOLDS.get(task.history_token)
+    if found is not None:
+        return found
+    bundle = _task_bundle(task)
+    if data is None:
+        try:
+            with open(task.history, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise EngineError(
+                f"--history: the fold-in {task.history} cannot be read on worker {socket.gethostname()} "
+                f"({exc.strerror}); the output must be on storage every worker can read"
+            ) from None
+    fold = read_fold(data, bundle)
+    with _LOCK:
+        found = _FOLDS.setdefault(task.history_token, fold)
+        STATS["folds"] += found is fold
+    return found
+
+
+def _task_needs(task) -> tuple[Bundle, FoldIn | None]:
+    return _task_bundle(task), worker_fold(task)
+
+
 def worker_scorer(task: ScoreTask) -> Scorer:
     """A :class:`Scorer` for ``task`` sharing this process's one session (a fresh shallow copy).
 
     Its unknown-id guard is off (``max_unknown_share=1``): the driver applies it to the whole job.
+    With ``--history``, it scores with the driver's fold-in (:func:`worker_fold`).
     """
 
-    def build(bundle: Bundle) -> Scorer:
-        return Scorer(bundle, **task.scorer_options(), max_unknown_share=1.0)
+    def build(needed: tuple[Bundle, FoldIn | None]) -> Scorer:
+        bundle, fold = needed
+        return Scorer(bundle, **task.scorer_options(), max_unknown_share=1.0, history=fold)
 
-    mine = copy.copy(_cached(_SCORERS, task.scorer_key(), lambda: _task_bundle(task), build, "scorers"))
+    mine = copy.copy(_cached(_SCORERS, task.scorer_key(), lambda: _task_needs(task), build, "scorers"))
     mine.reset_counts()
     return mine
 
 
 def worker_recommender(task: RecommendTask) -> Recommender:
-    """The :class:`Recommender` for ``task`` in this process (built once per process and setting)."""
+    """The :class:`Recommender` for ``task`` in this process (built once per process and setting;
+    with ``--history``, with the driver's fold-in, :func:`worker_fold`)."""
 
-    def build(bundle: Bundle) -> Recommender:
-        return Recommender(bundle, **task.recommender_options())
+    def build(needed: tuple[Bundle, FoldIn | None]) -> Recommender:
+        bundle, fold = needed
+        return Recommender(bundle, **task.recommender_options(), history=fold)
 
-    return _cached(_RECOMMENDERS, task.recommender_key(), lambda: _task_bundle(task), build, "recommenders")
+    return _cached(_RECOMMENDERS, task.recommender_key(), lambda: _task_needs(task), build, "recommenders")
 
 
 def clear_caches() -> None:
@@ -168,6 +214,7 @@ def clear_caches() -> None:
         _RECOMMENDERS.clear()
         _JOBS.clear()
         _SOURCES.clear()
+        _FOLDS.clear()
         for key in STATS:
             STATS[key] = 0
 
@@ -390,21 +437,33 @@ def recommend_part(
 def _recommend_part(task: RecommendTask, part: int, lo: int, hi: int, directory: str, fmt: str) -> dict:
     rec = worker_recommender(task)
     job = _worker_job(task)
-    sub = RecommendJob(
-        job.user_index[lo:hi], job.candidates, job.seen, job.k, copy.copy(job.report), job.digest
-    )
-    for name in ("users_written", "users_short", "rows_written", "users_processed"):
-        setattr(sub.report, name, 0)
-    table = rec.recommend_table(job=sub)
-    name, rows = _write_part(table.to_batches(), rec.output_schema(), directory, part, fmt)
-    known = int((sub.user_index >= 0).sum())
-    rep = sub.report
+    counts = {"users_written": 0, "users_short": 0}
+
+    def ranked(span: tuple[int, int]):
+        report = copy.copy(job.report)
+        for name in (*counts, "rows_written", "users_processed"):
+            setattr(report, name, 0)
+        sub = replace(job, user_index=job.user_index[span[0] : span[1]], report=report)
+        return rec.recommend_table(job=sub), report
+
+    def batches():
+        # the local run's chunks (chunk_users from the part's start), rec.threads of them at a time,
+        # the next group ranked while this one is written, as the local run overlaps them
+        step = rec.chunk_users * rec.threads
+        spans = ((a, min(a + step, hi)) for a in range(lo, hi, step))
+        for table, report in pipelined(spans, [ranked], name="recmodels-recommend"):
+            for name in counts:
+                counts[name] += int(getattr(report, name))
+            yield from table.to_batches()
+
+    name, rows = _write_part(batches(), rec.output_schema(), directory, part, fmt)
+    known = int((job.user_index[lo:hi] >= 0).sum())
     return {
         "part": int(part),
         "tmp": name,
         "users_processed": int(hi - lo),
-        "users_written": int(rep.users_written),
-        "users_short": int(rep.users_short),
+        "users_written": counts["users_written"],
+        "users_short": counts["users_short"],
         "rows_written": rows,
         "pairs_scored": known * int(job.candidates.size),
         "provider": rec.provider,
