@@ -8,7 +8,7 @@ import click
 
 from ..scoring.defaults import DEFAULT_PART_USERS, DEFAULT_TOP_K
 from . import options, table_options
-from .score import history_kwargs, history_options, item_embeddings_kwargs
+from .score import history_kwargs, history_options
 
 
 @click.command("recommend")
@@ -85,7 +85,6 @@ def recommend(
     rating_col,
     history_update_known,
     history_min_ratings,
-    item_embeddings,
     max_unknown_share,
     fmt,
     device,
@@ -118,8 +117,7 @@ def recommend(
     check_top_k(top_k)
     cluster = options.engine_options(engine, scheduler, master, dask_workers)
     dialect = table_options.dialect(sep, header, columns, engine=engine)
-    folding = history_kwargs(history, rating_col, history_update_known, history_min_ratings, engine)
-    folding.update(item_embeddings_kwargs(item_embeddings, engine))
+    folding = history_kwargs(history, rating_col, history_update_known, history_min_ratings)
     if engine != "local":
         from ..engines.driver import check_engine_options
 
@@ -152,6 +150,7 @@ def recommend(
             candidates=candidates,
             block_users=block_users,
             tile_items=tile_items,
+            **folding,
         )
         return
     options.check_bundle(bundle)

@@ -18,7 +18,7 @@ from . import options, table_options
 
 def history_options(command):
     """``--history FILE``, ``--rating-col``, ``--history-update-known/--no-...``,
-    ``--history-min-ratings``, ``--item-embeddings`` (score and recommend)."""
+    ``--history-min-ratings`` (score and recommend)."""
     for decorator in reversed((
         click.option("--history", "history", default=None, metavar="FILE",
                      help="Ratings made after training (CSV/Parquet, --user-col/--item-col/--rating-col): "
@@ -29,30 +29,15 @@ def history_options(command):
         click.option("--history-min-ratings", type=click.IntRange(min=1), default=DEFAULT_MIN_RATINGS,
                      show_default=True,
                      help="New users/items with fewer --history ratings keep the fallback."),
-        click.option("--item-embeddings", "item_embeddings", default=None, metavar="FILE",
-                     help="Hybrid bundles: pretrained vectors of new items (--item-col + one column per "
-                          "dimension, as training's): score/rank them by content (docs/scoring.md)."),
     )):
         command = decorator(command)
     return command
 
 
-def item_embeddings_kwargs(item_embeddings, engine: str) -> dict:
-    """The Scorer/Recommender keyword of ``--item-embeddings`` (refused on the engines for now)."""
-    if item_embeddings is None:
-        return {}
-    if engine != "local":
-        raise click.UsageError("--item-embeddings runs with --engine local only (the engines do not add new "
-                               "items from their vectors yet)")
-    return {"item_embeddings": item_embeddings}
-
-
-def history_kwargs(history, rating_col, update_known, min_ratings, engine: str) -> dict:
-    """The Scorer/Recommender keywords of the history options (refused on the engines for now)."""
+def history_kwargs(history, rating_col, update_known, min_ratings) -> dict:
+    """The Scorer/Recommender keywords of the history options (every engine takes them)."""
     if history is None:
         return {}
-    if engine != "local":
-        raise click.UsageError("--history runs with --engine local only (the engines do not fold in yet)")
     return {"history": history, "rating_col": rating_col, "history_update_known": update_known,
             "history_min_ratings": min_ratings}
 
@@ -121,7 +106,6 @@ def score(
     rating_col,
     history_update_known,
     history_min_ratings,
-    item_embeddings,
     resume,
     overwrite,
     report_path,
@@ -143,8 +127,7 @@ def score(
 
     cluster = options.engine_options(engine, scheduler, master, dask_workers)
     dialect = table_options.dialect(sep, header, columns, engine=engine)
-    folding = history_kwargs(history, rating_col, history_update_known, history_min_ratings, engine)
-    folding.update(item_embeddings_kwargs(item_embeddings, engine))
+    folding = history_kwargs(history, rating_col, history_update_known, history_min_ratings)
     options.check_bundle(bundle)
     options.claim_output(output, fmt, resume=resume, overwrite=overwrite, command="score")
     if engine != "local":
@@ -170,6 +153,7 @@ def score(
             resume=resume,
             overwrite=overwrite,
             report=report_path,
+            **folding,
         )
         return
 
