@@ -8,7 +8,7 @@ import click
 
 from ..scoring.defaults import DEFAULT_PART_USERS, DEFAULT_TOP_K
 from . import options, table_options
-from .score import history_kwargs, history_options
+from .score import history_kwargs, history_options, item_embeddings_kwargs
 
 
 @click.command("recommend")
@@ -85,6 +85,7 @@ def recommend(
     rating_col,
     history_update_known,
     history_min_ratings,
+    item_embeddings,
     max_unknown_share,
     fmt,
     device,
@@ -118,6 +119,7 @@ def recommend(
     cluster = options.engine_options(engine, scheduler, master, dask_workers)
     dialect = table_options.dialect(sep, header, columns, engine=engine)
     folding = history_kwargs(history, rating_col, history_update_known, history_min_ratings)
+    folding.update(item_embeddings_kwargs(item_embeddings, engine))
     if engine != "local":
         from ..engines.driver import check_engine_options
 

@@ -18,7 +18,7 @@ from . import options, table_options
 
 def history_options(command):
     """``--history FILE``, ``--rating-col``, ``--history-update-known/--no-...``,
-    ``--history-min-ratings`` (score and recommend)."""
+    ``--history-min-ratings``, ``--item-embeddings`` (score and recommend)."""
     for decorator in reversed((
         click.option("--history", "history", default=None, metavar="FILE",
                      help="Ratings made after training (CSV/Parquet, --user-col/--item-col/--rating-col): "
@@ -29,9 +29,22 @@ def history_options(command):
         click.option("--history-min-ratings", type=click.IntRange(min=1), default=DEFAULT_MIN_RATINGS,
                      show_default=True,
                      help="New users/items with fewer --history ratings keep the fallback."),
+        click.option("--item-embeddings", "item_embeddings", default=None, metavar="FILE",
+                     help="Hybrid bundles: pretrained vectors of new items (--item-col + one column per "
+                          "dimension, as training's): score/rank them by content (docs/scoring.md)."),
     )):
         command = decorator(command)
     return command
+
+
+def item_embeddings_kwargs(item_embeddings, engine: str) -> dict:
+    """The Scorer/Recommender keyword of ``--item-embeddings`` (refused on the engines for now)."""
+    if item_embeddings is None:
+        return {}
+    if engine != "local":
+        raise click.UsageError("--item-embeddings runs with --engine local only (the engines do not add new "
+                               "items from their vectors yet)")
+    return {"item_embeddings": item_embeddings}
 
 
 def history_kwargs(history, rating_col, update_known, min_ratings) -> dict:
@@ -106,6 +119,7 @@ def score(
     rating_col,
     history_update_known,
     history_min_ratings,
+    item_embeddings,
     resume,
     overwrite,
     report_path,
@@ -128,6 +142,7 @@ def score(
     cluster = options.engine_options(engine, scheduler, master, dask_workers)
     dialect = table_options.dialect(sep, header, columns, engine=engine)
     folding = history_kwargs(history, rating_col, history_update_known, history_min_ratings)
+    folding.update(item_embeddings_kwargs(item_embeddings, engine))
     options.check_bundle(bundle)
     options.claim_output(output, fmt, resume=resume, overwrite=overwrite, command="score")
     if engine != "local":
