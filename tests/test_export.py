@@ -194,8 +194,9 @@ def test_graph_interface_and_manifest(bundles):
     assert m["fallback_score"] == 3.75
     assert set(m["versions"]) >= {"recmodels", "torch", "onnx", "onnxruntime"}
     assert m["created_at"].endswith("+00:00")
-    assert sorted(m["files"]) == [
-        "fold_item_vectors.npy", "fold_user_vectors.npy", "item_ids.parquet", "model.onnx",
+    assert sorted(m["files"]) == [  # hybrid: fold_item_content.npy (new items from their vectors)
+        "fold_item_content.npy", "fold_item_vectors.npy", "fold_user_vectors.npy", "item_ids.parquet",
+        "model.onnx",
         "rank_all.onnx", "recommend.onnx", "retrieve.onnx", "user_ids.parquet",
     ]
     # the prior rows follow the trained ones; no training rows were given, so no counts
@@ -203,7 +204,8 @@ def test_graph_interface_and_manifest(bundles):
     assert (prior["user_row"], prior["item_row"]) == (N_USERS, N_ITEMS)
     assert prior["definition"] == "mean of the trained rows" and 0 <= prior["max_abs_diff"] <= 1e-5
     assert prior["fold_in"]["files"] == {"user_vectors": "fold_user_vectors.npy",
-                                         "item_vectors": "fold_item_vectors.npy"}
+                                         "item_vectors": "fold_item_vectors.npy",
+                                         "item_content": "fold_item_content.npy"}
     assert prior["fold_in"]["rank"] == 8 and prior["fold_in"]["source"] == "empirical"
     assert len(prior["fold_in"]["user_precision"]) == len(prior["fold_in"]["item_precision"]) == 9
     assert all(x > 0 for x in prior["fold_in"]["user_precision"] + prior["fold_in"]["item_precision"])

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from test_torch_free import BLOCKER
 
 from recmodels.cli import cli
-from recmodels.errors import BundleError, ConfigError, DataError
+from recmodels.errors import BundleError, ConfigError
 from recmodels.export.prior import CONTENT_FILE
 from recmodels.scoring import Scorer
 from recmodels.scoring.recommendation.recommender import Recommender
@@ -246,7 +246,8 @@ def _old_hybrid(path):
 
 BAD_TABLES = {
     "width": ("item_id,0,1,2\n9001,1,2,3\n", "3 vector column(s) besides 'item_id'"),
-    "nan": ("item_id,0,1,2,3\n9001,1,2,3,4\n9002,1,nan,3,4\n", "data row 2 in column '1' is empty, not a number"),
+    "nan": ("item_id,0,1,2,3\n9001,1,2,3,4\n9002,1,nan,3,4\n",  # read as a null
+            "data row 2 in column '1' is empty, not a number"),
     "empty": ("item_id,0,1,2,3\n9001,1,2,3,4\n9002,1,,3,4\n", "data row 2 in column '1' is empty"),
     "inf": ("item_id,0,1,2,3\n9001,1,2,inf,4\n", "data row 1 in column '2' is inf"),
     "text": ("item_id,0,1,2,3\n9001,1,2,x,4\n", "data row 1 in column '2' is 'x'"),
@@ -263,7 +264,8 @@ BAD_TABLES = {
 def test_bad_tables_are_one_line_and_write_nothing(fb, tmp_path, case):
     text, message = BAD_TABLES[case]
     (tmp_path / "e.csv").write_text(text)
-    pd.DataFrame({"user_id": fb.user_ids[:2], "item_id": [9001, 9002]}).to_csv(tmp_path / "in.csv", index=False)
+    pairs = pd.DataFrame({"user_id": fb.user_ids[:2], "item_id": [9001, 9002]})
+    pairs.to_csv(tmp_path / "in.csv", index=False)
     for command in ("score", "recommend"):
         args = [command, str(fb.path), *([str(tmp_path / "in.csv")] if command == "score" else []),
                 str(tmp_path / f"{command}.parquet"), "--item-embeddings", str(tmp_path / "e.csv"),
@@ -286,10 +288,9 @@ def test_non_hybrid_and_old_bundles_are_refused(fb, tmp_path):
     old = _old_hybrid(tmp_path / "old")
     before_prior = make_bundle(tmp_path / "older", kind="hybrid", pretrained_dim=DIM)
     for path in (old.path, before_prior.path):
-        for make in (lambda: _scorer(path, item_embeddings=table),
-                     lambda: Recommender(path, device="cpu", item_embeddings=table)):
+        for make in (_scorer, lambda p, **kw: Recommender(p, device="cpu", **kw)):
             with pytest.raises(BundleError, match="exported before --item-embeddings existed.*re-export"):
-                make()
+                make(path, item_embeddings=table)
 
 
 def test_history_item_without_a_vector_is_counted_and_folded_from_the_prior(fb):
@@ -307,7 +308,8 @@ def test_history_item_without_a_vector_is_counted_and_folded_from_the_prior(fb):
 
 def test_engines_refuse_item_embeddings(fb, tmp_path):
     _vectors(fb, [1.0]).to_csv(tmp_path / "e.csv", index=False)
-    pd.DataFrame({"user_id": fb.user_ids[:2], "item_id": [9001, 9002]}).to_csv(tmp_path / "in.csv", index=False)
+    pairs = pd.DataFrame({"user_id": fb.user_ids[:2], "item_id": [9001, 9002]})
+    pairs.to_csv(tmp_path / "in.csv", index=False)
     for args in (["score", str(fb.path), str(tmp_path / "in.csv")], ["recommend", str(fb.path)]):
         res = CliRunner().invoke(cli, [*args, str(tmp_path / "o.parquet"), "--item-embeddings",
                                        str(tmp_path / "e.csv"), "--engine", "dask"])
@@ -334,7 +336,8 @@ def test_resume_with_item_embeddings_equals_a_clean_run(fb, tmp_path):
     (out / "_SUCCESS").unlink()
     _vectors(fb, [1.0, -1.0, 0.6]).to_csv(tmp_path / "e2.csv", index=False)
     other = [o if o != str(tmp_path / "e.csv") else str(tmp_path / "e2.csv") for o in opts]
-    refused = subprocess.run(cli_score + [str(out), "--resume"] + other, env=env, capture_output=True, text=True)
+    refused = subprocess.run(cli_score + [str(out), "--resume"] + other, env=env, capture_output=True,
+                             text=True)
     assert refused.returncode == 1 and "different" in refused.stderr, refused.stderr
     subprocess.run(cli_score + [str(out), "--resume"] + opts, check=True, env=env, timeout=120)
     result = pd.read_parquet(out)
