@@ -88,6 +88,28 @@ def test_engine_modules_import_the_real_packages():
     assert "site-packages" in dask.__file__
 
 
+def test_dask_score_on_parquet_never_imports_dask_dataframe(setup, tmp_path):
+    """Issue 23: ``dask.dataframe`` (dask.array, scipy: ~0.9 s of start-up) is imported only for a
+    frame; ``score --engine dask`` on Parquet parts and ``recommend --engine dask`` use none."""
+    pytest.importorskip("distributed")
+    root, fb, _ = setup
+    code = textwrap.dedent(f"""
+        import sys
+        from recmodels.cli import main
+        for args in (["score", {str(fb.path)!r}, {str(root / "pairs.parquet")!r}, {str(tmp_path / "s")!r}],
+                     ["recommend", {str(fb.path)!r}, {str(tmp_path / "r")!r}, "-k", "3"]):
+            try:
+                main([*args, "--engine", "dask", "--device", "cpu", "-q"])
+            except SystemExit as exc:
+                assert exc.code in (0, None), exc.code
+        assert "distributed" in sys.modules and "dask.dataframe" not in sys.modules
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
+    assert (tmp_path / "s" / "_SUCCESS").is_file() and (tmp_path / "r" / "_SUCCESS").is_file()
+
+
 @pytest.mark.parametrize("engine", ["dask", "spark"])
 def test_a_missing_engine_is_one_line_naming_the_extra(setup, tmp_path, engine):
     root, fb, _ = setup

@@ -40,11 +40,18 @@ from .connect import (
     within,
 )
 from .contract import SCORE_RECORD, RecommendTask, fold_bytes, pandas_dtypes
-from .worker import clear_caches, recommend_users, score_frame_task, score_to_part, worker_bundle, worker_fold
+from .worker import (
+    clear_caches,
+    recommend_users,
+    score_frame_task,
+    score_to_part,
+    share_bundle,
+    worker_bundle,
+    worker_fold,
+)
 
 try:
     import dask
-    import dask.dataframe as dd
 except ImportError as _exc:  # pragma: no cover - exercised with the extra missing
     raise missing_engine("dask", _exc) from None
 
@@ -54,6 +61,22 @@ DEFAULT_SCHEDULER_PORT = 8786
 CSV_BLOCKSIZE = "64MB"
 """Bytes of CSV per partition of :func:`read_input`."""
 _LOG = logging.getLogger(__name__)
+
+
+def _dataframe():
+    """``dask.dataframe``, imported when a frame is needed: it costs ~0.9 s of start-up (it imports
+    dask.array and scipy), which ``score_file`` on Parquet and ``recommend_file`` never use."""
+    try:
+        import dask.dataframe
+    except ImportError as exc:  # pragma: no cover - exercised with the extra missing
+        raise missing_engine("dask", exc) from None
+    return dask.dataframe
+
+
+def __getattr__(name: str):
+    if name == "dd":  # the module's ``dd``, as before the import became lazy
+        return _dataframe()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _meta_schema(frame) -> pa.Schema:
@@ -255,8 +278,12 @@ class DaskEngine:
     processes: bool = False
     name: str = "dask"
 
-    def connect(self):
-        return local_client(self.scheduler, n_workers=self.n_workers, processes=self.processes)
+    @contextlib.contextmanager
+    def connect(self, bundle=None):
+        with local_client(self.scheduler, n_workers=self.n_workers, processes=self.processes) as client:
+            if bundle is not None and self.scheduler is None and not self.processes:
+                share_bundle(bundle)  # in-process workers (emptied when the cluster stops)
+            yield client
 
     def map_items(self, client, task, items, fn, record) -> list[dict]:
         return _gather(client.map(partial(fn, task), items, pure=False), client)
@@ -360,6 +387,7 @@ def read_input(input, columns_as_text=(), dialect=None):
     """
     dialect = dialect or DEFAULT_DIALECT
     kind, files = expand_input(input, dialect=dialect)
+    dd = _dataframe()
     try:
         if kind == "parquet":
             return dd.read_parquet(files, split_row_groups=True)
@@ -474,7 +502,7 @@ def recommend(users, bundle, k: int = 10, *, exclude_seen=None, partitions: int 
     pairs = exclude_seen[[user_col, item_col]]
     sb = pairs.map_partitions(_bucket_frame, user_col, task, n, meta=pairs._meta.assign(_bucket=np.int64(0)))
     sb = sb.shuffle("_bucket", npartitions=n)
-    return dd.map_partitions(_recommend_bucket, ub, sb, task, user_col, fold, meta=meta,
+    return _dataframe().map_partitions(_recommend_bucket, ub, sb, task, user_col, fold, meta=meta,
                              align_dataframes=False)
 
 

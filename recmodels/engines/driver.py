@@ -80,8 +80,10 @@ class Engine(Protocol):
 
     name: str
 
-    def connect(self) -> AbstractContextManager:
-        """The cluster (a Dask client, a SparkSession), its address checked first."""
+    def connect(self, bundle=None) -> AbstractContextManager:
+        """The cluster (a Dask client, a SparkSession), its address checked first; workers that are
+        threads of this process are given the driver's verified ``bundle``
+        (:func:`~recmodels.engines.worker.share_bundle`)."""
 
     def map_items(self, cluster, task, items: list, fn: Callable, record: pa.Schema) -> list[dict]:
         """``fn(task, item)`` as one task per item; the records (``record`` schema), any order."""
@@ -358,7 +360,7 @@ def run_score_parts(
     # the workers' cached view of the input is keyed by its files' sizes and times, listed here once
     task = replace(task, input_token=files_token(input, source.files))
     path = os.path.abspath(os.fspath(input))
-    with engine.connect() as cluster:  # a cluster that does not answer: one line, nothing written
+    with engine.connect(b) as cluster:  # a cluster that does not answer: one line, nothing written
         staged = StagedOutput(output, format, task.schema, overwrite=overwrite, command="score",
                               part_rows=part_rows, resume=resume,
                               job=score_settings(task, path, input_rows=source.total_rows))
@@ -397,7 +399,7 @@ def score_file(bundle, input, output, engine: Engine, *, resume=False, part_rows
     b = load_bundle(bundle)
     user_col = options.pop("user_col", None) or b.user_column
     item_col = options.pop("item_col", None) or b.item_column
-    with engine.connect() as cluster:
+    with engine.connect(b) as cluster:
         frame = engine.read_csv(cluster, input, (user_col, item_col))
         return engine.score_frame(cluster, frame, b, output, where=os.fspath(input), user_col=user_col,
                                   item_col=item_col, **options)
@@ -503,7 +505,8 @@ def run_recommend_job(
         if value is not None and not isinstance(value, str | os.PathLike):
             raise ConfigError(f"--engine {engine.name}: --{name} must be a file every worker can read")
     part_users = positive_int("--part-users", part_users or None, DEFAULT_PART_USERS)
-    with engine.connect() as cluster:  # a cluster that does not answer: one line, nothing read or written
+    bundle = load_bundle(bundle)
+    with engine.connect(bundle) as cluster:  # a cluster that does not answer: one line, nothing written
         # with a history, the fold-in's scores come from the device a local run would use
         rec = Recommender(bundle, device="cpu" if history is None else device, threads=1,
                           candidates=candidates, block_users=block_users, tile_items=tile_items,

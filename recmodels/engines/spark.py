@@ -286,8 +286,8 @@ class SparkEngine:
     ship: bool = False
     name: str = "spark"
 
-    def connect(self):
-        return local_session(self.master)
+    def connect(self, bundle=None):
+        return local_session(self.master)  # Python workers are processes of their own
 
     def map_items(self, spark, task, items, fn, record) -> list[dict]:
         if self.ship:

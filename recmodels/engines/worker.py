@@ -61,6 +61,7 @@ __all__ = [
     "score_input_part",
     "score_stream",
     "score_to_part",
+    "share_bundle",
     "worker_bundle",
     "worker_fold",
     "worker_recommender",
@@ -110,6 +111,13 @@ def worker_bundle(path: str | os.PathLike, digest: str) -> Bundle:
         _BUNDLES[digest] = bundle
         STATS["bundle_loads"] += 1
         return bundle
+
+
+def share_bundle(bundle: Bundle) -> None:
+    """Make the driver's verified ``bundle`` this process's copy: workers that are threads of the
+    driver's process (Dask's default local cluster) then neither read nor verify it again."""
+    with _LOCK:
+        _BUNDLES.setdefault(bundle.digest, bundle)
 
 
 def _cached(cache: dict, key: tuple, needs, build, stat: str | None = None):
@@ -365,10 +373,10 @@ def _score_input_part(task: ScoreTask, input: str, part: int, part_rows: int, di
     def rows():
         raw = source.batches(columns, scorer.batch_size, start_row=lo)
         for start, batch in rebatch(raw, scorer.batch_size, part_rows):
-            if start >= hi:
-                break
             if start >= lo:
                 yield batch
+            if start + batch.num_rows >= hi:  # the part's last batch: read nothing of the next part
+                break
 
     record = _score_part(rows(), task, directory, part, fmt, recut=False)
     record["input_start"] = lo
