@@ -120,6 +120,11 @@ def recommend(
     dialect = table_options.dialect(sep, header, columns, engine=engine)
     folding = history_kwargs(history, rating_col, history_update_known, history_min_ratings)
     folding.update(item_embeddings_kwargs(item_embeddings, engine))
+    ranking = dict(device=device, candidates=candidates, block_users=block_users, tile_items=tile_items,
+                   **folding)
+    inputs = dict(k=top_k, users=users, items=items, exclude_seen=exclude_seen, user_col=user_col,
+                  item_col=item_col, max_unknown_share=max_unknown_share)
+    writing = dict(format=fmt, part_users=part_users, overwrite=overwrite, report=report_path)
     if engine != "local":
         from ..engines.driver import check_engine_options
 
@@ -129,70 +134,20 @@ def recommend(
                               "rename the list's column to --user-col / --item-col")
         options.check_bundle(bundle)
         options.claim_output(output, fmt, resume=resume, overwrite=overwrite, command="recommend")
-        options.run_on_engine(
-            engine,
-            cluster,
-            "recommend_file",
-            bundle,
-            output,
-            quiet=quiet,
-            k=top_k,
-            users=users,
-            items=items,
-            exclude_seen=exclude_seen,
-            user_col=user_col,
-            item_col=item_col,
-            max_unknown_share=max_unknown_share,
-            format=fmt,
-            part_users=part_users,
-            overwrite=overwrite,
-            report=report_path,
-            device=device,
-            threads=threads or 1,
-            candidates=candidates,
-            block_users=block_users,
-            tile_items=tile_items,
-            **folding,
-        )
+        options.run_on_engine(engine, cluster, "recommend_file", bundle, output, quiet=quiet,
+                              threads=threads or 1, **ranking, **inputs, **writing)
         return
     options.check_bundle(bundle)
     options.claim_output(output, fmt, resume=resume, overwrite=overwrite, command="recommend")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # printed below from recommender.warnings
-        recommender = Recommender(
-            bundle,
-            device=device,
-            threads=threads,
-            candidates=candidates,
-            block_users=block_users,
-            tile_items=tile_items,
-            **folding,
-        )
+        recommender = Recommender(bundle, threads=threads, **ranking)
     # every input is read and checked before the warnings: a bad input is one line, nothing else
-    job = recommender.prepare(
-        users=users,
-        k=top_k,
-        items=items,
-        exclude_seen=exclude_seen,
-        user_col=user_col,
-        item_col=item_col,
-        users_col=users_col,
-        items_col=items_col,
-        max_unknown_share=max_unknown_share,
-        dialect=dialect,
-    )
+    job = recommender.prepare(users_col=users_col, items_col=items_col, dialect=dialect, **inputs)
     if not quiet:
         options.echo_warnings(recommender.warnings)
-    report = recommender.recommend_file(
-        output,
-        format=fmt,
-        part_users=part_users,
-        resume=resume,
-        overwrite=overwrite,
-        progress=not quiet and sys.stderr.isatty(),
-        report=report_path,
-        job=job,
-    )
+    report = recommender.recommend_file(output, resume=resume, progress=not quiet and sys.stderr.isatty(),
+                                        job=job, **writing)
     recommender.close()
     if not quiet:
         click.echo(report.summary())

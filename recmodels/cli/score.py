@@ -145,62 +145,23 @@ def score(
     folding.update(item_embeddings_kwargs(item_embeddings, engine))
     options.check_bundle(bundle)
     options.claim_output(output, fmt, resume=resume, overwrite=overwrite, command="score")
+    scoring = dict(device=device, user_col=user_col, item_col=item_col, unknown=unknown, clip=clip,
+                   batch_size=batch_size, max_unknown_share=max_unknown_share, **folding)
+    writing = dict(keep=keep, format=fmt, part_rows=part_rows, resume=resume, overwrite=overwrite,
+                   report=report_path)
     if engine != "local":
-        options.run_on_engine(
-            engine,
-            cluster,
-            "score_file",
-            bundle,
-            input,
-            output,
-            quiet=quiet,
-            user_col=user_col,
-            item_col=item_col,
-            keep=keep,
-            format=fmt,
-            unknown=unknown,
-            max_unknown_share=max_unknown_share,
-            clip=clip,
-            device=device,
-            batch_size=batch_size,
-            threads=threads or 1,
-            part_rows=part_rows,
-            resume=resume,
-            overwrite=overwrite,
-            report=report_path,
-            **folding,
-        )
+        options.run_on_engine(engine, cluster, "score_file", bundle, input, output, quiet=quiet,
+                              threads=threads or 1, **scoring, **writing)
         return
 
     from ..scoring import Scorer
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # printed below from scorer.warnings
-        scorer = Scorer(
-            bundle,
-            device=device,
-            user_col=user_col,
-            item_col=item_col,
-            unknown=unknown,
-            clip=clip,
-            batch_size=batch_size,
-            threads=threads,
-            max_unknown_share=max_unknown_share,
-            **folding,
-        )
+        scorer = Scorer(bundle, threads=threads, **scoring)
     if not quiet:
         options.echo_warnings(scorer.warnings)
-    report = scorer.score_file(
-        input,
-        output,
-        keep=keep,
-        format=fmt,
-        part_rows=part_rows,
-        resume=resume,
-        overwrite=overwrite,
-        progress=not quiet and sys.stdout.isatty(),
-        report=report_path,
-        dialect=dialect,
-    )
+    report = scorer.score_file(input, output, progress=not quiet and sys.stdout.isatty(), dialect=dialect,
+                               **writing)
     if not quiet:
         click.echo(report.summary())
