@@ -192,20 +192,27 @@ def run_myfm_implicit(train, test, rank: int, iterations: int, seed: int,
 
 @contextlib.contextmanager
 def train_run_extras(item_embeddings=None, overrides: dict | None = None):
-    """Make ``accuracy.run_train`` pass a pretrained item table and/or changed TrainConfig fields.
+    """Make ``accuracy.run_train`` pass a pretrained item table and/or changed config fields
+    (:class:`~recmodels.models.ModelConfig` fields as model options, the rest TrainConfig's).
 
     ``run_train`` imports ``recmodels.training.train_run`` when called; this wraps that one
     attribute for the duration, so the default-run path stays ``accuracy.run_train``'s own.
     """
     import recmodels.training as training
+    from recmodels.models import ModelConfig
 
     original = training.train_run
+    model_fields = set(ModelConfig.user_fields())
+    model_options = {k: v for k, v in (overrides or {}).items() if k in model_fields}
+    train_options = {k: v for k, v in (overrides or {}).items() if k not in model_fields}
 
     def wrapped(*args, **kwargs):
         if item_embeddings is not None:
             kwargs["item_embeddings"] = item_embeddings
-        if overrides:
-            kwargs["train_config"] = dataclasses.replace(kwargs["train_config"], **overrides)
+        if model_options:
+            kwargs["model_options"] = {**(kwargs.get("model_options") or {}), **model_options}
+        if train_options:
+            kwargs["train_config"] = dataclasses.replace(kwargs["train_config"], **train_options)
         return original(*args, **kwargs)
 
     training.train_run = wrapped

@@ -172,7 +172,8 @@ def test_default_dropouts_follow_num_layers_and_old_configs_load_identically():
            "dropouts": [0.5, 0.3, 0.3], "init_std": 0.01, "pretrained_dim": 0, "use_bias": True,
            "global_mean": 3.5}  # a config.json written before the rule moved here
     assert ModelConfig.from_dict(old).to_dict() == old
-    assert ModelConfig.user_fields() == ("embedding_dim", "num_layers", "dropouts", "init_std", "use_bias")
+    assert ModelConfig.user_fields() == ("embedding_dim", "num_layers", "dropouts", "init_std", "use_bias",
+                                         "implicit")
 
 
 def test_hybrid_needs_pretrained_dim():

@@ -355,7 +355,7 @@ def test_rating_model_takes_every_config_field_with_the_dataclass_defaults():
                      if f.name in ("user_col", "item_col", "rating_col", "rating_range", "duplicates",
                                    "embedding_fill")})
     assert set(ModelConfig.user_fields()) == {"embedding_dim", "num_layers", "dropouts", "init_std",
-                                              "use_bias"}
+                                              "use_bias", "implicit"}
     for name, default in expected.items():
         assert name in params, name
         assert params[name].default == default, name

@@ -18,7 +18,7 @@ import click
 from click.core import ParameterSource
 
 from ..data.settings import DUPLICATE_POLICIES, FILL_MODES, SPLIT_METHODS, DataFields
-from ..models.config import DEFAULT_KIND, MODEL_KINDS, ModelConfig, default_dropouts
+from ..models.config import DEFAULT_KIND, IMPLICIT_PARTS, MODEL_KINDS, ModelConfig, default_dropouts
 from ..training.config import (
     DEFAULT_EMBEDDING_LR,
     DEFAULT_LR,
@@ -128,6 +128,9 @@ OPTIONS = (
     Option(("--dropouts",), "model", "dropouts", FloatList(), "Dropout before each MLP layer."),
     Option(("--init-std",), "model", "init_std", _POSITIVE, "Embeddings start from N(0, init-std)."),
     Option(("--use-bias/--no-bias",), "model", "use_bias", None, "User/item bias terms.", is_flag=True),
+    Option(("--implicit",), "model", "implicit", click.Choice(IMPLICIT_PARTS),
+           "The implicit signal (SVD++): add to an item's GMF row the raters' vectors (item), to a "
+           "user's the rated items' (user), both, or none."),
     Option(("--device",), "train", "device", None, "auto, cpu, cuda, cuda:N (gpu = cuda)."),
     Option(("--threads",), "train", "num_threads", click.IntRange(min=1),
            "CPU threads for torch; none: the cores other processes leave free when the run "

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import _lazy
-from .config import DEFAULT_KIND, MODEL_KINDS, ModelConfig, default_dropouts
+from .config import DEFAULT_KIND, IMPLICIT_PARTS, MODEL_KINDS, ModelConfig, default_dropouts
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -49,6 +49,6 @@ def build_model(config: ModelConfig, pretrained=None) -> nn.Module:
 
 
 __all__ = [
-    "DEFAULT_KIND", "MF", "MODEL_KINDS", "HybridNeuMF", "ModelConfig", "NeuMF", "RatingModelBase",
-    "build_model", "default_dropouts",
+    "DEFAULT_KIND", "IMPLICIT_PARTS", "MF", "MODEL_KINDS", "HybridNeuMF", "ModelConfig", "NeuMF",
+    "RatingModelBase", "build_model", "default_dropouts",
 ]

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 
 MODEL_KINDS = ("mf", "neumf", "hybrid")
+IMPLICIT_PARTS = ("none", "user", "item", "both")
 DEFAULT_KIND = "neumf"
 # Filled from the data by the training set-up, never by a user.
-DATA_FIELDS = ("n_users", "n_items", "pretrained_dim", "global_mean")
+DATA_FIELDS = ("n_users", "n_items", "pretrained_dim", "global_mean", "rated_pairs")
 
 
 def default_dropouts(num_layers: int) -> tuple[float, ...]:
@@ -49,6 +50,14 @@ class ModelConfig:
         Add learned user and item bias terms to the prediction.
     global_mean : float
         Constant added to every prediction (the training ratings' mean).
+    implicit : {"none", "user", "item", "both"}
+        The implicit signal (SVD++, :mod:`recmodels.models.implicit`): ``"user"`` adds to a
+        user's GMF row the normalised sum of vectors of the items the user rated in training,
+        ``"item"`` adds to an item's GMF row that of the users who rated it, ``"both"`` both.
+        ``"none"``: neither (configs saved before this option existed load so).
+    rated_pairs : int
+        With ``implicit``: the distinct (user, item) pairs of the training rows (the length of
+        ``N``'s buffers; the training set-up fills it). 0 otherwise.
 
     Examples
     --------
@@ -69,6 +78,8 @@ class ModelConfig:
     pretrained_dim: int = 0
     use_bias: bool = True
     global_mean: float = 0.0
+    implicit: str = "none"
+    rated_pairs: int = 0
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
@@ -99,6 +110,11 @@ class ModelConfig:
         if not math.isfinite(self.global_mean):
             raise ConfigError(f"global_mean must be finite; got {self.global_mean!r}")
         object.__setattr__(self, "global_mean", float(self.global_mean))
+        if self.implicit not in IMPLICIT_PARTS:
+            raise ConfigError(f"implicit must be one of {', '.join(IMPLICIT_PARTS)}; got {self.implicit!r}")
+        pairs = self.rated_pairs
+        if isinstance(pairs, bool) or not isinstance(pairs, int) or pairs < 0:
+            raise ConfigError(f"rated_pairs must be a non-negative integer; got {pairs!r}")
         if self.use_bias not in (True, False):
             raise ConfigError(f"use_bias must be true or false; got {self.use_bias!r}")
         object.__setattr__(self, "use_bias", bool(self.use_bias))
@@ -115,9 +131,12 @@ class ModelConfig:
         return tuple(first >> i for i in range(self.num_layers + 1))
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict (``from_dict`` inverts it)."""
+        """A JSON-ready dict (``from_dict`` inverts it). Without the implicit term its two fields
+        are left out, so such a config is written as before the option existed."""
         out = dataclasses.asdict(self)
         out["dropouts"] = list(self.dropouts)
+        if self.implicit == "none" and not self.rated_pairs:
+            del out["implicit"], out["rated_pairs"]
         return out
 
     @classmethod

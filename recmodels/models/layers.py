@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
+from .implicit import Cache, implicit_sums, normalised_matrix, parts_of, rated_csr, sparse_product, transposed
 
 
 def embedding(n: int, dim: int, std: float) -> nn.Embedding:
@@ -76,6 +77,125 @@ class RatingModelBase(nn.Module):
             self.item_bias = nn.Embedding(config.n_items, 1)
             nn.init.zeros_(self.user_bias.weight)
             nn.init.zeros_(self.item_bias.weight)
+        for table, prefix, side in parts_of(config.implicit):
+            n_table = config.n_items if side == "user" else config.n_users
+            n_own = config.n_users if side == "user" else config.n_items
+            setattr(self, table, embedding(n_table, config.embedding_dim, config.init_std))
+            self.register_buffer(f"{prefix}_indptr", torch.zeros(n_own + 1, dtype=torch.int64))
+            self.register_buffer(f"{prefix}_indices", torch.zeros(config.rated_pairs, dtype=torch.int64))
+
+    # -- the implicit signal (models/implicit.py) ------------------------------
+    @property
+    def implicit_tables(self) -> list[nn.Embedding]:
+        """The tables of implicit vectors (empty without ``config.implicit``)."""
+        return [getattr(self, table) for table, _, _ in parts_of(self.config.implicit)]
+
+    def set_rated(self, user_index: torch.Tensor, item_index: torch.Tensor) -> RatingModelBase:
+        """Record ``N`` (who rated what) from the training rows, for the implicit parts (if any)."""
+        n_users, n_items = self.config.n_users, self.config.n_items
+        user_index, item_index = torch.as_tensor(user_index), torch.as_tensor(item_index)
+        for _, prefix, side in parts_of(self.config.implicit):
+            own, other, n_own, n_other = ((user_index, item_index, n_users, n_items) if side == "user"
+                                          else (item_index, user_index, n_items, n_users))
+            indptr, indices = rated_csr(own, other, n_own, n_other)
+            device = getattr(self, f"{prefix}_indptr").device
+            setattr(self, f"{prefix}_indptr", indptr.to(device))
+            setattr(self, f"{prefix}_indices", indices.to(device))
+        self._implicit_state().clear()
+        return self
+
+    def _implicit_state(self) -> dict:
+        """Caches of the implicit parts (not saved): matrices, whole tables, open windows."""
+        if "_implicit" not in self.__dict__:
+            self.__dict__["_implicit"] = Cache()
+        return self.__dict__["_implicit"]
+
+    def _part(self, side: str):
+        for table, prefix, part_side in parts_of(self.config.implicit):
+            if part_side == side:
+                return getattr(self, table), prefix
+        return None, None
+
+    def _matrix(self, side: str, transpose: bool = False) -> torch.Tensor:
+        """``A`` of a part (or ``A.T``), built from the CSR buffers once."""
+        state = self._implicit_state()
+        key = ("matrix", side, transpose)
+        if key not in state:
+            table, prefix = self._part(side)
+            matrix = normalised_matrix(getattr(self, f"{prefix}_indptr").cpu(),
+                                       getattr(self, f"{prefix}_indices").cpu(), table.num_embeddings)
+            state[key] = transposed(matrix) if transpose else matrix
+        return state[key]
+
+    def implicit_rows(self, side: str) -> torch.Tensor | None:
+        """The implicit part of every ``side`` GMF row, ``(n, embedding_dim)``, no autograd
+        (None: no part). Kept until the table changes."""
+        table, _ = self._part(side)
+        if table is None:
+            return None
+        weight = table.weight
+        state = self._implicit_state()
+        key = (weight.data_ptr(), weight._version, weight.device)
+        cached = state.get(("rows", side))
+        if cached is None or cached[0] != key:
+            cached = (key, sparse_product(self._matrix(side), weight.detach()))
+            state[("rows", side)] = cached
+        return cached[1]
+
+    def start_implicit_window(self) -> None:
+        """Open a training window (module docstring of models/implicit.py): every part's sums as a
+        leaf tensor whose gradient the batches accumulate."""
+        state = self._implicit_state()
+        for _, _, side in parts_of(self.config.implicit):
+            table, _ = self._part(side)
+            sums = sparse_product(self._matrix(side), table.weight.detach())
+            state[("window", side)] = sums.requires_grad_()
+
+    def close_implicit_window(self) -> bool:
+        """Close the window: each implicit table's ``.grad`` becomes ``A.T @`` its sums' gradient.
+        Returns whether any table got a gradient."""
+        state = self._implicit_state()
+        got = False
+        for _, _, side in parts_of(self.config.implicit):
+            sums = state.pop(("window", side), None)
+            if sums is None or sums.grad is None:
+                continue
+            table, _ = self._part(side)
+            table.weight.grad = sparse_product(self._matrix(side, transpose=True), sums.grad)
+            got = True
+        return got
+
+    def implicit_offset(self, side: str, index: torch.Tensor) -> torch.Tensor | None:
+        """The implicit part of the ``side`` ("user"/"item") GMF rows of ``index`` (None: no part)."""
+        table, prefix = self._part(side)
+        if table is None:
+            return None
+        window = self._implicit_state().get(("window", side))
+        if window is not None and torch.is_grad_enabled():
+            return window.index_select(0, index)
+        if torch.is_grad_enabled():
+            return implicit_sums(table, getattr(self, f"{prefix}_indptr"), getattr(self, f"{prefix}_indices"),
+                                 index)
+        return self.implicit_rows(side).index_select(0, index)
+
+    def gmf_rows(self, user_index: torch.Tensor, item_index: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The effective GMF rows of a batch: the tables' rows plus their implicit parts."""
+        user, item = self.user_gmf(user_index), self.item_gmf(item_index)
+        user_part = self.implicit_offset("user", user_index)
+        item_part = self.implicit_offset("item", item_index)
+        return (user if user_part is None else user + user_part,
+                item if item_part is None else item + item_part)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        self._implicit_state().clear()
+        # N's CSR indices are as long as the training pairs: take the saved length.
+        for _, name, _ in parts_of(self.config.implicit):
+            key = f"{prefix}{name}_indices"
+            if key in state_dict:
+                setattr(self, f"{name}_indices", torch.zeros_like(
+                    state_dict[key], device=getattr(self, f"{name}_indices").device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def features(self, user_index: torch.Tensor, item_index: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -110,10 +230,15 @@ class RatingModelBase(nn.Module):
                   for name, m in self.named_children() if isinstance(m, nn.Embedding)]
         return tables
 
+    def l2_tables(self) -> list[tuple[nn.Embedding, str]]:
+        """:meth:`embedding_tables` less the implicit ones (their penalty is their optimizer's)."""
+        implicit = {id(t) for t in self.implicit_tables}
+        return [(t, side) for t, side in self.embedding_tables() if id(t) not in implicit]
+
     def l2_penalty(self, user_index: torch.Tensor, item_index: torch.Tensor) -> torch.Tensor:
         """Mean over the batch of the squared norms of the rows the batch looks up."""
         total = user_index.new_zeros((), dtype=torch.float32)
-        for table, side in self.embedding_tables():
+        for table, side in self.l2_tables():
             rows = table(user_index if side == "user" else item_index)
             total = total + rows.pow(2).sum(dim=1).mean()
         return total

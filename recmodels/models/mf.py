@@ -24,4 +24,5 @@ class MF(RatingModelBase):
         self.predict = xavier_linear(d, 1)
 
     def features(self, user_index: torch.Tensor, item_index: torch.Tensor) -> torch.Tensor:
-        return self.user_gmf(user_index) * self.item_gmf(item_index)
+        user, item = self.gmf_rows(user_index, item_index)
+        return user * item

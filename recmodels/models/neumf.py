@@ -33,6 +33,7 @@ class NeuMF(RatingModelBase):
         return self.config.embedding_dim + self.config.mlp_layer_sizes[-1]
 
     def features(self, user_index: torch.Tensor, item_index: torch.Tensor) -> torch.Tensor:
-        gmf = self.user_gmf(user_index) * self.item_gmf(item_index)
+        user, item = self.gmf_rows(user_index, item_index)
+        gmf = user * item
         mlp = self.mlp(torch.cat([self.user_mlp(user_index), self.item_mlp(item_index)], dim=1))
         return torch.cat([gmf, mlp], dim=1)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from .config import NOTEBOOK_SGD_LR, TrainConfig
+
+# The implicit tables' optimizer (OptimizerSet key) and their windows per epoch (models/implicit.py):
+# each window costs two sparse products over all of N (~0.2 s each at the notebook's scale).
+IMPLICIT = "implicit"
+IMPLICIT_WINDOWS = 8
 
 
 class RowwiseAdagrad(torch.optim.Optimizer):
@@ -180,12 +187,22 @@ class OptimizerSet:
             opt.zero_grad(set_to_none=True)
 
     def step(self, loss: torch.Tensor | None = None) -> None:
-        """Step every optimizer; ``loss`` (the batch MSE) caps the row-wise Adagrad step."""
-        for opt in self.optimizers.values():
+        """Step every optimizer but the implicit tables'; ``loss`` (the batch MSE) caps the
+        row-wise Adagrad step."""
+        for name, opt in self.optimizers.items():
+            if name == IMPLICIT:
+                continue
             if isinstance(opt, RowwiseAdagrad):
                 opt.step(loss=loss)
             else:
                 opt.step()
+
+    def step_implicit(self) -> None:
+        """Step the implicit tables' optimizer (at the end of a window) and clear their gradients."""
+        opt = self.optimizers.get(IMPLICIT)
+        if opt is not None:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
 
     def state_dict(self) -> dict:
         return {name: opt.state_dict() for name, opt in self.optimizers.items()}
@@ -197,11 +214,14 @@ class OptimizerSet:
             opt.load_state_dict(state[name])
 
 
-def _split_params(model: nn.Module) -> tuple[list, list]:
-    tables = [m for m in model.modules() if isinstance(m, nn.Embedding)]
-    table_ids = {id(m.weight) for m in tables}
+def _split_params(model: nn.Module) -> tuple[list, list, list]:
+    """The embedding tables' weights, the dense parameters, and the implicit tables' weights."""
+    implicit = [t.weight for t in getattr(model, "implicit_tables", [])]
+    implicit_ids = {id(w) for w in implicit}
+    tables = [m for m in model.modules() if isinstance(m, nn.Embedding) and id(m.weight) not in implicit_ids]
+    table_ids = {id(m.weight) for m in tables} | implicit_ids
     dense = [p for p in model.parameters() if id(p) not in table_ids and p.requires_grad]
-    return [m.weight for m in tables], dense
+    return [m.weight for m in tables], dense, implicit
 
 
 def set_sparse_embeddings(model: nn.Module, sparse: bool) -> None:
@@ -229,25 +249,37 @@ def build_optimizers(model: nn.Module, config: TrainConfig, epoch: int) -> Optim
     ``"notebook"`` returns Adam for epoch 1 and SGD(lr=5e-4) afterwards; the other recipes
     return the same optimizers for every epoch.
     """
-    tables, dense = _split_params(model)
+    tables, dense, implicit = _split_params(model)
+    # l2 * mean_batch ||row||^2 has gradient (2 * l2 / B) * row per occurrence of the row
+    decay = 2.0 * config.l2 / config.batch_size
+    # The implicit tables are stepped once per window (models/implicit.py), by row-wise Adagrad
+    # whatever the recipe, their L2 in the optimizer (row_decay_scales).
+    extra = ({IMPLICIT: RowwiseAdagrad(implicit, lr=config.resolved_embedding_lr, weight_decay=decay)}
+             if implicit else {})
     lr = config.resolved_lr
     name = config.optimizer
     if name == "notebook":
         if epoch <= 1:
-            return OptimizerSet({"all": torch.optim.Adam(tables + dense, lr=lr)})
-        return OptimizerSet({"all": torch.optim.SGD(tables + dense, lr=NOTEBOOK_SGD_LR)})
+            return OptimizerSet({"all": torch.optim.Adam(tables + dense, lr=lr), **extra})
+        return OptimizerSet({"all": torch.optim.SGD(tables + dense, lr=NOTEBOOK_SGD_LR), **extra})
     if name == "adam":
-        return OptimizerSet({"all": torch.optim.Adam(tables + dense, lr=lr)})
+        return OptimizerSet({"all": torch.optim.Adam(tables + dense, lr=lr), **extra})
     if name == "sgd":
-        return OptimizerSet({"all": torch.optim.SGD(tables + dense, lr=lr)})
+        return OptimizerSet({"all": torch.optim.SGD(tables + dense, lr=lr), **extra})
     if name == "sparse-adam":
         return OptimizerSet({"embeddings": torch.optim.SparseAdam(tables, lr=lr),
-                             "dense": torch.optim.Adam(dense, lr=lr)})
-    # l2 * mean_batch ||row||^2 has gradient (2 * l2 / B) * row per occurrence of the row
-    decay = 2.0 * config.l2 / config.batch_size
+                             "dense": torch.optim.Adam(dense, lr=lr), **extra})
     return OptimizerSet({"embeddings": RowwiseAdagrad(tables, lr=config.resolved_embedding_lr,
                                                       weight_decay=decay),
-                         "dense": torch.optim.Adam(dense, lr=lr)})
+                         "dense": torch.optim.Adam(dense, lr=lr), **extra})
+
+
+def implicit_window(n_rows: int, batch_size: int) -> tuple[int, int]:
+    """``(batches per window, windows per epoch)`` of the implicit tables (models/implicit.py):
+    about :data:`IMPLICIT_WINDOWS` windows per epoch, the last one cut at the epoch's end."""
+    batches = max(1, math.ceil(n_rows / batch_size))
+    steps = max(1, math.ceil(batches / IMPLICIT_WINDOWS))
+    return steps, math.ceil(batches / steps)
 
 
 def row_decay_scales(model: nn.Module, config: TrainConfig, user_index: torch.Tensor,
@@ -271,5 +303,20 @@ def row_decay_scales(model: nn.Module, config: TrainConfig, user_index: torch.Te
         scale = counts[side].pow(power) if power else torch.ones_like(counts[side])
         if table.embedding_dim == 1 and config.l2_bias is not None and config.l2 > 0:
             scale = scale * (config.l2_bias / config.l2)
+        implicit = _implicit_lookups(model, table, config.batch_size, user_index, item_index)
+        if implicit is not None:  # per epoch, as much penalty as the side's GMF row gets
+            raw = torch.bincount(user_index if side == "user" else item_index,
+                                 minlength=table.num_embeddings)[:table.num_embeddings].double()
+            scale = scale * raw / implicit.clamp(min=1e-12)
         out[table.weight] = scale.to(torch.float32)
     return out
+
+
+def _implicit_lookups(model: nn.Module, table: nn.Embedding, batch_size: int, user_index: torch.Tensor,
+                      item_index: torch.Tensor) -> torch.Tensor | None:
+    """For an implicit table (``models/implicit.py``), each row's updates per epoch (float64): one
+    per window, whether its owners were in the window's batches or not (a dense step)."""
+    if not any(t is table for t in getattr(model, "implicit_tables", [])):
+        return None
+    _, windows = implicit_window(int(user_index.shape[0]), batch_size)
+    return torch.full((table.num_embeddings,), float(windows), dtype=torch.float64, device=user_index.device)

@@ -29,6 +29,7 @@ exported graph and the scorer are the same. Measured gains: ``docs/models.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -57,7 +58,7 @@ MIN_VALID_ROWS = 500
 # A candidate must lower the best validation MSE by this share to replace it (not rounding noise).
 _MIN_GAIN = 1e-5
 REFIT_TENSORS = ("user_gmf.weight", "item_gmf.weight", "predict.weight", "user_bias.weight",
-                 "item_bias.weight")
+                 "item_bias.weight", "item_implicit.weight", "user_implicit.weight")
 
 
 @dataclass(frozen=True)
@@ -135,14 +136,16 @@ class _Rows:
 
 @torch.no_grad()
 def _fixed_part(model: nn.Module, user: torch.Tensor, item: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Each row's prediction minus its GMF and bias terms (float64, CPU)."""
+    """Each row's prediction minus its GMF (effective rows) and bias terms (float64, CPU)."""
     d = model.user_gmf.embedding_dim
     w = model.predict.weight[0, :d]
     bias = isinstance(getattr(model, "user_bias", None), nn.Embedding)
     out = []
+    rows = getattr(model, "gmf_rows", lambda u, i: (model.user_gmf(u), model.item_gmf(i)))
     for lo in range(0, user.shape[0], batch_size):
         u, i = user[lo:lo + batch_size], item[lo:lo + batch_size]
-        rest = model(u, i) - (model.user_gmf(u) * model.item_gmf(i)) @ w
+        p, q = rows(u, i)
+        rest = model(u, i) - (p * q) @ w
         if bias:
             rest = rest - model.user_bias(u)[:, 0] - model.item_bias(i)[:, 0]
         out.append(rest.double().cpu())
@@ -156,12 +159,28 @@ def _rows(model, data, batch_size: int) -> _Rows:
 
 @dataclass
 class _Factors:
-    """The GMF product as ``P Q^T`` (``w`` folded into ``P``) and the biases, float64."""
+    """The GMF product as ``P Q^T`` (``w`` folded into ``P``) and the biases, float64.
+
+    ``P`` and ``Q`` are the effective rows; ``Pc`` and ``Qc`` their implicit parts
+    (:mod:`recmodels.models.implicit`; ``None``: none), held fixed: the ridge regressions shrink
+    ``P - Pc`` (the table rows), not ``P``. ``maps``: the ``(d, rank)`` maps from the model's GMF
+    coordinates to these (``P = P_model @ maps[0]``, ``Q = Q_model @ maps[1]``; ``None``: the
+    identity), which carry the implicit tables along.
+    """
 
     P: torch.Tensor
     Q: torch.Tensor
     bu: torch.Tensor | None
     bi: torch.Tensor | None
+    Pc: torch.Tensor | None = None
+    Qc: torch.Tensor | None = None
+    maps: tuple | None = None
+
+    def moved(self, side: str, rows: torch.Tensor, bias: torch.Tensor | None) -> _Factors:
+        """These factors with one side's effective rows (and biases) replaced."""
+        if side == "user":
+            return dataclasses.replace(self, P=rows, bu=bias)
+        return dataclasses.replace(self, Q=rows, bi=bias)
 
     def mse(self, rows: _Rows) -> float:
         """Mean squared error over ``rows``, in blocks of rows (bounded memory)."""
@@ -183,7 +202,10 @@ def _truncated(f: _Factors, valid: _Rows, rank: int | None = None) -> tuple[_Fac
     qp, rp = torch.linalg.qr(f.P)
     qq, rq = torch.linalg.qr(f.Q)
     u, s, vh = torch.linalg.svd(rp @ rq.T, full_matrices=False)
-    left, right = qp @ u, qq @ vh.T  # P Q^T = left diag(s) right^T
+    # P Q^T = left diag(s) right^T, left = P map_p and right = Q map_q (pinv: P or Q may lack full
+    # rank; their null directions carry no product)
+    map_p, map_q = torch.linalg.pinv(rp) @ u, torch.linalg.pinv(rq) @ vh.T
+    left, right = f.P @ map_p, f.Q @ map_q
     # Validation errors at every rank at once: cumulative sums over the directions.
     errors = torch.zeros(s.shape[0], dtype=torch.float64)
     step = max(1, _BLOCK_BYTES // (8 * s.shape[0]))
@@ -196,8 +218,12 @@ def _truncated(f: _Factors, valid: _Rows, rank: int | None = None) -> tuple[_Fac
     errors /= max(1, valid.user.shape[0])
     rank = int(torch.argmin(errors)) + 1 if rank is None else min(rank, s.shape[0])
     root = s[:rank].sqrt()
-    return (_Factors(left[:, :rank] * root, right[:, :rank] * root, f.bu, f.bi), rank,
-            float(errors[rank - 1]))
+    map_p, map_q = map_p[:, :rank] * root, map_q[:, :rank] * root
+    truncated = _Factors(
+        left[:, :rank] * root, right[:, :rank] * root, f.bu, f.bi,
+        None if f.Pc is None else f.Pc @ map_p, None if f.Qc is None else f.Qc @ map_q,
+        (map_p, map_q) if f.maps is None else (f.maps[0] @ map_p, f.maps[1] @ map_q))
+    return truncated, rank, float(errors[rank - 1])
 
 
 @dataclass(frozen=True)
@@ -256,15 +282,35 @@ def _covariances(blocks, n_own: int, rank: int, lam: float, noise: float) -> tor
 
 
 def _side_problem(f: _Factors, side: str, train: _Rows) -> tuple:
-    """``(own, other, n_own, features, target, bias)``: one side's regressions given the other."""
+    """``(own, other, n_own, features, target, bias)``: one side's regressions given the other.
+
+    With an implicit part (the side's centre) the unknowns are the rows minus their centre: the
+    target loses the centre's share of each prediction.
+    """
     bias = f.bu is not None
     if side == "user":
-        own, other, features, n_own = train.user, train.item, f.Q, f.P.shape[0]
+        own, other, features, n_own, centre = train.user, train.item, f.Q, f.P.shape[0], f.Pc
         other_bias = f.bi[train.item] if bias else 0.0
     else:
-        own, other, features, n_own = train.item, train.user, f.P, f.Q.shape[0]
+        own, other, features, n_own, centre = train.item, train.user, f.P, f.Q.shape[0], f.Qc
         other_bias = f.bu[train.user] if bias else 0.0
-    return own, other, n_own, features, train.rating - train.rest - other_bias, bias
+    target = train.rating - train.rest - other_bias
+    if centre is not None:
+        target = target - _row_dots(centre, own, features, other)
+    return own, other, n_own, features, target, bias
+
+
+def _row_dots(a: torch.Tensor, rows_a: torch.Tensor, b: torch.Tensor, rows_b: torch.Tensor) -> torch.Tensor:
+    """``(a[rows_a] * b[rows_b]).sum(1)``, in blocks of rows (bounded memory)."""
+    out = torch.empty(rows_a.shape[0], dtype=a.dtype)
+    step = max(1, _BLOCK_BYTES // (8 * max(1, a.shape[1])))
+    for lo in range(0, rows_a.shape[0], step):
+        out[lo:lo + step] = torch.einsum("ij,ij->i", a[rows_a[lo:lo + step]], b[rows_b[lo:lo + step]])
+    return out
+
+
+def _centre(f: _Factors, side: str) -> torch.Tensor | None:
+    return f.Pc if side == "user" else f.Qc
 
 
 def _groups(cache: dict | None, side, own, other, n_own: int) -> RowGroups:
@@ -303,15 +349,17 @@ def _sweep_side(f: _Factors, side: str, train: _Rows, valid: _Rows, lambdas, pri
     solutions, blocks = _ridge_side(*problem, lambdas, prior, cov_other, keep=noise is not None,
                                     groups=_groups(groups, side, own, other, n_own))
     errors = _side_errors(f, side, valid, groups)
+    centre = _centre(f, side)
     best = None
     for lam, sol in zip(lambdas, solutions, strict=True):
+        if centre is not None:  # the solutions are the rows minus their centre
+            sol[:, :rank] += centre
         mse = errors.mse(sol)
         if best is None or mse < best[1]:
             best = (sol, mse, float(lam))
     sol, mse, lam = best
     rows, row_bias = sol[:, :rank], (sol[:, rank] if bias else None)
-    candidate = (_Factors(rows, f.Q, row_bias, f.bi) if side == "user"
-                 else _Factors(f.P, rows, f.bu, row_bias))
+    candidate = f.moved(side, rows, row_bias)
     cov = None if noise is None else _covariances(blocks, n_own, rank, lam, noise)
     return candidate, mse, lam, cov
 
@@ -399,10 +447,17 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
     va = _rows(model, valid, batch_size)
     w = model.predict.weight[0, :d].detach().double().cpu()
     bias = isinstance(getattr(model, "user_bias", None), nn.Embedding)
+    centres = [_implicit_rows(model, side) for side in ("user", "item")]
+    if centres[0] is not None:
+        centres[0] = centres[0] * w
     sgd = _Factors(model.user_gmf.weight.detach().double().cpu() * w,
                    model.item_gmf.weight.detach().double().cpu(),
                    model.user_bias.weight[:, 0].detach().double().cpu() if bias else None,
-                   model.item_bias.weight[:, 0].detach().double().cpu() if bias else None)
+                   model.item_bias.weight[:, 0].detach().double().cpu() if bias else None,
+                   *centres)
+    for name, centre in zip(("P", "Q"), centres, strict=True):
+        if centre is not None:  # the effective rows
+            setattr(sgd, name, getattr(sgd, name) + centre)
     before = sgd.mse(va)
     best, best_mse = sgd, before
 
@@ -466,12 +521,34 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
                        noise_share=kept_share)
 
 
+def _implicit_rows(model: nn.Module, side: str) -> torch.Tensor | None:
+    """The implicit part of every ``side`` GMF row (float64, CPU), or None."""
+    rows = model.implicit_rows(side) if hasattr(model, "implicit_rows") else None
+    return None if rows is None else rows.detach().double().cpu()
+
+
 def _write(model: nn.Module, f: _Factors, d: int) -> None:
-    """Store ``f`` in the model: rank ``k`` GMF rows padded with zeros, GMF weights 1 then 0."""
+    """Store ``f`` in the model: rank ``k`` GMF rows padded with zeros, GMF weights 1 then 0.
+
+    With implicit parts the tables get the rows minus their parts, and the implicit vectors go
+    through the same maps as the rows (so the model's implicit parts are ``f``'s centres).
+    """
     k = f.P.shape[1]
-    for table, values in ((model.user_gmf.weight, f.P), (model.item_gmf.weight, f.Q)):
+    w = model.predict.weight[0, :d].detach().double().cpu()
+    implicit = {"user": getattr(model, "item_implicit", None), "item": getattr(model, "user_implicit", None)}
+    for side, table, values, centre in (("user", model.user_gmf.weight, f.P, f.Pc),
+                                        ("item", model.item_gmf.weight, f.Q, f.Qc)):
         table.zero_()
-        table[:, :k] = values.to(table.device, table.dtype)
+        table[:, :k] = (values if centre is None else values - centre).to(table.device, table.dtype)
+        vectors = implicit[side]
+        if vectors is not None:
+            weight = vectors.weight.detach().double().cpu()
+            if side == "user":
+                weight = weight * w
+            if f.maps is not None:
+                weight = weight @ f.maps[0 if side == "user" else 1]
+            vectors.weight.zero_()
+            vectors.weight[:, :k] = weight.to(vectors.weight.device, vectors.weight.dtype)
     model.predict.weight[0, :d] = 0.0
     model.predict.weight[0, :k] = 1.0
     if f.bu is not None:

@@ -205,6 +205,12 @@ def training_rating_range(ratings, given: tuple[float, float] | None
     return (float(values.min()), float(values.max())), True
 
 
+def distinct_pairs(user_index, item_index, n_items: int) -> int:
+    """How many distinct (user, item) pairs the encoded rows hold (``ModelConfig.rated_pairs``)."""
+    keys = np.asarray(user_index, dtype=np.int64) * int(n_items) + np.asarray(item_index, dtype=np.int64)
+    return int(np.unique(keys).size)
+
+
 def source_name(source) -> str:
     """How a data source is named in messages and ``config.json``."""
     return str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
@@ -358,6 +364,10 @@ def build_setup(*, data=None, train=None, valid=None, test=None, model: str = DE
         pretrained = aligned.matrix
         options["pretrained_dim"] = int(pretrained.shape[1])
         data_section["item_embeddings"] = {"source": source_name(item_embeddings), **aligned.to_dict()}
+    if options.get("implicit", "none") != "none":  # the length of N's buffers (models/implicit.py)
+        train_part = encoded["train"]
+        options["rated_pairs"] = distinct_pairs(train_part.user_index, train_part.item_index,
+                                                len(item_encoder))
     model_config = ModelConfig(model, n_users=len(user_encoder), n_items=len(item_encoder),
                                global_mean=global_mean, **options)
     return TrainingSetup(model_config, encoded["train"], encoded["valid"], encoded["test"],

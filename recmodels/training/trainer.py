@@ -22,8 +22,10 @@ from ..devices import supports_bf16
 from ..errors import DataError, DivergedError
 from .config import TrainConfig
 from .optim import (
+    IMPLICIT,
     OptimizerSet,
     build_optimizers,
+    implicit_window,
     l2_in_optimizer,
     row_decay_scales,
     set_sparse_embeddings,
@@ -257,6 +259,8 @@ class Trainer:
         valid = RatingTensors.from_arrays(valid, self.device) if valid is not None else None
         if valid is not None and len(valid) == 0:
             valid = None
+        if hasattr(self.model, "set_rated"):  # the implicit parts' N (models/implicit.py)
+            self.model.set_rated(train.user_index, train.item_index)
         if not self.config.is_resolved or self.optimizers is None:
             kind = getattr(getattr(self.model, "config", None), "kind", "neumf")
             self.config = resolve_for_data(self.config, train, kind)
@@ -323,14 +327,19 @@ class Trainer:
 
     def _set_row_decay(self, train: RatingTensors) -> None:
         cfg = self.config
+        chosen = []
         opt = self.optimizers.optimizers.get("embeddings")
-        if not (l2_in_optimizer(cfg) and hasattr(opt, "set_row_decay")):
-            return
-        if cfg.l2_frequency_exponent == 1.0 and cfg.l2_bias is None:
+        if (l2_in_optimizer(cfg) and hasattr(opt, "set_row_decay")
+                and not (cfg.l2_frequency_exponent == 1.0 and cfg.l2_bias is None)):
+            chosen.append(opt)
+        if IMPLICIT in self.optimizers.optimizers:  # always: one update per window, not per lookup
+            chosen.append(self.optimizers.optimizers[IMPLICIT])
+        if not chosen:
             return
         for weight, scale in row_decay_scales(self.model, cfg, train.user_index,
                                               train.item_index).items():
-            opt.set_row_decay(weight, scale)
+            for opt in chosen:
+                opt.set_row_decay(weight, scale)
 
     def _cpu_state(self, averaged: bool = False) -> dict:
         """A CPU copy of the state dict (``averaged``: with :attr:`average` where there is one)."""
@@ -352,7 +361,11 @@ class Trainer:
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         bar = _progress(n, epoch, cfg.epochs, self.progress)
         start = time.perf_counter()
+        implicit = IMPLICIT in optimizers.optimizers
+        window = implicit_window(n, batch)[0] if implicit else 0
         for step, lo in enumerate(range(0, n, batch)):
+            if implicit and step % window == 0:
+                model.start_implicit_window()
             rows = order[lo:lo + batch]
             users, items = train.user_index[rows], train.item_index[rows]
             ratings = train.rating[rows]
@@ -368,6 +381,9 @@ class Trainer:
             if step % check_every == 0 and not math.isfinite(float(loss.detach())):
                 self._diverged(epoch, step)
             optimizers.step(loss=mse)
+            if implicit and ((step + 1) % window == 0 or lo + batch >= n):
+                if model.close_implicit_window():
+                    optimizers.step_implicit()
             if bar is not None:
                 bar.update(int(rows.shape[0]))
         train_mse = float(loss_sum) / n

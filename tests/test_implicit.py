@@ -1,0 +1,228 @@
+"""The implicit signal (``ModelConfig.implicit``, SVD++): sums, training, refit, resume, planted gain."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from recmodels.errors import ConfigError  # noqa: E402
+from recmodels.models import ModelConfig, build_model  # noqa: E402
+from recmodels.training import TrainConfig, Trainer  # noqa: E402
+from recmodels.training.refit import refit_low_rank  # noqa: E402
+from recmodels.training.tensors import RatingTensors, predict_tensors  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+def random_rows(n_users=30, n_items=20, n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, n_users, n)
+    items = rng.integers(0, n_items, n)
+    ratings = rng.integers(1, 6, n).astype(np.float32)
+    return users, items, ratings
+
+
+def naive_parts(model, users, items):
+    """The implicit parts of every user's and item's GMF row, one rating at a time (float64)."""
+    cfg = model.config
+    pairs = sorted(set(zip(users.tolist(), items.tolist(), strict=True)))
+    user_part = np.zeros((cfg.n_users, cfg.embedding_dim))
+    item_part = np.zeros((cfg.n_items, cfg.embedding_dim))
+    if cfg.implicit in ("user", "both"):
+        y = model.item_implicit.weight.detach().double().numpy()
+        for u in range(cfg.n_users):
+            rated = [j for (v, j) in pairs if v == u]
+            for j in rated:
+                user_part[u] += y[j] / math.sqrt(len(rated))
+    if cfg.implicit in ("item", "both"):
+        z = model.user_implicit.weight.detach().double().numpy()
+        for i in range(cfg.n_items):
+            raters = [v for (v, j) in pairs if j == i]
+            for v in raters:
+                item_part[i] += z[v] / math.sqrt(len(raters))
+    return user_part, item_part
+
+
+@pytest.mark.parametrize("kind", ["mf", "neumf", "hybrid"])
+@pytest.mark.parametrize("implicit", ["user", "item", "both"])
+def test_sums_and_their_gradient_equal_a_naive_per_rating_computation(kind, implicit):
+    users, items, _ = random_rows()
+    users = np.concatenate([users, users[:50]])  # repeated pairs count once
+    items = np.concatenate([items, items[:50]])
+    torch.manual_seed(0)
+    extra = {"pretrained_dim": 3} if kind == "hybrid" else {}
+    model = build_model(ModelConfig(kind, 30, 20, embedding_dim=4, num_layers=2, implicit=implicit,
+                                    init_std=0.3, **extra))
+    model.set_rated(torch.as_tensor(users), torch.as_tensor(items))
+    user_part, item_part = naive_parts(model, users, items)
+    u = torch.as_tensor(users[:120])
+    i = torch.as_tensor(items[:120])
+    base_u, base_i = model.user_gmf(u).detach(), model.item_gmf(i).detach()
+    expected_u = base_u.double() + torch.as_tensor(user_part)[u]
+    expected_i = base_i.double() + torch.as_tensor(item_part)[i]
+
+    # three paths: one bag per distinct row (autograd), the whole table (no autograd), a window
+    with torch.no_grad():
+        table_rows = model.gmf_rows(u, i)
+    bag_rows = model.gmf_rows(u, i)
+    model.start_implicit_window()
+    window_rows = model.gmf_rows(u, i)
+    for got_u, got_i in (table_rows, bag_rows, window_rows):
+        assert torch.allclose(got_u.double(), expected_u, atol=1e-6)
+        assert torch.allclose(got_i.double(), expected_i, atol=1e-6)
+
+    # the window's gradient of the implicit tables is autograd's through the bags
+    weights = torch.randn(120, 4, dtype=torch.float32)
+    loss = sum(((a * b) * weights).sum() for a, b in [bag_rows])
+    tables = model.implicit_tables
+    expected = torch.autograd.grad(loss, [t.weight for t in tables])
+    window_loss = ((window_rows[0] * window_rows[1]) * weights).sum()
+    window_loss.backward()
+    for table in tables:
+        table.weight.grad = None
+    assert model.close_implicit_window()
+    for table, want in zip(tables, expected, strict=True):
+        want = want.to_dense() if want.is_sparse else want
+        assert torch.allclose(table.weight.grad, want, atol=1e-5)
+
+
+def test_config_checks_and_old_configs_load_without_the_term():
+    with pytest.raises(ConfigError, match="implicit must be one of"):
+        ModelConfig("mf", 3, 3, implicit="items")
+    with pytest.raises(ConfigError, match="rated_pairs"):
+        ModelConfig("mf", 3, 3, implicit="item", rated_pairs=-1)
+    old = {k: v for k, v in ModelConfig("mf", 3, 3).to_dict().items() if k not in ("implicit", "rated_pairs")}
+    assert ModelConfig.from_dict(old).implicit == "none"
+    assert "implicit" in ModelConfig.user_fields() and "rated_pairs" not in ModelConfig.user_fields()
+
+
+def test_a_saved_model_loads_with_its_n():
+    users, items, _ = random_rows()
+    model = build_model(ModelConfig("neumf", 30, 20, embedding_dim=4, num_layers=2, implicit="both"))
+    model.set_rated(torch.as_tensor(users), torch.as_tensor(items))
+    fresh = build_model(ModelConfig("neumf", 30, 20, embedding_dim=4, num_layers=2, implicit="both"))
+    fresh.load_state_dict(model.state_dict())
+    model.eval()
+    fresh.eval()
+    u, i = torch.as_tensor(users), torch.as_tensor(items)
+    with torch.no_grad():
+        assert torch.equal(model(u, i), fresh(u, i))
+
+
+def planted_choice(n_users=120, n_head=40, n_tail=900, per_item=4, match=0.9, noise=1.0, seed=0):
+    """Ratings where *who* rated an item tells its kind better than its ratings do.
+
+    Users and items have a kind (+1 / -1); a rating is ``3 + 0.8 * kind_u * kind_i`` plus noise
+    (sd ``noise``). Every user rates the ``n_head`` head items (so users' kinds are learnable).
+    A tail item's rows pair it with a user of its own kind with probability ``match``, else of the
+    other kind: which users rated it reveals its kind, while its few noisy ratings hardly do.
+    Training: the head rows and ``per_item`` rows per tail item; validation and test: one row per
+    tail item each.
+    """
+    rng = np.random.default_rng(seed)
+    n_items = n_head + n_tail
+    kind_u = rng.choice([-1.0, 1.0], n_users)
+    kind_i = rng.choice([-1.0, 1.0], n_items)
+    pools = {k: np.flatnonzero(kind_u == k) for k in (-1.0, 1.0)}
+
+    def rate(users, items):
+        ratings = 3.0 + 0.8 * kind_u[users] * kind_i[items] + rng.normal(0.0, noise, items.size)
+        return ratings.astype(np.float32)
+
+    def tail(per):
+        items = np.repeat(np.arange(n_head, n_items), per)
+        same = rng.random(items.size) < match
+        wanted = np.where(same, kind_i[items], -kind_i[items])
+        users = np.array([rng.choice(pools[k]) for k in wanted])
+        return users, items, rate(users, items)
+
+    head_users = np.repeat(np.arange(n_users), n_head)
+    head_items = np.tile(np.arange(n_head), n_users)
+    rows = tail(per_item)
+    users, items = np.concatenate([head_users, rows[0]]), np.concatenate([head_items, rows[1]])
+    train = (users, items, np.concatenate([rate(head_users, head_items), rows[2]]))
+    return train, tail(1), tail(1)
+
+
+def rmse(model, part) -> float:
+    pred = predict_tensors(model, torch.as_tensor(part[0]), torch.as_tensor(part[1]))
+    return math.sqrt(float(np.mean((pred.double().numpy() - part[2]) ** 2)))
+
+
+@pytest.mark.parametrize("kind", ["mf", "neumf"])
+def test_a_planted_implicit_signal_is_learned(kind):
+    train, valid, test = planted_choice()
+    results = {}
+    for implicit in ("none", "item"):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(kind, 120, 940, embedding_dim=8, num_layers=2, implicit=implicit,
+                                        global_mean=float(train[2].mean())))
+        trainer = Trainer(model, TrainConfig(epochs=40, num_threads=1, seed=0), CPU, log=None, progress=False)
+        trainer.fit(train, valid)
+        model.load_state_dict(trainer.final_state_dict())
+        results[implicit] = rmse(model, test)
+    assert results["item"] < results["none"] - 0.02, results
+
+
+@pytest.mark.parametrize("kind,implicit", [("mf", "both"), ("neumf", "item"), ("neumf", "user")])
+def test_refit_carries_the_implicit_parts(kind, implicit):
+    train, valid, _ = planted_choice(per_item=4)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind, 120, 940, embedding_dim=8, num_layers=2, implicit=implicit,
+                                    global_mean=3.0))
+    trainer = Trainer(model, TrainConfig(epochs=3, num_threads=1, refit=False, patience=None), CPU,
+                      log=None, progress=False)
+    trainer.fit(train, valid)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = refit_low_rank(model, RatingTensors.from_arrays(train, CPU),
+                            RatingTensors.from_arrays(valid, CPU))
+    assert report.changed
+    # the model's own predictions reproduce the refit's validation figure: the tables hold the
+    # rows minus their implicit parts, and the implicit vectors went through the same maps
+    assert rmse(model, valid) == pytest.approx(report.valid_rmse_after, abs=1e-5)
+    for name in ("item_implicit", "user_implicit"):
+        table = getattr(model, name, None)
+        if table is None:
+            continue
+        assert not torch.equal(before[f"{name}.weight"], table.weight)
+        assert torch.count_nonzero(table.weight[:, report.rank:]) == 0
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kind,implicit", [("mf", "item"), ("neumf", "both")])
+def test_resume_after_interruption_is_exact(kind, implicit):
+    users, items, ratings = random_rows(n=600)
+    data = (users, items, ratings)
+    config = TrainConfig(epochs=4, batch_size=64, patience=None, num_threads=1, refit=False)
+
+    def fresh(seed):
+        torch.manual_seed(seed)
+        return build_model(ModelConfig(kind, 30, 20, embedding_dim=4, num_layers=2, implicit=implicit,
+                                       global_mean=3.0))
+
+    full = Trainer(fresh(0), config, CPU, log=None, progress=False)
+    full.fit(data, data)
+    saved = {}
+
+    def stop_after_two(trainer, record, improved):
+        saved["last"] = trainer.state_dict()
+        saved["best"] = trainer.best_state_dict
+        if record.epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        Trainer(fresh(0), config, CPU, log=None, progress=False, on_epoch_end=stop_after_two).fit(data, data)
+    torch.manual_seed(123)
+    resumed = Trainer(fresh(99), config, CPU, log=None, progress=False)
+    resumed.load_state_dict(saved["last"], best_state_dict=saved["best"])
+    resumed.fit(data, data)
+    for key, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert any(k.endswith("_implicit.weight") for k in full.model.state_dict())
