@@ -345,6 +345,28 @@ def test_resume_with_item_embeddings_equals_a_clean_run(fb, tmp_path):
     assert result.loc[result["item_id"].isin(NEW), "known"].all()
 
 
+def test_recommend_resume_with_item_embeddings_equals_a_clean_run(fb, tmp_path):
+    _vectors(fb, [3.0, -1.0, 0.5]).to_csv(tmp_path / "e.csv", index=False)
+    _vectors(fb, [3.0, -1.0, 0.6]).to_csv(tmp_path / "e2.csv", index=False)
+    opts = ["-k", "4", "--part-users", "3", "--device", "cpu", "-q", "--item-embeddings",
+            str(tmp_path / "e.csv")]
+    clean, out = tmp_path / "clean", tmp_path / "out"
+    for target in (clean, out):
+        done = CliRunner().invoke(cli, ["recommend", str(fb.path), str(target), *opts])
+        assert done.exit_code == 0, done.output
+    for part in sorted(out.glob("part-*"))[3:]:  # as if killed after three parts
+        part.unlink()
+    (out / "_SUCCESS").unlink()
+    changed = [str(tmp_path / "e2.csv") if o == str(tmp_path / "e.csv") else o for o in opts]
+    refused = CliRunner().invoke(cli, ["recommend", str(fb.path), str(out), "--resume", *changed])
+    assert refused.exit_code != 0 and "different" in refused.output, refused.output
+    done = CliRunner().invoke(cli, ["recommend", str(fb.path), str(out), "--resume", *opts])
+    assert done.exit_code == 0, done.output
+    result = pd.read_parquet(out)
+    pd.testing.assert_frame_equal(result, pd.read_parquet(clean))
+    assert NEW[0] in set(result["item_id"])
+
+
 SCRIPT = BLOCKER + textwrap.dedent("""
     import pandas as pd
     from recmodels.cli import main
