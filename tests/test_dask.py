@@ -339,6 +339,38 @@ def test_a_part_over_several_batches_is_the_local_part_byte_for_byte(tmp_path):
     core.clear_caches()
 
 
+def test_a_part_task_reads_no_row_of_the_next_part(tmp_path, monkeypatch):
+    """Issue 23: a task stops reading at its part's last batch (it read, and decoded, the next
+    part's first batch, of the next row group: ~0.16 s of CPU per 1M-row part at 20M pairs)."""
+    from recmodels.engines import driver
+    from recmodels.tables import TableSource
+
+    fb = make_bundle(tmp_path / "bundle", kind="mf", n_users=50, n_items=40)
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"user_id": rng.choice(fb.user_ids, 4000), "item_id": rng.choice(fb.item_ids, 4000)})
+    src = tmp_path / "pairs.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), src, row_group_size=1000)
+    pulled = []
+    batches = TableSource.batches
+
+    def counted(self, *args, **kwargs):
+        for start, batch in batches(self, *args, **kwargs):
+            pulled.append(batch.num_rows)
+            yield start, batch
+
+    monkeypatch.setattr(TableSource, "batches", counted)
+    task, _ = driver.score_task(fb.path, pq.read_schema(src), str(src), device="cpu", batch_size=500)
+    (tmp_path / "out").mkdir()
+    try:
+        for part in (1, 3):  # a part in the middle, and the last one
+            pulled.clear()
+            record = core.score_input_part(task, str(src), part, 1000, str(tmp_path / "out"), "parquet")
+            assert record["error"] == "" and record["rows_read"] == 1000
+            assert sum(pulled) == 1000, pulled
+    finally:
+        core.clear_caches()
+
+
 def _wide_csv(frame: pd.DataFrame, path, extra_columns: int = 298) -> None:
     zeros = pd.DataFrame(np.zeros((len(frame), extra_columns), dtype=np.int8),
                          columns=[f"c{j}" for j in range(extra_columns)])

@@ -3,14 +3,17 @@ line for an address that does not answer, answers late or is not the cluster it 
 
 The driver checks the cluster's address before any output exists: a TCP connection within
 :data:`CONNECT_TIMEOUT_S` (:func:`open_connection`), then the engine's own handshake, bounded by
-:func:`within` (:func:`recmodels.engines.dask.check_scheduler`,
-:func:`recmodels.engines.spark.check_master`). A refused port, a port that accepts and never
-answers, and one that talks another protocol (SSH, HTTP) are each one :class:`EngineError` line.
+:func:`within` (:func:`check_scheduler`, :func:`check_master`: here, beside the helpers they
+share; :mod:`recmodels.engines.dask` and :mod:`recmodels.engines.spark` offer them). A refused port,
+a port that accepts and never answers, and one that talks another protocol (SSH, HTTP) are each one
+:class:`EngineError` line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import struct
 import threading
 import time
 from urllib.parse import urlparse
@@ -20,7 +23,12 @@ from ..scoring.defaults import ENGINES
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
+    "DEFAULT_MASTER_PORT",
+    "DEFAULT_SCHEDULER_PORT",
     "ENGINES",
+    "check_engine_options",
+    "check_master",
+    "check_scheduler",
     "first_words",
     "is_http",
     "missing_engine",
@@ -39,6 +47,33 @@ CONNECT_TIMEOUT_S = 10.0
 HTTP_QUESTION_S = 1.0
 """Of a silent peer's :data:`CONNECT_TIMEOUT_S`, the last second asks it whether it is an HTTP server."""
 _EXTRA = {"dask": "dask", "spark": "pyspark"}
+
+
+def check_engine_options(engine: str, *, resume: bool = False, part_rows=None,
+                         command: str = "score") -> None:
+    """The CLI rules that tie options to an engine, as one-line :class:`ConfigError` s.
+
+    ``resume``/``part_rows`` here are those of an input the engine reads itself (a CSV for
+    ``score``); ``recommend`` on an engine is never resumable.
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if engine == "local":
+        return
+    if resume and command == "recommend":
+        raise ConfigError(
+            f"--resume does not work with recommend --engine {engine} (each run writes every part); "
+            "rerun the job with --overwrite"
+        )
+    if resume:
+        raise ConfigError(
+            f"--resume with --engine {engine} needs a Parquet input; rerun the job with --overwrite"
+        )
+    if part_rows is not None:
+        raise ConfigError(
+            f"--part-rows with --engine {engine} needs a Parquet input; a CSV input is written one part "
+            "per partition"
+        )
 
 
 def missing_engine(engine: str, exc: ImportError) -> MissingEngineError:
@@ -190,3 +225,126 @@ def within(timeout: float, fn, *args):
     if "error" in box:
         raise box["error"]
     return box.get("value")
+
+
+# -- the engines' handshakes -------------------------------------------------------------------
+DEFAULT_SCHEDULER_PORT = 8786
+DEFAULT_MASTER_PORT = 7077
+
+
+def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail with one line unless ``address`` answers as a Dask scheduler within ``timeout`` seconds.
+
+    A refused or unreachable port, a port that accepts and never answers, one that talks another
+    protocol first (an SSH server) or waits to be asked (an HTTP server, a dashboard) are each one
+    :class:`EngineError` line, and nothing waits much longer than ``timeout``. A scheduler speaks
+    first on a new connection (its handshake); then ``distributed``'s own handshake and an
+    ``identity`` call, bounded in time, say whether it is a scheduler. Addresses that are not
+    ``tcp://`` (``tls://``: the client speaks first) get only the TCP check; ``distributed.Client``'s
+    own timeout does the rest.
+    """
+    left = time_left(timeout)  # one deadline for the connection and the handshake
+    sock = open_connection(address, "--scheduler", DEFAULT_SCHEDULER_PORT, timeout)
+    if sock is None or address.lower().startswith("tls://"):  # TLS: the client speaks first
+        if sock is not None:
+            sock.close()
+        return
+    what, kind = "--scheduler", "Dask scheduler"
+    hint = (f" (a scheduler listens on port {DEFAULT_SCHEDULER_PORT} unless told otherwise; "
+            "8787 is its dashboard)")
+    try:
+        greeting = first_words(sock, left())
+    finally:
+        sock.close()
+    if greeting is None:
+        raise silent_peer(what, address, kind, timeout, hint)
+    if not greeting:
+        raise not_the_cluster(what, address, kind, "it closed the connection without a word", hint)
+    if greeting.startswith(b"HTTP/"):
+        raise not_the_cluster(what, address, kind, "it is an HTTP server", hint)
+    if greeting.isascii() and greeting.decode("ascii").isprintable():
+        raise not_the_cluster(what, address, kind, f"it talks another protocol: {greeting.decode()!r}", hint)
+
+    async def identity():
+        from distributed.comm import connect
+
+        # distributed's handshake reads without a deadline: bounded here, and by within() below
+        url = address if "://" in address else f"tcp://{address}"
+        comm = await asyncio.wait_for(connect(url, timeout=left()), left())
+        try:
+            await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), left())
+            return await asyncio.wait_for(comm.read(), left())
+        finally:
+            comm.abort()
+
+    try:
+        reply = within(left(), lambda: asyncio.run(identity()))
+    except (TimeoutError, asyncio.TimeoutError):
+        raise silent_peer(what, address, kind, timeout, hint) from None
+    except (Exception, MemoryError) as exc:  # noqa: BLE001 - a peer talking another protocol
+        reason = f"its handshake failed: {type(exc).__name__}"
+        raise not_the_cluster(what, address, kind, reason, hint) from None
+    found = reply.get("type") if isinstance(reply, dict) else type(reply).__name__
+    if found != "Scheduler":
+        raise not_the_cluster(what, address, kind, f"it answered as {found}", hint)
+
+
+def check_master(master: str, timeout: float = CONNECT_TIMEOUT_S) -> bool:
+    """Fail with one line unless a ``spark://`` master answers Spark's RPC within ``timeout`` s.
+
+    One request that any Spark RPC endpoint answers at once (a message for an endpoint that does
+    not exist: the master replies "could not find"), so a port that is refused, never answers,
+    talks first (SSH) or answers another protocol (HTTP) is one :class:`EngineError` line before
+    the JVM starts, instead of Spark's three 20-second registration attempts. A peer that closes
+    the connection without a word (e.g. one that wants authentication first) is left to Spark.
+    Other masters (``local[...]``, ``yarn``, ``k8s://``, several standalone masters) are not
+    checked. Returns True when the address answered as Spark, False when it was left to Spark.
+    """
+    if not master.startswith("spark://"):
+        return False
+    left = time_left(timeout)  # one deadline for the connection and the answer
+    sock = open_connection(master, "--master", DEFAULT_MASTER_PORT, timeout)
+    if sock is None:
+        return False
+    hint = f" (a standalone master listens on port {DEFAULT_MASTER_PORT} unless told otherwise)"
+    try:
+        sock.settimeout(max(left() - HTTP_QUESTION_S, 0.1))  # its last second: is_http below
+        sock.sendall(_rpc_probe())
+        data = sock.recv(64)
+        if 0 < len(data) < 9:  # a reply's head may come in pieces
+            data += read_exactly(sock, 9 - len(data))
+        length, kind = struct.unpack(">qb", data[:9]) if len(data) >= 9 else (-1, -1)
+        if 9 <= length < (1 << 20) and kind in _RPC_REPLIES:
+            read_exactly(sock, length - len(data))  # the whole reply: the master sees a clean close
+            return True
+    except TimeoutError:
+        if is_http(sock, after=True):
+            raise not_the_cluster("--master", master, "Spark master", "it is an HTTP server", hint) from None
+        raise silent_peer("--master", master, "Spark master", timeout, hint) from None
+    except OSError:
+        return False  # reset without an answer: left to Spark
+    finally:
+        sock.close()
+    if data.startswith(b"HTTP/"):
+        raise not_the_cluster("--master", master, "Spark master", "it is an HTTP server", hint)
+    if data:
+        shown = shown_line(data).decode("ascii", "replace") if data.isascii() else data[:16].hex()
+        reason = f"it talks another protocol: {shown!r}"
+        raise not_the_cluster("--master", master, "Spark master", reason, hint)
+    return False
+
+
+_RPC_REPLIES = (4, 5)  # RpcResponse, RpcFailure of Spark's transport protocol
+
+
+def _rpc_probe() -> bytes:
+    """One Spark transport frame: an RpcRequest to endpoint ``recmodels-probe``, no sender."""
+
+    def utf(text: str) -> bytes:
+        data = text.encode()
+        return struct.pack(">H", len(data)) + data
+
+    content = b"\xac\xed\x00\x05" + b"\x74" + utf("probe")  # a Java-serialized String
+    body = b"\x00" + b"\x00" + utf("recmodels-probe") + content  # no sender, no receiver address
+    header = struct.pack(">bqi", 3, 1, len(body))  # RpcRequest, request id, body size
+    return struct.pack(">q", 8 + len(header) + len(body)) + header + body

@@ -54,33 +54,20 @@ __all__ = [
 ]
 
 
-def _record(*fields: tuple[str, pa.DataType]) -> pa.Schema:
-    return pa.schema([pa.field(name, kind) for name, kind in fields])
+def _part_record(counts: tuple[str, ...]) -> pa.Schema:
+    """One part's record: its number and temporary file, its counts, the provider, a note, an error."""
+    head = [("part", pa.int64()), ("tmp", pa.string())]
+    tail = [("provider", pa.string()), ("note", pa.string()), ("error", pa.string())]
+    return pa.schema([*head, *((key, pa.int64()) for key in counts), *tail])
 
 
-SCORE_RECORD = _record(
-    ("part", pa.int64()),
-    ("tmp", pa.string()),
-    ("rows_read", pa.int64()),
-    ("rows_written", pa.int64()),
-    *((key, pa.int64()) for key in COUNT_KEYS),
-    ("provider", pa.string()),
-    ("note", pa.string()),
-    ("error", pa.string()),
-)
+SCORE_RECORD = _part_record(("rows_read", "rows_written", *COUNT_KEYS))
 """The record a worker returns for a scored partition (one row back to the driver)."""
 SCORE_INPUT_RECORD = SCORE_RECORD.append(pa.field("input_start", pa.int64()))
 """The record of a part of a Parquet input: :data:`SCORE_RECORD` and the part's first input row."""
 RECOMMEND_COUNTS = ("users_processed", "users_written", "users_short", "rows_written", "pairs_scored")
 """The counts of a part of users, summed by the driver into the job's report."""
-RECOMMEND_RECORD = _record(
-    ("part", pa.int64()),
-    ("tmp", pa.string()),
-    *((key, pa.int64()) for key in RECOMMEND_COUNTS),
-    ("provider", pa.string()),
-    ("note", pa.string()),
-    ("error", pa.string()),
-)
+RECOMMEND_RECORD = _part_record(RECOMMEND_COUNTS)
 """The record a worker returns for a part of users."""
 
 

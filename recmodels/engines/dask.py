@@ -13,7 +13,6 @@ output, the report) is :mod:`recmodels.engines.driver`'s. See ``docs/distributed
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -29,16 +28,7 @@ from ..scoring.recommendation.recommender import recommend_schema
 from ..scoring.runtime.session import load_bundle
 from ..tables import DEFAULT_DIALECT, expand_input
 from . import driver
-from .connect import (
-    CONNECT_TIMEOUT_S,
-    first_words,
-    missing_engine,
-    not_the_cluster,
-    open_connection,
-    silent_peer,
-    time_left,
-    within,
-)
+from .connect import CONNECT_TIMEOUT_S, check_scheduler, missing_engine
 from .contract import SCORE_RECORD, RecommendTask, fold_bytes, pandas_dtypes
 from .worker import (
     clear_caches,
@@ -57,7 +47,6 @@ except ImportError as _exc:  # pragma: no cover - exercised with the extra missi
 
 __all__ = ["CSV_BLOCKSIZE", "DaskEngine", "check_scheduler", "local_client", *driver.ENGINE_API]
 
-DEFAULT_SCHEDULER_PORT = 8786
 CSV_BLOCKSIZE = "64MB"
 """Bytes of CSV per partition of :func:`read_input`."""
 _LOG = logging.getLogger(__name__)
@@ -89,63 +78,6 @@ def _records_frame(records: list[dict], record: pa.Schema) -> pd.DataFrame:
 
 
 # -- the cluster ----------------------------------------------------------------------------------
-def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """Fail with one line unless ``address`` answers as a Dask scheduler within ``timeout`` seconds.
-
-    A refused or unreachable port, a port that accepts and never answers, one that talks another
-    protocol first (an SSH server) or waits to be asked (an HTTP server, a dashboard) are each one
-    :class:`EngineError` line, and nothing waits much longer than ``timeout``. A scheduler speaks
-    first on a new connection (its handshake); then ``distributed``'s own handshake and an
-    ``identity`` call, bounded in time, say whether it is a scheduler. Addresses that are not
-    ``tcp://`` (``tls://``: the client speaks first) get only the TCP check; ``distributed.Client``'s
-    own timeout does the rest.
-    """
-    left = time_left(timeout)  # one deadline for the connection and the handshake
-    sock = open_connection(address, "--scheduler", DEFAULT_SCHEDULER_PORT, timeout)
-    if sock is None or address.lower().startswith("tls://"):  # TLS: the client speaks first
-        if sock is not None:
-            sock.close()
-        return
-    what, kind = "--scheduler", "Dask scheduler"
-    hint = (f" (a scheduler listens on port {DEFAULT_SCHEDULER_PORT} unless told otherwise; "
-            "8787 is its dashboard)")
-    try:
-        greeting = first_words(sock, left())
-    finally:
-        sock.close()
-    if greeting is None:
-        raise silent_peer(what, address, kind, timeout, hint)
-    if not greeting:
-        raise not_the_cluster(what, address, kind, "it closed the connection without a word", hint)
-    if greeting.startswith(b"HTTP/"):
-        raise not_the_cluster(what, address, kind, "it is an HTTP server", hint)
-    if greeting.isascii() and greeting.decode("ascii").isprintable():
-        raise not_the_cluster(what, address, kind, f"it talks another protocol: {greeting.decode()!r}", hint)
-
-    async def identity():
-        from distributed.comm import connect
-
-        # distributed's handshake reads without a deadline: bounded here, and by within() below
-        url = address if "://" in address else f"tcp://{address}"
-        comm = await asyncio.wait_for(connect(url, timeout=left()), left())
-        try:
-            await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), left())
-            return await asyncio.wait_for(comm.read(), left())
-        finally:
-            comm.abort()
-
-    try:
-        reply = within(left(), lambda: asyncio.run(identity()))
-    except (TimeoutError, asyncio.TimeoutError):
-        raise silent_peer(what, address, kind, timeout, hint) from None
-    except (Exception, MemoryError) as exc:  # noqa: BLE001 - a peer talking another protocol
-        reason = f"its handshake failed: {type(exc).__name__}"
-        raise not_the_cluster(what, address, kind, reason, hint) from None
-    found = reply.get("type") if isinstance(reply, dict) else type(reply).__name__
-    if found != "Scheduler":
-        raise not_the_cluster(what, address, kind, f"it answered as {found}", hint)
-
-
 @contextlib.contextmanager
 def _quiet_distributed():
     """distributed's own log lines (a worker's failed task, a slow event loop) stay out of the

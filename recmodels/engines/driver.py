@@ -38,7 +38,7 @@ from ..scoring.recommendation.recommender import Recommender, recommend_schema
 from ..scoring.runtime.session import load_bundle
 from ..scoring.unknown_ids import COUNT_KEYS, DEFAULT_MAX_UNKNOWN_SHARE, likely_cause, unknown_share_error
 from ..tables import open_table
-from .connect import ENGINES
+from .connect import check_engine_options
 from .contract import (
     HISTORY_OPTIONS,
     RECOMMEND_COUNTS,
@@ -242,33 +242,6 @@ def score_report(
     return rep
 
 
-def check_engine_options(engine: str, *, resume: bool = False, part_rows=None,
-                         command: str = "score") -> None:
-    """The CLI rules that tie options to an engine, as one-line :class:`ConfigError` s.
-
-    ``resume``/``part_rows`` here are those of an input the engine reads itself (a CSV for
-    ``score``); ``recommend`` on an engine is never resumable.
-    """
-    if engine not in ENGINES:
-        raise ConfigError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    if engine == "local":
-        return
-    if resume and command == "recommend":
-        raise ConfigError(
-            f"--resume does not work with recommend --engine {engine} (each run writes every part); "
-            "rerun the job with --overwrite"
-        )
-    if resume:
-        raise ConfigError(
-            f"--resume with --engine {engine} needs a Parquet input; rerun the job with --overwrite"
-        )
-    if part_rows is not None:
-        raise ConfigError(
-            f"--part-rows with --engine {engine} needs a Parquet input; a CSV input is written one part "
-            "per partition"
-        )
-
-
 # -- the job around the engine's tasks -----------------------------------------------------------
 def _finish(rep, t0: float, input, output, staged: StagedOutput, report) -> None:
     rep.input, rep.output, rep.output_mode, rep.format = (
@@ -279,84 +252,71 @@ def _finish(rep, t0: float, input, output, staged: StagedOutput, report) -> None
         write_json(report, rep.to_dict())
 
 
-def score_to(
-    bundle,
-    schema: pa.Schema,
-    output,
-    write: Callable[[ScoreTask, str, str], list[dict]],
-    *,
-    engine: str,
-    where: str,
-    format=None,
-    overwrite=False,
-    max_unknown_share=None,
-    report=None,
-    bundle_path=None,
-    **options,
-) -> ScoreReport:
+def _score_job(b, schema: pa.Schema, where: str, options: dict) -> tuple[ScoreTask, float, FoldIn | None]:
+    """The checked task of a scoring job (``options``: :func:`score_task`'s and ``--history``'s),
+    its unknown-id limit and its fold-in; everything is checked before any task runs."""
+    folding = pop_history(options)
+    task, limit = score_task(b, schema, where, **options)
+    task, fold = score_fold(b, task, **folding)  # a bad history: one line before any task
+    return task, limit, fold
+
+
+def _run_staged(staged: StagedOutput, b, task: ScoreTask, fold, where: str, limit: float,
+                tasks: Callable[[ScoreTask], list[dict]]) -> ScoreReport:
+    """``tasks(task)`` (the task reading the staged fold-in), the report and the guard over the
+    whole job, then the commit (:meth:`StagedOutput.run`)."""
+    rep, _ = staged.run(
+        lambda: tasks(staged.with_history(task, fold)),
+        lambda records: score_report(records, b, task, where, limit, staged.complete,
+                                     history=None if fold is None else fold.stats),
+        keep_complete=staged.resume,
+    )
+    return rep
+
+
+def score_to(bundle, schema: pa.Schema, output, write: Callable[[ScoreTask, str, str], list[dict]], *,
+             engine: str, where: str, format=None, overwrite=False, report=None, **options) -> ScoreReport:
     """Score an engine's frame (``schema``) into ``output``: parts + ``_SUCCESS``, or one file.
 
     ``write(task, directory, fmt)`` is the engine's map step: each partition runs
     :func:`~recmodels.engines.worker.score_to_part` into ``directory``; it returns the records.
     The driver renames the parts the engine delivered, applies the unknown-id guard
     (``max_unknown_share``, default 0.5) to the whole job and writes ``_SUCCESS``. Nothing is
-    left behind when it fails.
+    left behind when it fails. ``options``: :func:`score_task`'s (``keep``, ``bundle_path``,
+    ``max_unknown_share``, the scorer options) and ``--history``'s.
     """
     t0 = time.perf_counter()
     b = load_bundle(bundle)
-    folding = pop_history(options)
-    task, limit = score_task(b, schema, where, bundle_path=bundle_path, max_unknown_share=max_unknown_share,
-                             **options)
-    task, fold = score_fold(b, task, **folding)
+    task, limit, fold = _score_job(b, schema, where, options)
     staged = StagedOutput(output, format, task.schema, overwrite=overwrite, command="score",
                           job=score_settings(task, where, engine=engine))
-    rep, _ = staged.run(
-        lambda: write(staged.with_history(task, fold), os.fspath(staged.directory), staged.part_fmt),
-        lambda records: score_report(records, b, task, where, limit,
-                                     history=None if fold is None else fold.stats),
-    )
+    rep = _run_staged(staged, b, task, fold, where, limit,
+                      lambda t: write(t, os.fspath(staged.directory), staged.part_fmt))
     _finish(rep, t0, where, output, staged, report)
     return rep
 
 
-def run_score_parts(
-    bundle,
-    input,
-    output,
-    engine: Engine,
-    *,
-    keep=None,
-    format=None,
-    part_rows=None,
-    resume=False,
-    overwrite=False,
-    report=None,
-    max_unknown_share=None,
-    bundle_path=None,
-    **options,
-) -> ScoreReport | None:
+def run_score_parts(bundle, input, output, engine: Engine, *, format=None, part_rows=None, resume=False,
+                    overwrite=False, report=None, **options) -> ScoreReport | None:
     """``recmodels score --engine ...`` on a Parquet input: part ``k`` (input rows ``[k * part_rows,
     (k + 1) * part_rows)``) is one task that reads its own rows, so the output is that of a local run
     (parts, sidecars, ``_scoring.json``: ``--resume`` works, with either engine or locally).
+    ``options``: as for :func:`score_to`.
 
     Returns None for a CSV input (which the engine reads itself, one part per partition: see
     :func:`score_to`).
     """
     t0 = time.perf_counter()
     b = load_bundle(bundle)
-    user_col = options.pop("user_col", None) or b.user_column
-    item_col = options.pop("item_col", None) or b.item_column
+    user_col = options["user_col"] = options.get("user_col") or b.user_column
+    item_col = options["item_col"] = options.get("item_col") or b.item_column
     source = open_table(input, text_columns=(user_col, item_col), what="input")
     if source.kind != "parquet":
         return None
     if source.total_rows == 0:
         raise DataError(f"{source.path}: input has no rows")
     part_rows = positive_int("--part-rows", part_rows or None, DEFAULT_PART_ROWS)
-    folding = pop_history(options)
-    task, limit = score_task(b, source.schema, source.path, keep=keep, bundle_path=bundle_path,
-                             user_col=user_col, item_col=item_col, max_unknown_share=max_unknown_share,
-                             **options)
-    task, fold = score_fold(b, task, **folding)  # a bad history: one line before the cluster starts
+    task, limit, fold = _score_job(b, source.schema, source.path, options)
     # the workers' cached view of the input is keyed by its files' sizes and times, listed here once
     task = replace(task, input_token=files_token(input, source.files))
     path = os.path.abspath(os.fspath(input))
@@ -371,17 +331,10 @@ def run_score_parts(
         def work(t: ScoreTask, k: int) -> dict:
             return score_input_part(t, path, k, part_rows, directory, fmt)
 
-        def tasks() -> list[dict]:
-            if not parts:
-                return []
-            return engine.map_items(cluster, staged.with_history(task, fold), parts, work, SCORE_INPUT_RECORD)
+        def tasks(t: ScoreTask) -> list[dict]:
+            return engine.map_items(cluster, t, parts, work, SCORE_INPUT_RECORD) if parts else []
 
-        rep, _ = staged.run(
-            tasks,
-            lambda records: score_report(records, b, task, source.path, limit, staged.complete,
-                                         history=None if fold is None else fold.stats),
-            keep_complete=resume,
-        )
+        rep = _run_staged(staged, b, task, fold, source.path, limit, tasks)
     _finish(rep, t0, input, output, staged, report)
     return rep
 
@@ -466,40 +419,22 @@ def _abs(path):
     return None if path is None else os.path.abspath(os.fspath(path))
 
 
-def run_recommend_job(
-    bundle,
-    output,
-    engine: Engine,
-    *,
-    k: int = 10,
-    users=None,
-    items=None,
-    exclude_seen=None,
-    user_col=None,
-    item_col=None,
-    max_unknown_share=None,
-    format=None,
-    part_users=None,
-    overwrite=False,
-    report=None,
-    device="auto",
-    threads=1,
-    candidates=None,
-    block_users=None,
-    tile_items=None,
-    bundle_path=None,
-    history=None,
-    **history_options,
-):
+def run_recommend_job(bundle, output, engine: Engine, *, k: int = 10, users=None, items=None,
+                      exclude_seen=None, user_col=None, item_col=None, max_unknown_share=None, format=None,
+                      part_users=None, overwrite=False, report=None, bundle_path=None, **options):
     """``recmodels recommend --engine ...``: the inputs are read and checked on the driver (the
     same report counts as a local run), then each part of ``part_users`` list positions is one
     task (:func:`~recmodels.engines.worker.recommend_part`). Part ``k`` holds the users of part
     ``k`` of a local run.
 
-    ``history`` (``--history``; ``history_options``: ``rating_col``, ``history_update_known``,
-    ``history_min_ratings``) is folded in once, on the driver, as the local ``Recommender`` does,
-    and read by each worker process once (:meth:`StagedOutput.with_history`)."""
+    ``options``: the tasks' recommender options (``device``, ``threads`` (default 1),
+    ``candidates``, ``block_users``, ``tile_items``) and ``--history``'s (``history``,
+    ``rating_col``, ``history_update_known``, ``history_min_ratings``): the history is folded in
+    once, on the driver, as the local ``Recommender`` does, and read by each worker process once
+    (:meth:`StagedOutput.with_history`)."""
     t0 = time.perf_counter()
+    folding = pop_history(options)
+    options = {"threads": 1, **options}
     share = DEFAULT_MAX_UNKNOWN_SHARE if max_unknown_share is None else max_unknown_share
     for name, value in (("users", users), ("items", items), ("exclude-seen", exclude_seen)):
         if value is not None and not isinstance(value, str | os.PathLike):
@@ -508,9 +443,8 @@ def run_recommend_job(
     bundle = load_bundle(bundle)
     with engine.connect(bundle) as cluster:  # a cluster that does not answer: one line, nothing written
         # with a history, the fold-in's scores come from the device a local run would use
-        rec = Recommender(bundle, device="cpu" if history is None else device, threads=1,
-                          candidates=candidates, block_users=block_users, tile_items=tile_items,
-                          history=history, **history_options)
+        device = options.get("device", "auto") if folding.get("history") is not None else "cpu"
+        rec = Recommender(bundle, **{**options, "device": device, "threads": 1}, **folding)
         try:
             job = rec.prepare(users=users, k=k, items=items, exclude_seen=exclude_seen, user_col=user_col,
                               item_col=item_col, max_unknown_share=share)
@@ -520,24 +454,14 @@ def run_recommend_job(
         n = int(job.user_index.size)
         files = {"users": _abs(users), "items": _abs(items), "exclude_seen": _abs(exclude_seen)}
         task = RecommendTask(
-            bundle_path=os.fspath(bundle_path or rec.bundle.path),
-            digest=rec.bundle.digest,
-            k=job.k,
-            device=device,
-            threads=threads,
-            candidates=candidates,
-            block_users=block_users,
-            tile_items=tile_items,
-            user_col=user_col,
-            item_col=item_col,
-            **files,
-            max_unknown_share=1.0,
+            bundle_path=os.fspath(bundle_path or bundle.path), digest=bundle.digest, k=job.k,
+            user_col=user_col, item_col=item_col, **options, **files, max_unknown_share=1.0,
             inputs_token=tuple(files_token(path) for path in files.values()),
             history_token="" if fold is None else fold.token,
         )
         settings = recommend_settings(task, engine=engine.name, inputs=job.digest, users=n,
                                       part_users=part_users)
-        staged = StagedOutput(output, format, recommend_schema(rec.bundle), overwrite=overwrite,
+        staged = StagedOutput(output, format, recommend_schema(bundle), overwrite=overwrite,
                               command="recommend", job=settings)
         directory, fmt = os.fspath(staged.directory), staged.part_fmt
         spans = [(p, lo, min(lo + part_users, n)) for p, lo in enumerate(range(0, n, part_users))]
