@@ -226,3 +226,80 @@ def test_resume_after_interruption_is_exact(kind, implicit):
     for key, value in full.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     assert any(k.endswith("_implicit.weight") for k in full.model.state_dict())
+
+
+# -- export: the known rows' parts folded into the tables, the user part's vectors for fold-in -------
+def _implicit_model(kind, implicit, seed=0):
+    from test_export import N_ITEMS, N_USERS, make_model
+
+    model = make_model(kind, seed=seed, implicit=implicit)
+    users, items, _ = random_rows(N_USERS, N_ITEMS, 400, seed=seed)
+    return model.set_rated(torch.as_tensor(users), torch.as_tensor(items)).eval()
+
+
+@pytest.mark.parametrize("kind", ["mf", "neumf", "hybrid"])
+@pytest.mark.parametrize("folded", [True, False])
+def test_export_parity_with_the_implicit_term(kind, folded, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from test_export import N_ITEMS, N_USERS, export_small, make_model
+
+    from recmodels.bundle import Bundle
+    from recmodels.export.parity import cpu_session, torch_scores
+
+    model = _implicit_model(kind, "both")
+    bundle = Bundle.load(export_small(model, tmp_path / "b", fold=folded))
+    assert bundle.manifest.parity.passed and bundle.manifest.parity.max_abs_diff <= 1e-5
+    assert bundle.manifest.prior.fold_in.files["user_implicit"] == "fold_user_implicit.npy"
+    rng = np.random.default_rng(7)
+    u, i = rng.integers(0, N_USERS, 500), rng.integers(0, N_ITEMS, 500)
+    got = cpu_session(bundle.model_path).run(["score"], {"user_index": u, "item_index": i})[0]
+    expected = torch_scores(model, u, i)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    # the parts change the scores, and the graph is the one a model without them gets
+    plain = make_model(kind)
+    assert np.max(np.abs(torch_scores(plain, u, i) - expected)) > 1e-3
+    onnx = pytest.importorskip("onnx")
+    shapes = [{t.name: tuple(t.dims) for t in onnx.load(str(b.model_path)).graph.initializer}
+              for b in (bundle, Bundle.load(export_small(plain, tmp_path / "plain", fold=folded)))]
+    assert shapes[0] == shapes[1]
+
+
+def test_a_new_user_folded_in_from_history_gets_the_implicit_part(tmp_path):
+    import warnings
+
+    import pandas as pd
+    from test_export import N_USERS, export_small, make_encoders
+
+    from recmodels.bundle import Bundle
+    from recmodels.export.parity import cpu_session
+    from recmodels.scoring import Scorer
+
+    model = _implicit_model("neumf", "user")
+    bundle = Bundle.load(export_small(model, tmp_path / "b"))
+    fold = bundle.manifest.prior.fold_in
+    item_ids = make_encoders()[1].classes_
+    items = np.array([3, 5, 8, 13, 5, 21])  # item 5 twice: the part counts it once
+    ratings = np.array([4.0, 2.0, 5.0, 3.5, 2.5, 1.0])
+    history = pd.DataFrame({"user_id": [123456789] * items.size, "book_id": item_ids[items],
+                            "rating": ratings})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scorer = Scorer(bundle.path, device="cpu", max_unknown_share=1.0, history=history)
+    stats = scorer.fold.stats
+    assert stats["users_folded_in"] == 1
+    delta = scorer.fold.users.delta[scorer.fold.users.slot[N_USERS + 1]]
+
+    # numpy reference: the ridge solve centred at the prior row + (|H|^-1/2 sum y - mean part)
+    rows = {int(j): r for j, r in zip(items, ratings, strict=True)}  # the last rating of a pair wins
+    h = np.array(sorted(rows))
+    r = np.array([rows[j] for j in h])
+    y = np.load(bundle.path / fold.files["user_implicit"]).astype(np.float64)
+    Q = np.load(bundle.path / fold.files["item_vectors"]).astype(np.float64)
+    shift = y[h].sum(axis=0) / np.sqrt(h.size) - y[-1]
+    base = cpu_session(bundle.model_path).run(["score"], {"user_index": np.full(h.size, N_USERS),
+                                                          "item_index": h})[0].astype(np.float64)
+    x = np.c_[Q[h], np.ones(h.size)]
+    d = np.linalg.solve(x.T @ x + np.diag(fold.user_precision), x.T @ (r - base - Q[h] @ shift))
+    want = d + np.r_[shift, 0.0]
+    np.testing.assert_allclose(delta, want, atol=1e-6)
+    assert np.max(np.abs(shift)) > 1e-2  # the part is not negligible here

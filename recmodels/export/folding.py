@@ -6,7 +6,7 @@ Every recmodels model computes, for a user ``u`` and an item ``i``::
     score  = predict_w . x + predict_b + global_mean + user_bias[u] + item_bias[i]
 
     "pretrained"  item_pretrained[i]
-    "gmf"         user_gmf[u] * item_gmf[i]
+    "gmf"         user_gmf[u] * item_gmf[i]      (with the implicit signal: the effective rows)
     "mlp"         tower(concat[user_mlp[u], item_mlp[i]]),  tower = (Linear, ReLU?)*
 
 :class:`ScoreSpec` holds those arrays (float64 copies of the float32 weights, so that the
@@ -65,6 +65,12 @@ class ScoreSpec:
     item_pretrained: np.ndarray | None = None
     user_bias: np.ndarray | None = None
     item_bias: np.ndarray | None = None
+    user_implicit: np.ndarray | None = None
+    """With the implicit signal's user part (``ModelConfig.implicit``): the "items this user rated"
+    vectors ``y`` [n_items, gmf width] and, as row ``n_items``, the mean of the trained users'
+    parts ``|N(u)|^-1/2 sum y``. Not in the score (the known users' parts are already in
+    ``user_gmf``): what a user folded in from a history gets its part from
+    (:func:`implicit_fold_array`)."""
 
     def segment_width(self, name: str) -> int:
         if name == "pretrained":
@@ -297,3 +303,13 @@ def effective_vectors(spec: ScoreSpec) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((spec.n_users, 0)), np.zeros((spec.n_items, 0))
     return (np.asarray(spec.user_gmf, dtype=np.float64) * np.asarray(w, dtype=np.float64),
             np.asarray(spec.item_gmf, dtype=np.float64))
+
+
+def implicit_fold_array(spec: ScoreSpec) -> np.ndarray | None:
+    """The fold-in array of the implicit user part, in the coordinates of :func:`effective_vectors`'
+    ``P``: ``y * w_gmf`` per item, then the trained users' mean part times ``w_gmf`` (float32,
+    [n_items + 1, width]); None without the part."""
+    if spec.user_implicit is None:
+        return None
+    w = np.asarray(spec.predict_slices()["gmf"], dtype=np.float64)
+    return (np.asarray(spec.user_implicit, dtype=np.float64) * w).astype(np.float32)

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..bundle.layout import FOLD_FILES
 from ..errors import ParityError
-from .folding import ScoreSpec, effective_vectors, with_prior
+from .folding import ScoreSpec, effective_vectors, implicit_fold_array, with_prior
 
 DEFAULT_NOISE = 1.0
 """Noise variance of the empirical precisions when the run's metrics have no validation MSE."""
@@ -42,6 +42,10 @@ PRIOR_TOLERANCE = 1e-5
 CONTENT_ROLE = "item_content"
 CONTENT_FILE = "fold_item_content.npy"
 """``prior.fold_in.files``'s role and file of a hybrid bundle's ``[w_e, e_prior]`` (see above)."""
+IMPLICIT_ROLE = "user_implicit"
+IMPLICIT_FILE = "fold_user_implicit.npy"
+"""Role and file of the implicit user part's vectors (:func:`~recmodels.export.folding.implicit_fold_array`):
+a user folded in from a history gets ``|H|^-1/2 sum y`` of its history items ``H``."""
 
 
 @dataclass
@@ -73,7 +77,8 @@ class PriorExport:
     def section(self, max_abs_diff: float) -> dict:
         """The manifest's ``prior`` section (:class:`~recmodels.bundle.manifest.PriorSection`), with
         the prior rows' parity result."""
-        files = {role: name for role, name in {**FOLD_FILES, CONTENT_ROLE: CONTENT_FILE}.items()
+        files = {role: name for role, name in {**FOLD_FILES, CONTENT_ROLE: CONTENT_FILE,
+                                               IMPLICIT_ROLE: IMPLICIT_FILE}.items()
                  if name in self.arrays}
         return {
             "user_row": self.n_users,
@@ -151,6 +156,8 @@ def prior_export(spec: ScoreSpec, *, metrics: Mapping | None = None,
         arrays[FOLD_FILES["item_counts"]] = np.bincount(items, minlength=spec.n_items + 1).astype(np.int64)
     if "pretrained" in spec.segments:
         arrays[CONTENT_FILE] = content_array(spec, grown)
+    if spec.user_implicit is not None:
+        arrays[IMPLICIT_FILE] = implicit_fold_array(spec)
     return PriorExport(grown, spec.n_users, spec.n_items, arrays, precision[0], precision[1], source)
 
 

@@ -3,7 +3,9 @@
 This is the one place that knows the models' submodule names (see ``recmodels/models``):
 ``user_gmf``/``item_gmf``, ``user_mlp``/``item_mlp``, ``mlp`` (Sequential of Dropout/Linear/ReLU),
 ``predict`` (Linear(F, 1)), optional ``user_bias``/``item_bias`` (Embedding [n, 1]), buffers
-``global_mean`` and (hybrid) ``item_pretrained``. ``features()`` concatenates
+``global_mean`` and (hybrid) ``item_pretrained``; with ``config.implicit`` the GMF rows are the
+effective ones (``implicit_rows``: the known rows' implicit parts folded in), and the user part's
+vectors ``item_implicit`` go to the fold-in. ``features()`` concatenates
 ``[gmf, mlp, item_pretrained]`` in that order. The parity check is the judge that this
 reading is right.
 """
@@ -37,6 +39,13 @@ def _tower(mlp) -> list[Layer]:
     return layers
 
 
+def _gmf_rows(model, side: str) -> np.ndarray:
+    """The GMF table of ``side`` with the known rows' implicit parts folded in (the effective rows)."""
+    rows = _np((model.user_gmf if side == "user" else model.item_gmf).weight)
+    implicit = model.implicit_rows(side) if hasattr(model, "implicit_rows") else None
+    return rows if implicit is None else rows + _np(implicit)
+
+
 def extract_spec(model) -> ScoreSpec:
     """The scoring function of ``model`` (an MF, NeuMF or HybridNeuMF) as float64 arrays."""
     config = model.config
@@ -49,9 +58,12 @@ def extract_spec(model) -> ScoreSpec:
         predict_w=_np(model.predict.weight).reshape(-1),
         predict_b=float(_np(model.predict.bias).reshape(-1)[0]) if model.predict.bias is not None else 0.0,
         global_mean=float(_np(model.global_mean)) if hasattr(model, "global_mean") else 0.0,
-        user_gmf=_np(model.user_gmf.weight),
-        item_gmf=_np(model.item_gmf.weight),
+        user_gmf=_gmf_rows(model, "user"),
+        item_gmf=_gmf_rows(model, "item"),
     )
+    if getattr(model, "item_implicit", None) is not None:  # for users folded in from a history
+        spec.user_implicit = np.concatenate([_np(model.item_implicit.weight),
+                                             _np(model.implicit_rows("user")).mean(axis=0, keepdims=True)])
     if getattr(model.predict, "out_features", 1) != 1:
         raise ConfigError("cannot export: the predict layer must have one output")
     if hasattr(model, "user_mlp"):

@@ -33,6 +33,7 @@ import numpy as np
 from ...encoders import IdEncoder
 from ...errors import BundleError, ConfigError
 from ..defaults import DEFAULT_MIN_RATINGS
+from . import implicit
 from .content import ItemContent, read_item_content
 from .read import HistoryRows, read_history
 from .solve import design, gradient_solve, ridge_solve
@@ -318,8 +319,11 @@ def fold_in(bundle, history, run: Callable[[np.ndarray, np.ndarray], np.ndarray]
     if by_user.any():
         rows = np.flatnonzero(by_user)
         base = np.asarray(run(np.minimum(u_ext[rows], nu), i[rows]), dtype=np.float64)
-        owners, delta, too_few = _solve_side(u_ext[rows], nu, Q[i[rows]], r[rows] - base, fold.user_precision,
+        shift = implicit.user_shift(_load(bundle, implicit.ROLE, ni + 1, fold.rank), u_ext[rows], i[rows], nu)
+        target = implicit.centred_target(r[rows] - base, Q[i[rows]], shift)
+        owners, delta, too_few = _solve_side(u_ext[rows], nu, Q[i[rows]], target, fold.user_precision,
                                              min_ratings, user_counts, user_moment, solver)
+        delta = implicit.shifted(delta, owners, u_ext[rows], shift)
     stats.update(users_folded_in=int(np.count_nonzero(owners > nu)),
                  users_updated=int(np.count_nonzero(owners < nu)), users_too_few=too_few)
     users = _side(nu, P, new_users, owners, delta, "user")
