@@ -138,7 +138,9 @@ def test_manifest_records_the_prior_and_verifies_the_arrays(bundles, tmp_path):
     prior = bundle.manifest.prior
     assert (prior.user_row, prior.item_row) == (len(new.user_ids), len(new.item_ids))
     assert prior.max_abs_diff < 1e-5
-    assert set(prior.fold_in.files) == {"user_vectors", "item_vectors", "user_counts", "item_counts"}
+    roles = {"user_vectors", "item_vectors", "user_counts", "item_counts"}
+    content = {"item_content"} if new.kind == "hybrid" else set()  # new items from their vectors
+    assert set(prior.fold_in.files) == roles | content
     assert len(prior.fold_in.user_precision) == prior.fold_in.rank + 1
     session = cpu_session(bundle.model_path)
     rows = np.array([prior.user_row], dtype=np.int64), np.array([prior.item_row], dtype=np.int64)

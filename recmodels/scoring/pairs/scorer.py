@@ -82,14 +82,9 @@ class Scorer:
         The guard for nightly jobs: when more than this share of the rows has an unknown id,
         :meth:`score_file` stops with one line and writes nothing, and :meth:`score_frame` /
         :meth:`score_arrays` / :meth:`score_batches` warn. 1 turns it off.
-    history, history_update_known, history_min_ratings, rating_col
-        Ratings made after training (path, DataFrame, Arrow table, or a
-        :class:`~recmodels.scoring.history.FoldIn` built once), folded in before scoring: new users
-        and items, known users updated (``docs/scoring.md``, "New users and items").
-    item_embeddings : path-like, DataFrame or Arrow table, optional
-        Hybrid bundles: pretrained vectors (id column ``item_col``, one column per dimension, as
-        training's ``--item-embeddings``) of items the bundle does not know; they are scored from
-        their vectors, and from their ``history`` ratings too when they have some.
+    history, history_update_known, history_min_ratings, rating_col, item_embeddings
+        Ratings made after training (or a :class:`~recmodels.scoring.history.FoldIn`) and, for a
+        hybrid bundle, new items' pretrained vectors, folded in first (docs/scoring.md, "New users").
 
     Attributes
     ----------
@@ -425,10 +420,8 @@ def score(
         As for :class:`Scorer`: the device, the input's id columns (default: the bundle's), the
         unknown-id policy (``fallback``, ``skip``, ``error``), clipping to the rating range, rows
         per batch, CPU threads, and the unknown-id guard (1 turns it off).
-    history, history_update_known, history_min_ratings, rating_col
-        As for :class:`Scorer`: ratings made after training, folded in before scoring.
-    item_embeddings : path-like, DataFrame or Arrow table, optional
-        As for :class:`Scorer`: hybrid bundles' new items from their pretrained vectors.
+    history, history_update_known, history_min_ratings, rating_col, item_embeddings
+        As for :class:`Scorer`: ratings made after training and new hybrid items' vectors, folded in.
     keep, format, part_rows, resume, overwrite, progress, report, dialect
         As for :func:`~recmodels.scoring.pairs.files.score_file`: the input columns to pass
         through, the output format, input rows per part file, continuing an interrupted directory
@@ -485,10 +478,8 @@ def score_frame(
         As for :class:`Scorer`: the device, the input's id columns (default: the bundle's), the
         unknown-id policy (``fallback``, ``skip``, ``error``), clipping to the rating range, rows
         per batch, CPU threads, and the unknown-id guard (1 turns it off).
-    history, history_update_known, history_min_ratings, rating_col
-        As for :class:`Scorer`: ratings made after training, folded in before scoring.
-    item_embeddings : path-like, DataFrame or Arrow table, optional
-        As for :class:`Scorer`: hybrid bundles' new items from their pretrained vectors.
+    history, history_update_known, history_min_ratings, rating_col, item_embeddings
+        As for :class:`Scorer`: ratings made after training and new hybrid items' vectors, folded in.
     keep : list of str or str, optional
         The columns of ``frame`` to pass through (default: all).
 
