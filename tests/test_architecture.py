@@ -253,3 +253,13 @@ def test_an_upward_import_inside_a_room_fails(tmp_path, monkeypatch):
     monkeypatch.setattr(__import__(__name__), "PACKAGE", tmp_path / "recmodels")
     with pytest.raises(AssertionError, match="sub-floor 3"):
         test_imports_point_down_inside_rooms("scoring")
+
+
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_is_over_500_lines():
+    """A module past 500 lines holds more than one job: split it by job (issue 20)."""
+    long = {str(p.relative_to(PACKAGE.parent)): n for p in sorted(PACKAGE.rglob("*.py"))
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"split these modules by job (at most {MAX_MODULE_LINES} lines each): {long}"
