@@ -1,9 +1,12 @@
 """New hybrid items from their pretrained vectors (issue 22, part 3): ``--item-embeddings`` at scoring.
 
-A new item of a hybrid bundle scores ``score(u, prior item) + w_e . (e - e_prior)``: checked against
-the torch model with the vector appended as a row (the other item-side rows at the prior item),
-against the numpy oracle of the factory's weights in ``recommend``, with ``--history`` (the solve
-starts from the content), ``--exclude-seen``, bad input, resume, and torch-free.
+A new item of a hybrid bundle scores ``score(u, prior item) + change``. The exact change
+``w_e . (e - e_prior)`` (``read_item_content(..., exact=True)``) is checked against the torch model
+with the vector appended as a row (the other item-side rows at the prior item) and against the numpy
+oracle of the factory's weights in ``recommend``, with ``--history`` (the solve starts from the
+content) and ``--exclude-seen``; the calibrated change ``g . (e - e_prior)`` (the default) against
+explicit leave-one-item-out ridge refits, and on planted data where the trained items' rows took up
+part of the content's effect; bad input, old bundles, resume, and torch-free.
 """
 
 from __future__ import annotations
@@ -24,11 +27,16 @@ from bundle_factory import make_bundle, prior_weights, reference_scores
 from click.testing import CliRunner
 from test_torch_free import BLOCKER
 
+from recmodels.bundle import Bundle
+from recmodels.bundle.layout import FOLD_FILES
 from recmodels.cli import cli
 from recmodels.errors import BundleError, ConfigError
-from recmodels.export.prior import CONTENT_FILE
+from recmodels.export.prior import RIDGE_GRID
 from recmodels.scoring import Scorer
+from recmodels.scoring.history import read_item_content
 from recmodels.scoring.recommendation.recommender import Recommender
+
+CONTENT_FILE = FOLD_FILES["item_content"]
 
 REPO = Path(__file__).resolve().parents[1]
 N_USERS, N_ITEMS, DIM = 30, 50, 4
@@ -77,6 +85,11 @@ def _oracle(fb, table, users, items):
     return reference_scores(w, "hybrid", [user_index[u] for u in users], [index[int(i)] for i in items])
 
 
+def _exact(path, table):
+    """The table's new items with the exact content change (the model's own score of such an item)."""
+    return read_item_content(Bundle.load(path), table, item_col="item_id", exact=True)
+
+
 def _scorer(path, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -93,7 +106,7 @@ def test_new_item_score_equals_the_torch_reference(tmp_path):
 
     torch.manual_seed(0)
     config = ModelConfig("hybrid", n_users=20, n_items=15, embedding_dim=8, num_layers=2, dropouts=(0.5, 0.3),
-                         pretrained_dim=5, use_bias=True, global_mean=3.5)
+                         pretrained_dim=5, use_bias=True, global_mean=3.5, implicit="none")
     model = build_model(config)
     with torch.no_grad():
         for p in model.parameters():
@@ -107,7 +120,7 @@ def test_new_item_score_equals_the_torch_reference(tmp_path):
     path = export_model(model, users, items, tmp_path / "b", data=data, parity_pairs=2000)
     vectors = np.random.default_rng(3).normal(size=(2, 5)).astype(np.float32) * 2
     table = pd.DataFrame(vectors, columns=list("abcde")).assign(item_id=[900, 901])
-    scorer = _scorer(path, item_embeddings=table)
+    scorer = _scorer(path, item_embeddings=_exact(path, table))
     user_ids = np.repeat(users.classes_, 2)
     got, known = scorer.score_arrays(user_ids, np.tile([900, 901], 20))
     assert known.all()
@@ -130,7 +143,7 @@ def test_new_item_score_equals_the_torch_reference(tmp_path):
 
 def test_scores_of_new_items_equal_the_oracle_and_the_stats(fb):
     table = _vectors(fb, [1.5, -0.5, 0.0])
-    scorer = _scorer(fb.path, item_embeddings=table)
+    scorer = _scorer(fb.path, item_embeddings=_exact(fb.path, table))
     users = np.repeat(fb.user_ids[:6], 4)
     items = np.tile(NEW + [int(fb.item_ids[3])], 6)
     got, known = scorer.score_arrays(users, items)
@@ -151,7 +164,7 @@ def test_history_ratings_start_from_the_content(fb):
     users = fb.user_ids[:8]
     ratings = _oracle(fb, table, users, [NEW[0]] * 8)
     history = pd.DataFrame({"user_id": users, "item_id": NEW[0], "rating": ratings})
-    with_vector = _scorer(fb.path, history=history, item_embeddings=table)
+    with_vector = _scorer(fb.path, history=history, item_embeddings=_exact(fb.path, table))
     delta = with_vector.fold.items.delta[0]
     np.testing.assert_allclose(delta[:-1], 0, atol=1e-5)
     assert delta[-1] == pytest.approx(2.0, abs=1e-5)
@@ -160,9 +173,82 @@ def test_history_ratings_start_from_the_content(fb):
     assert with_vector.fold.stats["items_folded_in"] == 1
 
 
+def _loo_reference(x, y, w):
+    """``g`` of the strength in ``RIDGE_GRID`` with the least weighted error of explicit refits that
+    each leave one item out (no closed form)."""
+    gram = (x * w[:, None]).T @ x
+    grid = RIDGE_GRID * np.linalg.eigvalsh(gram).clip(0).mean()
+    errors = []
+    for ridge in grid:
+        error = 0.0
+        for i in range(x.shape[0]):
+            keep = np.arange(x.shape[0]) != i
+            xk, wk = x[keep], w[keep]
+            xw = (xk * wk[:, None]).T
+            g = np.linalg.solve(xw @ xk + ridge * np.eye(x.shape[1]), xw @ y[keep])
+            error += w[i] * (y[i] - x[i] @ g) ** 2
+        errors.append(error)
+    ridge = grid[int(np.argmin(errors))]
+    return np.linalg.solve(gram + ridge * np.eye(x.shape[1]), (x * w[:, None]).T @ y)
+
+
+def test_calibrated_change_equals_a_leave_one_out_reference(fb):
+    """``g`` fitted to the prior user's scores of the trained items (numpy oracle, training counts as
+    weights), the ridge by explicit leave-one-item-out refits; the default change is ``g . (e - e_prior)``."""
+    w = prior_weights(fb.weights)
+    scores = reference_scores(w, "hybrid", [N_USERS] * (N_ITEMS + 1), np.arange(N_ITEMS + 1))
+    offsets = scores[:N_ITEMS] - scores[N_ITEMS]
+    e_prior = fb.weights["E"].astype(np.float64).mean(axis=0).astype(np.float32).astype(np.float64)
+    x = fb.weights["E"].astype(np.float64) - e_prior
+    counts = np.bincount(np.random.default_rng(1).integers(0, N_ITEMS, (2, 1500))[1], minlength=N_ITEMS)
+    g = _loo_reference(x, offsets, counts.astype(np.float64))
+    stored = np.load(fb.path / CONTENT_FILE)
+    assert stored.shape == (3, DIM)
+    np.testing.assert_allclose(stored[2], g, rtol=1e-6, atol=1e-9)
+    table = _vectors(fb, [1.5, -0.5, 0.0])
+    got = _scorer(fb.path, item_embeddings=table).score_arrays(np.repeat(fb.user_ids[:4], 3), NEW * 4)[0]
+    prior = _scorer(fb.path).score_arrays(fb.user_ids[:4], np.full(4, 777777))[0]
+    change = (table.set_index("item_id").loc[NEW].to_numpy(dtype=np.float64) - e_prior) @ g
+    np.testing.assert_allclose(got.reshape(4, 3) - prior[:, None], [change] * 4, atol=1e-5)
+    exact = _scorer(fb.path, item_embeddings=_exact(fb.path, table)).score_arrays(fb.user_ids[:1], NEW[:1])[0]
+    assert abs(exact[0] - got[0]) > 1e-3  # the two changes differ on these weights
+
+
+def test_calibrated_change_recovers_what_the_rows_left_to_the_content(tmp_path):
+    """Planted: the head gives the content ``w_e``, but each trained item's GMF row takes back 60 % of
+    it (plus noise), so items score ``0.4 w_e . (e - e_prior)`` above the prior item. New items of that
+    truth are scored better by the calibrated change than by the exact one or the prior item alone."""
+    n_items, rng = 200, np.random.default_rng(7)
+    w = bundle_factory.make_weights("hybrid", N_USERS, n_items, pretrained_dim=DIM, seed=3)
+    w["Mi"][:] = w["Mi"][0]  # the MLP part is the same for every item: only the GMF rows and E differ
+    w_e = w["Wo"][-DIM:, 0].astype(np.float64)
+    e = w["E"].astype(np.float64)
+    taken = -0.6 * (e - e.mean(axis=0)) @ w_e + 0.05 * rng.normal(size=n_items)
+    taken -= taken.mean()  # the prior item's GMF row stays the base row
+    gmf = w["Wo"][:8, 0].astype(np.float64) * w["P"].astype(np.float64).mean(axis=0)
+    w["Q"][:] = (w["Q"][0] + taken[:, None] * gmf / (gmf @ gmf)).astype(np.float32)
+    train = rng.integers(0, N_USERS, 3000), rng.integers(0, n_items, 3000)
+    planted = make_bundle(tmp_path / "b", kind="hybrid", folded=True, prior=True, n_users=N_USERS,
+                          n_items=n_items, weights=w, train_rows=train, rating_range=(-10.0, 10.0))
+    new = rng.normal(size=(len(NEW), DIM)).astype(np.float32)
+    table = pd.DataFrame(new, columns=[str(c) for c in range(DIM)]).assign(item_id=NEW)
+    truth = 0.4 * (new.astype(np.float64) - e.mean(axis=0)) @ w_e
+    user = [planted.user_ids[0]] * len(NEW)  # a content change is the same for every user
+    base = _scorer(planted.path).score_arrays(user[:1], [777777])[0][0]
+    calibrated = _scorer(planted.path, item_embeddings=table).score_arrays(user, NEW)[0] - base
+    exact = _scorer(planted.path, item_embeddings=_exact(planted.path, table))
+    exact = exact.score_arrays(user, NEW)[0]
+    errors = {name: float(np.sqrt(np.mean((got - truth) ** 2)))
+              for name, got in {"calibrated": calibrated, "exact": exact - base, "prior": 0 * truth}.items()}
+    assert errors["calibrated"] < 0.2 * min(errors["exact"], errors["prior"]), errors
+
+
 # -- recommend -----------------------------------------------------------------------------------
 def _recommend(fb, users, k, **kw):
+    """Recommend with the exact content change (the oracle's), unless ``item_embeddings`` is read."""
     options = {o: kw.pop(o) for o in ("history", "item_embeddings", "candidates") if o in kw}
+    if isinstance(options.get("item_embeddings"), pd.DataFrame):
+        options["item_embeddings"] = _exact(fb.path, options["item_embeddings"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rec = Recommender(fb.path, device="cpu", **options)
@@ -227,14 +313,37 @@ def test_exclude_seen_with_new_items(fb):
     assert plain["item_id"].iloc[0] == NEW[0]  # not excluded without --exclude-seen
 
 
+def test_exclude_seen_table_pairs_of_new_items_are_excluded(fb):
+    """An --exclude-seen row naming a new item (from the vectors, or a history's new item) excludes it
+    for that user, and for that user only."""
+    table = _vectors(fb, [50.0, 40.0, 30.0])
+    rater, other = fb.user_ids[0], fb.user_ids[1]
+    history = pd.DataFrame({"user_id": fb.user_ids[2:5], "item_id": 9004, "rating": 9.0})
+    seen = pd.DataFrame({"user_id": [rater, rater, rater, 77],
+                         "item_id": [NEW[0], 9004, fb.item_ids[0], NEW[1]]})
+    got, rec = _recommend(fb, [rater, other], N_ITEMS, history=history, item_embeddings=table,
+                          exclude_seen=seen)
+    mine = set(got.loc[got["user_id"] == rater, "item_id"])
+    assert NEW[0] not in mine and 9004 not in mine and fb.item_ids[0] not in mine
+    assert {NEW[1], NEW[2]} <= mine
+    theirs = set(got.loc[got["user_id"] == other, "item_id"])
+    assert {NEW[0], NEW[1], 9004} <= theirs  # another user's seen rows exclude nothing here
+    report = rec.last_report
+    assert report.seen_pairs == 3 + 3 and report.exclude_unknown_rows == 1  # + the history's; 77: unknown
+
+
 # -- bad input ------------------------------------------------------------------------------------
-def _old_hybrid(path):
-    """A hybrid bundle as exported before ``fold_item_content.npy`` existed (prior rows and fold-in)."""
+def _old_hybrid(path, rows=0):
+    """A hybrid bundle as exported before ``fold_item_content.npy`` existed (prior rows and fold-in),
+    or with its first ``rows`` rows only."""
     original = bundle_factory.prior_export
 
     def without_content(*args, **kwargs):
         out = original(*args, **kwargs)
-        out.arrays.pop(CONTENT_FILE)
+        if rows:
+            out.arrays[CONTENT_FILE] = out.arrays[CONTENT_FILE][:rows]
+        else:
+            out.arrays.pop(CONTENT_FILE)
         return out
 
     bundle_factory.prior_export = without_content
@@ -291,6 +400,19 @@ def test_non_hybrid_and_old_bundles_are_refused(fb, tmp_path):
         for make in (_scorer, lambda p, **kw: Recommender(p, device="cpu", **kw)):
             with pytest.raises(BundleError, match="exported before --item-embeddings existed.*re-export"):
                 make(path, item_embeddings=table)
+
+
+def test_a_bundle_without_the_calibrated_row_is_refused_unless_exact(fb, tmp_path):
+    """A hybrid bundle of the first ``fold_item_content.npy`` ([w_e, e_prior]): the default (calibrated)
+    change is refused in one line saying to re-export; the exact change still reads."""
+    first = _old_hybrid(tmp_path / "first", rows=2)
+    table = _vectors(fb, [1.0])
+    for make in (_scorer, lambda p, **kw: Recommender(p, device="cpu", **kw)):
+        with pytest.raises(BundleError, match="used the calibrated .*re-export") as info:
+            make(first.path, item_embeddings=table)
+        assert "\n" not in str(info.value)
+    exact = read_item_content(Bundle.load(first.path), table, item_col="item_id", exact=True)
+    assert _scorer(first.path, item_embeddings=exact).fold.stats["items_from_vectors"] == 1
 
 
 def test_history_item_without_a_vector_is_counted_and_folded_from_the_prior(fb):

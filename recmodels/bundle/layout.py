@@ -28,5 +28,9 @@ FOLD_FILES = {
     "item_vectors": "fold_item_vectors.npy",
     "user_counts": "fold_user_counts.npy",
     "item_counts": "fold_item_counts.npy",
+    "item_content": "fold_item_content.npy",
+    "user_implicit": "fold_user_implicit.npy",
 }
-"""Role -> file name of the fold-in arrays (``manifest.prior.fold_in.files``; NumPy ``.npy``)."""
+"""Role -> file name of the fold-in arrays (``manifest.prior.fold_in.files``; NumPy ``.npy``): the
+effective GMF rows, the training counts, a hybrid bundle's content rows (``--item-embeddings``) and
+the implicit user part's vectors (``recmodels.export.prior``)."""

@@ -12,12 +12,15 @@ can be folded in from their ratings (:mod:`recmodels.scoring.history`):
 * ``fold_user_counts.npy`` / ``fold_item_counts.npy``: each row's training ratings (int64, 0 for
   the prior rows), only when the exporter had the training rows: they weigh a known user's
   trained values against their new ratings;
-* ``fold_item_content.npy`` (hybrid only): ``[w_e, e_prior]``, float64 ``[2, pretrained_dim]``, the
-  predict layer's weights on the pretrained vector and the prior item's pretrained vector. The
-  vector enters the linear predict layer and nothing follows it but the additions of the biases and
-  the global mean, so an item with the prior row's other parameters and pretrained vector ``e``
-  scores ``w_e . (e - e_prior)`` above the prior item for every user: a new item's content is an
-  item-bias change (``recmodels score --item-embeddings``);
+* ``fold_item_content.npy`` (hybrid only): ``[w_e, e_prior, g]``, float64 ``[3, pretrained_dim]``:
+  the predict layer's weights on the pretrained vector, the prior item's pretrained vector and the
+  calibrated weights (:func:`calibrated_content`). The vector enters the linear predict layer and
+  nothing follows it but the additions of the biases and the global mean, so an item with the prior
+  row's other parameters and pretrained vector ``e`` scores exactly ``w_e . (e - e_prior)`` above the
+  prior item for every user: a new item's content is an item-bias change. ``recmodels score
+  --item-embeddings`` uses ``g . (e - e_prior)`` instead: what the whole model (the trained items'
+  own rows included, which take up part of the content's effect) gives trained items whose vectors
+  differ from the prior's so;
 * the prior precisions of a row's ``[P or Q, bias]`` coefficients, recorded in the manifest:
   the refit's ridge weight when the run was refitted (``source: "refit"``), else the noise
   (validation MSE) over the trained rows' variance per coefficient (``source: "empirical"``).
@@ -39,13 +42,10 @@ DEFAULT_NOISE = 1.0
 MAX_PRECISION = 1e12
 """Precision of a coefficient no trained row varies in (its features are zero anyway)."""
 PRIOR_TOLERANCE = 1e-5
-CONTENT_ROLE = "item_content"
-CONTENT_FILE = "fold_item_content.npy"
-"""``prior.fold_in.files``'s role and file of a hybrid bundle's ``[w_e, e_prior]`` (see above)."""
-IMPLICIT_ROLE = "user_implicit"
-IMPLICIT_FILE = "fold_user_implicit.npy"
-"""Role and file of the implicit user part's vectors (:func:`~recmodels.export.folding.implicit_fold_array`):
-a user folded in from a history gets ``|H|^-1/2 sum y`` of its history items ``H``."""
+RIDGE_GRID = np.logspace(-6, 2, 33)
+"""The calibration's ridge strengths, times the mean eigenvalue of its weighted Gram matrix."""
+SCORE_BLOCK = 1 << 16
+"""Items scored at once for the calibration (the MLP's activations of a block stay small)."""
 
 
 @dataclass
@@ -77,9 +77,7 @@ class PriorExport:
     def section(self, max_abs_diff: float) -> dict:
         """The manifest's ``prior`` section (:class:`~recmodels.bundle.manifest.PriorSection`), with
         the prior rows' parity result."""
-        files = {role: name for role, name in {**FOLD_FILES, CONTENT_ROLE: CONTENT_FILE,
-                                               IMPLICIT_ROLE: IMPLICIT_FILE}.items()
-                 if name in self.arrays}
+        files = {role: name for role, name in FOLD_FILES.items() if name in self.arrays}
         return {
             "user_row": self.n_users,
             "item_row": self.n_items,
@@ -150,27 +148,83 @@ def prior_export(spec: ScoreSpec, *, metrics: Mapping | None = None,
     P_all, Q_all = effective_vectors(grown)
     arrays = {FOLD_FILES["user_vectors"]: P_all.astype(np.float32),
               FOLD_FILES["item_vectors"]: Q_all.astype(np.float32)}
+    item_counts = None
     if train_rows is not None:
         users, items = (np.asarray(a, dtype=np.int64) for a in train_rows)
         arrays[FOLD_FILES["user_counts"]] = np.bincount(users, minlength=spec.n_users + 1).astype(np.int64)
-        arrays[FOLD_FILES["item_counts"]] = np.bincount(items, minlength=spec.n_items + 1).astype(np.int64)
+        item_counts = np.bincount(items, minlength=spec.n_items + 1).astype(np.int64)
+        arrays[FOLD_FILES["item_counts"]] = item_counts
     if "pretrained" in spec.segments:
-        arrays[CONTENT_FILE] = content_array(spec, grown)
+        arrays[FOLD_FILES["item_content"]] = content_array(spec, grown, item_counts)
     if spec.user_implicit is not None:
-        arrays[IMPLICIT_FILE] = implicit_fold_array(spec)
+        arrays[FOLD_FILES["user_implicit"]] = implicit_fold_array(spec)
     return PriorExport(grown, spec.n_users, spec.n_items, arrays, precision[0], precision[1], source)
 
 
-def content_array(spec: ScoreSpec, grown: ScoreSpec) -> np.ndarray:
-    """``[w_e, e_prior]`` of a hybrid spec (float64, each value a float32 as the graph holds it).
+def content_array(spec: ScoreSpec, grown: ScoreSpec, item_counts: np.ndarray | None = None) -> np.ndarray:
+    """``[w_e, e_prior, g]`` of a hybrid spec (float64; ``w_e`` and ``e_prior`` are float32 values as
+    the graph holds them).
 
     ``grown``: ``spec`` with the prior rows (:func:`~recmodels.export.folding.with_prior`); its last
-    pretrained row is the prior item's, the mean of the trained items' vectors.
+    pretrained row is the prior item's, the mean of the trained items' vectors. ``g``: the
+    calibrated weights (:func:`calibrated_content`), each trained item weighed by its training
+    ratings ``item_counts`` (``[n_items + 1]``), or equally without them.
     """
     as_graph = np.float32
-    w_e = np.asarray(spec.predict_slices()["pretrained"], dtype=as_graph)
-    e_prior = np.asarray(grown.item_pretrained[-1], dtype=as_graph)
-    return np.stack([w_e, e_prior]).astype(np.float64)
+    w_e = np.asarray(spec.predict_slices()["pretrained"], dtype=as_graph).astype(np.float64)
+    e_prior = np.asarray(grown.item_pretrained[-1], dtype=as_graph).astype(np.float64)
+    n = spec.n_items
+    offsets = np.empty(n)
+    for lo in range(0, n, SCORE_BLOCK):  # the prior user's score of each trained item
+        items = np.arange(lo, min(n, lo + SCORE_BLOCK))
+        offsets[lo : lo + items.size] = grown.score(np.full(items.size, spec.n_users), items)
+    offsets -= grown.score(np.array([spec.n_users]), np.array([n]))[0]
+    x = np.asarray(spec.item_pretrained, dtype=as_graph).astype(np.float64) - e_prior
+    weights = np.ones(n) if item_counts is None else np.asarray(item_counts[:n], dtype=np.float64)
+    return np.stack([w_e, e_prior, calibrated_content(x, offsets, weights)[0]])
+
+
+def calibrated_content(x: np.ndarray, offsets: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(g, ridge)``: the weighted ridge regression of the trained items' ``offsets`` on ``x``.
+
+    Parameters
+    ----------
+    x : ndarray ``[n_items, pretrained_dim]``
+        Each trained item's pretrained vector minus the prior item's.
+    offsets : ndarray ``[n_items]``
+        Each trained item's score above the prior item's, for the prior user: what the whole model
+        (the item's own rows included) gives it.
+    weights : ndarray ``[n_items]``
+        Each item's weight (its training ratings: a rarely rated item's rows barely moved from
+        where training started, and say little about what its content is worth).
+
+    Returns
+    -------
+    g : ndarray ``[pretrained_dim]``
+        ``argmin sum w_i (offset_i - g . x_i)^2 + ridge |g|^2``, no intercept (an item with the
+        prior's vector keeps the prior item's score).
+    ridge : float
+        The strength of :data:`RIDGE_GRID` (times the mean eigenvalue of ``X^T W X``) with the least
+        weighted leave-one-item-out error ``sum w_i (r_i / (1 - h_i))^2``, in closed form from one
+        eigendecomposition (``h_i = w_i x_i^T (X^T W X + ridge I)^-1 x_i``).
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    gram = (x * weights[:, None]).T @ x
+    eig, basis = np.linalg.eigh(gram)
+    eig = np.maximum(eig, 0.0)
+    scale = float(eig.mean()) if eig.size and eig.mean() > 0 else 1.0
+    grid = scale * RIDGE_GRID
+    inverse = 1.0 / (eig[:, None] + grid[None, :])  # [dim, grid]
+    coef = (basis.T @ ((x * weights[:, None]).T @ offsets))[:, None] * inverse  # g per strength, rotated
+    error = np.zeros(grid.size)
+    for lo in range(0, x.shape[0], SCORE_BLOCK):
+        z = x[lo : lo + SCORE_BLOCK] @ basis
+        w = weights[lo : lo + SCORE_BLOCK, None]
+        leverage = w * ((z * z) @ inverse)
+        residual = offsets[lo : lo + SCORE_BLOCK, None] - z @ coef
+        error += (w * (residual / np.maximum(1.0 - leverage, 1e-12)) ** 2).sum(axis=0)
+    best = int(np.argmin(error))
+    return basis @ coef[:, best], float(grid[best])
 
 
 def check_prior_parity(session_run, prior: PriorExport, *, n: int = 64, seed: int = 0,

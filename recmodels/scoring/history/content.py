@@ -2,13 +2,19 @@
 
 A hybrid model's pretrained item vector ``e`` enters its linear predict layer and nothing follows
 that layer but the additions of the biases and the global mean, so an item with the prior item's
-other parameters and vector ``e`` scores, for every user ``u``::
+other parameters and vector ``e`` scores, for every user ``u``, exactly::
 
     score(u, new) = score(u, prior item) + w_e . (e - e_prior)
 
-``w_e`` and ``e_prior`` (the predict layer's weights on the vector, the prior item's vector) are the
-bundle's ``fold_item_content.npy`` (``manifest.prior.fold_in.files["item_content"]``). The change is
-an item-bias change, the last coefficient of a fold-in's item delta (:class:`~.fold.Side`):
+That *exact* change overstates the content: training learned ``w_e`` together with each trained
+item's own rows, which take up part of the content's effect. By default a new item gets the
+*calibrated* change ``g . (e - e_prior)`` instead, ``g`` fitted at export to what the whole model
+gives the trained items (:func:`recmodels.export.prior.calibrated_content`: their prior-user score
+above the prior item's regressed on their ``e_i - e_prior``, weighed by their training ratings);
+``exact=True`` gives the exact change (``docs/scoring.md``, "New hybrid items from their vectors",
+for the figures). ``w_e``, ``e_prior`` and ``g`` are the rows of the bundle's
+``fold_item_content.npy`` (``manifest.prior.fold_in.files["item_content"]``). Either change is an
+item-bias change, the last coefficient of a fold-in's item delta (:class:`~.fold.Side`):
 :func:`read_item_content` computes it for every item of the table the bundle does not know, and
 :func:`~.fold.fold_in` starts the ridge solve of a new item with ``--history`` ratings from it.
 
@@ -17,8 +23,9 @@ DataFrame or an Arrow table, the item id column (``--item-col``) and one numeric
 dimension. Refused, with one line naming the input, row or column: a missing id column, a width
 other than the bundle's, no rows, a null id, an id that cannot be an item id of the bundle's kind,
 an id listed twice, a vector cell that is empty, not a number, NaN or infinite; a bundle that is not
-hybrid, or a hybrid bundle exported before this file existed. Rows of items the bundle knows are
-counted and not used: a trained item keeps the vector it was trained with.
+hybrid, a hybrid bundle exported before this file existed, or (unless ``exact``) before it held
+``g`` (re-export it: the exact change alone did worse than the prior item on MovieLens). Rows of
+items the bundle knows are counted and not used: a trained item keeps the vector it was trained with.
 """
 
 from __future__ import annotations
@@ -36,7 +43,9 @@ from ...tables import read_table
 from ...values import numeric_column
 
 ROLE = "item_content"
-"""The role of ``[w_e, e_prior]`` in ``manifest.prior.fold_in.files``."""
+"""The role of ``[w_e, e_prior, g]`` in ``manifest.prior.fold_in.files``."""
+ROWS = {"exact": 0, "prior": 1, "calibrated": 2}
+"""Row of each vector in ``fold_item_content.npy`` (bundles of the first version have two rows)."""
 
 
 @dataclass
@@ -48,7 +57,8 @@ class ItemContent:
     ids : ndarray
         The items the bundle does not know, in the bundle's item id kind, in table order.
     change : ndarray of float64
-        ``w_e . (e - e_prior)`` of each: its score above the prior item's, for every user.
+        ``g . (e - e_prior)`` (with ``exact``: ``w_e . (e - e_prior)``) of each: its score above the
+        prior item's, for every user.
     rows_read : int
         Rows in the table.
     known_rows : int
@@ -67,15 +77,17 @@ class ItemContent:
     digest: str
 
 
-def content_weights(bundle) -> np.ndarray:
-    """``[w_e, e_prior]`` (float64 ``[2, pretrained_dim]``) of a hybrid bundle.
+def content_weights(bundle, *, exact: bool = False) -> np.ndarray:
+    """``[weights, e_prior]`` (float64 ``[2, pretrained_dim]``) of a hybrid bundle: ``weights`` the
+    calibrated ``g``, or with ``exact`` the predict layer's ``w_e`` (module docstring).
 
     Raises
     ------
     ConfigError
         The bundle is not hybrid (its items have no pretrained vectors).
     BundleError
-        A hybrid bundle exported before ``--item-embeddings`` existed, or an unreadable array.
+        A hybrid bundle exported before ``--item-embeddings`` existed, or (without ``exact``) before
+        the calibrated weights, or an unreadable array.
     """
     kind = bundle.model_kind
     if kind != "hybrid":
@@ -91,10 +103,15 @@ def content_weights(bundle) -> np.ndarray:
         array = np.load(bundle.path / name, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise BundleError(f"{bundle.path / name}: unreadable ({exc}); re-export the bundle") from None
-    if array.ndim != 2 or array.shape[0] != 2:
-        raise BundleError(f"{bundle.path / name}: shape {array.shape}, expected (2, pretrained_dim); "
-                          "re-export the bundle")
-    return array.astype(np.float64)
+    if array.ndim != 2 or array.shape[0] not in (2, len(ROWS)):
+        raise BundleError(f"{bundle.path / name}: shape {array.shape}, expected ({len(ROWS)}, "
+                          "pretrained_dim); re-export the bundle")
+    if not exact and array.shape[0] <= ROWS["calibrated"]:
+        raise BundleError(f"{bundle.path}: this hybrid bundle was exported before --item-embeddings used "
+                          "the calibrated content change (fold_item_content.npy has no calibrated row); "
+                          "re-export it with `recmodels export`")
+    rows = [ROWS["exact" if exact else "calibrated"], ROWS["prior"]]
+    return array[rows].astype(np.float64)
 
 
 def _table(source, item_col: str) -> tuple[pa.Table, str]:
@@ -111,7 +128,7 @@ def _first(mask: np.ndarray) -> str:
     return row_label(int(np.argmax(mask)))
 
 
-def read_item_content(bundle, source, *, item_col: str) -> ItemContent:
+def read_item_content(bundle, source, *, item_col: str, exact: bool = False) -> ItemContent:
     """Read an embeddings table and compute its new items' content changes (module docstring).
 
     Parameters
@@ -121,6 +138,10 @@ def read_item_content(bundle, source, *, item_col: str) -> ItemContent:
     source : path-like, DataFrame or pyarrow.Table
     item_col : str
         The id column; every other column is one vector dimension.
+    exact : bool
+        The exact change ``w_e . (e - e_prior)`` (the model's own score of such an item) instead of
+        the calibrated one (the default, what ``--item-embeddings`` uses). Pass the result as
+        ``item_embeddings`` to :class:`~recmodels.scoring.Scorer` or ``Recommender``.
 
     Returns
     -------
@@ -133,7 +154,7 @@ def read_item_content(bundle, source, *, item_col: str) -> ItemContent:
     DataError
         One line naming the input, row or column.
     """
-    weights = content_weights(bundle)
+    weights = content_weights(bundle, exact=exact)
     dim = weights.shape[1]
     table, where = _table(source, item_col)
     names = [str(c) for c in table.column_names]
@@ -173,6 +194,6 @@ def read_item_content(bundle, source, *, item_col: str) -> ItemContent:
     new = bundle.item_encoder.lookup(ids)[0] < 0
     new_ids, new_vectors = ids[new], vectors[new].astype(np.float32)
     change = (new_vectors.astype(np.float64) - weights[1]) @ weights[0]
-    digest = hashlib.sha256(np.ascontiguousarray(new_vectors).tobytes())
+    digest = hashlib.sha256(np.ascontiguousarray(new_vectors).tobytes() + (b"exact" if exact else b""))
     digest.update(new_ids.tobytes() if new_ids.dtype != object else "\x00".join(new_ids.tolist()).encode())
     return ItemContent(new_ids, change, n, int(n - new.sum()), str(where), digest.hexdigest())

@@ -14,7 +14,8 @@ adds both changes and their product ``d_u . d_i`` over the GMF part, which is th
 of the folded-in rows.
 
 New items of a hybrid bundle also come from their pretrained vectors (``--item-embeddings``,
-:mod:`.content`): the vector's change ``w_e . (e - e_prior)`` is an item-bias change, so such an
+:mod:`.content`): the vector's change (calibrated ``g . (e - e_prior)``, or the exact
+``w_e . (e - e_prior)``) is an item-bias change, so such an
 item's ``d_i`` is ``[0, ..., change]`` without ratings, and its ridge solve starts from there with
 ratings (the residuals are taken against the prior item's score plus the change).
 

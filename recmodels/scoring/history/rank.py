@@ -86,8 +86,6 @@ class FoldedRanking:
         self.user_classes, self.user_type = user_classes, user_type
         self.item_classes, self.item_type = item_classes, item_type
         self.new_items = fold.items.new_rows() if new_items is None else np.asarray(new_items, dtype=np.int64)
-        seen_users, seen_items = fold.seen_new
-        self.seen_new = np.unique(seen_users * fold.items.rows + seen_items)
         self.items = np.asarray(candidates.items, dtype=np.int64)
         self.features = design(fold.items.vectors[self.items]).T.copy()  # [rank + 1, candidates]
         users = fold.users
@@ -157,28 +155,29 @@ class FoldedRanking:
                 items[~folded], scores[~folded] = graph_top(users[~folded])
             items[folded], scores[folded] = self._top(users[folded], k, seen)
         if self.new_items.size:
-            items, scores = self._with_new_items(users, items, scores, k, seen is not None)
+            items, scores = self._with_new_items(users, items, scores, k, seen)
         return items, scores
 
-    def new_item_scores(self, users: np.ndarray, exclude_seen: bool) -> np.ndarray:
-        """float32 ``[users, new items]`` scores (``-inf`` for a history pair when ``exclude_seen``)."""
+    def new_item_scores(self, users: np.ndarray, seen=None) -> np.ndarray:
+        """float32 ``[users, new items]`` scores (``-inf`` for a pair of ``seen.new_pairs``: the
+        history's and the ``--exclude-seen`` table's pairs of new items)."""
         fold, m = self.fold, self.new_items.size
         base = self.run(fold.users.graph_index(users), np.full(users.size, fold.items.n, dtype=np.int64))
         ext_user, ext_item = np.repeat(users, m), np.tile(self.new_items, users.size)
         scores = np.repeat(np.asarray(base, dtype=np.float32), m)
         fold.adjust(ext_user, ext_item, scores)
-        if exclude_seen and self.seen_new.size:
-            scores[np.isin(ext_user * fold.items.rows + ext_item, self.seen_new)] = -np.inf
+        if seen is not None and seen.new_pairs.size:
+            scores[np.isin(ext_user * fold.items.rows + ext_item, seen.new_pairs)] = -np.inf
         return scores.reshape(users.size, m)
 
-    def _with_new_items(self, users, items, scores, k: int, exclude_seen: bool):
+    def _with_new_items(self, users, items, scores, k: int, seen):
         """Each user's top-``k`` of its bundle top-``k`` and the new items (ties: the column first)."""
         step = max(1, BLOCK_ELEMENTS // self.new_items.size)
         out_items = np.full((users.size, k), -1, dtype=np.int64)
         out_scores = np.full((users.size, k), -np.inf, dtype=np.float32)
         for lo in range(0, users.size, step):
             block = slice(lo, lo + step)
-            new = self.new_item_scores(users[block], exclude_seen)
+            new = self.new_item_scores(users[block], seen)
             both = np.concatenate([np.where(items[block] >= 0, scores[block], -np.inf), new], axis=1)
             columns = np.concatenate([items[block], np.broadcast_to(self.new_items, new.shape)], axis=1)
             cols, values = top_positions(both.astype(np.float32), k)

@@ -178,6 +178,7 @@ def prepare_job(
         report.exclude_unknown_rows = seen.counts["unknown_rows"]
     report.users_requested = int(user_index.size)
     digest = _digest(user_index, candidates.items, *(() if seen is None else (seen.indptr, seen.items)),
+                     *(() if seen is None or not seen.new_pairs.size else (seen.new_pairs,)),
                      *(() if fold is None else (np.frombuffer(fold.token.encode(), np.uint8),)),
                      *(() if new_items is None else (new_items,)))
     return RecommendJob(user_index, candidates, seen, k, report, digest, new_items=new_items)

@@ -5,7 +5,9 @@ candidates. The pairs are read in batches (:mod:`recmodels.tables`), mapped with
 encoders, and kept as one int64 key per known pair; :meth:`SeenItems.from_indices` sorts and
 deduplicates the keys and turns them into ``indptr`` (int64, ``n_users + 1``) and ``items``
 (int32, one per distinct pair): 4 bytes a pair plus 8 a user, never a users x items matrix
-(3.08M pairs over 100,950 users: 13 MB).
+(3.08M pairs over 100,950 users: 13 MB). With ``--history`` or ``--item-embeddings``, the pairs of
+items the bundle does not know but folded in are kept apart (:attr:`SeenItems.new_pairs`): the
+graphs never rank them, :mod:`recmodels.scoring.history.rank` does.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ class SeenItems:
         ``null_ids``): such rows cannot be recommended anyway and are left out.
     source : str
         What was read, for reports.
+    new_pairs : ndarray of int64
+        ``user ext index * fold.items.rows + item ext index`` of the seen pairs whose item was
+        folded in (:class:`~recmodels.scoring.history.FoldIn`: from ``--history`` ratings or
+        ``--item-embeddings``), sorted, distinct; empty without a fold-in.
 
     Examples
     --------
@@ -59,6 +65,7 @@ class SeenItems:
     rows: int = 0
     counts: dict = field(default_factory=lambda: dict.fromkeys(COUNT_KEYS, 0))
     source: str = ""
+    new_pairs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @classmethod
     def from_indices(cls, user_index, item_index, n_users: int, n_items: int | None = None, **kwargs):
@@ -77,12 +84,12 @@ class SeenItems:
 
     @property
     def n_pairs(self) -> int:
-        """Distinct known (user, item) pairs."""
-        return int(self.items.size)
+        """Distinct known (user, item) pairs, those of folded-in items included."""
+        return int(self.items.size + self.new_pairs.size)
 
     @property
     def nbytes(self) -> int:
-        return int(self.indptr.nbytes + self.items.nbytes)
+        return int(self.indptr.nbytes + self.items.nbytes + self.new_pairs.nbytes)
 
     def items_of(self, user: int) -> np.ndarray:
         return self.items[self.indptr[user] : self.indptr[user + 1]]
@@ -138,8 +145,9 @@ def read_seen(source, bundle, user_col: str, item_col: str, *, max_unknown_share
     dialect : recmodels.tables.CsvDialect, optional
         How a delimited text file is read (separator, header row or column names).
     fold : recmodels.scoring.history.FoldIn, optional
-        ``--history``: its new users are known (the structure covers its user indices) and its
-        history's pairs (:attr:`~recmodels.scoring.history.FoldIn.seen`) are seen too.
+        ``--history`` / ``--item-embeddings``: its new users and items are known (the structure
+        covers its user indices; pairs of its new items go to :attr:`SeenItems.new_pairs`) and its
+        history's pairs (:attr:`~recmodels.scoring.history.FoldIn.seen` and ``seen_new``) are seen too.
 
     Raises
     ------
@@ -149,17 +157,22 @@ def read_seen(source, bundle, user_col: str, item_col: str, *, max_unknown_share
     what = "exclude-seen"
     where, schema, batches = _source_table(source, [user_col, item_col], what, dialect)
     counts = empty_counts()
-    keys, rows, samples = [], 0, {}
+    keys, new_keys, rows, samples = [], [], 0, {}
     n_items = len(bundle.item_encoder)
     for _, batch in batches:
         user_index, user_nulls = bundle.user_encoder.lookup(batch.column(user_col))
         item_index, item_nulls = bundle.item_encoder.lookup(batch.column(item_col))
         if fold is not None:
             fold.users.extend(batch.column(user_col), user_index)
+            fold.items.extend(batch.column(item_col), item_index)
         known = count_unknown(counts, user_index, item_index, user_nulls, item_nulls)
         if not rows:
             samples = {c: batch.column(c) for c in (user_col, item_col)}
         rows += batch.num_rows
+        new = known & (item_index >= n_items)
+        if new.any():
+            new_keys.append(user_index[new] * fold.items.rows + item_index[new])
+            known &= ~new
         keys.append(user_index[known] * n_items + item_index[known])
     if over_share(counts["unknown_rows"], rows, max_unknown_share):
         types = {c: schema.field(c).type for c in (user_col, item_col) if c in schema.names}
@@ -167,7 +180,9 @@ def read_seen(source, bundle, user_col: str, item_col: str, *, max_unknown_share
         raise unknown_share_error(where, counts, rows, max_unknown_share, cause)
     if fold is not None:
         keys.append(fold.seen[0] * n_items + fold.seen[1])
+        new_keys.append(fold.seen_new[0] * fold.items.rows + fold.seen_new[1])
     key = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+    new_pairs = np.unique(np.concatenate(new_keys)) if new_keys else np.zeros(0, dtype=np.int64)
     return SeenItems.from_indices(
         key // n_items,
         key % n_items,
@@ -176,4 +191,5 @@ def read_seen(source, bundle, user_col: str, item_col: str, *, max_unknown_share
         rows=rows,
         counts=counts,
         source=str(where),
+        new_pairs=new_pairs.astype(np.int64),
     )
