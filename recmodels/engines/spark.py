@@ -1,4 +1,5 @@
-"""Score and recommend on Spark: ``mapInArrow`` over the torch-free scoring core.
+"""Score and recommend on Spark: ``mapInArrow`` over the torch-free scoring core for frames, one
+Python task per part (the RDD API) for the jobs that read and write their own parts.
 
 ``pip install 'recmodels[spark]'``. Each partition's Arrow batches run through
 :mod:`recmodels.engines.worker` (the local ``Scorer`` / ``Recommender``; one onnxruntime session
