@@ -164,6 +164,8 @@ def worker_fold(task: ScoreTask | RecommendTask, data: bytes | None = None) -> F
     if found is not None:
         return found
     bundle = _task_bundle(task)
+    if data is None and task.history is None:
+        raise EngineError("--history: this worker was given neither the fold-in nor its file")
     if data is None:
         try:
             with open(task.history, "rb") as fh:
