@@ -549,3 +549,33 @@ def test_cli_engine_bad_history_is_one_line_and_writes_nothing(folded, tmp_path)
         res = invoke(*args, "--engine", "dask", "--device", "cpu", "--history", tmp_path / "bad.csv")
         assert_one_line_failure(res, "bad.csv: row 14: rating 11 is outside the bundle's rating range")
         assert not (tmp_path / "out").exists()
+
+
+def test_the_shipped_fold_in_is_the_drivers_and_checks_the_workers_bundle(folded):
+    """``fold_bytes`` / ``read_fold`` give back every field of the driver's FoldIn (no pickle); the
+    sides' vectors come from the worker's bundle and must be the driver's, else one line."""
+    import dataclasses
+
+    from recmodels.engines.contract import fold_bytes, read_fold
+    from recmodels.errors import BundleError
+
+    root, fb, history = folded
+    fold = Scorer(fb.path, device="cpu", history=history, max_unknown_share=1.0).fold
+    fold_bundle = Scorer(fb.path, device="cpu").bundle
+    got = read_fold(fold_bytes(fold), fold_bundle)
+
+    def same(a, b):
+        if dataclasses.is_dataclass(a):
+            return all(same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+        if isinstance(a, np.ndarray):
+            return a.dtype == b.dtype and np.array_equal(a, b)
+        if isinstance(a, tuple):
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+        if hasattr(a, "classes_"):
+            return a.kind_ == b.kind_ and same(a.classes_, b.classes_)
+        return a == b
+
+    assert same(fold, got) and fold.items.new_ids is not None and fold.users.new_ids is not None
+    fold.users.vectors = fold.users.vectors + 1e-3  # as if the driver's bundle were another
+    with pytest.raises(BundleError, match="user vectors differ on this worker"):
+        read_fold(fold_bytes(fold), fold_bundle)

@@ -14,6 +14,7 @@ same Parquet input resume each other.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -233,6 +234,10 @@ def history_temp_name(token: str) -> str:
     return f".part-history.{token[:16]}.npz.tmp"
 
 
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
 def _blob(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8)
 
@@ -260,7 +265,7 @@ def _pack(prefix: str, obj, meta: dict, arrays: dict) -> None:
             meta[key] = {}
             _pack(f"{key}.", value, meta[key], arrays)
         elif f.name == "vectors":  # the bundle's fold-in arrays: each worker reads its own
-            meta[key] = {"shape": list(value.shape)}
+            meta[key] = {"shape": list(value.shape), "sha256": _digest(value)}
         elif isinstance(value, np.ndarray):
             arrays[key] = value
         elif isinstance(value, IdEncoder):
@@ -285,7 +290,7 @@ def _unpack(prefix: str, cls, meta: dict, arrays: dict, vectors: Callable):
         elif f.name in ("users", "items"):
             values[f.name] = _unpack(f"{key}.", Side, m, arrays, partial(vectors, f.name[:-1]))
         elif f.name == "vectors":
-            values[f.name] = vectors(tuple(m["shape"]))
+            values[f.name] = vectors(tuple(m["shape"]), m["sha256"])
         elif "ids" in m:
             values[f.name] = _ids_of(arrays[key], m["ids"])
         elif "arrays" in m:
@@ -319,12 +324,12 @@ def read_fold(data: bytes, bundle) -> FoldIn:
     meta = json.loads(arrays.pop(".meta").tobytes())
     files = bundle.manifest.prior.fold_in.files
 
-    def vectors(role: str, shape: tuple) -> np.ndarray:
+    def vectors(role: str, shape: tuple, digest: str) -> np.ndarray:
         path = bundle.path / files[f"{role}_vectors"]
         out = np.load(path, allow_pickle=False).astype(np.float64)
-        if out.shape != shape:
-            raise BundleError(f"{path}: shape {out.shape} on this worker, {shape} on the driver; give "
-                              "every worker the same bundle")
+        if out.shape != shape or _digest(out) != digest:  # the fold-in's rows must be these
+            raise BundleError(f"{path}: the fold-in's {role} vectors differ on this worker from the "
+                              "driver's; give every worker the same bundle and recmodels version")
         return out
 
     return _unpack("", FoldIn, meta, arrays, vectors)
