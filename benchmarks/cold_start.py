@@ -23,11 +23,10 @@ Protocol, per data set and model kind:
    ``benchmarks/accuracy_real.py`` trains it; the oracle's retrain gets the same table). With
    ``--holdout items`` the held-out items are also scored from their genre vectors: with no
    rating (k = 0: ``recmodels score --item-embeddings``, content only) and with their k ratings
-   (``--history`` and ``--item-embeddings`` together: the ridge solve starts from the content);
-   the alternative "calibrated" content change is measured beside it: instead of the predict
-   layer's weights ``w_e``, a count-weighted ridge regression over the trained items of their
-   prior-user score above the prior item on ``e_i - e_prior`` (what the whole model, the items'
-   own rows included, gives items with such vectors);
+   (``--history`` and ``--item-embeddings`` together: the ridge solve starts from the content),
+   each with the content change ``--item-embeddings`` uses (the calibrated one, fitted at export:
+   ``recmodels.export.prior.calibrated_content``) and with the exact one (the predict layer's
+   weights ``w_e``: ``read_item_content(..., exact=True)``);
 7. cost (``--cost``): 10,000 new users x 20 ratings folded into the MF bundle of the real set:
    users folded in per second, the added seconds of a scoring job of 1,000,000 pairs, and the
    fold-in's peak memory (tracemalloc) for 1,000 and 10,000 users.
@@ -80,29 +79,6 @@ def content(data: str) -> pd.DataFrame:
     from accuracy_real import genre_table
 
     return genre_table(pd.read_csv(REPO.parent / "shared/data/ml-latest-small/movies.csv"))
-
-
-def calibrated(bundle_path, table, ridge: float = 1.0):
-    """The new items of ``table`` with the calibrated content change (see the docstring, 6.)."""
-    import dataclasses
-
-    from recmodels.scoring import Scorer
-    from recmodels.scoring.history.content import content_weights, read_item_content
-
-    scorer = Scorer(bundle_path, device="cpu", max_unknown_share=1.0)
-    b = scorer.bundle
-    nu, ni = b.manifest.prior.user_row, b.manifest.prior.item_row
-    offsets = scorer.score_graph_rows(np.full(ni + 1, nu), np.arange(ni + 1)).astype(np.float64)
-    offsets = offsets[:ni] - offsets[ni]
-    e_prior = content_weights(b)[1]
-    vectors = table.set_index("item_id")
-    x = vectors.loc[b.item_encoder.classes_].to_numpy(dtype=np.float64) - e_prior
-    counts = np.load(b.path / b.manifest.prior.fold_in.files["item_counts"])[:ni].astype(np.float64)
-    weighted = (x * counts[:, None]).T
-    gamma = np.linalg.solve(weighted @ x + ridge * np.eye(x.shape[1]), weighted @ offsets)
-    content = read_item_content(b, table, item_col="item_id")
-    change = (vectors.loc[content.ids].to_numpy(dtype=np.float64) - e_prior) @ gamma
-    return dataclasses.replace(content, change=change, digest=content.digest + "-calibrated")
 
 
 def split(ratings: pd.DataFrame, side: str = "user_id"):
@@ -200,18 +176,20 @@ def run(data: str, kind: str, threads: int, ks, oracle: bool, work: Path, holdou
     mean = bundle.fallback_score
     low, high = bundle.rating_range
     out = {"data": data, "model": kind, "holdout": holdout, "held": int(held[side].nunique()),
+           "implicit": bundle.manifest.model.config.get("implicit", "none"),
            "test_rows": len(test_rows), "mean_rmse": rmse(test_rows["rating"], np.clip(mean, low, high)),
            "precision_source": bundle.manifest.prior.fold_in.source, "by_k": []}
     out["fallback_rmse"], out["fallback_hr10"], _ = evaluate(bundle_path, test_rows, candidates)
     hr = "" if candidates is None else f" (HR@10 {out['fallback_hr10']:.3f})"
     if vectors is not None:
-        out["content_rmse"], _, out["content_s"] = evaluate(bundle_path, test_rows, None,
+        from recmodels.scoring.history import read_item_content
+
+        exact_items = read_item_content(bundle, vectors, item_col="item_id", exact=True)
+        out["vectors_rmse"], _, out["vectors_s"] = evaluate(bundle_path, test_rows, None,
                                                             item_embeddings=vectors)
-        calibrated_items = calibrated(bundle_path, vectors)
-        out["calibrated_rmse"], _, _ = evaluate(bundle_path, test_rows, None,
-                                                item_embeddings=calibrated_items)
-        hr += (f", genre vectors only (k = 0) {out['content_rmse']:.4f}, calibrated "
-               f"{out['calibrated_rmse']:.4f}")
+        out["exact_rmse"], _, _ = evaluate(bundle_path, test_rows, None, item_embeddings=exact_items)
+        hr += (f", genre vectors only (k = 0) {out['vectors_rmse']:.4f} (calibrated), exact "
+               f"{out['exact_rmse']:.4f}")
     print(f"{data} {kind}: {out['held']} held-out {holdout}, {len(test_rows)} test rows; mean "
           f"{out['mean_rmse']:.4f}, prior fallback {out['fallback_rmse']:.4f}{hr}", flush=True)
     for k in ks:
@@ -224,14 +202,14 @@ def run(data: str, kind: str, threads: int, ks, oracle: bool, work: Path, holdou
         if vectors is not None:
             row["vectors_rmse"], _, row["vectors_s"] = evaluate(bundle_path, test_rows, None, history,
                                                                 item_embeddings=vectors)
-            row["calibrated_rmse"], _, _ = evaluate(bundle_path, test_rows, None, history,
-                                                    item_embeddings=calibrated_items)
+            row["exact_rmse"], _, _ = evaluate(bundle_path, test_rows, None, history,
+                                               item_embeddings=exact_items)
         if oracle:
             path = train_export(kind, pd.concat([train, history], ignore_index=True), valid, test,
                                 work / f"{tag}-k{k}", threads, item_table)
             row["oracle_rmse"], row["oracle_hr10"], _ = evaluate(path, test_rows, candidates)
             gap = out["fallback_rmse"] - row["oracle_rmse"]
-            for name in ("foldin", "vectors", "calibrated") if vectors is not None else ("foldin",):
+            for name in ("foldin", "vectors", "exact") if vectors is not None else ("foldin",):
                 closed = (out["fallback_rmse"] - row[f"{name}_rmse"]) / gap if gap > 0 else None
                 row["gap_closed" if name == "foldin" else f"{name}_gap_closed"] = closed
         print("  " + json.dumps(row), flush=True)
