@@ -183,6 +183,35 @@ def test_history_is_folded_in_once_and_read_once_per_worker_process(tmp_path, cl
     assert not set(got.item_id[got.user_id == 7]) & set(history.item_id[history.user_id == 7])
 
 
+def test_item_embeddings_in_the_python_api_give_the_local_rows(tmp_path, client):
+    """``item_embeddings=`` (issue 22) on ``score``, ``score_to`` and ``recommend``: new hybrid items
+    folded in on the driver from their vectors, scored and ranked as by the local ``Scorer`` /
+    ``recommend`` (``exclude_seen`` pairs naming new items are left out)."""
+    rng = np.random.default_rng(8)
+    train = rng.integers(0, 30, 1500), rng.integers(0, 40, 1500)
+    fb = make_bundle(tmp_path / "b", kind="hybrid", folded=True, prior=True, n_users=30, n_items=40,
+                     pretrained_dim=3, train_rows=train, rating_range=(-10.0, 10.0))
+    vectors = pd.DataFrame({"item_id": [9001, 9002], "a": [0.5, -1.0], "b": [2.0, 0.1], "c": [0.0, 1.5]})
+    frame = pd.DataFrame({"rid": np.arange(2000), "user_id": rng.choice(fb.user_ids, 2000),
+                          "item_id": rng.choice(np.r_[fb.item_ids, [9001, 9002]], 2000)})
+    options = dict(device="cpu", item_embeddings=vectors)
+    got = client.compute(rdask.score(dd.from_pandas(frame, npartitions=4), fb.path, **options)).result()
+    want = Scorer(fb.path, **options).score_frame(frame)
+    assert_same_rows(got, want)
+    assert want.known.all()  # 9001 and 9002 are folded in from their vectors
+    rep = rdask.score_to(dd.from_pandas(frame, npartitions=4), fb.path, tmp_path / "out", client=client,
+                         **options)
+    assert rep.unknown_rows == 0
+    assert_same_rows(pd.read_parquet(tmp_path / "out"), want)
+    users = dd.from_pandas(pd.DataFrame({"user_id": fb.user_ids[:8]}), npartitions=2)
+    seen = pd.DataFrame({"user_id": fb.user_ids[:2], "item_id": [9001, 9002]})
+    recs = rdask.recommend(users, fb.path, 38, exclude_seen=dd.from_pandas(seen, npartitions=1), **options)
+    got = client.compute(recs).result()
+    want = recommend(fb.path, users=fb.user_ids[:8], k=38, exclude_seen=seen, **options)
+    assert_same_rows(got, want, key=["user_id", "rank"])
+    assert 9001 not in set(got.item_id[got.user_id == fb.user_ids[0]]) and 9001 in set(got.item_id)
+
+
 def test_recommend_partitioned_by_user_matches_local(data, client):
     root, fb, frame, seen = data
     users = dd.from_pandas(pd.DataFrame({"user_id": fb.user_ids}), npartitions=3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import importlib
 import json
@@ -551,11 +552,22 @@ def test_cli_engine_bad_history_is_one_line_and_writes_nothing(folded, tmp_path)
         assert not (tmp_path / "out").exists()
 
 
+def _same(a, b) -> bool:
+    """Every field of two fold-ins (or parts of one) equal: arrays by dtype and value."""
+    if dataclasses.is_dataclass(a):
+        return all(_same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and np.array_equal(a, b)
+    if isinstance(a, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if hasattr(a, "classes_"):
+        return a.kind_ == b.kind_ and _same(a.classes_, b.classes_)
+    return a == b
+
+
 def test_the_shipped_fold_in_is_the_drivers_and_checks_the_workers_bundle(folded):
     """``fold_bytes`` / ``read_fold`` give back every field of the driver's FoldIn (no pickle); the
     sides' vectors come from the worker's bundle and must be the driver's, else one line."""
-    import dataclasses
-
     from recmodels.engines.contract import fold_bytes, read_fold
     from recmodels.errors import BundleError
 
@@ -563,19 +575,114 @@ def test_the_shipped_fold_in_is_the_drivers_and_checks_the_workers_bundle(folded
     fold = Scorer(fb.path, device="cpu", history=history, max_unknown_share=1.0).fold
     fold_bundle = Scorer(fb.path, device="cpu").bundle
     got = read_fold(fold_bytes(fold), fold_bundle)
-
-    def same(a, b):
-        if dataclasses.is_dataclass(a):
-            return all(same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
-        if isinstance(a, np.ndarray):
-            return a.dtype == b.dtype and np.array_equal(a, b)
-        if isinstance(a, tuple):
-            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-        if hasattr(a, "classes_"):
-            return a.kind_ == b.kind_ and same(a.classes_, b.classes_)
-        return a == b
-
-    assert same(fold, got) and fold.items.new_ids is not None and fold.users.new_ids is not None
+    assert _same(fold, got) and fold.items.new_ids is not None and fold.users.new_ids is not None
     fold.users.vectors = fold.users.vectors + 1e-3  # as if the driver's bundle were another
     with pytest.raises(BundleError, match="user vectors differ on this worker"):
         read_fold(fold_bytes(fold), fold_bundle)
+
+
+# -- --item-embeddings on the engines (issue 22) ---------------------------------------------------
+NEW_ITEMS = [9001, 9002, 9003]
+
+
+@pytest.fixture(scope="module")
+def hybrid(tmp_path_factory):
+    """A hybrid bundle with the fold-in arrays; vectors of new items 9001-9003 (and a row of a known
+    item), pairs naming them, 9004 (no vector) and new user 7; a history where 7 rates known items
+    and known users rate 9001 and 9005 (no vector); seen pairs naming new items."""
+    root = tmp_path_factory.mktemp("engines-hybrid")
+    rng = np.random.default_rng(12)
+    train = rng.integers(0, 30, 1500), rng.integers(0, 50, 1500)
+    fb = make_bundle(root / "bundle", kind="hybrid", folded=True, prior=True, n_users=30, n_items=50,
+                     pretrained_dim=4, train_rows=train, rating_range=(-10.0, 10.0))
+    vectors = pd.DataFrame(rng.normal(size=(4, 4)).astype(np.float32), columns=[str(c) for c in range(4)])
+    vectors.insert(0, "item_id", [*NEW_ITEMS, int(fb.item_ids[0])])
+    vectors.to_csv(root / "vectors.csv", index=False)
+    vectors.assign(**{"3": vectors["3"] + 0.5}).to_csv(root / "other.csv", index=False)
+    n = 2000
+    pairs = pd.DataFrame({"rid": np.arange(n), "user_id": rng.choice(np.r_[fb.user_ids, [7]], n),
+                          "item_id": rng.choice(np.r_[fb.item_ids, NEW_ITEMS, [9004]], n)})
+    pq.write_table(pa.Table.from_pandas(pairs, preserve_index=False), root / "pairs.parquet",
+                   row_group_size=400)
+    pd.DataFrame({"user_id": [7] * 4 + list(fb.user_ids[:7]),
+                  "item_id": [*fb.item_ids[:4], *[9001] * 4, *[9005] * 3],
+                  "rating": rng.uniform(-6, 6, 11).round(2)}).to_csv(root / "history.csv", index=False)
+    seen = pd.DataFrame({"user_id": np.repeat(fb.user_ids[:5], 3),
+                         "item_id": np.tile([9001, 9002, fb.item_ids[1]], 5)})
+    pq.write_table(pa.Table.from_pandas(seen, preserve_index=False), root / "seen.parquet")
+    return root, fb
+
+
+@pytest.mark.parametrize("history", [False, True], ids=["vectors", "vectors+history"])
+def test_cli_dask_score_with_item_embeddings_is_the_local_output_and_resumes(hybrid, tmp_path, history):
+    """New hybrid items from their vectors (with or without ``--history``) folded in on the driver:
+    the parts and ``_scoring.json`` (which records the table's digest) are the local run's byte for
+    byte; a resume with the same table equals a clean run, another table is refused."""
+    pytest.importorskip("distributed")
+    root, fb = hybrid
+    common = ["--device", "cpu", "--part-rows", 400, "--batch-size", 128, "--max-unknown-share", 1,
+              "--item-embeddings", root / "vectors.csv"]
+    common += ["--history", root / "history.csv", "--history-min-ratings", 2] if history else []
+    args = ["score", fb.path, root / "pairs.parquet"]
+    engine = ["--engine", "dask", "--scheduler", _scheduler()]
+    res = invoke(*args, tmp_path / "out", *common, *engine)
+    assert res.exit_code == 0, res.output
+    assert invoke(*args, tmp_path / "local", *common).exit_code == 0
+    _same_output(tmp_path / "out", tmp_path / "local")
+    got = pd.read_parquet(tmp_path / "out")
+    known_user = got.user_id.isin(fb.user_ids)
+    assert got.known[known_user & got.item_id.isin(NEW_ITEMS)].all()
+    assert not got.known[got.item_id == 9004].any()
+    for part in sorted((tmp_path / "out").glob("part-*"))[2:]:  # as if killed after two parts
+        part.unlink()
+    (tmp_path / "out" / "_SUCCESS").unlink()
+    other = [c if c != root / "vectors.csv" else root / "other.csv" for c in common]
+    refused = invoke(*args, tmp_path / "out", *other, *engine, "--resume")
+    assert_one_line_failure(refused, "different settings (history)")
+    res = invoke(*args, tmp_path / "out", *common, *engine, "--resume")
+    assert res.exit_code == 0, res.output
+    _same_output(tmp_path / "out", tmp_path / "local")
+
+
+def test_cli_dask_recommend_with_item_embeddings_is_the_local_output(hybrid, tmp_path):
+    """New items are ranked beside the bundle's as locally; ``--exclude-seen`` pairs naming new
+    items, and the history's, are left out."""
+    pytest.importorskip("distributed")
+    root, fb = hybrid
+    common = ["-k", 50, "--exclude-seen", root / "seen.parquet", "--device", "cpu", "--part-users", 8,
+              "--item-embeddings", root / "vectors.csv", "--history", root / "history.csv",
+              "--history-min-ratings", 2]
+    res = invoke("recommend", fb.path, tmp_path / "out", *common, "--engine", "dask")
+    assert res.exit_code == 0, res.output
+    assert invoke("recommend", fb.path, tmp_path / "local", *common).exit_code == 0
+    _same_output(tmp_path / "out", tmp_path / "local", parts_only=True)
+    got = pd.read_parquet(tmp_path / "out")
+    assert set(NEW_ITEMS) <= set(got.item_id)
+    first = got[got.user_id == fb.user_ids[0]]  # seen 9001, 9002 and rated 9001 in the history
+    assert len(first) == 50 and not {9001, 9002} & set(first.item_id)
+
+
+def test_cli_engine_bad_item_embeddings_is_one_line_and_writes_nothing(hybrid, tmp_path):
+    pytest.importorskip("distributed")
+    root, fb = hybrid
+    pd.read_csv(root / "vectors.csv").drop(columns="3").to_csv(tmp_path / "narrow.csv", index=False)
+    for args in (["score", fb.path, root / "pairs.parquet", tmp_path / "out"],
+                 ["recommend", fb.path, tmp_path / "out", "-k", 3]):
+        res = invoke(*args, "--engine", "dask", "--device", "cpu", "--item-embeddings",
+                     tmp_path / "narrow.csv")
+        assert_one_line_failure(res, "narrow.csv: 3 vector column(s)", "4-wide pretrained vectors")
+        assert not (tmp_path / "out").exists()
+
+
+def test_the_shipped_fold_in_of_new_hybrid_items_round_trips(hybrid):
+    """Every field of a fold-in with new items from their vectors (the content changes in the item
+    deltas, the table's counts in the stats, seen pairs of new items) comes back from its bytes."""
+    from recmodels.engines.contract import fold_bytes, read_fold
+
+    root, fb = hybrid
+    scorer = Scorer(fb.path, device="cpu", history=root / "history.csv", history_min_ratings=2,
+                    item_embeddings=root / "vectors.csv", max_unknown_share=1.0)
+    fold = scorer.fold
+    assert fold.stats["items_from_vectors"] == 3 and fold.stats["vector_rows_known"] == 1
+    assert fold.seen_new[0].size and set(NEW_ITEMS) <= set(fold.items.new_ids.classes_)
+    assert _same(fold, read_fold(fold_bytes(fold), scorer.bundle))

@@ -8,7 +8,7 @@ import click
 
 from ..scoring.defaults import DEFAULT_PART_USERS, DEFAULT_TOP_K
 from . import options, table_options
-from .score import history_kwargs, history_options, item_embeddings_kwargs
+from .score import history_kwargs, history_options
 
 
 @click.command("recommend")
@@ -118,8 +118,7 @@ def recommend(
     check_top_k(top_k)
     cluster = options.engine_options(engine, scheduler, master, dask_workers)
     dialect = table_options.dialect(sep, header, columns, engine=engine)
-    folding = history_kwargs(history, rating_col, history_update_known, history_min_ratings)
-    folding.update(item_embeddings_kwargs(item_embeddings, engine))
+    folding = history_kwargs(history, rating_col, history_update_known, history_min_ratings, item_embeddings)
     ranking = dict(device=device, candidates=candidates, block_users=block_users, tile_items=tile_items,
                    **folding)
     inputs = dict(k=top_k, users=users, items=items, exclude_seen=exclude_seen, user_col=user_col,

@@ -37,22 +37,14 @@ def history_options(command):
     return command
 
 
-def item_embeddings_kwargs(item_embeddings, engine: str) -> dict:
-    """The Scorer/Recommender keyword of ``--item-embeddings`` (refused on the engines for now)."""
-    if item_embeddings is None:
-        return {}
-    if engine != "local":
-        raise click.UsageError("--item-embeddings runs with --engine local only (the engines do not add new "
-                               "items from their vectors yet)")
-    return {"item_embeddings": item_embeddings}
-
-
-def history_kwargs(history, rating_col, update_known, min_ratings) -> dict:
-    """The Scorer/Recommender keywords of the history options (every engine takes them)."""
-    if history is None:
-        return {}
-    return {"history": history, "rating_col": rating_col, "history_update_known": update_known,
-            "history_min_ratings": min_ratings}
+def history_kwargs(history, rating_col, update_known, min_ratings, item_embeddings) -> dict:
+    """The Scorer/Recommender keywords of the history options and ``--item-embeddings`` (every
+    engine takes them)."""
+    out = {} if item_embeddings is None else {"item_embeddings": item_embeddings}
+    if history is not None:
+        out.update(history=history, rating_col=rating_col, history_update_known=update_known,
+                   history_min_ratings=min_ratings)
+    return out
 
 
 @click.command("score")
@@ -141,8 +133,7 @@ def score(
 
     cluster = options.engine_options(engine, scheduler, master, dask_workers)
     dialect = table_options.dialect(sep, header, columns, engine=engine)
-    folding = history_kwargs(history, rating_col, history_update_known, history_min_ratings)
-    folding.update(item_embeddings_kwargs(item_embeddings, engine))
+    folding = history_kwargs(history, rating_col, history_update_known, history_min_ratings, item_embeddings)
     options.check_bundle(bundle)
     options.claim_output(output, fmt, resume=resume, overwrite=overwrite, command="score")
     scoring = dict(device=device, user_col=user_col, item_col=item_col, unknown=unknown, clip=clip,

@@ -139,9 +139,9 @@ class ScoreTask:
     input_token : tuple
         :func:`files_token` of the input the tasks read themselves (Parquet parts), else ``()``.
     history, history_token : str
-        ``--history``: the fold-in the driver computed, as a file every worker reads once
-        (:func:`fold_bytes`, staged beside the parts), and its :attr:`FoldIn.token`; else
-        None and ``""``.
+        ``--history`` / ``--item-embeddings``: the fold-in the driver computed, as a file every
+        worker reads once (:func:`fold_bytes`, staged beside the parts), and its
+        :attr:`FoldIn.token`; else None and ``""``.
     """
 
     bundle_path: str
@@ -224,8 +224,9 @@ def is_part_temp(name: str) -> bool:
 
 
 # -- the fold-in of --history, computed on the driver, read once per worker process ---------------
-HISTORY_OPTIONS = ("history", "rating_col", "history_update_known", "history_min_ratings")
-"""The ``--history`` keywords of the engines' entry points (those of the local ``Scorer``)."""
+HISTORY_OPTIONS = ("history", "rating_col", "history_update_known", "history_min_ratings", "item_embeddings")
+"""The ``--history`` and ``--item-embeddings`` keywords of the engines' entry points (those of the
+local ``Scorer``): what the driver folds in once."""
 
 
 def history_temp_name(token: str) -> str:

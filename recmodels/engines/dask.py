@@ -244,9 +244,9 @@ def score(ddf, bundle, *, keep=None, bundle_path: str | None = None, threads: in
         Inference threads per task (default 1: one task per worker thread).
     **options
         ``device``, ``user_col``, ``item_col``, ``unknown``, ``clip``, ``batch_size``, and
-        ``history``, ``rating_col``, ``history_update_known``, ``history_min_ratings`` (folded in
-        once, here; the result is one object of the graph, sent to each worker once): as for
-        :class:`recmodels.scoring.Scorer`.
+        ``history``, ``rating_col``, ``history_update_known``, ``history_min_ratings``,
+        ``item_embeddings`` (folded in once, here; the result is one object of the graph, sent to
+        each worker once): as for :class:`recmodels.scoring.Scorer`.
 
     Returns
     -------
@@ -405,9 +405,9 @@ def recommend(users, bundle, k: int = 10, *, exclude_seen=None, partitions: int 
     user_col, item_col, device, threads, candidates
         As for :class:`recmodels.scoring.Recommender` and ``recmodels recommend``.
     **history
-        ``history``, ``rating_col``, ``history_update_known``, ``history_min_ratings``: as for
-        :class:`recmodels.scoring.Recommender` (folded in once, here; folded-in new users are
-        in the first partition).
+        ``history``, ``rating_col``, ``history_update_known``, ``history_min_ratings``,
+        ``item_embeddings``: as for :class:`recmodels.scoring.Recommender` (folded in once, here;
+        folded-in new users are in the first partition).
 
     Returns
     -------

@@ -164,23 +164,27 @@ def score_task(bundle, input_schema: pa.Schema, where: str, *, keep=None, bundle
 
 
 def pop_history(options: dict) -> dict:
-    """The ``--history`` keywords (:data:`~recmodels.engines.contract.HISTORY_OPTIONS`), taken out
-    of an entry point's ``options``."""
-    return {key: options.pop(key) for key in HISTORY_OPTIONS if key in options}
+    """The ``--history`` and ``--item-embeddings`` keywords
+    (:data:`~recmodels.engines.contract.HISTORY_OPTIONS`), taken out of an entry point's ``options``;
+    those that fold nothing in (None) are left out."""
+    return {key: value for key in HISTORY_OPTIONS if (value := options.pop(key, None)) is not None}
 
 
 def score_fold(bundle, task: ScoreTask, history=None, **history_options) -> tuple[ScoreTask, FoldIn | None]:
-    """Fold ``history`` in once, on the driver, as the local ``Scorer`` with ``task``'s options
-    does; ``task`` with the fold-in's token, and the fold-in (None without a history).
+    """Fold ``history`` (and ``item_embeddings``) in once, on the driver, as the local ``Scorer``
+    with ``task``'s options does; ``task`` with the fold-in's token, and the fold-in (None without
+    either).
 
-    ``history_options``: ``rating_col``, ``history_update_known``, ``history_min_ratings``.
+    ``history_options``: ``rating_col``, ``history_update_known``, ``history_min_ratings``,
+    ``item_embeddings``.
 
     Raises
     ------
-    DataError, BundleError
-        A bad history, or a bundle exported before ``--history`` (one line, before any task).
+    DataError, BundleError, ConfigError
+        A bad history or embeddings table, a bundle exported before ``--history``, or
+        ``item_embeddings`` on a bundle that is not hybrid (one line, before any task).
     """
-    if history is None:
+    if history is None and history_options.get("item_embeddings") is None:
         return task, None
     with warnings.catch_warnings():  # the workers' scorers report the provider's notes
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -402,9 +406,10 @@ def recommend_task(bundle, k, users_columns, seen_columns=None, *, bundle_path=N
 
 def recommend_fold(bundle, task: RecommendTask, history=None,
                    **history_options) -> tuple[RecommendTask, FoldIn | None]:
-    """Fold ``history`` in once, on the driver, as the local ``Recommender`` with ``task``'s
-    options does (the Python API's ``recommend``); ``task`` with its token, and the fold-in."""
-    if history is None:
+    """Fold ``history`` (and ``item_embeddings``) in once, on the driver, as the local
+    ``Recommender`` with ``task``'s options does (the Python API's ``recommend``); ``task`` with its
+    token, and the fold-in."""
+    if history is None and history_options.get("item_embeddings") is None:
         return task, None
     rec = Recommender(bundle, device=task.device, threads=1, candidates=task.candidates, history=history,
                       **history_options)
@@ -429,8 +434,8 @@ def run_recommend_job(bundle, output, engine: Engine, *, k: int = 10, users=None
 
     ``options``: the tasks' recommender options (``device``, ``threads`` (default 1),
     ``candidates``, ``block_users``, ``tile_items``) and ``--history``'s (``history``,
-    ``rating_col``, ``history_update_known``, ``history_min_ratings``): the history is folded in
-    once, on the driver, as the local ``Recommender`` does, and read by each worker process once
+    ``rating_col``, ``history_update_known``, ``history_min_ratings``, ``item_embeddings``): they
+    are folded in once, on the driver, as the local ``Recommender`` does, and read by each worker process once
     (:meth:`StagedOutput.with_history`)."""
     t0 = time.perf_counter()
     folding = pop_history(options)
@@ -442,8 +447,8 @@ def run_recommend_job(bundle, output, engine: Engine, *, k: int = 10, users=None
     part_users = positive_int("--part-users", part_users or None, DEFAULT_PART_USERS)
     bundle = load_bundle(bundle)
     with engine.connect(bundle) as cluster:  # a cluster that does not answer: one line, nothing written
-        # with a history, the fold-in's scores come from the device a local run would use
-        device = options.get("device", "auto") if folding.get("history") is not None else "cpu"
+        # with a fold-in, its scores come from the device a local run would use
+        device = options.get("device", "auto") if folding else "cpu"
         rec = Recommender(bundle, **{**options, "device": device, "threads": 1}, **folding)
         try:
             job = rec.prepare(users=users, k=k, items=items, exclude_seen=exclude_seen, user_col=user_col,

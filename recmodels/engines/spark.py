@@ -265,8 +265,9 @@ def score(
         Inference threads per task (default 1: one task per core).
     **options
         ``device``, ``user_col``, ``item_col``, ``unknown``, ``clip``, ``batch_size``, and
-        ``history``, ``rating_col``, ``history_update_known``, ``history_min_ratings`` (folded in
-        once, here, and broadcast): as for :class:`recmodels.scoring.Scorer`.
+        ``history``, ``rating_col``, ``history_update_known``, ``history_min_ratings``,
+        ``item_embeddings`` (folded in once, here, and broadcast): as for
+        :class:`recmodels.scoring.Scorer`.
 
     Returns
     -------
@@ -378,9 +379,9 @@ def recommend(users_df, bundle, k: int = 10, *, exclude_seen=None, partitions: i
     user_col, item_col, device, threads, candidates
         As for :class:`recmodels.scoring.Recommender` and ``recmodels recommend``.
     **history
-        ``history``, ``rating_col``, ``history_update_known``, ``history_min_ratings``: as for
-        :class:`recmodels.scoring.Recommender` (folded in once, here, and broadcast; folded-in
-        new users are in the first bucket).
+        ``history``, ``rating_col``, ``history_update_known``, ``history_min_ratings``,
+        ``item_embeddings``: as for :class:`recmodels.scoring.Recommender` (folded in once, here,
+        and broadcast; folded-in new users are in the first bucket).
 
     Returns
     -------
