@@ -149,8 +149,9 @@ def _task_bundle(task) -> Bundle:
 
 
 def worker_fold(task: ScoreTask | RecommendTask, data: bytes | None = None) -> FoldIn | None:
-    """The ``--history`` fold-in of ``task`` in this process (None without one), read once per
-    process and token: from ``data`` (the bytes an engine broadcast) or the file ``task.history``.
+    """The ``--history`` / ``--item-embeddings`` fold-in of ``task`` in this process (None without
+    one), read once per process and token: from ``data`` (the bytes an engine broadcast) or the
+    file ``task.history``.
 
     Raises
     ------
@@ -165,15 +166,17 @@ def worker_fold(task: ScoreTask | RecommendTask, data: bytes | None = None) -> F
         return found
     bundle = _task_bundle(task)
     if data is None and task.history is None:
-        raise EngineError("--history: this worker was given neither the fold-in nor its file")
+        raise EngineError("--history/--item-embeddings: this worker was given neither the fold-in nor "
+                          "its file")
     if data is None:
         try:
             with open(task.history, "rb") as fh:
                 data = fh.read()
         except OSError as exc:
             raise EngineError(
-                f"--history: the fold-in {task.history} cannot be read on worker {socket.gethostname()} "
-                f"({exc.strerror}); the output must be on storage every worker can read"
+                f"--history/--item-embeddings: the fold-in {task.history} cannot be read on worker "
+                f"{socket.gethostname()} ({exc.strerror}); the output must be on storage every worker "
+                "can read"
             ) from None
     fold = read_fold(data, bundle)
     with _LOCK:
