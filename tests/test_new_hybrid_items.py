@@ -428,17 +428,6 @@ def test_history_item_without_a_vector_is_counted_and_folded_from_the_prior(fb):
                                alone.score_arrays(users, [NEW[1]] * 3)[0], atol=1e-6)
 
 
-def test_engines_refuse_item_embeddings(fb, tmp_path):
-    _vectors(fb, [1.0]).to_csv(tmp_path / "e.csv", index=False)
-    pairs = pd.DataFrame({"user_id": fb.user_ids[:2], "item_id": [9001, 9002]})
-    pairs.to_csv(tmp_path / "in.csv", index=False)
-    for args in (["score", str(fb.path), str(tmp_path / "in.csv")], ["recommend", str(fb.path)]):
-        res = CliRunner().invoke(cli, [*args, str(tmp_path / "o.parquet"), "--item-embeddings",
-                                       str(tmp_path / "e.csv"), "--engine", "dask"])
-        assert res.exit_code != 0 and "--item-embeddings runs with --engine local only" in res.output
-    assert not (tmp_path / "o.parquet").exists()
-
-
 # -- the CLI: resume, torch-free ---------------------------------------------------------------------
 def test_resume_with_item_embeddings_equals_a_clean_run(fb, tmp_path):
     rng = np.random.default_rng(5)
