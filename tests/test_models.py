@@ -90,6 +90,7 @@ def test_seeded_initialisation_is_deterministic(kind):
 def test_every_parameter_gets_a_gradient(kind):
     model = make_model(kind).train()
     users, items = all_pairs()
+    model.set_rated(users[::3], items[::3])  # N for the implicit part (default "item")
     model(users, items).pow(2).mean().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name

@@ -54,7 +54,8 @@ class ModelConfig:
         The implicit signal (SVD++, :mod:`recmodels.models.implicit`): ``"user"`` adds to a
         user's GMF row the normalised sum of vectors of the items the user rated in training,
         ``"item"`` adds to an item's GMF row that of the users who rated it, ``"both"`` both.
-        ``"none"``: neither (configs saved before this option existed load so).
+        ``"none"`` (default): neither (configs saved before this option existed load so).
+        ``"item"`` won on both real sets but did not clear the planted ones (``docs/models.md``).
     rated_pairs : int
         With ``implicit``: the distinct (user, item) pairs of the training rows (the length of
         ``N``'s buffers; the training set-up fills it). 0 otherwise.
@@ -131,8 +132,9 @@ class ModelConfig:
         return tuple(first >> i for i in range(self.num_layers + 1))
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict (``from_dict`` inverts it). Without the implicit term its two fields
-        are left out, so such a config is written as before the option existed."""
+        """A JSON-ready dict (``from_dict`` inverts it). Without the implicit signal its two fields
+        are left out, so such a config is written as before the option existed (and
+        :meth:`from_dict` reads a config without them as ``implicit="none"``)."""
         out = dataclasses.asdict(self)
         out["dropouts"] = list(self.dropouts)
         if self.implicit == "none" and not self.rated_pairs:
@@ -146,7 +148,7 @@ class ModelConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ConfigError(f"unknown model config key(s): {', '.join(unknown)}")
-        kwargs = dict(data)
+        kwargs = {"implicit": "none", **data}  # saved before the option existed: without it
         if isinstance(kwargs.get("dropouts"), list):
             kwargs["dropouts"] = tuple(kwargs["dropouts"])
         try:

@@ -35,8 +35,8 @@ from torch import nn
 from .config import IMPLICIT_PARTS
 
 # (table of the implicit vectors, CSR buffer prefix, the side whose rows it shifts)
-USER_PART = ("item_implicit", "user_rated", "user")
-ITEM_PART = ("user_implicit", "item_rated", "item")
+USER_PART = ("item_implicit", "rated_items", "user")
+ITEM_PART = ("user_implicit", "raters", "item")
 
 
 def parts_of(implicit: str) -> tuple[tuple[str, str, str], ...]:

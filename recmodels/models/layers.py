@@ -189,12 +189,17 @@ class RatingModelBase(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         self._implicit_state().clear()
-        # N's CSR indices are as long as the training pairs: take the saved length.
         for _, name, _ in parts_of(self.config.implicit):
+            # N's CSR indices are as long as the training pairs: take the saved length
             key = f"{prefix}{name}_indices"
             if key in state_dict:
                 setattr(self, f"{name}_indices", torch.zeros_like(
                     state_dict[key], device=getattr(self, f"{name}_indices").device))
+            # a table grown by rows (e.g. a prior row appended): the new rows rated nothing
+            key = f"{prefix}{name}_indptr"
+            saved, own = state_dict.get(key), getattr(self, f"{name}_indptr")
+            if saved is not None and 0 < saved.shape[0] < own.shape[0]:
+                state_dict[key] = torch.cat([saved, saved[-1:].expand(own.shape[0] - saved.shape[0])])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def features(self, user_index: torch.Tensor, item_index: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,11 @@ the global mean and the predict bias) and
    validation MSE (:data:`NOISE_SHARES`; several are tried if given). The result is still one
    set of rows at the same rank, so the export is unchanged.
 
+With the implicit signal (``ModelConfig.implicit``) the rows are the effective ones, re-solved
+around their implicit parts (fixed centres); the whole chain also runs once with the parts
+dropped (the effective rows kept as the table rows, the implicit tables zeroed), and validation
+picks (``RefitReport.implicit_kept``): on data without an implicit signal the parts only fit noise.
+
 The refit keeps the best validation MSE it saw, the SGD model included, so it never makes the
 validation figure worse. It changes only parameter values (``user_gmf``, ``item_gmf``, the GMF
 columns of ``predict.weight``, ``user_bias``, ``item_bias``), never the architecture, so the
@@ -29,6 +34,7 @@ exported graph and the scorer are the same. Measured gains: ``docs/models.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -92,6 +98,9 @@ class RefitReport:
         The variational sweep whose result was kept (0: none; the ridge result was kept).
     noise_share : float or None
         Its noise variance as a share of the ridge result's validation MSE.
+    implicit_kept : bool or None
+        With implicit parts (``ModelConfig.implicit``): whether the kept result has them (the
+        refit also runs without them and keeps them only if validation says so); None without.
     """
 
     dim: int
@@ -104,6 +113,7 @@ class RefitReport:
     seconds: float
     variational_sweeps: int = 0  # reports written before the variational sweeps have neither
     noise_share: float | None = None
+    implicit_kept: bool | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,8 +129,9 @@ class RefitReport:
                     f"kept them ({self.seconds:.1f} s)")
         variational = (f" + {self.variational_sweeps} variational (noise x{self.noise_share:g})"
                        if self.variational_sweeps else "")
-        return (f"refit: GMF rank {self.rank} of {self.dim}, {self.sweeps} ridge{variational} sweep(s), "
-                f"valid rmse {self.valid_rmse_before:.4f} -> {self.valid_rmse_after:.4f} "
+        dropped = ", implicit parts dropped" if self.implicit_kept is False else ""
+        return (f"refit: GMF rank {self.rank} of {self.dim}, {self.sweeps} ridge{variational} sweep(s)"
+                f"{dropped}, valid rmse {self.valid_rmse_before:.4f} -> {self.valid_rmse_after:.4f} "
                 f"({self.seconds:.1f} s)")
 
 
@@ -222,30 +233,46 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
     def better(mse: float, than: float | None = None) -> bool:  # rounding noise is no gain
         return mse < (best_mse if than is None else than) * (1 - _MIN_GAIN)
 
-    truncated, rank, truncated_mse = _truncated(sgd, va, rank)
-    progress(f"rank {rank} of {d}", truncated_mse)
-    if better(truncated_mse):
-        best, best_mse = truncated, truncated_mse
-    current = truncated
     chosen, kept_sweeps, kept_vb, kept_share = [], 0, 0, None
-    if rank <= MAX_SOLVE_RANK and max_sweeps > 0:
-        tr, prior = _rows(model, train, batch_size), _Prior(bias_scale, count_exponent)
-        groups = {}
+    starts = [sgd]
+    if sgd.Pc is not None or sgd.Qc is not None:
+        # the same chain without the implicit parts (the rows kept, the parts dropped): on data
+        # without an implicit signal the parts only fit noise, and validation says so
+        starts.append(dataclasses.replace(sgd, Pc=None, Qc=None, drop_implicit=True))
+    tr, prior, groups = None, _Prior(bias_scale, count_exponent), {}
+    forced_rank = rank
+    for first in starts:
+        label = " (implicit parts dropped)" if first.drop_implicit else ""
+        truncated, rank, truncated_mse = _truncated(first, va, forced_rank)
+        progress(f"rank {rank} of {d}{label}", truncated_mse)
+        if better(truncated_mse):
+            best, best_mse = truncated, truncated_mse
+        # this chain's ridge result: the last sweep that improved on the best so far (for the first
+        # chain, on the SGD model too), else the truncation
+        ridge, ridge_mse, floor, ridge_lams = truncated, truncated_mse, min(best_mse, truncated_mse), []
+        ridge_sweep = 0
+        if first is not sgd:
+            floor = truncated_mse
+        current = truncated
+        if rank > MAX_SOLVE_RANK or max_sweeps <= 0:
+            continue
+        if tr is None:
+            tr = _rows(model, train, batch_size)
         sweep_lams = []
         for sweep in range(1, max_sweeps + 1):
-            sweep_start = best_mse
+            sweep_start = floor
             for side in ("user", "item"):
-                current, mse, lam, _ = _sweep_side(current, side, tr, va, lambdas, prior,
-                                                   groups=groups)
+                current, mse, lam, _ = _sweep_side(current, side, tr, va, lambdas, prior, groups=groups)
                 sweep_lams.append(lam)
+                if better(mse, floor):
+                    ridge, ridge_mse, floor, ridge_lams = current, mse, mse, list(sweep_lams)
+                    ridge_sweep = sweep
                 if better(mse):
                     best, best_mse = current, mse
-                    chosen, kept_sweeps = list(sweep_lams), sweep
-            progress(f"ridge sweep {sweep}", mse, sweep_lams[-2:])
-            if best_mse == sweep_start:
+                    chosen, kept_sweeps, kept_vb, kept_share = list(sweep_lams), sweep, 0, None
+            progress(f"ridge sweep {sweep}{label}", mse, sweep_lams[-2:])
+            if floor == sweep_start:
                 break
-        ridge, ridge_mse = (best, best_mse) if best is not sgd else (truncated, truncated_mse)
-        ridge_lams = list(chosen)
         if variational and max_variational_sweeps > 0 and _variational_fits(
                 sgd.P.shape[0], sgd.Q.shape[0], ridge.P.shape[1], bias, len(lambdas)):
             item_lam = ridge_lams[1::2][-1] if ridge_lams[1::2] else lambdas[len(lambdas) // 2]
@@ -265,7 +292,8 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
                         if better(mse):
                             best, best_mse = current, mse
                             chosen, kept_vb, kept_share = ridge_lams + chain_lams, sweep, float(share)
-                    progress(f"variational sweep {sweep} (noise x{share:g})", mse, chain_lams[-2:])
+                            kept_sweeps = ridge_sweep
+                    progress(f"variational sweep {sweep} (noise x{share:g}){label}", mse, chain_lams[-2:])
                     if not better(chain_best, sweep_start):
                         break
     changed = best is not sgd
@@ -276,7 +304,8 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
                        lambdas=chosen, valid_rmse_before=before ** 0.5,
                        valid_rmse_after=best_mse ** 0.5, changed=changed,
                        seconds=time.perf_counter() - start, variational_sweeps=kept_vb,
-                       noise_share=kept_share)
+                       noise_share=kept_share,
+                       implicit_kept=None if len(starts) == 1 else not best.drop_implicit)
 
 
 def _implicit_rows(model: nn.Module, side: str) -> torch.Tensor | None:
@@ -299,7 +328,9 @@ def _write(model: nn.Module, f: _Factors, d: int) -> None:
         table.zero_()
         table[:, :k] = (values if centre is None else values - centre).to(table.device, table.dtype)
         vectors = implicit[side]
-        if vectors is not None:
+        if vectors is not None and f.drop_implicit:
+            vectors.weight.zero_()
+        elif vectors is not None:
             weight = vectors.weight.detach().double().cpu()
             if side == "user":
                 weight = weight * w

@@ -67,6 +67,7 @@ class _Factors:
     Pc: torch.Tensor | None = None
     Qc: torch.Tensor | None = None
     maps: tuple | None = None
+    drop_implicit: bool = False  # written with the model's implicit tables zeroed
 
     def moved(self, side: str, rows: torch.Tensor, bias: torch.Tensor | None) -> _Factors:
         """These factors with one side's effective rows (and biases) replaced."""
@@ -114,7 +115,7 @@ def _truncated(f: _Factors, valid: _Rows, rank: int | None = None) -> tuple[_Fac
     truncated = _Factors(
         left[:, :rank] * root, right[:, :rank] * root, f.bu, f.bi,
         None if f.Pc is None else f.Pc @ map_p, None if f.Qc is None else f.Qc @ map_q,
-        (map_p, map_q) if f.maps is None else (f.maps[0] @ map_p, f.maps[1] @ map_q))
+        (map_p, map_q) if f.maps is None else (f.maps[0] @ map_p, f.maps[1] @ map_q), f.drop_implicit)
     return truncated, rank, float(errors[rank - 1])
 
 

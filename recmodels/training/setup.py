@@ -364,12 +364,12 @@ def build_setup(*, data=None, train=None, valid=None, test=None, model: str = DE
         pretrained = aligned.matrix
         options["pretrained_dim"] = int(pretrained.shape[1])
         data_section["item_embeddings"] = {"source": source_name(item_embeddings), **aligned.to_dict()}
-    if options.get("implicit", "none") != "none":  # the length of N's buffers (models/implicit.py)
-        train_part = encoded["train"]
-        options["rated_pairs"] = distinct_pairs(train_part.user_index, train_part.item_index,
-                                                len(item_encoder))
     model_config = ModelConfig(model, n_users=len(user_encoder), n_items=len(item_encoder),
                                global_mean=global_mean, **options)
+    if model_config.implicit != "none":  # the length of N's buffers (models/implicit.py)
+        train_part = encoded["train"]
+        model_config = model_config.replace(rated_pairs=distinct_pairs(
+            train_part.user_index, train_part.item_index, len(item_encoder)))
     return TrainingSetup(model_config, encoded["train"], encoded["valid"], encoded["test"],
                          user_encoder, item_encoder, pretrained, stats, data_section)
 

@@ -352,6 +352,7 @@ class Trainer:
         epoch = self.state.epoch + 1
         if cfg.optimizer == "notebook" and epoch == 2:
             self.optimizers = self._optimizers_for(epoch)
+            self._set_row_decay(train)  # the implicit tables' optimizer is a new one too
         model, optimizers = self.model, self.optimizers
         model.train()
         n, batch = len(train), cfg.batch_size
