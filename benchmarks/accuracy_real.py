@@ -34,9 +34,9 @@ same rows). Not a test: run it by hand::
 ``--variants`` also trains each recmodels model once per entry with those
 :class:`~recmodels.training.TrainConfig` or :class:`~recmodels.models.ModelConfig` fields changed
 (the rest default), for the re-examination of the defaults on real data; the implicit signal's
-variants (``ModelConfig.implicit``, default ``"item"``) are reported so::
+variants (``ModelConfig.implicit``, default ``"none"``) are reported so::
 
-    python benchmarks/accuracy_real.py --threads 2 --variants '[{"implicit": "none"}, {"implicit": "both"}]'
+    python benchmarks/accuracy_real.py --threads 2 --variants '[{"implicit": "item"}]'
  ``--implicit-parts`` sets which implicit parts
 the BFM gets (``user,item`` by default; ``user`` or ``item`` for one side only).
 """

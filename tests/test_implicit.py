@@ -184,11 +184,14 @@ def test_refit_carries_the_implicit_parts(kind, implicit):
     # the model's own predictions reproduce the refit's validation figure: the tables hold the
     # rows minus their implicit parts, and the implicit vectors went through the same maps
     assert rmse(model, valid) == pytest.approx(report.valid_rmse_after, abs=1e-5)
+    assert report.implicit_kept is not None
     for name in ("item_implicit", "user_implicit"):
         table = getattr(model, name, None)
         if table is None:
             continue
         assert not torch.equal(before[f"{name}.weight"], table.weight)
+        if not report.implicit_kept:  # the refit without the parts won: they are gone
+            assert torch.count_nonzero(table.weight) == 0
         assert torch.count_nonzero(table.weight[:, report.rank:]) == 0
 
 
@@ -303,3 +306,20 @@ def test_a_new_user_folded_in_from_history_gets_the_implicit_part(tmp_path):
     want = d + np.r_[shift, 0.0]
     np.testing.assert_allclose(delta, want, atol=1e-6)
     assert np.max(np.abs(shift)) > 1e-2  # the part is not negligible here
+
+
+def test_the_refit_drops_implicit_parts_that_do_not_pay():
+    """Junk implicit vectors: the refit without the parts wins on validation, and the model then
+    predicts what it measured with the implicit tables zeroed."""
+    train, valid, _ = planted_choice(per_item=4)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("mf", 120, 940, embedding_dim=8, implicit="item", global_mean=3.0))
+    Trainer(model, TrainConfig(epochs=3, num_threads=1, refit=False, patience=None), CPU, log=None,
+            progress=False).fit(train, valid)
+    with torch.no_grad():
+        model.user_implicit.weight.normal_(0.0, 2.0)
+    report = refit_low_rank(model, RatingTensors.from_arrays(train, CPU),
+                            RatingTensors.from_arrays(valid, CPU))
+    assert report.changed and report.implicit_kept is False
+    assert torch.count_nonzero(model.user_implicit.weight) == 0
+    assert rmse(model, valid) == pytest.approx(report.valid_rmse_after, abs=1e-5)
