@@ -119,7 +119,8 @@ def main(argv=None) -> None:
                 forced_rank(old, rank)
                 report = old.refit_low_rank(model, train_t, valid_t)
             seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
-            weights = {k: model.state_dict()[k].clone() for k in new_refit.REFIT_TENSORS}
+            state = model.state_dict()  # REFIT_TENSORS names the implicit tables, present only with them
+            weights = {k: state[k].clone() for k in new_refit.REFIT_TENSORS if k in state}
             results[name] = (seconds, report, valid_rmse(model, valid_t), weights)
             print(f"rank {rank:2d} {name}: {seconds:7.1f} s = {seconds / epochs:6.1%} of the epochs "
                   f"({cpu:.1f} CPU s = {cpu / fit_cpu:.1%} of the fit's); "
