@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from resume_check import uninterrupted_and_resumed
 
 torch = pytest.importorskip("torch")
 
@@ -195,10 +196,6 @@ def test_refit_carries_the_implicit_parts(kind, implicit):
         assert torch.count_nonzero(table.weight[:, report.rank:]) == 0
 
 
-class Interrupt(Exception):
-    pass
-
-
 @pytest.mark.parametrize("kind,implicit", [("mf", "item"), ("neumf", "both")])
 def test_resume_after_interruption_is_exact(kind, implicit):
     users, items, ratings = random_rows(n=600)
@@ -210,22 +207,7 @@ def test_resume_after_interruption_is_exact(kind, implicit):
         return build_model(ModelConfig(kind, 30, 20, embedding_dim=4, num_layers=2, implicit=implicit,
                                        global_mean=3.0))
 
-    full = Trainer(fresh(0), config, CPU, log=None, progress=False)
-    full.fit(data, data)
-    saved = {}
-
-    def stop_after_two(trainer, record, improved):
-        saved["last"] = trainer.state_dict()
-        saved["best"] = trainer.best_state_dict
-        if record.epoch == 2:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        Trainer(fresh(0), config, CPU, log=None, progress=False, on_epoch_end=stop_after_two).fit(data, data)
-    torch.manual_seed(123)
-    resumed = Trainer(fresh(99), config, CPU, log=None, progress=False)
-    resumed.load_state_dict(saved["last"], best_state_dict=saved["best"])
-    resumed.fit(data, data)
+    full, resumed = uninterrupted_and_resumed(fresh, config, data, data, CPU)
     for key, value in full.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     assert any(k.endswith("_implicit.weight") for k in full.model.state_dict())

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from resume_check import Interrupt, uninterrupted_and_resumed
 
 torch = pytest.importorskip("torch")
 
@@ -142,31 +143,12 @@ def test_precision_is_validated_and_old_configs_load_as_fp32():
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
 
 
-class Interrupt(Exception):
-    pass
-
-
 @pytest.mark.parametrize("optimizer,precision", [("rowwise-adagrad", "fp32"), ("rowwise-adagrad", "bf16"),
                                                  ("notebook", "fp32"), ("sparse-adam", "fp32")])
 def test_resume_after_interruption_matches_uninterrupted(tiny, optimizer, precision):
     config = TrainConfig(epochs=4, batch_size=64, optimizer=optimizer, patience=None, device="cpu",
                          precision=precision)
-    full = fit_tiny(tiny, config)
-
-    saved = {}
-
-    def stop_after_two(trainer, record, improved):
-        saved["last"] = trainer.state_dict()
-        saved["best"] = trainer.best_state_dict
-        if record.epoch == 2:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        fit_tiny(tiny, config, on_epoch_end=stop_after_two)
-    torch.manual_seed(123)  # the resumed run must not depend on the process's RNG state
-    resumed = Trainer(tiny_model(seed=99), config, CPU, log=None, progress=False)
-    resumed.load_state_dict(saved["last"], best_state_dict=saved["best"])
-    resumed.fit(tiny, tiny)
+    full, resumed = uninterrupted_and_resumed(lambda seed: tiny_model(seed=seed), config, tiny, tiny, CPU)
     for key, value in full.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     drop = ("seconds", "samples_per_s")
