@@ -1,13 +1,45 @@
 """Options that every writing command shares (``score``, ``recommend``): one definition each.
 
-Each is a click decorator; the help texts say what the option means for any command.
+Each is a click decorator; the help texts say what the option means for any command. Options that
+only mean something together come as a group (:func:`option_group`): :data:`history` hands the
+command one ``folding`` value, :data:`cluster` one ``cluster`` value.
 """
 
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
 import click
 
-from ..scoring.defaults import DEFAULT_MAX_UNKNOWN_SHARE, ENGINES
+from ..scoring.defaults import DEFAULT_MAX_UNKNOWN_SHARE, DEFAULT_MIN_RATINGS, ENGINES
+
+
+def option_group(name: str, build, *decorators):
+    """A decorator adding the click options ``decorators`` to a command whose callback takes them
+    as ONE parameter, ``name``: ``build(**their values)``, keyed by the options' parameter names.
+
+    ``build`` runs when the command does, before its body, so an error it raises is reported as
+    the body's are (one line). The options keep their place in ``--help``.
+    """
+
+    def decorate(command):
+        params = list(getattr(command, "__click_params__", ()))
+        first = len(params)
+
+        @functools.wraps(command)
+        def callback(*args, **kwargs):
+            values = {param: kwargs.pop(param) for param in grouped}
+            return command(*args, **kwargs, **{name: build(**values)})
+
+        callback.__click_params__ = params  # wraps() would share the command's list
+        for decorator in reversed(decorators):
+            callback = decorator(callback)
+        grouped = [param.name for param in params[first:]]
+        return callback
+
+    return decorate
+
 
 output_format = click.option(
     "--format",
@@ -88,20 +120,66 @@ dask_workers = click.option(
 )
 
 
-def engine_options(engine_name: str, scheduler_address, master_url, workers) -> dict:
-    """Check that --scheduler / --master / --dask-workers go with their engine; the keyword
-    arguments that choose the cluster of ``recmodels.<engine>.score_file`` / ``recommend_file``."""
+class Cluster(NamedTuple):
+    """Where a command runs (``--engine``) and the keyword arguments that choose the cluster of
+    ``recmodels.<engine>.score_file`` / ``recommend_file`` (``--scheduler``, ``--dask-workers``,
+    ``--master``)."""
+
+    engine: str
+    options: dict
+
+    @property
+    def local(self) -> bool:
+        """Whether the command runs in this process (``--engine local``)."""
+        return self.engine == "local"
+
+
+def engine_options(engine: str, scheduler, dask_workers, master) -> Cluster:
+    """Check that --scheduler / --master / --dask-workers go with their engine; the :class:`Cluster`."""
     from ..errors import ConfigError
 
-    if scheduler_address is not None and engine_name != "dask":
+    if scheduler is not None and engine != "dask":
         raise ConfigError("--scheduler needs --engine dask")
-    if master_url is not None and engine_name != "spark":
+    if master is not None and engine != "spark":
         raise ConfigError("--master needs --engine spark")
-    if workers is not None and (engine_name != "dask" or scheduler_address is not None):
+    if dask_workers is not None and (engine != "dask" or scheduler is not None):
         raise ConfigError("--dask-workers needs --engine dask without --scheduler (a local cluster)")
-    if engine_name == "dask":
-        return {"scheduler": scheduler_address, "processes": workers == "processes"}
-    return {"master": master_url} if engine_name == "spark" else {}
+    if engine == "dask":
+        return Cluster(engine, {"scheduler": scheduler, "processes": dask_workers == "processes"})
+    return Cluster(engine, {"master": master} if engine == "spark" else {})
+
+
+def history_kwargs(history, rating_col, history_update_known, history_min_ratings, item_embeddings) -> dict:
+    """The Scorer/Recommender keywords of the history options and ``--item-embeddings`` (every
+    engine takes them); only those given, so a bundle without folding support is not asked for it."""
+    out = {} if item_embeddings is None else {"item_embeddings": item_embeddings}
+    if history is not None:
+        out.update(history=history, rating_col=rating_col, history_update_known=history_update_known,
+                   history_min_ratings=history_min_ratings)
+    return out
+
+
+history = option_group(
+    "folding",
+    history_kwargs,
+    click.option("--history", "history", default=None, metavar="FILE",
+                 help="Ratings made after training (CSV/Parquet, --user-col/--item-col/--rating-col): "
+                      "fold new users and items in, update known users (docs/scoring.md)."),
+    click.option("--rating-col", default=None, help="--history's rating column (default: the bundle's)."),
+    click.option("--history-update-known/--no-history-update-known", default=True, show_default=True,
+                 help="Move known users toward their --history ratings."),
+    click.option("--history-min-ratings", type=click.IntRange(min=1), default=DEFAULT_MIN_RATINGS,
+                 show_default=True, help="New users/items with fewer --history ratings keep the fallback."),
+    click.option("--item-embeddings", "item_embeddings", default=None, metavar="FILE",
+                 help="Hybrid bundles: pretrained vectors of new items (--item-col + one column per "
+                      "dimension, as training's): score/rank them by content (docs/scoring.md)."),
+)
+"""``--history FILE``, ``--rating-col``, ``--history-update-known/--no-...``, ``--history-min-ratings``,
+``--item-embeddings``: the callback takes ``folding``, the Scorer/Recommender keywords
+(:func:`history_kwargs`)."""
+cluster = option_group("cluster", engine_options, engine, scheduler, dask_workers, master)
+"""``--engine``, ``--scheduler``, ``--dask-workers``, ``--master``: the callback takes ``cluster``, a
+checked :class:`Cluster`."""
 
 
 def claim_output(output, fmt, *, resume: bool, overwrite: bool, command: str) -> tuple[str, str]:
@@ -132,14 +210,14 @@ def echo_warnings(messages) -> None:
         click.echo(f"warning: {message}", err=True)
 
 
-def run_on_engine(engine_name: str, cluster: dict, entry: str, *args, quiet: bool, **kwargs):
-    """``recmodels.<engine>.<entry>(*args, **cluster, **kwargs)``; its warnings and summary are
-    printed unless ``quiet``. Returns its report."""
+def run_on_engine(cluster: Cluster, entry: str, *args, quiet: bool, **kwargs):
+    """``recmodels.<engine>.<entry>(*args, **cluster.options, **kwargs)``; its warnings and summary
+    are printed unless ``quiet``. Returns its report."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # printed below from report.warnings
-        report = getattr(engine_module(engine_name), entry)(*args, **cluster, **kwargs)
+        report = getattr(engine_module(cluster.engine), entry)(*args, **cluster.options, **kwargs)
     if not quiet:
         echo_warnings(report.warnings)
         click.echo(report.summary())

@@ -8,7 +8,6 @@ import click
 
 from ..scoring.defaults import DEFAULT_PART_USERS, DEFAULT_TOP_K
 from . import options, table_options
-from .score import history_kwargs, history_options
 
 
 @click.command("recommend")
@@ -50,7 +49,7 @@ from .score import history_kwargs, history_options
     help="NeuMF/hybrid: retrieve N items per user by the dot-product part, re-rank them "
     "with the full model (fast, approximate).",
 )
-@history_options
+@options.history
 @options.max_unknown_share
 @options.output_format
 @options.device
@@ -61,10 +60,7 @@ from .score import history_kwargs, history_options
 @options.resume
 @options.overwrite
 @options.report("users, rows, exclusions, provider, speed")
-@options.engine
-@options.scheduler
-@options.dask_workers
-@options.master
+@options.cluster
 @options.quiet
 def recommend(
     bundle,
@@ -81,11 +77,7 @@ def recommend(
     header,
     columns,
     candidates,
-    history,
-    rating_col,
-    history_update_known,
-    history_min_ratings,
-    item_embeddings,
+    folding,
     max_unknown_share,
     fmt,
     device,
@@ -96,10 +88,7 @@ def recommend(
     resume,
     overwrite,
     report_path,
-    engine,
-    scheduler,
-    dask_workers,
-    master,
+    cluster,
     quiet,
 ):
     """Write the top-K items of every user in BUNDLE (or of --users) to OUTPUT.
@@ -116,24 +105,22 @@ def recommend(
     from ..scoring.recommendation.recommender import Recommender, check_top_k
 
     check_top_k(top_k)
-    cluster = options.engine_options(engine, scheduler, master, dask_workers)
-    dialect = table_options.dialect(sep, header, columns, engine=engine)
-    folding = history_kwargs(history, rating_col, history_update_known, history_min_ratings, item_embeddings)
+    dialect = table_options.dialect(sep, header, columns, engine=cluster.engine)
     ranking = dict(device=device, candidates=candidates, block_users=block_users, tile_items=tile_items,
                    **folding)
     inputs = dict(k=top_k, users=users, items=items, exclude_seen=exclude_seen, user_col=user_col,
                   item_col=item_col, max_unknown_share=max_unknown_share)
     writing = dict(format=fmt, part_users=part_users, overwrite=overwrite, report=report_path)
-    if engine != "local":
+    if not cluster.local:
         from ..engines.driver import check_engine_options
 
-        check_engine_options(engine, resume=resume, command="recommend")
+        check_engine_options(cluster.engine, resume=resume, command="recommend")
         if users_col is not None or items_col is not None:
             raise ConfigError("--users-col / --items-col run with --engine local only for now; "
                               "rename the list's column to --user-col / --item-col")
         options.check_bundle(bundle)
         options.claim_output(output, fmt, resume=resume, overwrite=overwrite, command="recommend")
-        options.run_on_engine(engine, cluster, "recommend_file", bundle, output, quiet=quiet,
+        options.run_on_engine(cluster, "recommend_file", bundle, output, quiet=quiet,
                               threads=threads or 1, **ranking, **inputs, **writing)
         return
     options.check_bundle(bundle)

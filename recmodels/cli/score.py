@@ -6,45 +6,8 @@ import sys
 
 import click
 
-from ..scoring.defaults import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CUDA_BATCH_SIZE,
-    DEFAULT_MIN_RATINGS,
-    DEFAULT_PART_ROWS,
-    POLICIES,
-)
+from ..scoring.defaults import DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE, DEFAULT_PART_ROWS, POLICIES
 from . import options, table_options
-
-
-def history_options(command):
-    """``--history FILE``, ``--rating-col``, ``--history-update-known/--no-...``,
-    ``--history-min-ratings``, ``--item-embeddings`` (score and recommend)."""
-    for decorator in reversed((
-        click.option("--history", "history", default=None, metavar="FILE",
-                     help="Ratings made after training (CSV/Parquet, --user-col/--item-col/--rating-col): "
-                          "fold new users and items in, update known users (docs/scoring.md)."),
-        click.option("--rating-col", default=None, help="--history's rating column (default: the bundle's)."),
-        click.option("--history-update-known/--no-history-update-known", default=True, show_default=True,
-                     help="Move known users toward their --history ratings."),
-        click.option("--history-min-ratings", type=click.IntRange(min=1), default=DEFAULT_MIN_RATINGS,
-                     show_default=True,
-                     help="New users/items with fewer --history ratings keep the fallback."),
-        click.option("--item-embeddings", "item_embeddings", default=None, metavar="FILE",
-                     help="Hybrid bundles: pretrained vectors of new items (--item-col + one column per "
-                          "dimension, as training's): score/rank them by content (docs/scoring.md)."),
-    )):
-        command = decorator(command)
-    return command
-
-
-def history_kwargs(history, rating_col, update_known, min_ratings, item_embeddings) -> dict:
-    """The Scorer/Recommender keywords of the history options and ``--item-embeddings`` (every
-    engine takes them)."""
-    out = {} if item_embeddings is None else {"item_embeddings": item_embeddings}
-    if history is not None:
-        out.update(history=history, rating_col=rating_col, history_update_known=update_known,
-                   history_min_ratings=min_ratings)
-    return out
 
 
 @click.command("score")
@@ -80,14 +43,11 @@ def history_kwargs(history, rating_col, update_known, min_ratings, item_embeddin
                f"{DEFAULT_CUDA_BATCH_SIZE} on CUDA).")
 @options.count("--part-rows", f"Directory output: input rows per part file (default {DEFAULT_PART_ROWS}).")
 @options.threads
-@history_options
+@options.history
 @options.resume
 @options.overwrite
 @options.report("rows, unknown ids, provider, speed")
-@options.engine
-@options.scheduler
-@options.dask_workers
-@options.master
+@options.cluster
 @options.quiet
 def score(
     bundle,
@@ -107,18 +67,11 @@ def score(
     batch_size,
     part_rows,
     threads,
-    history,
-    rating_col,
-    history_update_known,
-    history_min_ratings,
-    item_embeddings,
+    folding,
     resume,
     overwrite,
     report_path,
-    engine,
-    scheduler,
-    dask_workers,
-    master,
+    cluster,
     quiet,
 ):
     """Score (user, item) pairs in INPUT with BUNDLE, writing OUTPUT.
@@ -131,17 +84,15 @@ def score(
     """
     import warnings
 
-    cluster = options.engine_options(engine, scheduler, master, dask_workers)
-    dialect = table_options.dialect(sep, header, columns, engine=engine)
-    folding = history_kwargs(history, rating_col, history_update_known, history_min_ratings, item_embeddings)
+    dialect = table_options.dialect(sep, header, columns, engine=cluster.engine)
     options.check_bundle(bundle)
     options.claim_output(output, fmt, resume=resume, overwrite=overwrite, command="score")
     scoring = dict(device=device, user_col=user_col, item_col=item_col, unknown=unknown, clip=clip,
                    batch_size=batch_size, max_unknown_share=max_unknown_share, **folding)
     writing = dict(keep=keep, format=fmt, part_rows=part_rows, resume=resume, overwrite=overwrite,
                    report=report_path)
-    if engine != "local":
-        options.run_on_engine(engine, cluster, "score_file", bundle, input, output, quiet=quiet,
+    if not cluster.local:
+        options.run_on_engine(cluster, "score_file", bundle, input, output, quiet=quiet,
                               threads=threads or 1, **scoring, **writing)
         return
 
