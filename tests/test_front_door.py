@@ -146,11 +146,10 @@ def _signature_cases():
     from recmodels.scoring.pairs import scorer
     from recmodels.scoring.pairs.files import score_file
     from recmodels.scoring.recommendation import functions, recommender
-    from recmodels.scoring.recommendation.job import prepare_job
 
     scorer_options = _keywords(scorer.Scorer.__init__, ("bundle",))
     recommender_options = _keywords(recommender.Recommender.__init__, ("bundle",))
-    job_inputs = _keywords(prepare_job, ("bundle", "report", "fold"))  # fold: Recommender.prepare's own
+    job_inputs = _keywords(recommender.Recommender.prepare)
     return {
         "score": (scorer.score, {"bundle": inspect.Parameter.empty, "input": inspect.Parameter.empty,
                                  "output": inspect.Parameter.empty, **scorer_options,
@@ -167,7 +166,7 @@ def _signature_cases():
 @pytest.mark.parametrize("name", ["score", "score_frame", "recommend"])
 def test_the_functions_take_every_option_of_what_they_call_by_name(name):
     """No ``**kwargs``: help() and IDEs list the options, and a new Scorer/Recommender/score_file/
-    prepare_job option must be added here too (with the same default)."""
+    Recommender.prepare option must be added here too (with the same default)."""
     func, expected = _signature_cases()[name]
     params = inspect.signature(func).parameters
     assert not any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in params.values())

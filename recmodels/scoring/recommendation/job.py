@@ -1,4 +1,8 @@
-"""The inputs of a recommend run, read and checked before anything is ranked or written (torch-free)."""
+"""The inputs of a recommend run, read and checked before anything is ranked or written (torch-free).
+
+:meth:`Recommender.prepare <recmodels.scoring.recommendation.recommender.Recommender.prepare>` reads
+them with these functions, one input each, into a :class:`RecommendJob`.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,9 @@ import numpy as np
 
 from ...errors import ConfigError, DataError
 from ..checks import positive_int
-from ..defaults import DEFAULT_MAX_UNKNOWN_SHARE, DEFAULT_TOP_K
 from ..history import FoldIn
 from ..history.rank import FoldedRanking
-from ..unknown_ids import check_share
-from .idlist import check_duplicates, check_unknown_share, read_id_list
+from .idlist import IdList, check_duplicates, check_unknown_share, read_id_list
 from .report import RecommendReport
 from .seen import SeenItems, read_seen
 from .topk import Candidates
@@ -77,7 +79,16 @@ class RecommendJob:
     new_items: np.ndarray | None = None
 
 
-def _digest(*arrays) -> str:
+def job_digest(user_index: np.ndarray, candidates: Candidates, seen: SeenItems | None, fold: FoldIn | None,
+               new_items: np.ndarray | None) -> str:
+    """Identifies a job's inputs (users, candidates, seen pairs, history) for ``--resume``."""
+    arrays = [user_index, candidates.items]
+    if seen is not None:
+        arrays += [seen.indptr, seen.items] + ([seen.new_pairs] if seen.new_pairs.size else [])
+    if fold is not None:
+        arrays.append(np.frombuffer(fold.token.encode(), np.uint8))
+    if new_items is not None:
+        arrays.append(new_items)
     h = hashlib.sha256()
     for a in arrays:
         h.update(np.ascontiguousarray(a).tobytes())
@@ -85,100 +96,60 @@ def _digest(*arrays) -> str:
     return h.hexdigest()[:32]
 
 
-def prepare_job(
-    bundle,
-    report: RecommendReport,
-    *,
-    users=None,
-    k: int = DEFAULT_TOP_K,
-    items=None,
-    exclude_seen=None,
-    user_col: str | None = None,
-    item_col: str | None = None,
-    users_col: str | None = None,
-    items_col: str | None = None,
-    max_unknown_share: float = DEFAULT_MAX_UNKNOWN_SHARE,
-    dialect=None,
-    fold: FoldIn | None = None,
-) -> RecommendJob:
-    """Read and check a run's inputs against ``bundle``; every input error is raised here.
+def read_list(bundle, role: str, source, column: str | None, dialect, fold: FoldIn | None,
+              limit: float) -> IdList:
+    """A ``--users`` / ``--items`` list (a file or the ids) mapped by ``bundle``'s ``role`` encoder and
+    checked: no id listed twice, the unknown-id guard ``limit``. With ``fold`` (``--history``), the
+    ids it folds in are known ids here."""
+    encoder, default = ((bundle.user_encoder, bundle.user_column) if role == "user"
+                        else (bundle.item_encoder, bundle.item_column))
+    ids = read_id_list(source, encoder, role, column=column, default=default, dialect=dialect)
+    if fold is not None:
+        (fold.users if role == "user" else fold.items).extend(ids.ids, ids.index)
+    check_duplicates(ids, role)
+    check_unknown_share(ids, bundle, role, limit, bundle.user_column, bundle.item_column)
+    return ids
 
-    Parameters
-    ----------
-    bundle : Bundle
-    report : RecommendReport
-        Receives the inputs' counts.
-    users : path-like or array-like, optional
-        A one-column CSV/Parquet file, or the ids (default: every user of the bundle).
-    k : int
-    items : path-like or array-like, optional
-        The candidate items (default: every item).
-    exclude_seen : path-like, DataFrame or pyarrow.Table, optional
-        (user, item) pairs never to recommend.
-    user_col, item_col : str, optional
-        Id columns of those inputs (default: the bundle's).
-    users_col, items_col : str, optional
-        The id column of the ``users`` / ``items`` file when it differs from ``user_col`` /
-        ``item_col`` (default: those, then the file's only column).
-    max_unknown_share : float
-        The ``score`` guard, per list and for the seen pairs.
-    fold : FoldIn, optional
-        ``--history``: its new users are known users here (and, without a user list, recommended
-        after the bundle's), and ``exclude_seen`` also excludes its history's pairs; its new items
-        (``--item-embeddings`` too) are candidates when listed (every one without an item list).
 
-    Raises
-    ------
-    DataError, ConfigError
-        ``k`` not positive or above the candidates, an empty list, an id listed twice in the user
-        or the item list, no known candidate, missing columns, too many unknown ids.
-    """
-    limit = check_share(max_unknown_share)
-    report.k = k = check_top_k(k)
-    report.max_unknown_share = limit
-    user_default, item_default = bundle.user_column, bundle.item_column
+def user_positions(bundle, users, column: str | None, dialect, fold: FoldIn | None, limit: float,
+                   report: RecommendReport) -> np.ndarray:
+    """List position -> user index (-1: an unknown id) of the ``users`` list; without one every user of
+    the bundle, then ``fold``'s new users. The list's counts go to ``report``."""
     if users is None:
-        user_index = np.arange(len(bundle.user_encoder), dtype=np.int64)
-        if fold is not None:
-            user_index = np.concatenate([user_index, fold.users.new_rows()])
-    else:
-        ids = read_id_list(users, bundle.user_encoder, "user", column=users_col or user_col,
-                           default=user_default, dialect=dialect)
-        if fold is not None:
-            fold.users.extend(ids.ids, ids.index)
-        check_duplicates(ids, "user")
-        check_unknown_share(ids, bundle, "user", limit, user_default, item_default)
-        user_index = ids.index
-        report.users, report.unknown_users, report.null_ids = ids.where, ids.unknown, ids.nulls
+        every = np.arange(len(bundle.user_encoder), dtype=np.int64)
+        return every if fold is None else np.concatenate([every, fold.users.new_rows()])
+    ids = read_list(bundle, "user", users, column, dialect, fold, limit)
+    report.users, report.unknown_users, report.null_ids = ids.where, ids.unknown, ids.nulls
+    return ids.index
+
+
+def candidate_items(bundle, items, column: str | None, dialect, fold: FoldIn | None, limit: float,
+                    report: RecommendReport) -> tuple[Candidates, np.ndarray | None]:
+    """The bundle's candidate items of the ``items`` list (default: every item) and the listed items
+    ``fold`` folded in (None without a list: every one). Refuses a list with no known item."""
+    n_items = len(bundle.item_encoder)
     new_items = None
     if items is None:
-        candidates = Candidates.every(len(bundle.item_encoder))
+        candidates = Candidates.every(n_items)
     else:
-        ids = read_id_list(items, bundle.item_encoder, "item", column=items_col or item_col,
-                           default=item_default, dialect=dialect)
-        if fold is not None:  # folded-in new items are listed items too
-            fold.items.extend(ids.ids, ids.index)
-        check_duplicates(ids, "item")
-        check_unknown_share(ids, bundle, "item", limit, user_default, item_default)
+        ids = read_list(bundle, "item", items, column, dialect, fold, limit)
         report.items, report.unknown_items = ids.where, ids.unknown
-        listed, n_items = ids.known, len(bundle.item_encoder)
+        listed = ids.known
         new_items = np.unique(listed[listed > n_items]) if fold is not None else None
         candidates = Candidates.of(listed[listed < n_items], n_items)
     report.candidate_items = candidates.size
     if candidates.size == 0:
         raise DataError(f"{report.items}: none of the listed items is in the bundle; nothing to recommend")
-    check_k_fits(k, candidates.size)
-    seen = None
-    if exclude_seen is not None:
-        seen = read_seen(
-            exclude_seen, bundle, user_col or user_default, item_col or item_default, max_unknown_share=limit,
-            dialect=dialect, fold=fold,
-        )
-        report.exclude_seen, report.exclude_rows, report.seen_pairs = seen.source, seen.rows, seen.n_pairs
-        report.exclude_unknown_rows = seen.counts["unknown_rows"]
-    report.users_requested = int(user_index.size)
-    digest = _digest(user_index, candidates.items, *(() if seen is None else (seen.indptr, seen.items)),
-                     *(() if seen is None or not seen.new_pairs.size else (seen.new_pairs,)),
-                     *(() if fold is None else (np.frombuffer(fold.token.encode(), np.uint8),)),
-                     *(() if new_items is None else (new_items,)))
-    return RecommendJob(user_index, candidates, seen, k, report, digest, new_items=new_items)
+    return candidates, new_items
+
+
+def seen_pairs(bundle, exclude_seen, user_col: str | None, item_col: str | None, dialect, fold: FoldIn | None,
+               limit: float, report: RecommendReport) -> SeenItems | None:
+    """The ``exclude_seen`` pairs (and ``fold``'s history pairs) as a :class:`SeenItems`, or None."""
+    if exclude_seen is None:
+        return None
+    seen = read_seen(exclude_seen, bundle, user_col or bundle.user_column, item_col or bundle.item_column,
+                     max_unknown_share=limit, dialect=dialect, fold=fold)
+    report.exclude_seen, report.exclude_rows, report.seen_pairs = seen.source, seen.rows, seen.n_pairs
+    report.exclude_unknown_rows = seen.counts["unknown_rows"]
+    return seen

@@ -27,7 +27,7 @@ import pyarrow as pa
 from ...errors import BundleError, ConfigError
 from ...fileio import write_json
 from ..checks import positive_int
-from ..defaults import DEFAULT_MIN_RATINGS, DEFAULT_PART_USERS, DEFAULT_TOP_K
+from ..defaults import DEFAULT_MAX_UNKNOWN_SHARE, DEFAULT_MIN_RATINGS, DEFAULT_PART_USERS, DEFAULT_TOP_K
 from ..history import FoldIn, check_bundle, fold_in
 from ..history.content import content_weights
 from ..history.rank import FoldedRanking
@@ -35,7 +35,17 @@ from ..output.parts import PartLoop, progress_bar, resume_start
 from ..output.writers import FileOutput, PartsOutput, check_output_options, cleanup_on_error
 from ..runtime.providers import available_cpus
 from ..runtime.session import ScoringSession, load_bundle
-from .job import RecommendJob, check_candidates, check_top_k, prepare_job
+from ..unknown_ids import check_share
+from .job import (
+    RecommendJob,
+    candidate_items,
+    check_candidates,
+    check_k_fits,
+    check_top_k,
+    job_digest,
+    seen_pairs,
+    user_positions,
+)
 from .report import RecommendReport
 from .topk import TopKSession, select_top
 
@@ -54,9 +64,6 @@ OLD_BUNDLE = (
     "{path} was exported before recommend existed; re-export it with "
     "`recmodels export RUN --format onnx --out DIR`"
 )
-COLUMNS = ("user_id", "rank", "item_id", "score")
-"""The output columns of a bundle trained on the default column names; the id columns are always
-named as the bundle's (``bundle.user_column``, ``bundle.item_column``), as ``score`` writes them."""
 
 
 def _arrow_ids(encoder, index: np.ndarray) -> pa.Array:
@@ -198,15 +205,53 @@ class Recommender:
         self.has_mlp = has_mlp
 
     # -- preparing a job ----------------------------------------------------------------------------
-    def prepare(self, **inputs) -> RecommendJob:
+    def prepare(
+        self,
+        *,
+        users=None,
+        k: int = DEFAULT_TOP_K,
+        items=None,
+        exclude_seen=None,
+        user_col: str | None = None,
+        item_col: str | None = None,
+        users_col: str | None = None,
+        items_col: str | None = None,
+        max_unknown_share: float = DEFAULT_MAX_UNKNOWN_SHARE,
+        dialect=None,
+    ) -> RecommendJob:
         """Read and check a run's inputs without ranking anything (every input error is raised here).
 
-        ``inputs``: ``users``, ``k``, ``items``, ``exclude_seen``, ``user_col``, ``item_col``,
-        ``max_unknown_share``, ``dialect`` (see
-        :func:`~recmodels.scoring.recommendation.job.prepare_job`). Pass the
-        result to :meth:`recommend_file` / :meth:`recommend_table` as ``job``.
+        Parameters
+        ----------
+        users, items : path-like or array-like, optional
+            A one-column CSV/Parquet file, or the ids: the users (default: every user of the
+            bundle) and the candidate items (default: every item).
+        k : int
+            Items per user.
+        exclude_seen : path-like, DataFrame or pyarrow.Table, optional
+            (user, item) pairs never to recommend.
+        user_col, item_col : str, optional
+            Id columns of those inputs (default: the bundle's).
+        users_col, items_col : str, optional
+            The id column of the ``users`` / ``items`` file when it differs from ``user_col`` /
+            ``item_col`` (default: those, then the file's only column).
+        max_unknown_share : float
+            The ``score`` guard, per list and for the seen pairs.
+        dialect : recmodels.tables.CsvDialect, optional
+            How delimited text inputs are read.
+
+        Returns
+        -------
+        RecommendJob
+            For :meth:`recommend_file` / :meth:`recommend_table` as ``job``.
+
+        Raises
+        ------
+        DataError, ConfigError
+            ``k`` not positive or above the candidates, an empty list, an id listed twice, no known
+            candidate, missing columns, too many unknown ids.
         """
-        check_candidates(self.candidates, inputs.get("k", DEFAULT_TOP_K))
+        check_candidates(self.candidates, k)
         report = RecommendReport(
             provider=self.provider,
             mode="exact" if self.candidates is None else "two-stage",
@@ -219,11 +264,19 @@ class Recommender:
         fold, b = None, self.bundle
         if self.history is not None or self.item_embeddings is not None:
             fold = self.history if isinstance(self.history, FoldIn) else fold_in(
-                b, self.history, self._pairs.run, user_col=inputs.get("user_col") or b.user_column,
-                item_col=inputs.get("item_col") or b.item_column, item_embeddings=self.item_embeddings,
+                b, self.history, self._pairs.run, user_col=user_col or b.user_column,
+                item_col=item_col or b.item_column, item_embeddings=self.item_embeddings,
                 **self.history_options)
             report.history = dict(fold.stats)
-        job = prepare_job(b, report, fold=fold, **inputs)
+        limit = report.max_unknown_share = check_share(max_unknown_share)
+        report.k = k = check_top_k(k)
+        user_index = user_positions(b, users, users_col or user_col, dialect, fold, limit, report)
+        candidates, new_items = candidate_items(b, items, items_col or item_col, dialect, fold, limit, report)
+        check_k_fits(k, candidates.size)
+        seen = seen_pairs(b, exclude_seen, user_col, item_col, dialect, fold, limit, report)
+        report.users_requested = int(user_index.size)
+        job = RecommendJob(user_index, candidates, seen, k, report,
+                           job_digest(user_index, candidates, seen, fold, new_items), new_items=new_items)
         if fold is not None:
             schema = self.output_schema()
             job.folded = FoldedRanking(fold, self._pairs.run, job.candidates, b.user_encoder.classes_,
@@ -322,10 +375,7 @@ class Recommender:
         job : RecommendJob, optional
             What :meth:`prepare` returned (then no other input is read).
         **inputs
-            ``k`` (default 10), ``items`` (candidates; default all), ``exclude_seen`` ((user,
-            item) pairs never to recommend: a path, DataFrame or Arrow table), ``user_col``,
-            ``item_col`` (default: the bundle's), ``max_unknown_share`` (default 0.5): see
-            :func:`~recmodels.scoring.recommendation.job.prepare_job`.
+            The other inputs of :meth:`prepare` (``k``, ``items``, ``exclude_seen``, ...).
 
         Returns
         -------
