@@ -144,7 +144,6 @@ def _keywords(func, drop=()) -> dict:
 
 def _signature_cases():
     from recmodels.scoring.pairs import scorer
-    from recmodels.scoring.pairs.files import score_file
     from recmodels.scoring.recommendation import functions, recommender
 
     scorer_options = _keywords(scorer.Scorer.__init__, ("bundle",))
@@ -153,7 +152,7 @@ def _signature_cases():
     return {
         "score": (scorer.score, {"bundle": inspect.Parameter.empty, "input": inspect.Parameter.empty,
                                  "output": inspect.Parameter.empty, **scorer_options,
-                                 **_keywords(score_file, ("scorer", "input", "output"))}),
+                                 **_keywords(scorer.Scorer.score_file, ("input", "output"))}),
         "score_frame": (scorer.score_frame, {"bundle": inspect.Parameter.empty,
                                              "frame": inspect.Parameter.empty, **scorer_options,
                                              **_keywords(scorer.Scorer.score_frame, ("frame",))}),
@@ -165,7 +164,7 @@ def _signature_cases():
 
 @pytest.mark.parametrize("name", ["score", "score_frame", "recommend"])
 def test_the_functions_take_every_option_of_what_they_call_by_name(name):
-    """No ``**kwargs``: help() and IDEs list the options, and a new Scorer/Recommender/score_file/
+    """No ``**kwargs``: help() and IDEs list the options, and a new Scorer/Recommender/Scorer.score_file/
     Recommender.prepare option must be added here too (with the same default)."""
     func, expected = _signature_cases()[name]
     params = inspect.signature(func).parameters

@@ -1,7 +1,9 @@
 """Scoring a file, directory or glob into one file or resumable part files (torch-free).
 
-Batches stream from :mod:`recmodels.tables` through the scorer's one path
-(:meth:`Scorer.mapped <recmodels.scoring.pairs.scorer.Scorer.mapped>`) into a writer from
+:meth:`Scorer.score_file <recmodels.scoring.pairs.scorer.Scorer.score_file>` opens the input
+(:func:`open_input`) and the output (:func:`open_output`), then :func:`write_scores` streams the
+batches from :mod:`recmodels.tables` through the scorer's one path
+(:meth:`Scorer.mapped <recmodels.scoring.pairs.batches.BatchPath.mapped>`) into a writer from
 :mod:`recmodels.scoring.output.writers`. Nothing is half-written: a single file is renamed into place
 when complete; parts carry sidecars; a failed run removes what it wrote.
 """
@@ -9,80 +11,20 @@ when complete; parts carry sidecars; a failed run removes what it wrote.
 from __future__ import annotations
 
 import os
-import time
 
-from ...errors import ConfigError, DataError
-from ...fileio import write_json
+from ...errors import DataError
 from ...tables import DEFAULT_DIALECT, open_table
-from ..checks import positive_int
-from ..defaults import DEFAULT_PART_ROWS
 from ..output.parts import PartLoop, progress_bar, resume_start
 from ..output.stream import rebatch
-from ..output.writers import FileOutput, PartsOutput, job_settings, resolve_output
+from ..output.writers import FileOutput, PartsOutput, cleanup_on_error, job_settings
 from ..unknown_ids import likely_cause, over_share, unknown_share_error
 from .report import ScoreReport
 
 
-def score_file(
-    scorer,
-    input,
-    output,
-    *,
-    keep=None,
-    format: str | None = None,
-    part_rows: int | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool = False,
-    report: str | os.PathLike | None = None,
-    dialect=None,
-) -> ScoreReport:
-    """Score ``input`` into ``output`` with ``scorer``.
-
-    Parameters
-    ----------
-    scorer : Scorer
-    input : path-like or str
-        CSV, ``.csv.gz``, Parquet file, directory of Parquet files, or a glob.
-    output : path-like
-        ``*.parquet`` / ``*.csv``: one file, written under a temporary name and renamed when
-        complete. No extension (or an existing directory): part files plus ``_SUCCESS``.
-    keep : list of str or "a,b", optional
-        Input columns to pass through (default: all).
-    format : {"parquet", "csv"}, optional
-        Overrides the output extension (directory output defaults to Parquet).
-    part_rows : int, optional
-        Directory output: input rows per part (part ``k`` holds input rows
-        ``[k * part_rows, (k + 1) * part_rows)``); default ``DEFAULT_PART_ROWS``.
-    resume : bool
-        Directory output: keep parts already complete and write only the rest.
-    overwrite : bool
-        Replace an existing output.
-    progress : bool
-        Show a tqdm progress bar on stderr.
-    report : path-like, optional
-        Also write the :class:`ScoreReport` there as JSON.
-    dialect : recmodels.tables.CsvDialect, optional
-        How a delimited text input is read (separator, header row or column names).
-
-    Returns
-    -------
-    ScoreReport
-
-    Raises
-    ------
-    DataError
-        Bad input, an unknown id under ``unknown="error"``, or more unknown rows than
-        ``scorer.max_unknown_share`` allows (then nothing is left behind).
-    """
-
-    t0 = time.perf_counter()
-    mode, fmt = resolve_output(output, format)
-    if resume and mode != "dir":
-        raise ConfigError("--resume needs a directory output (a path without an extension)")
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite exclude each other")
-    part_rows = positive_int("--part-rows", part_rows or None, DEFAULT_PART_ROWS)
+def open_input(scorer, input, dialect):
+    """``input`` opened for ``scorer`` (:func:`recmodels.tables.open_table`, the id columns read as
+    text where they are); refuses an input with no rows, and a header row that looks like data
+    without the id columns."""
     source = open_table(input, text_columns=(scorer.user_col, scorer.item_col), what="input",
                         dialect=dialect)
     if source.total_rows == 0:
@@ -90,57 +32,48 @@ def score_file(
     ids = [scorer.user_col, scorer.item_col]
     if source.header_looks_like_data and not set(ids) <= set(source.schema.names):
         raise source.missing_columns_error(ids, "pass --user-col / --item-col")
-    keep = scorer.resolve_keep(source.schema.names, keep, source.path)
-    columns = [c for c in source.schema.names if c in set(keep) | {scorer.user_col, scorer.item_col}]
+    return source
+
+
+def open_output(scorer, input, source, output, keep: list[str], *, mode: str, fmt: str, part_rows: int,
+                resume: bool, overwrite: bool):
+    """The writer of ``output`` (``mode`` ``"file"`` or ``"dir"``, :func:`~recmodels.scoring.output.
+    writers.check_output_options`); a directory records the settings a ``--resume`` must match."""
     schema = scorer.output_schema(source.schema, keep)
     if mode == "file":
-        writer = FileOutput(output, fmt, schema, overwrite=overwrite)
-    else:
-        job = job_settings(
-            scorer.bundle.digest,
-            os.path.abspath(os.fspath(input)),
-            input_rows=source.total_rows,
-            unknown=scorer.unknown,
-            clip=scorer.clip,
-            user_col=scorer.user_col,
-            item_col=scorer.item_col,
-        )
-        if scorer.fold is not None:  # a resume must fold in the same history the same way
-            job["history"] = scorer.fold.token
-        if source.dialect != DEFAULT_DIALECT:  # a resume must count the rows the same way
-            job["csv"] = source.dialect.to_dict()
-        writer = PartsOutput(
-            output, fmt, schema, part_rows=part_rows, job=job, resume=resume, overwrite=overwrite
-        )
-    rep = ScoreReport(
-        input=os.fspath(input),
-        output=os.fspath(output),
-        output_mode=mode,
-        format=fmt,
-        unknown_policy=scorer.unknown,
-        max_unknown_share=scorer.max_unknown_share,
-        provider=scorer.provider,
-        batch_size=scorer.batch_size,
-        warnings=list(scorer.warnings),
+        return FileOutput(output, fmt, schema, overwrite=overwrite)
+    job = job_settings(
+        scorer.bundle.digest,
+        os.path.abspath(os.fspath(input)),
+        input_rows=source.total_rows,
+        unknown=scorer.unknown,
+        clip=scorer.clip,
+        user_col=scorer.user_col,
+        item_col=scorer.item_col,
     )
+    if scorer.fold is not None:  # a resume must fold in the same history the same way
+        job["history"] = scorer.fold.token
+    if source.dialect != DEFAULT_DIALECT:  # a resume must count the rows the same way
+        job["csv"] = source.dialect.to_dict()
+    return PartsOutput(output, fmt, schema, part_rows=part_rows, job=job, resume=resume, overwrite=overwrite)
+
+
+def write_scores(scorer, source, keep: list[str], writer, progress: bool, rep: ScoreReport) -> None:
+    """Score ``source`` into ``writer``, passing the ``keep`` columns through; counts go to ``rep``.
+
+    Raises :class:`DataError` for bad input, an unknown id under ``unknown="error"`` or more unknown
+    rows than ``scorer.max_unknown_share`` allows; then nothing is left behind
+    (:func:`~recmodels.scoring.output.writers.cleanup_on_error`).
+    """
+    columns = [c for c in source.schema.names if c in set(keep) | {scorer.user_col, scorer.item_col}]
+    part_rows = writer.part_rows if writer.mode == "dir" else None
     scorer.reset_counts()
-    try:
+    with cleanup_on_error(writer):
         _run(scorer, source, columns, keep, writer, part_rows, progress, rep)
-    except BaseException as exc:
-        if isinstance(exc, DataError) and mode == "dir":
-            writer.remove_all()
-        else:
-            writer.abort()
-        raise
-    rep.seconds = time.perf_counter() - t0
-    rep.rows_per_s = rep.rows_read / rep.seconds if rep.seconds > 0 else 0.0
     for key, value in scorer.counts.items():
         setattr(rep, key, value)
     if scorer.fold is not None:
         rep.history = dict(scorer.fold.stats)
-    if report is not None:
-        write_json(report, rep.to_dict())
-    return rep
 
 
 def _run(scorer, source, columns, keep, writer, part_rows, progress, rep) -> None:

@@ -1,30 +1,33 @@
 """Score (user, item) pairs with a bundle: arrays, frames, Arrow batches, files (torch-free).
 
-Every input kind goes through the same three steps (:meth:`Scorer._map`, :meth:`Scorer._infer`,
-:meth:`Scorer.assemble`) on Arrow batches: one id mapping (``IdEncoder.lookup``), one inference
-routine, one error text, and unknown-id counts for every input kind.
+Every input kind goes through the same three steps on Arrow batches: the id mapping and the graph
+(:class:`~recmodels.scoring.pairs.batches.BatchPath`, steps 1 and 2), then :meth:`Scorer.assemble`
+(step 3). Files are opened and written by :mod:`recmodels.scoring.pairs.files`.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
+import time
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ...encoders import unknown_id_error
 from ...errors import DataError
-from ...ids import as_arrow, id_at
-from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE
+from ...fileio import write_json
+from ...ids import as_arrow
+from ..checks import positive_int
+from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE, DEFAULT_PART_ROWS
 from ..history import DEFAULT_MIN_RATINGS, FoldIn, fold_in
-from ..history.rows import graph_rows
 from ..output.stream import numbered
-from ..runtime.pipeline import pipelined
+from ..output.writers import check_output_options
 from ..runtime.session import ScoringSession, load_bundle
-from ..unknown_ids import DEFAULT_MAX_UNKNOWN_SHARE, count_unknown, empty_counts, likely_cause
+from ..unknown_ids import DEFAULT_MAX_UNKNOWN_SHARE, empty_counts, likely_cause, over_share
+from .batches import BatchPath, MappedBatch
 from .columns import (
     KNOWN_COLUMN,
     SCORE_COLUMN,
@@ -34,28 +37,11 @@ from .columns import (
     keep_columns,
     scored_schema,
 )
-from .files import score_file
+from .files import open_input, open_output, write_scores
 from .report import ScoreReport
 
-_ERROR_HINT = "it is not in the bundle's id map (use --unknown fallback or skip to score anyway)"
 
-
-@dataclass
-class MappedBatch:
-    """One input batch after id mapping (step 1) and, once inferred, its scores (step 2)."""
-
-    start: int
-    batch: pa.RecordBatch
-    user_index: np.ndarray
-    item_index: np.ndarray
-    known: np.ndarray | None  # None: every row known
-    order: np.ndarray | None = None  # ScoringSession.order of the indices
-    scores: np.ndarray | None = None
-    ext: tuple | None = None  # (user, item) indices for FoldIn.adjust; None without a history
-    unscored: np.ndarray | None = None  # rows given the fallback score (None: ~known)
-
-
-class Scorer:
+class Scorer(BatchPath):
     """Scores (user, item) pairs with a bundle's ONNX graph on onnxruntime.
 
     Parameters
@@ -160,12 +146,9 @@ class Scorer:
         """Zero the unknown-id counters (``self.counts``) before a new input."""
         self.counts = empty_counts()
 
-    def _over_share(self, rows: int) -> bool:
-        return self.max_unknown_share < 1 and self.counts["unknown_rows"] > self.max_unknown_share * rows
-
     def _warn_share(self, rows: int, where: str, types: dict) -> None:
         """The in-memory APIs cannot undo their output, so the guard warns there."""
-        if rows and self._over_share(rows):
+        if rows and over_share(self.counts["unknown_rows"], rows, self.max_unknown_share):
             c = self.counts
             outcome = f"and got the fallback {float(self.fallback_score):g}"
             if self.prior_rows is not None and self.unknown == "fallback":  # one side known: prior row
@@ -178,58 +161,6 @@ class Scorer:
                 UserWarning,
                 stacklevel=3,
             )
-
-    # -- the three steps -----------------------------------------------------------------------
-    def _map(self, start: int, batch: pa.RecordBatch) -> MappedBatch:
-        """Ids -> indices; count and apply the unknown-id policy (step 1)."""
-        users = batch.column(self.user_col)
-        items = batch.column(self.item_col)
-        user_index, user_nulls = self.user_encoder.lookup(users)
-        item_index, item_nulls = self.item_encoder.lookup(items)
-        if self.fold is not None:  # folded-in new ids are known from here on
-            self.fold.extend(users, items, user_index, item_index)
-        bad_user = user_index < 0
-        bad_item = item_index < 0
-        unknown = bad_user | bad_item
-        n_unknown = int(np.count_nonzero(unknown))
-        if n_unknown == 0 and self.fold is None:
-            order = self._session.order(user_index, item_index)
-            return MappedBatch(start, batch, user_index, item_index, None, order)
-        c = self.counts
-        count_unknown(c, user_index, item_index, user_nulls, item_nulls)
-        if self.unknown == "error":
-            row = int(np.argmax(unknown))
-            role, column, enc = (
-                ("user", users, self.user_encoder) if bad_user[row] else ("item", items, self.item_encoder)
-            )
-            value = id_at(column, row, enc.kind_)
-            raise unknown_id_error(role, value, start + row, None, hint=_ERROR_HINT)
-        if self.unknown == "skip":
-            c["skipped"] += n_unknown
-        # Unknown pairs get index 0 (always valid) and their scores are overwritten in _infer:
-        # the graph never sees an out-of-range index, and the batch keeps its shape.
-        # With prior rows (the fallback policy) a pair with one unknown side is scored with that
-        # side's prior row; the others get the fallback in _infer.
-        user_index, item_index, ext, unscored = graph_rows(
-            user_index, item_index, self.prior_rows, self.fold, use_prior=self.unknown == "fallback")
-        order = self._session.order(user_index, item_index)
-        known = ~unknown if n_unknown else None
-        return MappedBatch(start, batch, user_index, item_index, known, order, ext=ext,
-                           unscored=unscored if n_unknown else None)
-
-    def _infer(self, m: MappedBatch) -> MappedBatch:
-        """Run the graph; unknown pairs (index 0 here) get the fallback score (step 2)."""
-        scores = self._session.run(m.user_index, m.item_index, m.order)
-        m.user_index = m.item_index = m.order = None  # not needed downstream: free them early
-        if m.ext is not None:
-            self.fold.adjust(m.ext[0], m.ext[1], scores)
-            m.ext = None
-        if m.known is not None:
-            scores[~m.known if m.unscored is None else m.unscored] = self.fallback_score
-        if self.clip:
-            np.clip(scores, self.rating_range[0], self.rating_range[1], out=scores)
-        m.scores = scores
-        return m
 
     def assemble(self, m: MappedBatch, keep: list[str]) -> pa.RecordBatch:
         """The output batch: kept columns, ``known`` (fallback policy) and ``score`` (step 3).
@@ -251,10 +182,6 @@ class Scorer:
         arrays.append(pa.array(scores, type=pa.float32()))
         names.append(SCORE_COLUMN)
         return pa.RecordBatch.from_arrays(arrays, names=names)
-
-    def mapped(self, batches: Iterable[tuple[int, pa.RecordBatch]]) -> Iterator[MappedBatch]:
-        """Steps 1 and 2 over ``(first_row, batch)`` pairs, pipelined in threads, in order."""
-        return pipelined(batches, [lambda item: self._map(*item), self._infer])
 
     def output_schema(self, input_schema: pa.Schema, keep: list[str]) -> pa.Schema:
         """The schema of the output batches for an input schema and kept columns."""
@@ -326,10 +253,7 @@ class Scorer:
         for role, index, n in sizes:
             if index.size and (index.min() < 0 or index.max() >= n):
                 raise DataError(f"{role} index out of range 0..{n - 1}")
-        scores = np.empty(users.size, dtype=np.float32)
-        for lo in range(0, users.size, self.batch_size):
-            hi = lo + self.batch_size
-            scores[lo:hi] = self._session.run(users[lo:hi], items[lo:hi])
+        scores = self.score_graph_rows(users, items)
         if self.clip:
             np.clip(scores, self.rating_range[0], self.rating_range[1], out=scores)
         return scores
@@ -346,30 +270,88 @@ class Scorer:
             return
         schema = first[1].schema
         keep = self.resolve_keep(schema.names, keep, "input batches")
-
-        def source():
-            yield first
-            yield from stream
-
         rows = 0
-        for m in self.mapped(source()):
+        for m in self.mapped(itertools.chain([first], stream)):
             rows += m.batch.num_rows
             yield self.assemble(m, keep)
         types = {c: schema.field(c).type for c in (self.user_col, self.item_col)}
         self._warn_share(rows, "input batches", types)
 
     # -- files ------------------------------------------------------------------------------------
-    def score_file(self, input, output, **options) -> ScoreReport:
-        """Score a file (or directory, or glob) into a file or a directory of parts.
+    def score_file(
+        self,
+        input,
+        output,
+        *,
+        keep=None,
+        format: str | None = None,
+        part_rows: int | None = None,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: bool = False,
+        report: str | os.PathLike | None = None,
+        dialect=None,
+    ) -> ScoreReport:
+        """Score a file (or directory, or glob) into one file or a directory of part files.
 
-        See :func:`recmodels.scoring.pairs.files.score_file` for the options (``keep``, ``format``,
-        ``part_rows``, ``resume``, ``overwrite``, ``progress``, ``report``, ``dialect``).
+        Parameters
+        ----------
+        input : path-like or str
+            CSV, ``.csv.gz``, Parquet file, directory of Parquet files, or a glob.
+        output : path-like
+            ``*.parquet`` / ``*.csv``: one file, written under a temporary name and renamed when
+            complete. No extension (or an existing directory): part files plus ``_SUCCESS``.
+        keep : list of str or "a,b", optional
+            Input columns to pass through (default: all).
+        format : {"parquet", "csv"}, optional
+            Overrides the output extension (directory output defaults to Parquet).
+        part_rows : int, optional
+            Directory output: input rows per part (part ``k`` holds input rows
+            ``[k * part_rows, (k + 1) * part_rows)``); default ``DEFAULT_PART_ROWS``.
+        resume, overwrite : bool
+            Directory output: keep parts already complete and write only the rest; replace an
+            existing output.
+        progress : bool
+            Show a tqdm progress bar on stderr.
+        report : path-like, optional
+            Also write the :class:`ScoreReport` there as JSON.
+        dialect : recmodels.tables.CsvDialect, optional
+            How a delimited text input is read (separator, header row or column names).
 
         Returns
         -------
         ScoreReport
+
+        Raises
+        ------
+        DataError
+            Bad input, an unknown id under ``unknown="error"``, or more unknown rows than
+            ``max_unknown_share`` allows (then nothing is left behind).
         """
-        return score_file(self, input, output, **options)
+        t0 = time.perf_counter()
+        mode, fmt = check_output_options(output, format, resume=resume, overwrite=overwrite)
+        part_rows = positive_int("--part-rows", part_rows or None, DEFAULT_PART_ROWS)
+        source = open_input(self, input, dialect)
+        keep = self.resolve_keep(source.schema.names, keep, source.path)
+        writer = open_output(self, input, source, output, keep, mode=mode, fmt=fmt, part_rows=part_rows,
+                             resume=resume, overwrite=overwrite)
+        rep = ScoreReport(
+            input=os.fspath(input),
+            output=os.fspath(output),
+            output_mode=mode,
+            format=fmt,
+            unknown_policy=self.unknown,
+            max_unknown_share=self.max_unknown_share,
+            provider=self.provider,
+            batch_size=self.batch_size,
+            warnings=list(self.warnings),
+        )
+        write_scores(self, source, keep, writer, progress, rep)
+        rep.seconds = time.perf_counter() - t0
+        rep.rows_per_s = rep.rows_read / rep.seconds if rep.seconds > 0 else 0.0
+        if report is not None:
+            write_json(report, rep.to_dict())
+        return rep
 
     def close(self) -> None:
         """Release the inference threads."""
@@ -423,10 +405,9 @@ def score(
     history, history_update_known, history_min_ratings, rating_col, item_embeddings
         As for :class:`Scorer`: ratings made after training and new hybrid items' vectors, folded in.
     keep, format, part_rows, resume, overwrite, progress, report, dialect
-        As for :func:`~recmodels.scoring.pairs.files.score_file`: the input columns to pass
-        through, the output format, input rows per part file, continuing an interrupted directory
-        output, replacing an existing output, a progress bar, a JSON report path, and how
-        delimited text is read (a :class:`~recmodels.tables.CsvDialect`).
+        As for :meth:`Scorer.score_file`: the input columns to pass through, the output format,
+        input rows per part file, continuing an interrupted directory output, replacing an existing
+        output, a progress bar, a JSON report path, and how delimited text is read.
 
     Returns
     -------
