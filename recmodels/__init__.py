@@ -28,7 +28,7 @@ _EXPORTS = {
     "Scorer": "recmodels.scoring.pairs.scorer",
     "score": "recmodels.scoring.pairs.scorer",
     "Recommender": "recmodels.scoring.recommendation.recommender",
-    "recommend": "recmodels.scoring.recommendation.functions",
+    "recommend": "recmodels.scoring.recommendation.recommender",
     "evaluate": "recmodels.scoring.evaluation.evaluator",
     "RatingModel": "recmodels.training.estimator",
     "train_run": "recmodels.training.pipeline",

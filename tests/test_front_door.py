@@ -24,7 +24,7 @@ FRONT_DOOR = {
     "Scorer": "recmodels.scoring.pairs.scorer",
     "score": "recmodels.scoring.pairs.scorer",
     "Recommender": "recmodels.scoring.recommendation.recommender",
-    "recommend": "recmodels.scoring.recommendation.functions",
+    "recommend": "recmodels.scoring.recommendation.recommender",
     "evaluate": "recmodels.scoring.evaluation.evaluator",
     "RatingModel": "recmodels.training.estimator",
     "train_run": "recmodels.training.pipeline",
@@ -144,7 +144,7 @@ def _keywords(func, drop=()) -> dict:
 
 def _signature_cases():
     from recmodels.scoring.pairs import scorer
-    from recmodels.scoring.recommendation import functions, recommender
+    from recmodels.scoring.recommendation import recommender
 
     scorer_options = _keywords(scorer.Scorer.__init__, ("bundle",))
     recommender_options = _keywords(recommender.Recommender.__init__, ("bundle",))
@@ -156,7 +156,7 @@ def _signature_cases():
         "score_frame": (scorer.score_frame, {"bundle": inspect.Parameter.empty,
                                              "frame": inspect.Parameter.empty, **scorer_options,
                                              **_keywords(scorer.Scorer.score_frame, ("frame",))}),
-        "recommend": (functions.recommend, {
+        "recommend": (recommender.recommend, {
             "bundle": inspect.Parameter.empty, "output": None, **recommender_options,
             **job_inputs, **_keywords(recommender.Recommender.recommend_file, ("output", "job"))}),
     }
@@ -183,9 +183,9 @@ def test_every_option_is_passed_on(monkeypatch, name, cls, positional):
     """Each keyword reaches the Scorer / Recommender or the method called on it: a value nobody else
     uses comes out the other end."""
     from recmodels.scoring.pairs import scorer
-    from recmodels.scoring.recommendation import functions
+    from recmodels.scoring.recommendation import recommender
 
-    module = scorer if cls == "Scorer" else functions
+    module = scorer if cls == "Scorer" else recommender
     seen = {}
 
     class Recorder:
@@ -198,12 +198,12 @@ def test_every_option_is_passed_on(monkeypatch, name, cls, positional):
         def __getattr__(self, method):  # score_file, score_frame, recommend_file, recommend_frame
             return lambda *args, **options: seen.update(options)
 
+    output_options = _keywords(recommender.Recommender.recommend_file)  # before Recommender is replaced
     monkeypatch.setattr(module, cls, Recorder)
     func = getattr(module, name)
     options = {option: object() for option in _keywords(func, ("bundle", "input", "output", "frame"))}
     if positional == ("b",):  # recommend() without output: the rows in memory, no output options
-        from recmodels.scoring.recommendation.recommender import Recommender
-        options = {k: v for k, v in options.items() if k not in _keywords(Recommender.recommend_file)}
+        options = {k: v for k, v in options.items() if k not in output_options}
     func(*positional, **options)
     assert seen == options  # object(): identity
 

@@ -26,7 +26,7 @@ _EXPORTS = {
     "ScoreReport": ".pairs.report",
     "Scorer": ".pairs.scorer", "score": ".pairs.scorer", "score_frame": ".pairs.scorer",
     "RecommendJob": ".recommendation.job",
-    "Recommender": ".recommendation.recommender", "recommend": ".recommendation.functions",
+    "Recommender": ".recommendation.recommender", "recommend": ".recommendation.recommender",
     "RecommendReport": ".recommendation.report",
     "SeenItems": ".recommendation.seen", "read_seen": ".recommendation.seen",
     "DeviceRequest": ".runtime.providers", "available_providers": ".runtime.providers",

@@ -2,13 +2,15 @@
 
 :class:`Recommender` prepares a job once (the user list, the candidate items, the seen pairs as a
 :class:`~recmodels.scoring.recommendation.seen.SeenItems` CSR, the checks), then runs chunks of users in
-threads through :class:`~recmodels.scoring.recommendation.topk.TopKSession` (the bundle's ``recommend.onnx``)
-and writes rows ``user_id, rank, item_id, score`` in the bundle's original ids through the same
-writers as ``score`` (:mod:`recmodels.scoring.output.writers`: one file renamed into place, or part
-files of ``part_users`` users each, ``_SUCCESS`` last, resumable). ``candidates=N`` (NeuMF and
-hybrid) first retrieves ``N`` items a user with ``retrieve.onnx`` (the dot-product part) and
-re-ranks them with ``model.onnx`` through the pair-scoring path
-(:class:`~recmodels.scoring.runtime.session.ScoringSession`). See ``docs/recommend.md``.
+threads (:class:`~recmodels.scoring.recommendation.ranking.RankingPath`) through
+:class:`~recmodels.scoring.recommendation.topk.TopKSession` (the bundle's ``recommend.onnx``) and
+writes rows ``user_id, rank, item_id, score`` in the bundle's original ids through the same writers
+as ``score`` (:mod:`recmodels.scoring.output.writers`: one file renamed into place, or part files of
+``part_users`` users each, ``_SUCCESS`` last, resumable). ``candidates=N`` (NeuMF and hybrid) first
+retrieves ``N`` items a user with ``retrieve.onnx`` (the dot-product part) and re-ranks them with
+``model.onnx`` through the pair-scoring path
+(:class:`~recmodels.scoring.runtime.session.ScoringSession`). :func:`recommend` does it all in one
+call. See ``docs/recommend.md``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -33,8 +32,7 @@ from ..history.content import content_weights
 from ..history.rank import FoldedRanking
 from ..output.parts import PartLoop, progress_bar, resume_start
 from ..output.writers import FileOutput, PartsOutput, check_output_options, cleanup_on_error
-from ..runtime.providers import available_cpus
-from ..runtime.session import ScoringSession, load_bundle
+from ..runtime.session import load_bundle
 from ..unknown_ids import check_share
 from .job import (
     RecommendJob,
@@ -46,8 +44,8 @@ from .job import (
     seen_pairs,
     user_positions,
 )
+from .ranking import RankingPath, recommend_schema
 from .report import RecommendReport
-from .topk import TopKSession, select_top
 
 __all__ = [
     "DEFAULT_PART_USERS",
@@ -55,41 +53,17 @@ __all__ = [
     "Recommender",
     "check_candidates",
     "check_top_k",
+    "recommend",
     "recommend_schema",
 ]
 
-CHUNK_USERS = {False: 512, True: 64}
-"""Users a worker thread takes at a time (dot-product graph / MLP graph)."""
 OLD_BUNDLE = (
     "{path} was exported before recommend existed; re-export it with "
     "`recmodels export RUN --format onnx --out DIR`"
 )
 
 
-def _arrow_ids(encoder, index: np.ndarray) -> pa.Array:
-    typ = pa.int64() if encoder.kind_ == "int64" else pa.string()
-    return pa.array(encoder.classes_[index], type=typ)
-
-
-def recommend_schema(bundle) -> pa.Schema:
-    """The rows of ``recommend``: user id, ``rank``, item id, ``score``; the ids in ``bundle``'s id
-    types, under its id column names (``user_id``, ``item_id`` unless trained on others): the
-    names and types ``score`` writes for an input in the bundle's column names.
-
-    Depends only on the id maps' kinds: no session is needed (the engines' driver announces it).
-    """
-    kind = {"int64": pa.int64(), "string": pa.string()}
-    return pa.schema(
-        [
-            (bundle.user_column, kind[bundle.user_encoder.kind_]),
-            ("rank", pa.int32()),
-            (bundle.item_column, kind[bundle.item_encoder.kind_]),
-            ("score", pa.float32()),
-        ]
-    )
-
-
-class Recommender:
+class Recommender(RankingPath):
     """Ranks candidate items for users with a bundle's recommend graph on onnxruntime.
 
     Parameters
@@ -168,41 +142,8 @@ class Recommender:
                 )
         self.candidates = None if candidates is None else int(candidates)
         self.warnings: list[str] = []
-        self._exact = TopKSession(
-            self.bundle.recommend_model_path,
-            device,
-            item_multiple=section.item_multiple,
-            has_mlp=has_mlp,
-            block_users=block_users,
-            tile_items=tile_items,
-            notes=self.warnings,
-        )
-        self.provider = self._exact.provider
-        self._whole = None
-        if self.bundle.rank_all_model_path is not None and (not has_mlp or candidates is not None):
-            self._whole = TopKSession(  # the dot-product part over every item (MF: the model)
-                self.bundle.rank_all_model_path,
-                self.provider,
-                item_multiple=section.item_multiple,
-                has_mlp=False,
-                block_users=block_users,
-            )
-        self._retrieve = self._pairs = None
-        if self.candidates is not None:
-            self._retrieve = TopKSession(
-                self.bundle.retrieve_model_path,
-                self.provider,
-                item_multiple=section.item_multiple,
-                has_mlp=False,
-                block_users=block_users,
-                tile_items=tile_items,
-            )
-        if self.candidates is not None or history is not None or item_embeddings is not None:
-            self._pairs = ScoringSession(self.bundle, self.provider, threads=1)
-        on_cpu = self.provider == "cpu"
-        self.threads = int(threads or available_cpus()) if on_cpu else 1
-        self.chunk_users = CHUNK_USERS[has_mlp and self.candidates is None]
-        self.has_mlp = has_mlp
+        self._open_sessions(device, section, threads, block_users, tile_items,
+                            pair_scores=history is not None or item_embeddings is not None)
 
     # -- preparing a job ----------------------------------------------------------------------------
     def prepare(
@@ -287,82 +228,6 @@ class Recommender:
         if first.whole_catalogue:
             report.block_users, report.tile_items = first.block_users, job.candidates.size
         return job
-
-    def _first_stage(self, job: RecommendJob) -> TopKSession:
-        """The session that ranks every candidate: the whole-catalogue graph when it can."""
-        if self._whole is not None and job.candidates.position is None:
-            return self._whole
-        return self._exact if self.candidates is None else self._retrieve
-
-    # -- computing ----------------------------------------------------------------------------------
-    def _top(self, users: np.ndarray, job: RecommendJob):
-        first = self._first_stage(job)
-        if self.candidates is None:
-            return first.top_k(users, job.candidates, job.k, job.seen)
-        n = min(self.candidates, job.candidates.size)
-        found, _ = first.top_k(users, job.candidates, n, job.seen)
-        valid = found >= 0
-        scores = np.full(found.shape, -np.inf, dtype=np.float32)
-        scores[valid] = self._pairs.run(np.repeat(users, n)[valid.ravel()], found[valid])
-        return select_top(scores, found, job.k)
-
-    def _chunk(self, job: RecommendJob, lo: int, hi: int) -> tuple[pa.RecordBatch, int, int, int]:
-        """The output rows of list positions ``[lo, hi)``; known users, users with rows, users short
-        of ``k``."""
-        index = job.user_index[lo:hi]
-        users = index[index >= 0]
-        if job.folded is None:
-            items, scores = self._top(users, job)
-        else:
-            items, scores = job.folded.top_k(users, job.k, job.seen, lambda known: self._top(known, job))
-        found = items >= 0
-        per_user = found.sum(axis=1)
-        rows = np.repeat(np.arange(users.size), per_user)
-        b = self.bundle
-        folded = job.folded
-        user_ids = _arrow_ids(b.user_encoder, users[rows]) if folded is None else folded.user_ids(users[rows])
-        batch = pa.RecordBatch.from_arrays(
-            [
-                user_ids,
-                pa.array(np.nonzero(found)[1].astype(np.int32) + 1),
-                _arrow_ids(b.item_encoder, items[found]) if folded is None else folded.item_ids(items[found]),
-                pa.array(scores[found], type=pa.float32()),
-            ],
-            names=self.output_schema().names,
-        )
-        return batch, users.size, int(np.count_nonzero(per_user)), int(np.count_nonzero(per_user < job.k))
-
-    def output_schema(self) -> pa.Schema:
-        """The output rows' Arrow schema: ``user_id, rank, item_id, score`` in the bundle's id types."""
-        return recommend_schema(self.bundle)
-
-    def _run_chunks(self, job: RecommendJob, spans):
-        """``(lo, hi, result)`` for each span, computed in threads, in order."""
-        window = 2 * self.threads
-        with ThreadPoolExecutor(self.threads, "recmodels-recommend") as pool:
-            pending = deque()
-            try:
-                for lo, hi in spans:
-                    pending.append((lo, hi, pool.submit(self._chunk, job, lo, hi)))
-                    if len(pending) >= window:
-                        lo_, hi_, future = pending.popleft()
-                        yield lo_, hi_, future.result()
-                while pending:
-                    lo_, hi_, future = pending.popleft()
-                    yield lo_, hi_, future.result()
-            finally:
-                for *_, future in pending:
-                    future.cancel()
-
-    def _spans(self, start: int, stop: int, part_users: int | None):
-        step = self.chunk_users
-        lo = start
-        while lo < stop:
-            hi = min(lo + step, stop)
-            if part_users:
-                hi = min(hi, (lo // part_users + 1) * part_users)
-            yield lo, hi
-            lo = hi
 
     # -- public entry points ------------------------------------------------------------------------
     def recommend_table(self, users=None, *, job: RecommendJob | None = None, **inputs) -> pa.Table:
@@ -498,3 +363,118 @@ class Recommender:
         if self._pairs is not None:
             with contextlib.suppress(Exception):
                 self._pairs.close()
+
+
+def recommend(
+    bundle,
+    output=None,
+    *,
+    device: str = "auto",
+    threads: int | None = None,
+    candidates: int | None = None,
+    block_users: int | None = None,
+    tile_items: int | None = None,
+    history=None,
+    history_update_known: bool = True,
+    history_min_ratings: int = DEFAULT_MIN_RATINGS,
+    rating_col: str | None = None,
+    item_embeddings=None,
+    k: int = DEFAULT_TOP_K,
+    users=None,
+    items=None,
+    exclude_seen=None,
+    user_col: str | None = None,
+    item_col: str | None = None,
+    users_col: str | None = None,
+    items_col: str | None = None,
+    max_unknown_share: float = DEFAULT_MAX_UNKNOWN_SHARE,
+    dialect=None,
+    format: str | None = None,
+    part_users: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    report=None,
+) -> RecommendReport | pd.DataFrame:
+    """Every (listed) user's top-``k`` from ``bundle``: into ``output`` (``recmodels recommend``), or
+    in memory as a DataFrame when ``output`` is None.
+
+    A :class:`Recommender` with its options, then :meth:`Recommender.recommend_file` (or
+    :meth:`Recommender.recommend_frame` without ``output``).
+
+    Parameters
+    ----------
+    bundle : Bundle or path-like
+        A bundle written by ``recmodels export``.
+    output : path-like, optional
+        ``out.parquet`` / ``out.csv``: one file, renamed into place when complete; a path without
+        an extension: part files of ``part_users`` users plus ``_SUCCESS``. None: return the rows
+        (then the output options below must keep their defaults).
+    device, threads, candidates, block_users, tile_items
+        As for :class:`Recommender`: the device, CPU threads, two-stage retrieval of
+        ``candidates`` items per user (NeuMF/hybrid), and the graph-call tiling.
+    history, history_update_known, history_min_ratings, rating_col
+        As for :class:`Recommender`: ratings made after training, folded in before ranking.
+    item_embeddings : path-like, DataFrame or pyarrow.Table, optional
+        As for :class:`Recommender`: hybrid bundles' new items from their pretrained vectors.
+    k : int
+        Items per user.
+    items : path-like or array-like, optional
+        The candidate items: a one-column CSV/Parquet file or the ids (default: every item).
+    exclude_seen : path-like, DataFrame or pyarrow.Table, optional
+        (user, item) pairs never to recommend, e.g. the training ratings.
+    user_col, item_col : str, optional
+        Id columns of those inputs (default: the bundle's).
+    users_col, items_col : str, optional
+        The id column of the ``users`` / ``items`` file when it differs from ``user_col`` /
+        ``item_col``.
+    max_unknown_share : float
+        The unknown-id guard, per list and for the seen pairs (1 turns it off).
+    dialect : recmodels.tables.CsvDialect, optional
+        How delimited text inputs are read.
+    users : path-like or array-like, optional
+        The users: a one-column CSV/Parquet file or the ids (default: every user).
+    format, part_users, resume, overwrite, progress, report
+        As for :meth:`Recommender.recommend_file`: the output format, users per part file,
+        continuing an interrupted directory output, replacing an existing output, a progress bar,
+        a JSON report path.
+
+    Returns
+    -------
+    RecommendReport or pandas.DataFrame
+        The report of the written output; without ``output``, the rows ``user_id, rank, item_id,
+        score`` (``k`` per known user, fewer when fewer unseen candidates are left, in list order).
+
+    Raises
+    ------
+    ConfigError
+        Output options given without ``output``.
+
+    Examples
+    --------
+    >>> rep = recommend("bundles/mf", "recs/", k=10, exclude_seen="ratings.parquet")   # doctest: +SKIP
+    >>> print(rep.summary())                                                        # doctest: +SKIP
+    >>> recommend("bundles/mf", users=[1, 2], k=5).head()                           # doctest: +SKIP
+    """
+    if output is None:
+        given = [name for name, value, default in (
+            ("format", format, None), ("part_users", part_users, None), ("resume", resume, False),
+            ("overwrite", overwrite, False), ("progress", progress, False), ("report", report, None),
+        ) if value is not default]
+        if given:
+            raise ConfigError(f"recommend: {', '.join(given)} need an output path; give one, or leave "
+                              "them out to get the rows as a DataFrame")
+    rec = Recommender(bundle, device=device, threads=threads, candidates=candidates,
+                      block_users=block_users, tile_items=tile_items, history=history,
+                      history_update_known=history_update_known, history_min_ratings=history_min_ratings,
+                      rating_col=rating_col, item_embeddings=item_embeddings)
+    inputs = dict(k=k, users=users, items=items, exclude_seen=exclude_seen, user_col=user_col,
+                  item_col=item_col, users_col=users_col, items_col=items_col,
+                  max_unknown_share=max_unknown_share, dialect=dialect)
+    try:
+        if output is None:
+            return rec.recommend_frame(**inputs)
+        return rec.recommend_file(output, format=format, part_users=part_users, resume=resume,
+                                  overwrite=overwrite, progress=progress, report=report, **inputs)
+    finally:
+        rec.close()
