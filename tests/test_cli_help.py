@@ -104,3 +104,34 @@ def test_the_train_and_tune_defaults_are_the_configs():
     help_of = {o.name: o.help for o in tune_cli.OPTIONS}
     assert f"[default: {search.DEFAULT_TRIALS} without --timeout]" in help_of["trials"]
     assert f"[default: {search.DEFAULT_PRUNE_WARMUP}]" in help_of["prune_warmup"]
+
+
+def test_an_option_group_hands_the_command_one_value():
+    """``cli.options.option_group`` (score's and recommend's ``folding`` and ``cluster``): the
+    group's options stay where they are declared in ``--help``, the callback gets one value built
+    from them, and an error of the builder is the command's one-line error."""
+    import click
+    from click.testing import CliRunner
+
+    from recmodels.cli.options import option_group
+
+    def build(a, b):
+        if a == b:
+            raise click.UsageError("--a and --b must differ")
+        return (a, b)
+
+    pair = option_group("pair", build, click.option("--a", default=1), click.option("--b", default=2))
+
+    @click.command()
+    @click.option("--first")
+    @pair
+    @click.option("--last")
+    def command(first, pair, last):
+        click.echo(f"{first} {pair} {last}")
+
+    runner = CliRunner()
+    assert runner.invoke(command, ["--b", "5", "--first", "x"]).output == "x (1, 5) None\n"
+    shown = runner.invoke(command, ["--help"]).output
+    assert shown.index("--first") < shown.index("--a") < shown.index("--b") < shown.index("--last")
+    res = runner.invoke(command, ["--b", "1"])
+    assert res.exit_code == 2 and "--a and --b must differ" in res.output
