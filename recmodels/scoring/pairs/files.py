@@ -37,8 +37,9 @@ def open_input(scorer, input, dialect):
 
 def open_output(scorer, input, source, output, keep: list[str], *, mode: str, fmt: str, part_rows: int,
                 resume: bool, overwrite: bool):
-    """The writer of ``output`` (``mode`` ``"file"`` or ``"dir"``, :func:`~recmodels.scoring.output.
-    writers.check_output_options`); a directory records the settings a ``--resume`` must match."""
+    """The writer of ``output`` (``mode`` ``"file"`` or ``"dir"``, from
+    :func:`~recmodels.scoring.output.writers.check_output_options`); a directory records the
+    settings a ``--resume`` must match."""
     schema = scorer.output_schema(source.schema, keep)
     if mode == "file":
         return FileOutput(output, fmt, schema, overwrite=overwrite)
