@@ -305,3 +305,57 @@ def test_the_refit_drops_implicit_parts_that_do_not_pay():
     assert report.changed and report.implicit_kept is False
     assert torch.count_nonzero(model.user_implicit.weight) == 0
     assert rmse(model, valid) == pytest.approx(report.valid_rmse_after, abs=1e-5)
+
+
+def _one_window(lr: float):
+    """An MF model with the item part whose items have many raters, one batch's window closed:
+    (model, optimizers, users, items, ratings)."""
+    from recmodels.training.optim import IMPLICIT, OptimizerSet, RowwiseAdagrad
+
+    rng = np.random.default_rng(0)
+    n_users, n_items, n = 400, 5, 2000  # ~400 raters per item: their steps add up coherently
+    users, items = rng.integers(0, n_users, n), rng.integers(0, n_items, n)
+    ratings = (3.0 + rng.normal(0, 0.5, n) + items * 0.3).astype(np.float32)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("mf", n_users, n_items, embedding_dim=4, implicit="item",
+                                    global_mean=float(ratings.mean())))
+    model.set_rated(torch.as_tensor(users), torch.as_tensor(items))
+    u, i, r = torch.as_tensor(users), torch.as_tensor(items), torch.as_tensor(ratings)
+    table = model.implicit_tables[0]
+    optimizers = OptimizerSet({IMPLICIT: RowwiseAdagrad([table.weight], lr=lr)})
+    model.train()
+    model.start_implicit_window()
+    torch.nn.functional.mse_loss(model(u, i), r).backward()
+    assert model.close_implicit_window()
+    return model, optimizers, u, i, r
+
+
+def _mse(model, u, i, r) -> float:
+    with torch.no_grad():
+        return float(torch.nn.functional.mse_loss(model(u, i), r))
+
+
+def test_the_implicit_step_is_shortened_where_adagrad_overshoots():
+    from recmodels.training.implicit_step import implicit_step
+
+    model, optimizers, u, i, r = _one_window(lr=0.5)
+    before = _mse(model, u, i, r)
+    full, full_opt, *_ = _one_window(lr=0.5)
+    full_opt.step_implicit()  # the plain row-wise Adagrad step
+    assert _mse(full, u, i, r) > before  # the setting: Adagrad's whole step makes the fit worse
+    share = implicit_step(model, optimizers, u, i, batches=1)
+    assert 0.0 < share < 1.0
+    # the loss is quadratic in the implicit part (MF), so the searched step is the best along Adagrad's
+    assert _mse(model, u, i, r) < min(before, _mse(full, u, i, r))
+    assert model.implicit_tables[0].weight.grad is None  # cleared as step_implicit does
+
+
+def test_a_step_that_does_not_overshoot_is_taken_whole():
+    from recmodels.training.implicit_step import implicit_step
+
+    model, optimizers, u, i, r = _one_window(lr=1e-4)
+    full, full_opt, *_ = _one_window(lr=1e-4)
+    full_opt.step_implicit()
+    assert implicit_step(model, optimizers, u, i, batches=1) == 1.0
+    torch.testing.assert_close(model.implicit_tables[0].weight, full.implicit_tables[0].weight,
+                               rtol=0, atol=0)

@@ -135,21 +135,24 @@ class RatingModelBase(nn.Module):
             return None
         weight = table.weight
         state = self._implicit_state()
-        key = (weight.data_ptr(), weight._version, weight.device)
+        key = self._rows_key(weight)
         cached = state.get(("rows", side))
         if cached is None or cached[0] != key:
             cached = (key, sparse_product(self._matrix(side), weight.detach()))
             state[("rows", side)] = cached
         return cached[1]
 
+    @staticmethod
+    def _rows_key(weight: torch.Tensor) -> tuple:
+        """What the cached whole-table rows were computed from (a step bumps ``_version``)."""
+        return weight.data_ptr(), weight._version, weight.device
+
     def start_implicit_window(self) -> None:
         """Open a training window (module docstring of models/implicit.py): every part's sums as a
         leaf tensor whose gradient the batches accumulate."""
         state = self._implicit_state()
         for _, _, side in parts_of(self.config.implicit):
-            table, _ = self._part(side)
-            sums = sparse_product(self._matrix(side), table.weight.detach())
-            state[("window", side)] = sums.requires_grad_()
+            state[("window", side)] = self.implicit_rows(side).clone().requires_grad_()
 
     def close_implicit_window(self) -> bool:
         """Close the window: each implicit table's ``.grad`` becomes ``A.T @`` its sums' gradient.
@@ -162,6 +165,8 @@ class RatingModelBase(nn.Module):
                 continue
             table, _ = self._part(side)
             table.weight.grad = sparse_product(self._matrix(side, transpose=True), sums.grad)
+            # the table has not changed since the window opened: its sums are the whole-table rows
+            state[("rows", side)] = (self._rows_key(table.weight), sums.detach())
             got = True
         return got
 

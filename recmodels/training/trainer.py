@@ -21,6 +21,7 @@ from torch import nn
 from ..devices import supports_bf16
 from ..errors import DataError, DivergedError
 from .config import TrainConfig
+from .implicit_step import implicit_step
 from .optim import (
     IMPLICIT,
     OptimizerSet,
@@ -384,7 +385,7 @@ class Trainer:
             optimizers.step(loss=mse)
             if implicit and ((step + 1) % window == 0 or lo + batch >= n):
                 if model.close_implicit_window():
-                    optimizers.step_implicit()
+                    implicit_step(model, optimizers, users, items, step % window + 1)
             if bar is not None:
                 bar.update(int(rows.shape[0]))
         train_mse = float(loss_sum) / n
