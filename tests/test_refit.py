@@ -33,9 +33,10 @@ def planted():
 
 
 def _trained(planted, kind="mf", epochs=30, **config):
+    """The refit's known answers are those of the plain model (tests/test_implicit.py: with the parts)."""
     _, _, train, valid, n_users, n_items = planted
     torch.manual_seed(0)
-    model = build_model(ModelConfig(kind, n_users, n_items, embedding_dim=16,
+    model = build_model(ModelConfig(kind, n_users, n_items, embedding_dim=16, implicit="none",
                                     global_mean=float(train.rating.mean()),
                                     **({"pretrained_dim": 0} if kind != "hybrid" else {})),
                         **({"pretrained": torch.randn(n_items, 5)} if kind == "hybrid" else {}))
@@ -126,7 +127,8 @@ def test_configs_saved_before_the_refit_load_with_it_off():
 
 
 def _run(path, frame, **config):
-    return train_run(path, data=frame, model="mf", model_options={"embedding_dim": 16}, quiet=True,
+    return train_run(path, data=frame, model="mf", model_options={"embedding_dim": 16, "implicit": "none"},
+                     quiet=True,
                      echo=None, train_config=TrainConfig(device="cpu", num_threads=1, **config))
 
 
@@ -181,8 +183,8 @@ def test_no_refit_flag_and_the_estimator(planted, tmp_path):
     assert json.loads((out / runs.CONFIG_FILE).read_text())["train"]["refit"] is False
     assert json.loads((out / runs.METRICS_FILE).read_text())["refit"] is None
     assert "refit:" not in (out / runs.LOG_FILE).read_text()
-    est = RatingModel("mf", embedding_dim=16, epochs=30, num_threads=1, device="cpu").fit(split.train,
-                                                                                          split.valid)
+    est = RatingModel("mf", embedding_dim=16, implicit="none", epochs=30, num_threads=1,
+                      device="cpu").fit(split.train, split.valid)
     assert est.metrics_["refit"]["rank"] == PLANTED_RANK
     assert est.metrics_["valid"]["rmse"] == pytest.approx(est.metrics_["refit"]["valid_rmse_after"],
                                                           abs=1e-5)

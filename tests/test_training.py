@@ -52,10 +52,10 @@ def tiny():
     return (rng.integers(0, 40, n), rng.integers(0, 30, n), rng.integers(1, 6, n).astype(np.float32))
 
 
-def tiny_model(kind="neumf", seed=0):
+def tiny_model(kind="neumf", seed=0, **options):
     torch.manual_seed(seed)
     return build_model(ModelConfig(kind, 40, 30, embedding_dim=4, num_layers=2,
-                                   dropouts=(0.5, 0.3), global_mean=3.0))
+                                   dropouts=(0.5, 0.3), global_mean=3.0, **options))
 
 
 def fit_tiny(tiny, config: TrainConfig, kind="neumf", **kwargs) -> Trainer:
@@ -230,7 +230,9 @@ def test_l2_shrinks_the_embeddings(tiny, optimizer):
     def norm(l2):
         config = TrainConfig(epochs=3, batch_size=64, optimizer=optimizer, l2=l2, patience=None,
                              device="cpu")
-        return fit_tiny(tiny, config).model.user_gmf.weight.norm().item()
+        trainer = Trainer(tiny_model(implicit="none"), config, CPU, log=None, progress=False)
+        trainer.fit(tiny, tiny)
+        return trainer.model.user_gmf.weight.norm().item()
 
     assert norm(1.0) < 0.8 * norm(0.0)
 
@@ -242,7 +244,7 @@ def test_frequency_aware_l2_scales_each_row_by_its_count():
     users = torch.tensor([0, 0, 0, 0, 1])  # counts 4, 1 (mean 2.5 over rows that occur)
     items = torch.tensor([2, 2, 3, 3, 3])
     for exponent, bias in ((0.0, None), (0.5, 0.01), (1.0, None)):
-        config = TrainConfig(l2=0.05, l2_frequency_exponent=exponent, l2_bias=bias)
+        config = TrainConfig(l2=0.05, l2_frequency_exponent=exponent, l2_bias=bias, batch_size=64)
         scales = row_decay_scales(model, config, users, items)
         user_scale = scales[model.user_gmf.weight]
         # per-lookup multiplier (c / c_mean) ** (exponent - 1): per-epoch penalty ~ c ** exponent
@@ -470,4 +472,4 @@ def test_load_run_refuses_weights_of_another_shape(tmp_path):
     with pytest.raises(RunDirError) as info:
         load_run(run_dir)
     message = str(info.value)
-    assert "\n" not in message and "model.pt does not fit" in message and "user_gmf.weight" in message
+    assert "\n" not in message and "model.pt does not fit" in message and "user_implicit.weight" in message
