@@ -6,6 +6,7 @@ import json
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from conftest import assert_one_line_failure as assert_one_line
@@ -58,6 +59,10 @@ def test_train_writes_a_complete_run(files, tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["kind"] == "neumf" and config["train"]["epochs"] == 2
     assert config["data"]["user_col"] == "user_id"
+    # the implicit item part is on by default, its N the distinct training pairs (issue 24)
+    train_pairs = pd.read_parquet(out / "split" / "train.parquet")
+    assert config["model"]["implicit"] == "item"
+    assert config["model"]["rated_pairs"] == len(train_pairs.iloc[:, :2].drop_duplicates())
     last = torch.load(out / "last.pt", weights_only=True)
     assert {"model", "optimizer", "epoch", "best", "patience_left", "rng", "history"} <= set(last)
     run = load_run(out)
