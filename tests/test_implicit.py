@@ -290,6 +290,48 @@ def test_a_new_user_folded_in_from_history_gets_the_implicit_part(tmp_path):
     assert np.max(np.abs(shift)) > 1e-2  # the part is not negligible here
 
 
+def test_a_new_item_folded_in_from_history_gets_the_implicit_part(tmp_path):
+    import warnings
+
+    import pandas as pd
+    from test_export import N_ITEMS, export_small, make_encoders
+
+    from recmodels.bundle import Bundle
+    from recmodels.export.parity import cpu_session
+    from recmodels.scoring import Scorer
+
+    model = _implicit_model("neumf", "item")
+    bundle = Bundle.load(export_small(model, tmp_path / "b"))
+    fold = bundle.manifest.prior.fold_in
+    user_ids = make_encoders()[0].classes_
+    users = np.array([3, 5, 8, 13, 5, 21, 30])  # user 5 twice: the part counts it once
+    ratings = np.array([4.0, 2.0, 5.0, 3.5, 2.5, 1.0, 4.5])
+    history = pd.DataFrame({"user_id": user_ids[users], "book_id": ["a-new-book"] * users.size,
+                            "rating": ratings})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scorer = Scorer(bundle.path, device="cpu", max_unknown_share=1.0, history=history)
+    assert scorer.fold.stats["items_folded_in"] == 1
+    delta = scorer.fold.items.delta[scorer.fold.items.slot[N_ITEMS + 1]]
+
+    # numpy reference: the ridge solve centred at the prior item + (|H|^-1/2 sum z - mean part)
+    rows = {int(v): r for v, r in zip(users, ratings, strict=True)}  # the last rating of a pair wins
+    h = np.array(sorted(rows))
+    r = np.array([rows[v] for v in h])
+    z = np.load(bundle.path / fold.files["item_implicit"]).astype(np.float64)
+    P = np.load(bundle.path / fold.files["user_vectors"]).astype(np.float64)
+    # the trained items' mean part, as the model has it
+    assert np.allclose(z[-1], model.implicit_rows("item").double().mean(0).numpy(), atol=1e-6)
+    shift = z[h].sum(axis=0) / np.sqrt(h.size) - z[-1]
+    base = cpu_session(bundle.model_path).run(["score"], {"user_index": h,
+                                                          "item_index": np.full(h.size, N_ITEMS)})[0]
+    x = np.c_[P[h], np.ones(h.size)]
+    d = np.linalg.solve(x.T @ x + np.diag(fold.item_precision),
+                        x.T @ (r - base.astype(np.float64) - P[h] @ shift))
+    np.testing.assert_allclose(delta, d + np.r_[shift, 0.0], atol=1e-6)
+    assert np.max(np.abs(shift)) > 1e-2  # the part is not negligible here
+
+
 def test_the_refit_drops_implicit_parts_that_do_not_pay():
     """Junk implicit vectors: the refit without the parts wins on validation, and the model then
     predicts what it measured with the implicit tables zeroed."""

@@ -30,7 +30,8 @@ FOLD_FILES = {
     "item_counts": "fold_item_counts.npy",
     "item_content": "fold_item_content.npy",
     "user_implicit": "fold_user_implicit.npy",
+    "item_implicit": "fold_item_implicit.npy",
 }
 """Role -> file name of the fold-in arrays (``manifest.prior.fold_in.files``; NumPy ``.npy``): the
 effective GMF rows, the training counts, a hybrid bundle's content rows (``--item-embeddings``) and
-the implicit user part's vectors (``recmodels.export.prior``)."""
+the implicit user and item parts' vectors (``recmodels.export.prior``)."""

@@ -71,6 +71,10 @@ class ScoreSpec:
     parts ``|N(u)|^-1/2 sum y``. Not in the score (the known users' parts are already in
     ``user_gmf``): what a user folded in from a history gets its part from
     (:func:`implicit_fold_array`)."""
+    item_implicit: np.ndarray | None = None
+    """With the implicit signal's item part: the "users who rated this item" vectors ``z``
+    [n_users, gmf width] and, as row ``n_users``, the mean of the trained items' parts: what an
+    item folded in from a history gets its part from, as :attr:`user_implicit` for users."""
 
     def segment_width(self, name: str) -> int:
         if name == "pretrained":
@@ -305,11 +309,16 @@ def effective_vectors(spec: ScoreSpec) -> tuple[np.ndarray, np.ndarray]:
             np.asarray(spec.item_gmf, dtype=np.float64))
 
 
-def implicit_fold_array(spec: ScoreSpec) -> np.ndarray | None:
-    """The fold-in array of the implicit user part, in the coordinates of :func:`effective_vectors`'
-    ``P``: ``y * w_gmf`` per item, then the trained users' mean part times ``w_gmf`` (float32,
-    [n_items + 1, width]); None without the part."""
-    if spec.user_implicit is None:
+def implicit_fold_array(spec: ScoreSpec, side: str = "user") -> np.ndarray | None:
+    """The fold-in array of the implicit ``side`` part, in the coordinates of
+    :func:`effective_vectors`' ``P`` / ``Q``: for the user part ``y * w_gmf`` per item, then the
+    trained users' mean part times ``w_gmf`` ([n_items + 1, width]); for the item part ``z`` per
+    user, then the trained items' mean part (``Q`` is the table itself: [n_users + 1, width]).
+    float32; None without the part."""
+    vectors = spec.user_implicit if side == "user" else spec.item_implicit
+    if vectors is None:
         return None
-    w = np.asarray(spec.predict_slices()["gmf"], dtype=np.float64)
-    return (np.asarray(spec.user_implicit, dtype=np.float64) * w).astype(np.float32)
+    vectors = np.asarray(vectors, dtype=np.float64)
+    if side == "user":
+        vectors = vectors * np.asarray(spec.predict_slices()["gmf"], dtype=np.float64)
+    return vectors.astype(np.float32)

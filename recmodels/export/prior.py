@@ -156,8 +156,10 @@ def prior_export(spec: ScoreSpec, *, metrics: Mapping | None = None,
         arrays[FOLD_FILES["item_counts"]] = item_counts
     if "pretrained" in spec.segments:
         arrays[FOLD_FILES["item_content"]] = content_array(spec, grown, item_counts)
-    if spec.user_implicit is not None:
-        arrays[FOLD_FILES["user_implicit"]] = implicit_fold_array(spec)
+    for side in ("user", "item"):
+        array = implicit_fold_array(spec, side)
+        if array is not None:
+            arrays[FOLD_FILES[f"{side}_implicit"]] = array
     return PriorExport(grown, spec.n_users, spec.n_items, arrays, precision[0], precision[1], source)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
+from ..models.implicit import parts_of
 from .folding import Layer, ScoreSpec
 
 
@@ -61,9 +62,12 @@ def extract_spec(model) -> ScoreSpec:
         user_gmf=_gmf_rows(model, "user"),
         item_gmf=_gmf_rows(model, "item"),
     )
-    if getattr(model, "item_implicit", None) is not None:  # for users folded in from a history
-        spec.user_implicit = np.concatenate([_np(model.item_implicit.weight),
-                                             _np(model.implicit_rows("user")).mean(axis=0, keepdims=True)])
+    # what users / items folded in from a history get their implicit parts from (a model whose N
+    # is empty, never given its training pairs, has no parts to give)
+    for table, prefix, side in parts_of(getattr(config, "implicit", "none")):
+        if getattr(model, f"{prefix}_indices").numel():
+            mean_part = _np(model.implicit_rows(side)).mean(axis=0, keepdims=True)
+            setattr(spec, f"{side}_implicit", np.concatenate([_np(getattr(model, table).weight), mean_part]))
     if getattr(model.predict, "out_features", 1) != 1:
         raise ConfigError("cannot export: the predict layer must have one output")
     if hasattr(model, "user_mlp"):

@@ -320,7 +320,8 @@ def fold_in(bundle, history, run: Callable[[np.ndarray, np.ndarray], np.ndarray]
     if by_user.any():
         rows = np.flatnonzero(by_user)
         base = np.asarray(run(np.minimum(u_ext[rows], nu), i[rows]), dtype=np.float64)
-        shift = implicit.user_shift(_load(bundle, implicit.ROLE, ni + 1, fold.rank), u_ext[rows], i[rows], nu)
+        part = _load(bundle, implicit.ROLES["user"], ni + 1, fold.rank)
+        shift = implicit.part_shift(part, u_ext[rows], i[rows], nu)
         target = implicit.centred_target(r[rows] - base, Q[i[rows]], shift)
         owners, delta, too_few = _solve_side(u_ext[rows], nu, Q[i[rows]], target, fold.user_precision,
                                              min_ratings, user_counts, user_moment, solver)
@@ -342,8 +343,12 @@ def fold_in(bundle, history, run: Callable[[np.ndarray, np.ndarray], np.ndarray]
         rows = np.flatnonzero(by_item)
         start = item_delta[i_code[by_item[i < 0]], fold.rank]
         base = np.asarray(run(u[rows], np.full(rows.size, ni, dtype=np.int64)), dtype=np.float64) + start
-        owners, delta, too_few = _solve_side(i_ext[rows], ni, P[u[rows]], r[rows] - base, fold.item_precision,
+        part = _load(bundle, implicit.ROLES["item"], nu + 1, fold.rank)
+        shift = implicit.part_shift(part, i_ext[rows], u[rows], ni)
+        target = implicit.centred_target(r[rows] - base, P[u[rows]], shift)
+        owners, delta, too_few = _solve_side(i_ext[rows], ni, P[u[rows]], target, fold.item_precision,
                                              min_ratings, None, None, solver)
+        delta = implicit.shifted(delta, owners, i_ext[rows], shift)
         item_delta[owners - (ni + 1)] += delta
         changed[owners - (ni + 1)] = True
     stats.update(items_folded_in=int(changed.sum()), items_too_few=too_few)
