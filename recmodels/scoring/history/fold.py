@@ -198,8 +198,13 @@ def _moment(vectors: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 def _solve_side(owner_ext: np.ndarray, n: int, features: np.ndarray, target: np.ndarray, precision,
-                min_ratings: int, counts: np.ndarray | None, moment: np.ndarray | None, solver: str):
-    """Solve the owners of a side; returns ``(owners ext, deltas, too_few new owners)``."""
+                min_ratings: int, counts: np.ndarray | None, moment: np.ndarray | None, solver: str,
+                part: np.ndarray | None = None, partners: np.ndarray | None = None):
+    """Solve the owners of a side, new owners around their implicit parts (``part``: the side's
+    array, :mod:`.implicit`, None without one; ``partners``: each row's other side); returns
+    ``(owners ext, deltas, too_few new owners)``."""
+    shift = implicit.part_shift(part, owner_ext, partners, n)
+    target = implicit.centred_target(target, features, shift)
     owners, code, per_owner = np.unique(owner_ext, return_inverse=True, return_counts=True)
     enough = (per_owner >= min_ratings) | (owners < n)
     too_few = int(np.count_nonzero(~enough))
@@ -218,7 +223,7 @@ def _solve_side(owner_ext: np.ndarray, n: int, features: np.ndarray, target: np.
         delta = gradient_solve(code, features, target, precision, owners.size, steps=GRADIENT_STEPS, **kw)
     else:
         delta = ridge_solve(code, features, target, precision, owners.size, **kw)
-    return owners, delta, too_few
+    return owners, implicit.shifted(delta, owners, owner_ext, shift), too_few
 
 
 def _side(n: int, vectors: np.ndarray, new_values: np.ndarray, owners: np.ndarray, delta: np.ndarray,
@@ -320,12 +325,10 @@ def fold_in(bundle, history, run: Callable[[np.ndarray, np.ndarray], np.ndarray]
     if by_user.any():
         rows = np.flatnonzero(by_user)
         base = np.asarray(run(np.minimum(u_ext[rows], nu), i[rows]), dtype=np.float64)
-        part = _load(bundle, implicit.ROLES["user"], ni + 1, fold.rank)
-        shift = implicit.part_shift(part, u_ext[rows], i[rows], nu)
-        target = implicit.centred_target(r[rows] - base, Q[i[rows]], shift)
-        owners, delta, too_few = _solve_side(u_ext[rows], nu, Q[i[rows]], target, fold.user_precision,
-                                             min_ratings, user_counts, user_moment, solver)
-        delta = implicit.shifted(delta, owners, u_ext[rows], shift)
+        owners, delta, too_few = _solve_side(u_ext[rows], nu, Q[i[rows]], r[rows] - base, fold.user_precision,
+                                             min_ratings, user_counts, user_moment, solver,
+                                             part=_load(bundle, implicit.ROLES["user"], ni + 1, fold.rank),
+                                             partners=i[rows])
     stats.update(users_folded_in=int(np.count_nonzero(owners > nu)),
                  users_updated=int(np.count_nonzero(owners < nu)), users_too_few=too_few)
     users = _side(nu, P, new_users, owners, delta, "user")
@@ -343,12 +346,10 @@ def fold_in(bundle, history, run: Callable[[np.ndarray, np.ndarray], np.ndarray]
         rows = np.flatnonzero(by_item)
         start = item_delta[i_code[by_item[i < 0]], fold.rank]
         base = np.asarray(run(u[rows], np.full(rows.size, ni, dtype=np.int64)), dtype=np.float64) + start
-        part = _load(bundle, implicit.ROLES["item"], nu + 1, fold.rank)
-        shift = implicit.part_shift(part, i_ext[rows], u[rows], ni)
-        target = implicit.centred_target(r[rows] - base, P[u[rows]], shift)
-        owners, delta, too_few = _solve_side(i_ext[rows], ni, P[u[rows]], target, fold.item_precision,
-                                             min_ratings, None, None, solver)
-        delta = implicit.shifted(delta, owners, i_ext[rows], shift)
+        owners, delta, too_few = _solve_side(i_ext[rows], ni, P[u[rows]], r[rows] - base, fold.item_precision,
+                                             min_ratings, None, None, solver,
+                                             part=_load(bundle, implicit.ROLES["item"], nu + 1, fold.rank),
+                                             partners=u[rows])
         item_delta[owners - (ni + 1)] += delta
         changed[owners - (ni + 1)] = True
     stats.update(items_folded_in=int(changed.sum()), items_too_few=too_few)
