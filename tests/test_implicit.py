@@ -249,85 +249,55 @@ def test_export_parity_with_the_implicit_term(kind, folded, tmp_path):
     assert shapes[0] == shapes[1]
 
 
-def test_a_new_user_folded_in_from_history_gets_the_implicit_part(tmp_path):
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_a_new_row_folded_in_from_history_gets_its_implicit_part(side, tmp_path):
+    """A new user (the user part) or new item (the item part, the default) folded in from a
+    history: the ridge solve of scoring/history/fold.py centred at the prior row plus
+    ``|H|^-1/2 sum`` of its partners' implicit vectors less the trained rows' mean part."""
     import warnings
 
     import pandas as pd
-    from test_export import N_USERS, export_small, make_encoders
+    from test_export import N_ITEMS, N_USERS, export_small, make_encoders
 
     from recmodels.bundle import Bundle
     from recmodels.export.parity import cpu_session
     from recmodels.scoring import Scorer
 
-    model = _implicit_model("neumf", "user")
+    model = _implicit_model("neumf", side)
     bundle = Bundle.load(export_small(model, tmp_path / "b"))
     fold = bundle.manifest.prior.fold_in
-    item_ids = make_encoders()[1].classes_
-    items = np.array([3, 5, 8, 13, 5, 21])  # item 5 twice: the part counts it once
-    ratings = np.array([4.0, 2.0, 5.0, 3.5, 2.5, 1.0])
-    history = pd.DataFrame({"user_id": [123456789] * items.size, "book_id": item_ids[items],
-                            "rating": ratings})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        scorer = Scorer(bundle.path, device="cpu", max_unknown_share=1.0, history=history)
-    stats = scorer.fold.stats
-    assert stats["users_folded_in"] == 1
-    delta = scorer.fold.users.delta[scorer.fold.users.slot[N_USERS + 1]]
-
-    # numpy reference: the ridge solve centred at the prior row + (|H|^-1/2 sum y - mean part)
-    rows = {int(j): r for j, r in zip(items, ratings, strict=True)}  # the last rating of a pair wins
-    h = np.array(sorted(rows))
-    r = np.array([rows[j] for j in h])
-    y = np.load(bundle.path / fold.files["user_implicit"]).astype(np.float64)
-    Q = np.load(bundle.path / fold.files["item_vectors"]).astype(np.float64)
-    shift = y[h].sum(axis=0) / np.sqrt(h.size) - y[-1]
-    base = cpu_session(bundle.model_path).run(["score"], {"user_index": np.full(h.size, N_USERS),
-                                                          "item_index": h})[0].astype(np.float64)
-    x = np.c_[Q[h], np.ones(h.size)]
-    d = np.linalg.solve(x.T @ x + np.diag(fold.user_precision), x.T @ (r - base - Q[h] @ shift))
-    want = d + np.r_[shift, 0.0]
-    np.testing.assert_allclose(delta, want, atol=1e-6)
-    assert np.max(np.abs(shift)) > 1e-2  # the part is not negligible here
-
-
-def test_a_new_item_folded_in_from_history_gets_the_implicit_part(tmp_path):
-    import warnings
-
-    import pandas as pd
-    from test_export import N_ITEMS, export_small, make_encoders
-
-    from recmodels.bundle import Bundle
-    from recmodels.export.parity import cpu_session
-    from recmodels.scoring import Scorer
-
-    model = _implicit_model("neumf", "item")
-    bundle = Bundle.load(export_small(model, tmp_path / "b"))
-    fold = bundle.manifest.prior.fold_in
-    user_ids = make_encoders()[0].classes_
-    users = np.array([3, 5, 8, 13, 5, 21, 30])  # user 5 twice: the part counts it once
+    other = "item" if side == "user" else "user"
+    partners = np.array([3, 5, 8, 13, 5, 21, 19])  # partner 5 twice: the part counts it once
     ratings = np.array([4.0, 2.0, 5.0, 3.5, 2.5, 1.0, 4.5])
-    history = pd.DataFrame({"user_id": user_ids[users], "book_id": ["a-new-book"] * users.size,
+    partner_ids = make_encoders()[0 if other == "user" else 1].classes_[partners]
+    new_id = [123456789] if side == "user" else ["a-new-book"]
+    history = pd.DataFrame({"user_id": new_id * partners.size if side == "user" else partner_ids,
+                            "book_id": partner_ids if side == "user" else new_id * partners.size,
                             "rating": ratings})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scorer = Scorer(bundle.path, device="cpu", max_unknown_share=1.0, history=history)
-    assert scorer.fold.stats["items_folded_in"] == 1
-    delta = scorer.fold.items.delta[scorer.fold.items.slot[N_ITEMS + 1]]
+    assert scorer.fold.stats[f"{side}s_folded_in"] == 1
+    n_own = N_USERS if side == "user" else N_ITEMS
+    rows = getattr(scorer.fold, f"{side}s")
+    delta = rows.delta[rows.slot[n_own + 1]]
 
-    # numpy reference: the ridge solve centred at the prior item + (|H|^-1/2 sum z - mean part)
-    rows = {int(v): r for v, r in zip(users, ratings, strict=True)}  # the last rating of a pair wins
-    h = np.array(sorted(rows))
-    r = np.array([rows[v] for v in h])
-    z = np.load(bundle.path / fold.files["item_implicit"]).astype(np.float64)
-    P = np.load(bundle.path / fold.files["user_vectors"]).astype(np.float64)
-    # the trained items' mean part, as the model has it
-    assert np.allclose(z[-1], model.implicit_rows("item").double().mean(0).numpy(), atol=1e-6)
-    shift = z[h].sum(axis=0) / np.sqrt(h.size) - z[-1]
-    base = cpu_session(bundle.model_path).run(["score"], {"user_index": h,
-                                                          "item_index": np.full(h.size, N_ITEMS)})[0]
-    x = np.c_[P[h], np.ones(h.size)]
-    d = np.linalg.solve(x.T @ x + np.diag(fold.item_precision),
-                        x.T @ (r - base.astype(np.float64) - P[h] @ shift))
+    # numpy reference
+    last = {int(j): r for j, r in zip(partners, ratings, strict=True)}  # the last rating of a pair wins
+    h = np.array(sorted(last))
+    r = np.array([last[j] for j in h])
+    part = np.load(bundle.path / fold.files[f"{side}_implicit"]).astype(np.float64)
+    features = np.load(bundle.path / fold.files[f"{other}_vectors"]).astype(np.float64)[h]
+    if side == "item":  # the trained items' mean part, as the model has it
+        assert np.allclose(part[-1], model.implicit_rows("item").double().mean(0).numpy(), atol=1e-6)
+    shift = part[h].sum(axis=0) / np.sqrt(h.size) - part[-1]
+    prior = np.full(h.size, n_own)
+    users, items = (prior, h) if side == "user" else (h, prior)
+    base = cpu_session(bundle.model_path).run(["score"], {"user_index": users, "item_index": items})[0]
+    base = base.astype(np.float64)
+    x = np.c_[features, np.ones(h.size)]
+    precision = fold.user_precision if side == "user" else fold.item_precision
+    d = np.linalg.solve(x.T @ x + np.diag(precision), x.T @ (r - base - features @ shift))
     np.testing.assert_allclose(delta, d + np.r_[shift, 0.0], atol=1e-6)
     assert np.max(np.abs(shift)) > 1e-2  # the part is not negligible here
 
