@@ -22,9 +22,8 @@ import time
 
 import numpy as np
 import torch
+from train_throughput import planted_parts
 
-from recmodels import data as D
-from recmodels.datasets import make_ratings
 from recmodels.models import IMPLICIT_PARTS, ModelConfig, build_model
 from recmodels.training import TrainConfig, Trainer
 from recmodels.training.trainer import predict_tensors
@@ -50,11 +49,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    syn = make_ratings(args.users, args.items, args.ratings, seed=args.seed)
-    split = D.split_interactions(syn.ratings, seed=args.seed)
-    users, items = D.fit_encoders(split.train)
-    train, _ = D.encode(split.train, users, items)
-    valid, _ = D.encode(split.valid, users, items)
+    _, _, users, items, train, valid = planted_parts(args.users, args.items, args.ratings, args.seed)
     print(f"data: {len(users):,} users, {len(items):,} items, {len(train):,} train / {len(valid):,} valid "
           f"rows ({time.perf_counter() - start:.0f} s); torch {torch.__version__}, {args.threads} threads",
           flush=True)

@@ -78,6 +78,16 @@ class NotebookDataSet(tud.Dataset):
         return self.users[idx], self.items[idx], self.ratings[idx]
 
 
+def planted_parts(n_users: int, n_items: int, n_ratings: int, seed: int):
+    """The planted ratings (``make_ratings``), split 70/20/10 and encoded by the training split's
+    encoders: ``(synthetic, split, user encoder, item encoder, train, valid)``."""
+    syn = make_ratings(n_users, n_items, n_ratings, seed=seed)
+    split = D.split_interactions(syn.ratings, seed=seed)
+    users, items = D.fit_encoders(split.train)
+    return (syn, split, users, items, D.encode(split.train, users, items)[0],
+            D.encode(split.valid, users, items)[0])
+
+
 def notebook_loop(train, n_users, n_items, steps: int, seed: int, device=None) -> float:
     """Samples/s of the notebook's training loop over ``steps`` batches of 256.
 
@@ -150,11 +160,7 @@ def main(argv=None):
     device = resolve_device(args.device)
 
     t0 = time.perf_counter()
-    syn = make_ratings(args.users, args.items, args.ratings, seed=args.seed)
-    split = D.split_interactions(syn.ratings, seed=args.seed)
-    users, items = D.fit_encoders(split.train)
-    train, _ = D.encode(split.train, users, items)
-    valid, _ = D.encode(split.valid, users, items)
+    syn, split, users, items, train, valid = planted_parts(args.users, args.items, args.ratings, args.seed)
     print(f"data: {len(users):,} users, {len(items):,} items, {len(train):,} train / "
           f"{len(valid):,} valid rows ({time.perf_counter() - t0:.0f}s to generate); "
           f"global-mean rmse {syn.global_mean_rmse:.4f}, planted best {syn.best_rmse:.4f}; "
