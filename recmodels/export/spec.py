@@ -64,7 +64,7 @@ def extract_spec(model) -> ScoreSpec:
     )
     # what users / items folded in from a history get their implicit parts from (a model whose N
     # is empty, never given its training pairs, has no parts to give)
-    for table, prefix, side in parts_of(getattr(config, "implicit", "none")):
+    for table, prefix, side in parts_of(config.implicit):
         if getattr(model, f"{prefix}_indices").numel():
             mean_part = _np(model.implicit_rows(side)).mean(axis=0, keepdims=True)
             setattr(spec, f"{side}_implicit", np.concatenate([_np(getattr(model, table).weight), mean_part]))
