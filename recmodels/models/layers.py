@@ -170,6 +170,16 @@ class RatingModelBase(nn.Module):
             got = True
         return got
 
+    def fold_implicit_parts(self, state: dict) -> None:
+        """Fold every implicit part into its GMF rows, in place in ``state`` (this model's state
+        dict, or the float tensors of one), and zero the implicit tables: the same predictions
+        from the table rows alone. ``N`` stays (:meth:`set_rated` empties it)."""
+        for table, _, side in parts_of(self.config.implicit):
+            rows, vectors = state[f"{side}_gmf.weight"], state[f"{table}.weight"]
+            with torch.no_grad():
+                rows.add_(sparse_product(self._matrix(side), vectors).to(rows.device))
+                vectors.zero_()
+
     def implicit_offset(self, side: str, index: torch.Tensor) -> torch.Tensor | None:
         """The implicit part of the ``side`` ("user"/"item") GMF rows of ``index`` (None: no part)."""
         table, prefix = self._part(side)

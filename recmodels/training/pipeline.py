@@ -158,7 +158,7 @@ def train_run(out: str | os.PathLike, *, data=None, train=None, valid=None, test
                             log=lambda line, show=True: log(line, show=not quiet))
     model = setup.model_config.kind
 
-    from .trainer import resolve_for_data
+    from .tensors import resolve_for_data
 
     # batch_size / l2 None: from the data and model, recorded in config.json
     train_config = resolve_for_data(train_config, setup.train, setup.model_config.kind)

@@ -46,6 +46,7 @@ from .refit_sides import (  # noqa: F401  (_covariances, _ridge_side: tests; _tr
     _covariances,
     _Factors,
     _item_covariances,
+    _model_factors,
     _Prior,
     _ridge_side,
     _rows,
@@ -214,19 +215,8 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
     model.eval()
     d = model.user_gmf.embedding_dim
     va = _rows(model, valid, batch_size)
-    w = model.predict.weight[0, :d].detach().double().cpu()
     bias = isinstance(getattr(model, "user_bias", None), nn.Embedding)
-    centres = [_implicit_rows(model, side) for side in ("user", "item")]
-    if centres[0] is not None:
-        centres[0] = centres[0] * w
-    sgd = _Factors(model.user_gmf.weight.detach().double().cpu() * w,
-                   model.item_gmf.weight.detach().double().cpu(),
-                   model.user_bias.weight[:, 0].detach().double().cpu() if bias else None,
-                   model.item_bias.weight[:, 0].detach().double().cpu() if bias else None,
-                   *centres)
-    for name, centre in zip(("P", "Q"), centres, strict=True):
-        if centre is not None:  # the effective rows
-            setattr(sgd, name, getattr(sgd, name) + centre)
+    sgd = _model_factors(model)
     before = sgd.mse(va)
     best, best_mse = sgd, before
 
@@ -306,12 +296,6 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
                        seconds=time.perf_counter() - start, variational_sweeps=kept_vb,
                        noise_share=kept_share,
                        implicit_kept=None if len(starts) == 1 else not best.drop_implicit)
-
-
-def _implicit_rows(model: nn.Module, side: str) -> torch.Tensor | None:
-    """The implicit part of every ``side`` GMF row (float64, CPU), or None."""
-    rows = model.implicit_rows(side) if hasattr(model, "implicit_rows") else None
-    return None if rows is None else rows.detach().double().cpu()
 
 
 def _write(model: nn.Module, f: _Factors, d: int) -> None:

@@ -89,6 +89,35 @@ class _Factors:
         return total / max(1, n)
 
 
+def _implicit_rows(model: nn.Module, side: str) -> torch.Tensor | None:
+    """The implicit part of every ``side`` GMF row (float64, CPU), or None (no part, or parts
+    that are all zero: dropped in training, :mod:`recmodels.training.implicit_probe`)."""
+    rows = model.implicit_rows(side) if hasattr(model, "implicit_rows") else None
+    if rows is None or not bool(rows.any()):
+        return None
+    return rows.detach().double().cpu()
+
+
+def _model_factors(model: nn.Module) -> _Factors:
+    """The model's GMF product and biases as :class:`_Factors`: the effective rows (``w``, the
+    GMF part of the predict layer, folded into ``P``) and their implicit parts as centres."""
+    d = model.user_gmf.embedding_dim
+    w = model.predict.weight[0, :d].detach().double().cpu()
+    bias = isinstance(getattr(model, "user_bias", None), nn.Embedding)
+    centres = [_implicit_rows(model, side) for side in ("user", "item")]
+    if centres[0] is not None:
+        centres[0] = centres[0] * w
+    f = _Factors(model.user_gmf.weight.detach().double().cpu() * w,
+                 model.item_gmf.weight.detach().double().cpu(),
+                 model.user_bias.weight[:, 0].detach().double().cpu() if bias else None,
+                 model.item_bias.weight[:, 0].detach().double().cpu() if bias else None,
+                 *centres)
+    for name, centre in zip(("P", "Q"), centres, strict=True):
+        if centre is not None:  # the effective rows
+            setattr(f, name, getattr(f, name) + centre)
+    return f
+
+
 def _truncated(f: _Factors, valid: _Rows, rank: int | None = None) -> tuple[_Factors, int, float]:
     """The SVD truncation of ``P Q^T`` with the lowest validation MSE (or at ``rank``), its rank
     and MSE."""

@@ -1,4 +1,5 @@
-"""Encoded ratings as device tensors, and predictions for them in batches."""
+"""Encoded ratings as device tensors, predictions for them in batches, and the training
+config's values that come from them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import DataError
+from .config import TrainConfig
 
 
 @dataclass
@@ -60,3 +62,24 @@ def predict_tensors(model: nn.Module, users: torch.Tensor, items: torch.Tensor,
     if not out:
         return torch.empty(0, device=users.device)
     return torch.cat(out)
+
+
+def resolve_for_data(config: TrainConfig, train, kind: str = "neumf") -> TrainConfig:
+    """``config`` with its "from the data" fields (``batch_size``, ``l2``) set for ``train``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    train : RatingTensors, EncodedRatings or (user_index, item_index, rating) arrays
+    kind : str
+        The model kind (picks the ``l2`` rule).
+    """
+    if config.is_resolved:
+        return config
+    if isinstance(train, (tuple, list)):
+        users, items = train[0], train[1]
+    else:
+        users, items = train.user_index, train.item_index
+    distinct = [int(torch.unique(x).numel()) if isinstance(x, torch.Tensor) else int(np.unique(x).size)
+                for x in (users, items)]
+    return config.resolve(len(users), kind=kind, n_users=distinct[0], n_items=distinct[1])

@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..devices import supports_bf16
 from ..errors import DataError, DivergedError
 from .config import TrainConfig
+from .implicit_probe import ImplicitProbe, drop_implicit, empty_rated, probe_due, probe_implicit
 from .implicit_step import implicit_step
 from .optim import (
     IMPLICIT,
@@ -33,7 +33,7 @@ from .optim import (
     uses_sparse_gradients,
 )
 from .refit import MIN_VALID_ROWS, REFIT_TENSORS, refit_low_rank, supports_refit
-from .tensors import RatingTensors, predict_tensors
+from .tensors import RatingTensors, predict_tensors, resolve_for_data  # noqa: F401 (public here too)
 from .threads import CpuLoad
 
 
@@ -81,6 +81,8 @@ class TrainState:
     threads: int | None = None
     """CPU threads chosen from the machine's load when the fit started without ``num_threads``:
     kept for the whole fit and by a resume, since torch's results depend on the thread count."""
+    implicit_probe: dict | None = None
+    """:class:`~recmodels.training.implicit_probe.ImplicitProbe` as a dict, once it ran."""
 
 
 def _mse(model: nn.Module, data: RatingTensors, batch_size: int) -> float:
@@ -196,6 +198,7 @@ class Trainer:
             **({"average": {k: v.detach().cpu().clone() for k, v in self.average.items()}}
                if self.average is not None else {}),
             **({"refit": self.refit} if self.refit is not None else {}),
+            **({"implicit_probe": self.state.implicit_probe} if self.state.implicit_probe else {}),
         }
 
     def load_state_dict(self, state: dict, best_state_dict: dict | None = None) -> None:
@@ -218,6 +221,7 @@ class Trainer:
             history=[dict(h) for h in state["history"]],
             stopped_early=bool(state.get("stopped_early", False)),
             threads=None if int(state.get("threads", -1)) < 1 else int(state["threads"]),
+            implicit_probe=state.get("implicit_probe"),
         )
         torch.set_rng_state(state["rng"]["torch"])
         self.shuffle_generator.set_state(state["rng"]["shuffle"])
@@ -261,7 +265,10 @@ class Trainer:
         if valid is not None and len(valid) == 0:
             valid = None
         if hasattr(self.model, "set_rated"):  # the implicit parts' N (models/implicit.py)
-            self.model.set_rated(train.user_index, train.item_index)
+            if self._implicit_dropped:
+                empty_rated(self.model)
+            else:
+                self.model.set_rated(train.user_index, train.item_index)
         if not self.config.is_resolved or self.optimizers is None:
             kind = getattr(getattr(self.model, "config", None), "kind", "neumf")
             self.config = resolve_for_data(self.config, train, kind)
@@ -325,6 +332,20 @@ class Trainer:
                       "before": {name: self.best_state_dict[name].clone() for name in names},
                       "after": {name: after[name].detach().to("cpu", copy=True) for name in names}}
         self.log(report.describe())
+
+    @property
+    def _implicit_dropped(self) -> bool:
+        probe = self.state.implicit_probe
+        return probe is not None and not ImplicitProbe.from_dict(probe).kept
+
+    def _probe_implicit(self, train: RatingTensors, valid: RatingTensors, epoch: int) -> None:
+        """Keep or drop the implicit parts (:mod:`recmodels.training.implicit_probe`)."""
+        with self._averaged_weights():  # the weights validation judges
+            probe = probe_implicit(self.model, train, valid, epoch, self.config.eval_batch_size)
+        self.state.implicit_probe = probe.to_dict()
+        self.log(probe.describe())
+        if not probe.kept:
+            drop_implicit(self.model, [self.average, self.best_state_dict])
 
     def _set_row_decay(self, train: RatingTensors) -> None:
         cfg = self.config
@@ -423,6 +444,8 @@ class Trainer:
         if st.stopped_early:
             self.log(f"early stop: no better validation MSE for {cfg.patience} epoch(s); "
                      f"best epoch {st.best_epoch}")
+        if probe_due(model, epoch, valid):
+            self._probe_implicit(train, valid, epoch)
         if self.on_epoch_end is not None:
             self.on_epoch_end(self, record, improved)
 
@@ -465,27 +488,6 @@ class Trainer:
             f"training diverged at {where}: the loss is NaN or infinite; "
             "lower --lr / embedding lr or check the ratings"
         )
-
-
-def resolve_for_data(config: TrainConfig, train, kind: str = "neumf") -> TrainConfig:
-    """``config`` with its "from the data" fields (``batch_size``, ``l2``) set for ``train``.
-
-    Parameters
-    ----------
-    config : TrainConfig
-    train : RatingTensors, EncodedRatings or (user_index, item_index, rating) arrays
-    kind : str
-        The model kind (picks the ``l2`` rule).
-    """
-    if config.is_resolved:
-        return config
-    if isinstance(train, (tuple, list)):
-        users, items = train[0], train[1]
-    else:
-        users, items = train.user_index, train.item_index
-    distinct = [int(torch.unique(x).numel()) if isinstance(x, torch.Tensor) else int(np.unique(x).size)
-                for x in (users, items)]
-    return config.resolve(len(users), kind=kind, n_users=distinct[0], n_items=distinct[1])
 
 
 def format_record(record: EpochRecord, epochs: int, best: bool = False) -> str:
