@@ -89,7 +89,8 @@ def load_weights(model, state, path: str | os.PathLike, config_path: str | os.Pa
         expected = model.state_dict()
         missing = [k for k in expected if k not in state]
         unexpected = [k for k in state if k not in expected]
-        shapes = [k for k in expected if k in state and hasattr(state[k], "shape")
+        resizable = getattr(model, "resizable_buffers", set)()
+        shapes = [k for k in expected if k in state and hasattr(state[k], "shape") and k not in resizable
                   and tuple(state[k].shape) != tuple(expected[k].shape)]
         if shapes:
             k = shapes[0]
@@ -191,12 +192,13 @@ def run_config(model_config, train_config, data: dict) -> dict:
 
 
 def metrics_object(history: list[dict], best_epoch: int, valid: dict | None, test: dict | None,
-                   data: dict, refit: dict | None = None) -> dict:
+                   data: dict, refit: dict | None = None, implicit_probe: dict | None = None) -> dict:
     """The ``metrics.json`` object: per-epoch history, best epoch, valid/test metrics
-    (``None`` until evaluated, or when that part is absent), the data statistics and what the
-    low-rank refit after the epochs did (``None``: no refit)."""
+    (``None`` until evaluated, or when that part is absent), the data statistics, what the
+    low-rank refit after the epochs did (``None``: no refit) and whether the implicit parts were
+    kept after the probe (``None``: no probe ran)."""
     return {"history": history, "best_epoch": best_epoch, "valid": valid, "test": test, "data": data,
-            "refit": refit}
+            "refit": refit, "implicit_probe": implicit_probe}
 
 
 def plot_loss(history: list[dict], path: str | os.PathLike) -> Path:

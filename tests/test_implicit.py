@@ -196,8 +196,10 @@ def test_refit_carries_the_implicit_parts(kind, implicit):
         assert torch.count_nonzero(table.weight[:, report.rank:]) == 0
 
 
-@pytest.mark.parametrize("kind,implicit", [("mf", "item"), ("neumf", "both")])
-def test_resume_after_interruption_is_exact(kind, implicit):
+@pytest.mark.parametrize("kind,implicit,stop", [("mf", "item", 1), ("mf", "item", 2), ("mf", "item", 3),
+                                               ("neumf", "both", 2)])
+def test_resume_after_interruption_is_exact(kind, implicit, stop):
+    """Also across the implicit probe after epoch 2 (random ratings: it drops the parts)."""
     users, items, ratings = random_rows(n=600)
     data = (users, items, ratings)
     config = TrainConfig(epochs=4, batch_size=64, patience=None, num_threads=1, refit=False)
@@ -207,10 +209,82 @@ def test_resume_after_interruption_is_exact(kind, implicit):
         return build_model(ModelConfig(kind, 30, 20, embedding_dim=4, num_layers=2, implicit=implicit,
                                        global_mean=3.0))
 
-    full, resumed = uninterrupted_and_resumed(fresh, config, data, data, CPU)
+    full, resumed = uninterrupted_and_resumed(fresh, config, data, data, CPU, stop_epoch=stop)
     for key, value in full.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     assert any(k.endswith("_implicit.weight") for k in full.model.state_dict())
+    timeless = [{k: v for k, v in t.state.implicit_probe.items() if k != "seconds"} for t in (full, resumed)]
+    assert timeless[0] == timeless[1]
+    if kind == "mf":  # the resume goes on from a model whose parts were dropped
+        assert full.state.implicit_probe["kept"] is False
+    assert full.best_state_dict.keys() == resumed.best_state_dict.keys()
+    assert all(torch.equal(v, resumed.best_state_dict[k]) for k, v in full.best_state_dict.items())
+
+
+# -- the probe after epoch 2: parts that do not pay are dropped early --------------------------------
+def test_dropping_the_parts_keeps_every_prediction():
+    """The parts folded into the GMF rows, in the model and in the state dicts handed over (a
+    weight average, the best weights): the same predictions, zero tables, empty N."""
+    from recmodels.training.implicit_probe import drop_implicit
+    from recmodels.training.refit_sides import _implicit_rows
+
+    users, items, _ = random_rows()
+    u, i = torch.as_tensor(users), torch.as_tensor(items)
+
+    def with_parts():
+        model = build_model(ModelConfig("neumf", 30, 20, embedding_dim=4, num_layers=2, implicit="both",
+                                        global_mean=3.0)).set_rated(u, i)
+        with torch.no_grad():
+            for table in model.implicit_tables:
+                table.weight.normal_(0.0, 0.5)
+        return model
+
+    model, other = with_parts(), with_parts()
+    best = {k: v.clone() for k, v in other.state_dict().items()}
+    average = {k: v.clone() for k, v in other.state_dict().items() if v.is_floating_point()}
+    before = predict_tensors(model, u, i)
+    before_other = predict_tensors(other, u, i)
+    drop_implicit(model, [average, best, None])
+    torch.testing.assert_close(predict_tensors(model, u, i), before, atol=1e-5, rtol=0)
+    assert all(torch.count_nonzero(t.weight) == 0 for t in model.implicit_tables)
+    assert model.raters_indices.numel() == 0 and model.rated_items_indices.numel() == 0
+    assert _implicit_rows(model, "item") is None and _implicit_rows(model, "user") is None
+    for state in (best, {**best, **average}):
+        loaded = build_model(ModelConfig("neumf", 30, 20, embedding_dim=4, num_layers=2, implicit="both"))
+        loaded.load_state_dict(state)
+        torch.testing.assert_close(predict_tensors(loaded, u, i), before_other, atol=1e-5, rtol=0)
+        assert torch.count_nonzero(state["user_implicit.weight"]) == 0
+    assert best["raters_indices"].numel() == 0
+
+
+def test_the_probe_keeps_parts_that_pay_and_drops_parts_that_do_not():
+    """With who-rated-what telling an item's kind (:func:`planted_choice`) the parts stay; on planted
+    ratings whose pairs are drawn apart from the ratings they are dropped after epoch 2, and the
+    run goes on as a model without them."""
+    from recmodels.datasets import make_ratings
+
+    signal, valid, _ = planted_choice()
+    frame = make_ratings(600, 400, 24000, seed=1).ratings.sample(frac=1.0, random_state=0)
+    users = frame["user_id"].astype("category").cat.codes.to_numpy()
+    items = frame["item_id"].astype("category").cat.codes.to_numpy()
+    rows = (users, items, frame["rating"].to_numpy(np.float32))
+    n = len(users) * 9 // 10
+    noise, noise_valid = tuple(x[:n] for x in rows), tuple(x[n:] for x in rows)
+    verdicts = {}
+    for name, (train, held, shape) in {"signal": (signal, valid, (120, 940)),
+                                       "no signal": (noise, noise_valid, (600, 400))}.items():
+        torch.manual_seed(0)
+        model = build_model(ModelConfig("mf", *shape, embedding_dim=8, implicit="item",
+                                        global_mean=float(train[2].mean())))
+        trainer = Trainer(model, TrainConfig(epochs=4, num_threads=1, seed=0, patience=None), CPU,
+                          log=None, progress=False)
+        trainer.fit(train, held)
+        probe = trainer.state.implicit_probe
+        assert probe["epoch"] == 2
+        assert probe["kept"] == (probe["valid_rmse_with"] < probe["valid_rmse_without"])
+        verdicts[name] = probe["kept"]
+        assert (torch.count_nonzero(model.user_implicit.weight) > 0) == probe["kept"]
+    assert verdicts == {"signal": True, "no signal": False}
 
 
 # -- export: the known rows' parts folded into the tables, the user part's vectors for fold-in -------

@@ -170,6 +170,11 @@ class RatingModelBase(nn.Module):
             got = True
         return got
 
+    def resizable_buffers(self) -> set[str]:
+        """State-dict keys whose length a checkpoint may change: ``N``'s indices (``config.rated_pairs``
+        long, empty where training dropped the parts, :mod:`recmodels.training.implicit_probe`)."""
+        return {f"{prefix}_indices" for _, prefix, _ in parts_of(self.config.implicit)}
+
     def fold_implicit_parts(self, state: dict) -> None:
         """Fold every implicit part into its GMF rows, in place in ``state`` (this model's state
         dict, or the float tensors of one), and zero the implicit tables: the same predictions
