@@ -284,6 +284,8 @@ def test_the_probe_keeps_parts_that_pay_and_drops_parts_that_do_not():
         assert probe["kept"] == (probe["valid_rmse_with"] < probe["valid_rmse_without"])
         verdicts[name] = probe["kept"]
         assert (torch.count_nonzero(model.user_implicit.weight) > 0) == probe["kept"]
+        # once judged, the refit does not try again without the parts
+        assert trainer.refit_report is None or trainer.refit_report["implicit_kept"] is None
     assert verdicts == {"signal": True, "no signal": False}
 
 

@@ -344,7 +344,8 @@ def _refits(planted, *options):
 
 def test_the_variational_sweeps_beat_the_ridge_result_on_validation(planted):
     valid = planted[3]
-    model, (ridge, report) = _refits(planted, {"variational": False}, {})
+    one = {"count_exponents": (0.0,)}  # one prior shape: the sweeps' effect alone
+    model, (ridge, report) = _refits(planted, {"variational": False, **one}, one)
     assert ridge.variational_sweeps == 0 and ridge.noise_share is None
     assert report.variational_sweeps >= 1 and report.noise_share in NOISE_SHARES
     assert report.rank == ridge.rank == PLANTED_RANK
@@ -481,7 +482,23 @@ def test_reports_saved_before_the_variational_sweeps_load():
 
 
 def test_without_noise_the_variational_sweeps_are_the_converged_ridge_sweeps(planted):
-    _, (ridge, silent, default) = _refits(planted, {"variational": False}, {"noise_shares": (1e-12,)}, {})
+    one = {"count_exponents": (0.0,)}  # one prior shape: the sweeps' effect alone
+    _, (ridge, silent, default) = _refits(planted, {"variational": False, **one},
+                                          {"noise_shares": (1e-12,), **one}, one)
     # no covariance to add: more of the ridge sweeps that had already stopped gaining
     assert silent.valid_rmse_after == pytest.approx(ridge.valid_rmse_after, abs=2e-4)
     assert default.valid_rmse_after < silent.valid_rmse_after - 1e-4
+
+
+def test_the_refit_keeps_the_prior_shape_validation_prefers(planted):
+    """One chain per prior shape (``count_exponents``): the result is the better chain's, and the
+    report names its shape."""
+    valid = planted[3]
+    model, (flat, grown, both) = _refits(planted, {"count_exponents": (0.0,)},
+                                         {"count_exponents": (0.5,)}, {})
+    assert flat.count_exponent == 0.0 and grown.count_exponent == 0.5
+    rmses = (flat.valid_rmse_after, grown.valid_rmse_after)
+    assert both.valid_rmse_after == pytest.approx(min(rmses), abs=1e-5)
+    if abs(rmses[0] - rmses[1]) > 1e-4:
+        assert both.count_exponent == (0.0 if rmses[0] < rmses[1] else 0.5)
+    assert _valid_rmse(model, valid) == pytest.approx(both.valid_rmse_after, abs=1e-5)

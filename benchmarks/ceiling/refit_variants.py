@@ -9,7 +9,7 @@ raw and clipped to the rating range.
 Its seconds are single runs on whatever else the machine does: not a comparison.
 
 A variant is ``+``-joined ``key:value`` settings of :func:`recmodels.training.refit.refit_low_rank`:
-``bias:S`` (``bias_scale``), ``count:E`` (``count_exponent``), ``sweeps:N`` (``max_sweeps``),
+``bias:S`` (``bias_scale``), ``count:E,..`` (``count_exponents``), ``sweeps:N`` (``max_sweeps``),
 ``lams:A,B,...`` (``lambdas``), ``vb:off`` (``variational=False``: ridge only), ``noise:A,B,...``
 (``noise_shares``); ``base`` is the defaults. Usage::
 
@@ -38,7 +38,8 @@ from recmodels.training.trainer import RatingTensors
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from train_throughput import final_figures  # noqa: E402
 
-SETTINGS = {"bias": ("bias_scale", float), "count": ("count_exponent", float),
+SETTINGS = {"bias": ("bias_scale", float),
+            "count": ("count_exponents", lambda v: tuple(float(x) for x in v.split(","))),
             "sweeps": ("max_sweeps", int), "vb": ("variational", lambda v: v not in ("0", "off")),
             "noise": ("noise_shares", lambda v: tuple(float(x) for x in v.split(","))),
             "lams": ("lambdas", lambda v: tuple(float(x) for x in v.split(",")))}

@@ -10,7 +10,9 @@ the global mean and the predict bias) and
 2. runs alternating ridge regressions (ALS) at that rank: every user's GMF row and bias, then
    every item's, each the exact minimiser of its squared error plus ``lam * ||row||^2`` given
    the other side. ``lam`` is picked from :data:`LAMBDAS` on the validation rows at every
-   half-sweep, and the sweeps stop once one brings no better validation MSE;
+   half-sweep, and the sweeps stop once one brings no better validation MSE. Steps 2 and 3 run
+   once per prior shape (:data:`COUNT_EXPONENTS`: the same ``lam`` for every row, or ``lam``
+   growing with the row's training rows), and validation picks;
 3. from that ridge (MAP) result, runs mean-field variational Bayes sweeps: the same
    regressions, but each row's normal equations take ``E[x x^T] = x x^T + Cov(x)`` of the other
    side's rows, whose posterior covariance (``noise`` times the inverse of their own last
@@ -57,6 +59,12 @@ from .refit_sides import (  # noqa: F401  (_covariances, _ridge_side: tests; _tr
 # Ridge weights tried at every half-sweep (per row, the same for every row: a Gaussian prior).
 LAMBDAS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 MAX_SWEEPS = 4
+# The priors' shapes the refit tries (``refit_low_rank(count_exponents=...)``), one chain each, the
+# best on validation kept: the same ``lam`` for every row, and ``lam`` growing as the square root
+# of the row's training rows. Validation picked the second for MF and NeuMF on MovieLens (test
+# RMSE 0.8233 -> 0.8202 and 0.8226 -> 0.8159), the first on Goodreads and the planted sets
+# (docs/models.md).
+COUNT_EXPONENTS = (0.0, 0.5)
 # The variational sweeps' noise variances, as shares of the ridge result's validation MSE (the
 # MLP part overfits the training rows, so their residuals understate the noise), and their cap.
 # 0.7 was the best of 0.5 / 0.7 / 1.0 at both scales measured (docs/models.md); each more share
@@ -101,7 +109,10 @@ class RefitReport:
         Its noise variance as a share of the ridge result's validation MSE.
     implicit_kept : bool or None
         With implicit parts (``ModelConfig.implicit``): whether the kept result has them (the
-        refit also runs without them and keeps them only if validation says so); None without.
+        refit also runs without them and keeps them only if validation says so); None without
+        them, or when only the chains with them ran.
+    count_exponent : float or None
+        The kept result's prior shape (:data:`COUNT_EXPONENTS`); None: no sweep's result kept.
     """
 
     dim: int
@@ -115,6 +126,7 @@ class RefitReport:
     variational_sweeps: int = 0  # reports written before the variational sweeps have neither
     noise_share: float | None = None
     implicit_kept: bool | None = None
+    count_exponent: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,6 +143,8 @@ class RefitReport:
         variational = (f" + {self.variational_sweeps} variational (noise x{self.noise_share:g})"
                        if self.variational_sweeps else "")
         dropped = ", implicit parts dropped" if self.implicit_kept is False else ""
+        if self.count_exponent:
+            dropped += f", lam x rows^{self.count_exponent:g}"
         return (f"refit: GMF rank {self.rank} of {self.dim}, {self.sweeps} ridge{variational} sweep(s)"
                 f"{dropped}, valid rmse {self.valid_rmse_before:.4f} -> {self.valid_rmse_after:.4f} "
                 f"({self.seconds:.1f} s)")
@@ -154,9 +168,10 @@ def _variational_fits(n_users: int, n_items: int, rank: int, bias: bool, n_lambd
 @torch.no_grad()
 def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
                    lambdas=LAMBDAS, max_sweeps: int = MAX_SWEEPS, bias_scale: float = 1.0,
-                   count_exponent: float = 0.0, variational: bool = True,
+                   count_exponents=COUNT_EXPONENTS, variational: bool = True,
                    noise_shares=NOISE_SHARES, max_variational_sweeps: int = MAX_VARIATIONAL_SWEEPS,
-                   rank: int | None = None, log: Callable[[str], None] | None = None) -> RefitReport:
+                   rank: int | None = None, try_without_implicit: bool = True,
+                   log: Callable[[str], None] | None = None) -> RefitReport:
     """Refit ``model``'s GMF and bias tables in place (module docstring); never worse on ``valid``.
 
     Parameters
@@ -174,10 +189,11 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
         At most this many user + item ridge sweeps.
     bias_scale : float
         The bias term's share of ``lam`` (1: the same penalty as a GMF coefficient); > 0.
-    count_exponent : float
-        Scale a row's ``lam`` by ``(its training rows / the mean) ** count_exponent`` (0: the
-        same ``lam`` for every row, a Gaussian prior). The defaults measured best
-        (``docs/models.md``).
+    count_exponents : sequence of float
+        The priors' shapes, one chain of sweeps each, the best on validation kept: a row's
+        ``lam`` is scaled by ``(its training rows / the mean) ** count_exponent`` (0: the same
+        ``lam`` for every row, a Gaussian prior; 0.5: as the SGD's L2 scales, ``TrainConfig.
+        l2_frequency_exponent``). Measured: :data:`COUNT_EXPONENTS`.
     variational : bool
         After the ridge sweeps, the mean-field variational sweeps (step 3 of the module
         docstring). Skipped when their covariances would not fit in
@@ -190,6 +206,11 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
     rank : int, optional
         Truncate at this rank instead of the one with the lowest validation MSE (at most the GMF
         width; for benchmarks and experiments).
+    try_without_implicit : bool
+        With implicit parts, also run the chains with the parts dropped (the rows kept, the
+        implicit tables zeroed) and keep the parts only if validation says so. The
+        :class:`~recmodels.training.Trainer` passes False once its implicit probe
+        (:mod:`recmodels.training.implicit_probe`) has kept them.
     log : callable, optional
         Called with a progress line (``"refit: ..."``) before the refit starts and after the
         truncation and every sweep (the :class:`~recmodels.training.Trainer` passes its log).
@@ -223,32 +244,21 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
     def better(mse: float, than: float | None = None) -> bool:  # rounding noise is no gain
         return mse < (best_mse if than is None else than) * (1 - _MIN_GAIN)
 
-    chosen, kept_sweeps, kept_vb, kept_share = [], 0, 0, None
+    chosen, kept_sweeps, kept_vb, kept_share, kept_exponent = [], 0, 0, None, None
     starts = [sgd]
-    if sgd.Pc is not None or sgd.Qc is not None:
-        # the same chain without the implicit parts (the rows kept, the parts dropped): on data
+    if (sgd.Pc is not None or sgd.Qc is not None) and try_without_implicit:
+        # the same chains without the implicit parts (the rows kept, the parts dropped): on data
         # without an implicit signal the parts only fit noise, and validation says so
         starts.append(dataclasses.replace(sgd, Pc=None, Qc=None, drop_implicit=True))
-    tr, prior, groups = None, _Prior(bias_scale, count_exponent), {}
-    forced_rank = rank
-    for first in starts:
-        label = " (implicit parts dropped)" if first.drop_implicit else ""
-        truncated, rank, truncated_mse = _truncated(first, va, forced_rank)
-        progress(f"rank {rank} of {d}{label}", truncated_mse)
-        if better(truncated_mse):
-            best, best_mse = truncated, truncated_mse
-        # this chain's ridge result: the last sweep that improved on the best so far (for the first
-        # chain, on the SGD model too), else the truncation
-        ridge, ridge_mse, floor, ridge_lams = truncated, truncated_mse, min(best_mse, truncated_mse), []
-        ridge_sweep = 0
-        if first is not sgd:
-            floor = truncated_mse
-        current = truncated
-        if rank > MAX_SOLVE_RANK or max_sweeps <= 0:
-            continue
-        if tr is None:
-            tr = _rows(model, train, batch_size)
-        sweep_lams = []
+    tr, groups = None, {}
+
+    def chain(truncated: _Factors, truncated_mse: float, floor: float, prior: _Prior, label: str) -> None:
+        """Ridge sweeps, then variational ones, from ``truncated`` under ``prior``; every result
+        that beats the best so far becomes it. This chain's ridge result (where the variational
+        sweeps start): the last sweep that beat ``floor`` and itself, else the truncation."""
+        nonlocal best, best_mse, chosen, kept_sweeps, kept_vb, kept_share, kept_exponent
+        ridge, ridge_mse, ridge_lams, ridge_sweep = truncated, truncated_mse, [], 0
+        current, sweep_lams = truncated, []
         for sweep in range(1, max_sweeps + 1):
             sweep_start = floor
             for side in ("user", "item"):
@@ -260,32 +270,51 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
                 if better(mse):
                     best, best_mse = current, mse
                     chosen, kept_sweeps, kept_vb, kept_share = list(sweep_lams), sweep, 0, None
+                    kept_exponent = prior.count_exponent
             progress(f"ridge sweep {sweep}{label}", mse, sweep_lams[-2:])
             if floor == sweep_start:
                 break
-        if variational and max_variational_sweeps > 0 and _variational_fits(
-                sgd.P.shape[0], sgd.Q.shape[0], ridge.P.shape[1], bias, len(lambdas)):
-            item_lam = ridge_lams[1::2][-1] if ridge_lams[1::2] else lambdas[len(lambdas) // 2]
-            for share in noise_shares:
-                noise = share * ridge_mse
-                current = ridge
-                covs = {"item": _item_covariances(current, tr, prior, item_lam, noise, groups)}
-                chain_lams, chain_best = [], ridge_mse
-                for sweep in range(1, max_variational_sweeps + 1):
-                    sweep_start = chain_best
-                    for side, other in (("user", "item"), ("item", "user")):
-                        covs.pop(side, None)  # the old ones are not needed while the new are built
-                        current, mse, lam, covs[side] = _sweep_side(current, side, tr, va, lambdas,
-                                                                    prior, covs[other], noise, groups)
-                        chain_lams.append(lam)
-                        chain_best = min(chain_best, mse)
-                        if better(mse):
-                            best, best_mse = current, mse
-                            chosen, kept_vb, kept_share = ridge_lams + chain_lams, sweep, float(share)
-                            kept_sweeps = ridge_sweep
-                    progress(f"variational sweep {sweep} (noise x{share:g}){label}", mse, chain_lams[-2:])
-                    if not better(chain_best, sweep_start):
-                        break
+        if not (variational and max_variational_sweeps > 0 and _variational_fits(
+                sgd.P.shape[0], sgd.Q.shape[0], ridge.P.shape[1], bias, len(lambdas))):
+            return
+        item_lam = ridge_lams[1::2][-1] if ridge_lams[1::2] else lambdas[len(lambdas) // 2]
+        for share in noise_shares:
+            noise = share * ridge_mse
+            current = ridge
+            covs = {"item": _item_covariances(current, tr, prior, item_lam, noise, groups)}
+            chain_lams, chain_best = [], ridge_mse
+            for sweep in range(1, max_variational_sweeps + 1):
+                sweep_start = chain_best
+                for side, other in (("user", "item"), ("item", "user")):
+                    covs.pop(side, None)  # the old ones are not needed while the new are built
+                    current, mse, lam, covs[side] = _sweep_side(current, side, tr, va, lambdas,
+                                                                prior, covs[other], noise, groups)
+                    chain_lams.append(lam)
+                    chain_best = min(chain_best, mse)
+                    if better(mse):
+                        best, best_mse = current, mse
+                        chosen, kept_vb, kept_share = ridge_lams + chain_lams, sweep, float(share)
+                        kept_sweeps, kept_exponent = ridge_sweep, prior.count_exponent
+                progress(f"variational sweep {sweep} (noise x{share:g}){label}", mse, chain_lams[-2:])
+                if not better(chain_best, sweep_start):
+                    break
+
+    forced_rank = rank
+    for first in starts:
+        label = " (implicit parts dropped)" if first.drop_implicit else ""
+        truncated, rank, truncated_mse = _truncated(first, va, forced_rank)
+        progress(f"rank {rank} of {d}{label}", truncated_mse)
+        if better(truncated_mse):
+            best, best_mse = truncated, truncated_mse
+        # the first start's ridge results must also beat the SGD model to be a chain's ridge result
+        floor = min(best_mse, truncated_mse) if first is sgd else truncated_mse
+        if rank > MAX_SOLVE_RANK or max_sweeps <= 0:
+            continue
+        if tr is None:
+            tr = _rows(model, train, batch_size)
+        for exponent in count_exponents:
+            shape = f" (lam x rows^{exponent:g})" if exponent else ""
+            chain(truncated, truncated_mse, floor, _Prior(bias_scale, exponent), label + shape)
     changed = best is not sgd
     if changed:
         _write(model, best, d)
@@ -294,7 +323,7 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
                        lambdas=chosen, valid_rmse_before=before ** 0.5,
                        valid_rmse_after=best_mse ** 0.5, changed=changed,
                        seconds=time.perf_counter() - start, variational_sweeps=kept_vb,
-                       noise_share=kept_share,
+                       noise_share=kept_share, count_exponent=kept_exponent,
                        implicit_kept=None if len(starts) == 1 else not best.drop_implicit)
 
 
@@ -329,5 +358,5 @@ def _write(model: nn.Module, f: _Factors, d: int) -> None:
             table[:, 0] = values.to(table.device, table.dtype)
 
 
-__all__ = ["LAMBDAS", "MAX_SWEEPS", "MAX_VARIATIONAL_SWEEPS", "MIN_VALID_ROWS", "NOISE_SHARES",
-           "REFIT_TENSORS", "RefitReport", "refit_low_rank", "supports_refit"]
+__all__ = ["COUNT_EXPONENTS", "LAMBDAS", "MAX_SWEEPS", "MAX_VARIATIONAL_SWEEPS", "MIN_VALID_ROWS",
+           "NOISE_SHARES", "REFIT_TENSORS", "RefitReport", "refit_low_rank", "supports_refit"]

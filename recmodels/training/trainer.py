@@ -324,8 +324,8 @@ class Trainer:
         """Refit a copy of the best weights (the live ones stay, so training could go on)."""
         model = copy.deepcopy(self.model)
         model.load_state_dict(self.best_state_dict)
-        report = refit_low_rank(model, train, valid, batch_size=self.config.eval_batch_size,
-                                log=self.log)
+        report = refit_low_rank(model, train, valid, batch_size=self.config.eval_batch_size, log=self.log,
+                                try_without_implicit=self.state.implicit_probe is None)  # judged
         after = model.state_dict()
         names = [name for name in REFIT_TENSORS if name in after] if report.changed else []
         self.refit = {"report": report.to_dict(),
