@@ -11,8 +11,9 @@ the global mean and the predict bias) and
    every item's, each the exact minimiser of its squared error plus ``lam * ||row||^2`` given
    the other side. ``lam`` is picked from :data:`LAMBDAS` on the validation rows at every
    half-sweep, and the sweeps stop once one brings no better validation MSE. Steps 2 and 3 run
-   once per prior shape (:data:`COUNT_EXPONENTS`: the same ``lam`` for every row, or ``lam``
-   growing with the row's training rows), and validation picks;
+   per prior shape (:data:`COUNT_EXPONENTS`: the same ``lam`` for every row, then ``lam``
+   growing with the row's training rows), a further shape's step 3 only where its ridge result
+   beats every result so far;
 3. from that ridge (MAP) result, runs mean-field variational Bayes sweeps: the same
    regressions, but each row's normal equations take ``E[x x^T] = x x^T + Cov(x)`` of the other
    side's rows, whose posterior covariance (``noise`` times the inverse of their own last
@@ -59,11 +60,10 @@ from .refit_sides import (  # noqa: F401  (_covariances, _ridge_side: tests; _tr
 # Ridge weights tried at every half-sweep (per row, the same for every row: a Gaussian prior).
 LAMBDAS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 MAX_SWEEPS = 4
-# The priors' shapes the refit tries (``refit_low_rank(count_exponents=...)``), one chain each, the
-# best on validation kept: the same ``lam`` for every row, and ``lam`` growing as the square root
-# of the row's training rows. Validation picked the second for MF and NeuMF on MovieLens (test
-# RMSE 0.8233 -> 0.8202 and 0.8226 -> 0.8159), the first on Goodreads and the planted sets
-# (docs/models.md).
+# The priors' shapes the refit tries (``refit_low_rank(count_exponents=...)``), one chain each (the
+# second's variational sweeps only where its ridge sweeps beat the first chain): the same ``lam``
+# for every row, and ``lam`` growing as the square root of the row's training rows. Validation picks the
+# second on MovieLens, the first on Goodreads and the planted sets (docs/models.md).
 COUNT_EXPONENTS = (0.0, 0.5)
 # The variational sweeps' noise variances, as shares of the ridge result's validation MSE (the
 # MLP part overfits the training rows, so their residuals understate the noise), and their cap.
@@ -168,7 +168,7 @@ def _variational_fits(n_users: int, n_items: int, rank: int, bias: bool, n_lambd
 @torch.no_grad()
 def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
                    lambdas=LAMBDAS, max_sweeps: int = MAX_SWEEPS, bias_scale: float = 1.0,
-                   count_exponents=COUNT_EXPONENTS, variational: bool = True,
+                   count_exponents=None, variational: bool = True,
                    noise_shares=NOISE_SHARES, max_variational_sweeps: int = MAX_VARIATIONAL_SWEEPS,
                    rank: int | None = None, try_without_implicit: bool = True,
                    log: Callable[[str], None] | None = None) -> RefitReport:
@@ -190,10 +190,12 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
     bias_scale : float
         The bias term's share of ``lam`` (1: the same penalty as a GMF coefficient); > 0.
     count_exponents : sequence of float
-        The priors' shapes, one chain of sweeps each, the best on validation kept: a row's
-        ``lam`` is scaled by ``(its training rows / the mean) ** count_exponent`` (0: the same
-        ``lam`` for every row, a Gaussian prior; 0.5: as the SGD's L2 scales, ``TrainConfig.
-        l2_frequency_exponent``). Measured: :data:`COUNT_EXPONENTS`.
+        The priors' shapes, one chain of ridge sweeps each, then variational sweeps from that
+        chain's result: for the first shape always, for a further one only where its ridge
+        result beats every result so far (the best on validation is kept). A row's ``lam`` is scaled by
+        ``(its training rows / the mean) ** count_exponent`` (0: the same ``lam`` for every row,
+        a Gaussian prior; 0.5: as the SGD's L2 scales, ``TrainConfig.l2_frequency_exponent``).
+        Default (None): :data:`COUNT_EXPONENTS`, read at the call.
     variational : bool
         After the ridge sweeps, the mean-field variational sweeps (step 3 of the module
         docstring). Skipped when their covariances would not fit in
@@ -223,6 +225,7 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
         raise ValueError("bias_scale must be > 0 (a row without training data needs a penalty); "
                          f"got {bias_scale!r}")
     start = time.perf_counter()
+    count_exponents = COUNT_EXPONENTS if count_exponents is None else tuple(count_exponents)
     say = log or (lambda line: None)
     say(f"refit: {len(train):,} training / {len(valid):,} validation rows; truncating the GMF product "
         f"(width {model.user_gmf.embedding_dim}), then up to {max_sweeps} ridge and "
@@ -252,12 +255,12 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
         starts.append(dataclasses.replace(sgd, Pc=None, Qc=None, drop_implicit=True))
     tr, groups = None, {}
 
-    def chain(truncated: _Factors, truncated_mse: float, floor: float, prior: _Prior, label: str) -> None:
-        """Ridge sweeps, then variational ones, from ``truncated`` under ``prior``; every result
-        that beats the best so far becomes it. This chain's ridge result (where the variational
-        sweeps start): the last sweep that beat ``floor`` and itself, else the truncation."""
+    def ridge_chain(truncated: _Factors, truncated_mse: float, floor: float, prior: _Prior, label: str):
+        """Ridge sweeps from ``truncated`` under ``prior``; every result that beats the best so far
+        becomes it. Returns this chain's ridge result ``(factors, mse, lambdas, sweep)``: the last
+        sweep that beat ``floor`` and itself, else the truncation."""
         nonlocal best, best_mse, chosen, kept_sweeps, kept_vb, kept_share, kept_exponent
-        ridge, ridge_mse, ridge_lams, ridge_sweep = truncated, truncated_mse, [], 0
+        ridge = (truncated, truncated_mse, [], 0)
         current, sweep_lams = truncated, []
         for sweep in range(1, max_sweeps + 1):
             sweep_start = floor
@@ -265,8 +268,7 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
                 current, mse, lam, _ = _sweep_side(current, side, tr, va, lambdas, prior, groups=groups)
                 sweep_lams.append(lam)
                 if better(mse, floor):
-                    ridge, ridge_mse, floor, ridge_lams = current, mse, mse, list(sweep_lams)
-                    ridge_sweep = sweep
+                    ridge, floor = (current, mse, list(sweep_lams), sweep), mse
                 if better(mse):
                     best, best_mse = current, mse
                     chosen, kept_sweeps, kept_vb, kept_share = list(sweep_lams), sweep, 0, None
@@ -274,13 +276,16 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
             progress(f"ridge sweep {sweep}{label}", mse, sweep_lams[-2:])
             if floor == sweep_start:
                 break
-        if not (variational and max_variational_sweeps > 0 and _variational_fits(
-                sgd.P.shape[0], sgd.Q.shape[0], ridge.P.shape[1], bias, len(lambdas))):
-            return
+        return ridge
+
+    def variational_chain(ridge, prior: _Prior, label: str) -> None:
+        """Variational sweeps from a ridge result under ``prior``, per noise share."""
+        nonlocal best, best_mse, chosen, kept_sweeps, kept_vb, kept_share, kept_exponent
+        start_rows, ridge_mse, ridge_lams, ridge_sweep = ridge
         item_lam = ridge_lams[1::2][-1] if ridge_lams[1::2] else lambdas[len(lambdas) // 2]
         for share in noise_shares:
             noise = share * ridge_mse
-            current = ridge
+            current = start_rows
             covs = {"item": _item_covariances(current, tr, prior, item_lam, noise, groups)}
             chain_lams, chain_best = [], ridge_mse
             for sweep in range(1, max_variational_sweeps + 1):
@@ -312,9 +317,17 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
             continue
         if tr is None:
             tr = _rows(model, train, batch_size)
-        for exponent in count_exponents:
+        for n, exponent in enumerate(count_exponents):
             shape = f" (lam x rows^{exponent:g})" if exponent else ""
-            chain(truncated, truncated_mse, floor, _Prior(bias_scale, exponent), label + shape)
+            prior, best_before = _Prior(bias_scale, exponent), best_mse
+            ridge = ridge_chain(truncated, truncated_mse, floor, prior, label + shape)
+            # a further shape earns its (costlier) variational sweeps only by a ridge result that
+            # beats everything so far
+            if n and not best_mse < best_before:
+                continue
+            if variational and max_variational_sweeps > 0 and _variational_fits(
+                    sgd.P.shape[0], sgd.Q.shape[0], ridge[0].P.shape[1], bias, len(lambdas)):
+                variational_chain(ridge, prior, label + shape)
     changed = best is not sgd
     if changed:
         _write(model, best, d)
