@@ -325,6 +325,26 @@ def test_export_parity_with_the_implicit_term(kind, folded, tmp_path):
     assert shapes[0] == shapes[1]
 
 
+def test_a_model_whose_parts_were_dropped_exports_as_one_without_them(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from test_export import N_ITEMS, N_USERS, export_small
+
+    from recmodels.bundle import Bundle
+    from recmodels.export.parity import cpu_session, torch_scores
+    from recmodels.training.implicit_probe import drop_implicit
+
+    model = _implicit_model("neumf", "item")
+    rng = np.random.default_rng(7)
+    u, i = rng.integers(0, N_USERS, 500), rng.integers(0, N_ITEMS, 500)
+    before = torch_scores(model, u, i)
+    drop_implicit(model, [])
+    bundle = Bundle.load(export_small(model, tmp_path / "b"))
+    assert bundle.manifest.parity.passed and bundle.manifest.parity.max_abs_diff <= 1e-5
+    assert not (bundle.path / "fold_item_implicit.npy").exists()  # no parts for new items either
+    got = cpu_session(bundle.model_path).run(["score"], {"user_index": u, "item_index": i})[0]
+    np.testing.assert_allclose(got, before, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("side", ["user", "item"])
 def test_a_new_row_folded_in_from_history_gets_its_implicit_part(side, tmp_path):
     """A new user (the user part) or new item (the item part, the default) folded in from a
