@@ -33,7 +33,7 @@ from .optim import (
     uses_sparse_gradients,
 )
 from .refit import MIN_VALID_ROWS, REFIT_TENSORS, refit_low_rank, supports_refit
-from .tensors import RatingTensors, predict_tensors, resolve_for_data  # noqa: F401 (public here too)
+from .tensors import RatingTensors, predict_tensors, resolve_for_data
 from .threads import CpuLoad
 
 
