@@ -262,6 +262,7 @@ def test_the_probe_keeps_parts_that_pay_and_drops_parts_that_do_not():
     ratings whose pairs are drawn apart from the ratings they are dropped after epoch 2, and the
     run goes on as a model without them."""
     from recmodels.datasets import make_ratings
+    from recmodels.training.implicit_probe import IMPLICIT_PROBE_Z
 
     signal, valid, _ = planted_choice()
     frame = make_ratings(600, 400, 24000, seed=1).ratings.sample(frac=1.0, random_state=0)
@@ -281,7 +282,8 @@ def test_the_probe_keeps_parts_that_pay_and_drops_parts_that_do_not():
         trainer.fit(train, held)
         probe = trainer.state.implicit_probe
         assert probe["epoch"] == 2
-        assert probe["kept"] == (probe["valid_rmse_with"] < probe["valid_rmse_without"])
+        assert probe["kept"] == (probe["z"] >= IMPLICIT_PROBE_Z)  # a clear gain, not a tie
+        assert (probe["z"] > 0) == (probe["valid_rmse_with"] < probe["valid_rmse_without"])
         verdicts[name] = probe["kept"]
         assert (torch.count_nonzero(model.user_implicit.weight) > 0) == probe["kept"]
         # once judged, the refit does not try again without the parts

@@ -78,15 +78,20 @@ class _Factors:
     def mse(self, rows: _Rows) -> float:
         """Mean squared error over ``rows``, in blocks of rows (bounded memory)."""
         n = rows.user.shape[0]
+        return sum(float(block.sum()) for block in self._squared_errors(rows)) / max(1, n)
+
+    def squared_errors(self, rows: _Rows) -> torch.Tensor:
+        """Every row's squared error (float64)."""
+        return torch.cat(list(self._squared_errors(rows)) or [torch.zeros(0, dtype=torch.float64)])
+
+    def _squared_errors(self, rows: _Rows):
         step = max(1, _BLOCK_BYTES // (8 * max(1, self.P.shape[1])))
-        total = 0.0
-        for lo in range(0, n, step):
+        for lo in range(0, rows.user.shape[0], step):
             u, i = rows.user[lo:lo + step], rows.item[lo:lo + step]
             pred = rows.rest[lo:lo + step] + (self.P[u] * self.Q[i]).sum(1)
             if self.bu is not None:
                 pred = pred + self.bu[u] + self.bi[i]
-            total += float((pred - rows.rating[lo:lo + step]).pow(2).sum())
-        return total / max(1, n)
+            yield (pred - rows.rating[lo:lo + step]).pow(2)
 
 
 def _implicit_rows(model: nn.Module, side: str) -> torch.Tensor | None:
