@@ -152,7 +152,8 @@ class RatingModelBase(nn.Module):
         leaf tensor whose gradient the batches accumulate."""
         state = self._implicit_state()
         for _, _, side in parts_of(self.config.implicit):
-            state[("window", side)] = self.implicit_rows(side).clone().requires_grad_()
+            if self._has_part(side):
+                state[("window", side)] = self.implicit_rows(side).clone().requires_grad_()
 
     def close_implicit_window(self) -> bool:
         """Close the window: each implicit table's ``.grad`` becomes ``A.T @`` its sums' gradient.
@@ -185,10 +186,16 @@ class RatingModelBase(nn.Module):
                 rows.add_(sparse_product(self._matrix(side), vectors).to(rows.device))
                 vectors.zero_()
 
+    def _has_part(self, side: str) -> bool:
+        """Whether ``side`` has an implicit part: configured, and ``N`` not empty (training empties
+        it where the parts were dropped, :mod:`recmodels.training.implicit_probe`)."""
+        table, prefix = self._part(side)
+        return table is not None and getattr(self, f"{prefix}_indices").numel() > 0
+
     def implicit_offset(self, side: str, index: torch.Tensor) -> torch.Tensor | None:
         """The implicit part of the ``side`` ("user"/"item") GMF rows of ``index`` (None: no part)."""
         table, prefix = self._part(side)
-        if table is None:
+        if not self._has_part(side):
             return None
         window = self._implicit_state().get(("window", side))
         if window is not None and torch.is_grad_enabled():
