@@ -11,10 +11,6 @@ Not a test: run it by hand::
 
     python benchmarks/implicit_cost.py --threads 2                      # NeuMF, none vs item
     python benchmarks/implicit_cost.py --kinds mf neumf --implicit none item both --epochs 3
-    python benchmarks/implicit_cost.py --threads 2 --before   # none as before issue 24, vs today
-
-``--before``: the first setting runs as the default did before issue 24, its refit with one prior
-shape (``recmodels.training.refit.COUNT_EXPONENTS = (0.0,)``), so the ratio is to that default.
 """
 
 from __future__ import annotations
@@ -28,7 +24,6 @@ import numpy as np
 import torch
 from train_throughput import planted_parts
 
-import recmodels.training.refit as refit_module
 from recmodels.models import IMPLICIT_PARTS, ModelConfig, build_model
 from recmodels.training import TrainConfig, Trainer
 from recmodels.training.trainer import predict_tensors
@@ -50,8 +45,6 @@ def main(argv=None) -> None:
     ap.add_argument("--epochs", type=int, default=None, help="cap the epochs (default: the default's)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--before", action="store_true",
-                    help="the first --implicit setting with the refit of before issue 24 (one prior shape)")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -62,11 +55,8 @@ def main(argv=None) -> None:
           flush=True)
     overrides = {"epochs": args.epochs} if args.epochs else {}
     rows = []
-    shapes = refit_module.COUNT_EXPONENTS
     for kind in args.kinds:
         for implicit in args.implicit:
-            before = args.before and implicit == args.implicit[0]
-            refit_module.COUNT_EXPONENTS = (0.0,) if before else shapes
             torch.manual_seed(args.seed)
             model = build_model(ModelConfig(kind, len(users), len(items), implicit=implicit,
                                             global_mean=float(np.mean(train.rating))))
@@ -78,8 +68,7 @@ def main(argv=None) -> None:
             history = trainer.state.history
             model.load_state_dict(trainer.final_state_dict())
             refit = trainer.refit_report or {}
-            row = {"kind": kind, "implicit": implicit, "before_issue_24": before, "seconds": seconds,
-                   "cpu_seconds": cpu,
+            row = {"kind": kind, "implicit": implicit, "seconds": seconds, "cpu_seconds": cpu,
                    "epochs": len(history),
                    "best_epoch": trainer.state.best_epoch,
                    "epoch_median_s": float(np.median([h["seconds"] for h in history])),
@@ -89,8 +78,7 @@ def main(argv=None) -> None:
             row["cpu_ratio"] = cpu / base["cpu_seconds"]
             row["epoch_ratio"] = row["epoch_median_s"] / base["epoch_median_s"]
             rows.append(row)
-            label = " (refit as before issue 24)" if before else ""
-            print(f"{kind} implicit={implicit}{label}: {seconds:.1f} s end to end ({row['ratio']:.2f}x; CPU "
+            print(f"{kind} implicit={implicit}: {seconds:.1f} s end to end ({row['ratio']:.2f}x; CPU "
                   f"{cpu:.1f} s, {row['cpu_ratio']:.2f}x), "
                   f"{len(history)} epochs (best {row['best_epoch']}), median epoch "
                   f"{row['epoch_median_s']:.1f} s ({row['epoch_ratio']:.2f}x), refit "

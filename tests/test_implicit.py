@@ -179,13 +179,16 @@ def test_refit_carries_the_implicit_parts(kind, implicit):
                       log=None, progress=False)
     trainer.fit(train, valid)
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    lines = []
     report = refit_low_rank(model, RatingTensors.from_arrays(train, CPU),
-                            RatingTensors.from_arrays(valid, CPU))
+                            RatingTensors.from_arrays(valid, CPU), log=lines.append)
     assert report.changed
     # the model's own predictions reproduce the refit's validation figure: the tables hold the
     # rows minus their implicit parts, and the implicit vectors went through the same maps
     assert rmse(model, valid) == pytest.approx(report.valid_rmse_after, abs=1e-5)
     assert report.implicit_kept is not None
+    # with the parts the refit also tries lam growing with the rows (tests/test_refit.py: not without)
+    assert any("(lam x rows^0.5)" in line for line in lines)
     for name in ("item_implicit", "user_implicit"):
         table = getattr(model, name, None)
         if table is None:

@@ -11,9 +11,9 @@ the global mean and the predict bias) and
    every item's, each the exact minimiser of its squared error plus ``lam * ||row||^2`` given
    the other side. ``lam`` is picked from :data:`LAMBDAS` on the validation rows at every
    half-sweep, and the sweeps stop once one brings no better validation MSE. Steps 2 and 3 run
-   per prior shape (:data:`COUNT_EXPONENTS`: the same ``lam`` for every row, then ``lam``
-   growing with the row's training rows), a further shape's step 3 only where its ridge result
-   beats every result so far;
+   per prior shape: the same ``lam`` for every row, and with implicit parts also ``lam`` growing
+   with the row's training rows (:data:`IMPLICIT_COUNT_EXPONENTS`), a further shape's step 3 only
+   where its ridge result beats every result so far;
 3. from that ridge (MAP) result, runs mean-field variational Bayes sweeps: the same
    regressions, but each row's normal equations take ``E[x x^T] = x x^T + Cov(x)`` of the other
    side's rows, whose posterior covariance (``noise`` times the inverse of their own last
@@ -60,11 +60,14 @@ from .refit_sides import (  # noqa: F401  (_covariances, _ridge_side: tests; _tr
 # Ridge weights tried at every half-sweep (per row, the same for every row: a Gaussian prior).
 LAMBDAS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 MAX_SWEEPS = 4
-# The priors' shapes the refit tries (``refit_low_rank(count_exponents=...)``), one chain each (the
-# second's variational sweeps only where its ridge sweeps beat the first chain): the same ``lam``
-# for every row, and ``lam`` growing as the square root of the row's training rows. Validation picks the
-# second on MovieLens, the first on Goodreads and the planted sets (docs/models.md).
-COUNT_EXPONENTS = (0.0, 0.5)
+# The priors' shapes the refit tries (``refit_low_rank(count_exponents=...)``), one chain each:
+# ``lam`` the same for every row, and, where the rows have implicit parts as centres, also ``lam``
+# growing as the square root of the row's training rows (its variational sweeps only where its
+# ridge sweeps beat the first chain). With the parts, validation picks the second on MovieLens
+# (NeuMF test RMSE 0.8226 -> 0.8159), the first on Goodreads; without them the first was the better
+# at the notebook's scale (sixth session) and the second doubled the refit's time (docs/models.md).
+COUNT_EXPONENTS = (0.0,)
+IMPLICIT_COUNT_EXPONENTS = (0.0, 0.5)
 # The variational sweeps' noise variances, as shares of the ridge result's validation MSE (the
 # MLP part overfits the training rows, so their residuals understate the noise), and their cap.
 # 0.7 was the best of 0.5 / 0.7 / 1.0 at both scales measured (docs/models.md); each more share
@@ -112,7 +115,7 @@ class RefitReport:
         refit also runs without them and keeps them only if validation says so); None without
         them, or when only the chains with them ran.
     count_exponent : float or None
-        The kept result's prior shape (:data:`COUNT_EXPONENTS`); None: no sweep's result kept.
+        The kept result's prior shape (``count_exponents``); None: no sweep's result kept.
     """
 
     dim: int
@@ -195,7 +198,8 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
         result beats every result so far (the best on validation is kept). A row's ``lam`` is scaled by
         ``(its training rows / the mean) ** count_exponent`` (0: the same ``lam`` for every row,
         a Gaussian prior; 0.5: as the SGD's L2 scales, ``TrainConfig.l2_frequency_exponent``).
-        Default (None): :data:`COUNT_EXPONENTS`, read at the call.
+        Default (None): :data:`IMPLICIT_COUNT_EXPONENTS` where the rows have implicit parts,
+        else :data:`COUNT_EXPONENTS`.
     variational : bool
         After the ridge sweeps, the mean-field variational sweeps (step 3 of the module
         docstring). Skipped when their covariances would not fit in
@@ -225,7 +229,6 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
         raise ValueError("bias_scale must be > 0 (a row without training data needs a penalty); "
                          f"got {bias_scale!r}")
     start = time.perf_counter()
-    count_exponents = COUNT_EXPONENTS if count_exponents is None else tuple(count_exponents)
     say = log or (lambda line: None)
     say(f"refit: {len(train):,} training / {len(valid):,} validation rows; truncating the GMF product "
         f"(width {model.user_gmf.embedding_dim}), then up to {max_sweeps} ridge and "
@@ -241,6 +244,9 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
     va = _rows(model, valid, batch_size)
     bias = isinstance(getattr(model, "user_bias", None), nn.Embedding)
     sgd = _model_factors(model)
+    if count_exponents is None:
+        with_parts = sgd.Pc is not None or sgd.Qc is not None
+        count_exponents = IMPLICIT_COUNT_EXPONENTS if with_parts else COUNT_EXPONENTS
     before = sgd.mse(va)
     best, best_mse = sgd, before
 
@@ -371,5 +377,6 @@ def _write(model: nn.Module, f: _Factors, d: int) -> None:
             table[:, 0] = values.to(table.device, table.dtype)
 
 
-__all__ = ["COUNT_EXPONENTS", "LAMBDAS", "MAX_SWEEPS", "MAX_VARIATIONAL_SWEEPS", "MIN_VALID_ROWS",
-           "NOISE_SHARES", "REFIT_TENSORS", "RefitReport", "refit_low_rank", "supports_refit"]
+__all__ = ["COUNT_EXPONENTS", "IMPLICIT_COUNT_EXPONENTS", "LAMBDAS", "MAX_SWEEPS", "MAX_VARIATIONAL_SWEEPS",
+           "MIN_VALID_ROWS", "NOISE_SHARES", "REFIT_TENSORS", "RefitReport", "refit_low_rank",
+           "supports_refit"]
