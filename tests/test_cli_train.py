@@ -56,9 +56,9 @@ def test_train_writes_a_complete_run(files, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["test"]) >= {"rmse", "mae", "mse", "hit_accuracy"}
     assert len(metrics["history"]) == 2 and metrics["best_epoch"] in (1, 2)
-    # the implicit parts were judged after epoch 2 (kept or dropped), and the log says so
-    assert metrics["implicit_probe"]["epoch"] == 2 and isinstance(metrics["implicit_probe"]["kept"], bool)
-    assert "implicit parts after epoch 2" in (out / "train.log").read_text()
+    # the implicit parts were judged after epoch 1 (kept or dropped), and the log says so
+    assert metrics["implicit_probe"]["epoch"] == 1 and isinstance(metrics["implicit_probe"]["kept"], bool)
+    assert "implicit parts after epoch 1" in (out / "train.log").read_text()
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["kind"] == "neumf" and config["train"]["epochs"] == 2
     assert config["data"]["user_col"] == "user_id"

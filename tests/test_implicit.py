@@ -202,7 +202,7 @@ def test_refit_carries_the_implicit_parts(kind, implicit):
 @pytest.mark.parametrize("kind,implicit,stop", [("mf", "item", 1), ("mf", "item", 2), ("mf", "item", 3),
                                                ("neumf", "both", 2)])
 def test_resume_after_interruption_is_exact(kind, implicit, stop):
-    """Also across the implicit probe after epoch 2 (random ratings: it drops the parts)."""
+    """Also across the implicit probe after epoch 1 (random ratings: it drops the parts)."""
     users, items, ratings = random_rows(n=600)
     data = (users, items, ratings)
     config = TrainConfig(epochs=4, batch_size=64, patience=None, num_threads=1, refit=False)
@@ -224,7 +224,7 @@ def test_resume_after_interruption_is_exact(kind, implicit, stop):
     assert all(torch.equal(v, resumed.best_state_dict[k]) for k, v in full.best_state_dict.items())
 
 
-# -- the probe after epoch 2: parts that do not pay are dropped early --------------------------------
+# -- the probe after epoch 1: parts that do not pay are dropped early --------------------------------
 def test_dropping_the_parts_keeps_every_prediction():
     """The parts folded into the GMF rows, in the model and in the state dicts handed over (a
     weight average, the best weights): the same predictions, zero tables, empty N."""
@@ -262,7 +262,7 @@ def test_dropping_the_parts_keeps_every_prediction():
 
 def test_the_probe_keeps_parts_that_pay_and_drops_parts_that_do_not():
     """With who-rated-what telling an item's kind (:func:`planted_choice`) the parts stay; on planted
-    ratings whose pairs are drawn apart from the ratings they are dropped after epoch 2, and the
+    ratings whose pairs are drawn apart from the ratings they are dropped after epoch 1, and the
     run goes on as a model without them."""
     from recmodels.datasets import make_ratings
     from recmodels.training.implicit_probe import IMPLICIT_PROBE_Z
@@ -284,7 +284,7 @@ def test_the_probe_keeps_parts_that_pay_and_drops_parts_that_do_not():
                           log=None, progress=False)
         trainer.fit(train, held)
         probe = trainer.state.implicit_probe
-        assert probe["epoch"] == 2
+        assert probe["epoch"] == 1
         assert probe["kept"] == (probe["z"] >= IMPLICIT_PROBE_Z)  # a clear gain, not a tie
         assert (probe["z"] > 0) == (probe["valid_rmse_with"] < probe["valid_rmse_without"])
         verdicts[name] = probe["kept"]
