@@ -404,7 +404,7 @@ def test_rating_model_save_writes_the_run_directory_train_run_writes(tmp_path):
     assert set(a["data"]["split"]) <= set(b["data"]["split"]) | {"seed", "fractions"}
     assert set(a["data"]["encode"]) == set(b["data"]["encode"])
     ma, mb = keys("cli", "metrics.json"), keys("est", "metrics.json")
-    assert set(ma) == set(mb) == {"history", "best_epoch", "valid", "test", "data", "refit"}
+    assert set(ma) == set(mb) == {"history", "best_epoch", "valid", "test", "data", "refit", "implicit_probe"}
     assert set(ma["data"]) == set(mb["data"]) and set(ma["valid"]) == set(mb["valid"])
     files = {p.relative_to(tmp_path / "cli").as_posix() for p in (tmp_path / "cli").rglob("*")}
     est_files = {p.relative_to(tmp_path / "est").as_posix() for p in (tmp_path / "est").rglob("*")}

@@ -176,16 +176,6 @@ class RatingModelBase(nn.Module):
         long, empty where training dropped the parts, :mod:`recmodels.training.implicit_probe`)."""
         return {f"{prefix}_indices" for _, prefix, _ in parts_of(self.config.implicit)}
 
-    def fold_implicit_parts(self, state: dict) -> None:
-        """Fold every implicit part into its GMF rows, in place in ``state`` (this model's state
-        dict, or the float tensors of one), and zero the implicit tables: the same predictions
-        from the table rows alone. ``N`` stays (:meth:`set_rated` empties it)."""
-        for table, _, side in parts_of(self.config.implicit):
-            rows, vectors = state[f"{side}_gmf.weight"], state[f"{table}.weight"]
-            with torch.no_grad():
-                rows.add_(sparse_product(self._matrix(side), vectors).to(rows.device))
-                vectors.zero_()
-
     def _has_part(self, side: str) -> bool:
         """Whether ``side`` has an implicit part: configured, and ``N`` not empty (training empties
         it where the parts were dropped, :mod:`recmodels.training.implicit_probe`)."""

@@ -14,7 +14,7 @@ _EXPORTS = {
     "RatingModel": ".estimator",
     "RowwiseAdagrad": ".optim", "build_optimizers": ".optim",
     "train_run": ".pipeline",
-    "EpochRecord": ".trainer", "RatingTensors": ".trainer", "TrainState": ".trainer", "Trainer": ".trainer",
+    "EpochRecord": ".state", "RatingTensors": ".trainer", "TrainState": ".state", "Trainer": ".trainer",
     "predict_tensors": ".trainer",
 }
 

@@ -12,7 +12,6 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -20,7 +19,7 @@ from torch import nn
 from ..devices import supports_bf16
 from ..errors import DataError, DivergedError
 from .config import TrainConfig
-from .implicit_probe import ImplicitProbe, drop_implicit, empty_rated, probe_due, probe_implicit
+from .implicit_probe import ImplicitProbe, empty_rated, probe_due, probe_implicit, remove_parts
 from .implicit_step import implicit_step
 from .optim import (
     IMPLICIT,
@@ -33,6 +32,7 @@ from .optim import (
     uses_sparse_gradients,
 )
 from .refit import MIN_VALID_ROWS, REFIT_TENSORS, refit_low_rank, supports_refit
+from .state import EpochRecord, TrainState, format_record
 from .tensors import RatingTensors, predict_tensors, resolve_for_data
 from .threads import CpuLoad
 
@@ -50,39 +50,6 @@ def _refit_of(refit: dict, best: dict) -> tuple[dict | None, dict]:
     if all(torch.equal(best[name].cpu(), tensor) for name, tensor in before.items()):
         return refit, best
     return None, best
-
-
-@dataclass
-class EpochRecord:
-    """One row of the training history."""
-
-    epoch: int
-    train_mse: float
-    train_rmse: float
-    valid_mse: float | None
-    valid_rmse: float | None
-    seconds: float
-    samples_per_s: float
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-@dataclass
-class TrainState:
-    """Where a fit stands between epochs (what ``last.pt`` holds)."""
-
-    epoch: int = 0
-    best: float = math.inf
-    best_epoch: int = 0
-    patience_left: int | None = None
-    history: list[dict] = field(default_factory=list)
-    stopped_early: bool = False
-    threads: int | None = None
-    """CPU threads chosen from the machine's load when the fit started without ``num_threads``:
-    kept for the whole fit and by a resume, since torch's results depend on the thread count."""
-    implicit_probe: dict | None = None
-    """:class:`~recmodels.training.implicit_probe.ImplicitProbe` as a dict, once it ran."""
 
 
 def _mse(model: nn.Module, data: RatingTensors, batch_size: int) -> float:
@@ -156,6 +123,7 @@ class Trainer:
         self.optimizers: OptimizerSet | None = (
             self._optimizers_for(1) if config.is_resolved else None)
         self.best_state_dict: dict | None = None
+        self._start: dict | None = None  # the weights before epoch 1 (fit), for the implicit probe
         self.average: dict | None = None
         self.refit: dict | None = None
 
@@ -274,6 +242,8 @@ class Trainer:
             self.config = resolve_for_data(self.config, train, kind)
             self.optimizers = self._optimizers_for(max(self.state.epoch, 1))
         self._set_row_decay(train)
+        # the weights to start again from if the implicit probe drops the parts after epoch 1
+        self._start = self._cpu_state() if self.state.epoch == 0 and self.model_has_parts else None
         threads = torch.get_num_threads()
         self._start_threads(threads)
         try:
@@ -338,14 +308,31 @@ class Trainer:
         probe = self.state.implicit_probe
         return probe is not None and not ImplicitProbe.from_dict(probe).kept
 
-    def _probe_implicit(self, train: RatingTensors, valid: RatingTensors, epoch: int) -> None:
-        """Keep or drop the implicit parts (:mod:`recmodels.training.implicit_probe`)."""
+    @property
+    def model_has_parts(self) -> bool:
+        return bool(getattr(self.model, "implicit_tables", None))
+
+    def _probe_implicit(self, train: RatingTensors, valid: RatingTensors, epoch: int) -> bool:
+        """Keep the implicit parts, or start again without them (:mod:`.implicit_probe`): the
+        epoch trained the rows beside parts that only fit noise. Returns whether it started again
+        (the start weights, the best so far, then go to ``model.pt``)."""
         with self._averaged_weights():  # the weights validation judges
             probe = probe_implicit(self.model, train, valid, epoch, self.config.eval_batch_size)
         self.state.implicit_probe = probe.to_dict()
-        self.log(probe.describe())
-        if not probe.kept:
-            drop_implicit(self.model, [self.average, self.best_state_dict])
+        if probe.kept or self._start is None:
+            self.log(probe.describe())
+            self._start = None
+            return False
+        self.log(probe.describe() + "; training starts again from the initial weights")
+        self.model.load_state_dict(self._start)
+        remove_parts(self.model)
+        self.optimizers = self._optimizers_for(1)
+        self._set_row_decay(train)
+        self.average, self.refit, self._start = None, None, None
+        st = self.state
+        st.best, st.best_epoch, st.patience_left = math.inf, 0, self.config.patience
+        self.best_state_dict = self._cpu_state()
+        return True
 
     def _set_row_decay(self, train: RatingTensors) -> None:
         cfg = self.config
@@ -444,8 +431,8 @@ class Trainer:
         if st.stopped_early:
             self.log(f"early stop: no better validation MSE for {cfg.patience} epoch(s); "
                      f"best epoch {st.best_epoch}")
-        if probe_due(model, epoch, valid):
-            self._probe_implicit(train, valid, epoch)
+        if probe_due(model, epoch, valid) and self._probe_implicit(train, valid, epoch):
+            improved = True
         if self.on_epoch_end is not None:
             self.on_epoch_end(self, record, improved)
 
@@ -488,12 +475,3 @@ class Trainer:
             f"training diverged at {where}: the loss is NaN or infinite; "
             "lower --lr / embedding lr or check the ratings"
         )
-
-
-def format_record(record: EpochRecord, epochs: int, best: bool = False) -> str:
-    """One printed line per epoch."""
-    text = (f"epoch {record.epoch}/{epochs}  train_rmse {record.train_rmse:.4f}")
-    if record.valid_rmse is not None:
-        text += f"  valid_rmse {record.valid_rmse:.4f}"
-    text += f"  {record.seconds:.1f}s  {record.samples_per_s:,.0f} samples/s"
-    return text + ("  *" if best else "")
