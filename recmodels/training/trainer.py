@@ -243,7 +243,7 @@ class Trainer:
             self.optimizers = self._optimizers_for(max(self.state.epoch, 1))
         self._set_row_decay(train)
         # the weights to start again from if the implicit probe drops the parts after epoch 1
-        self._start = self._cpu_state() if self.state.epoch == 0 and self.model_has_parts else None
+        self._start = self._cpu_state() if self.state.epoch == 0 and self._model_has_parts else None
         threads = torch.get_num_threads()
         self._start_threads(threads)
         try:
@@ -309,28 +309,31 @@ class Trainer:
         return probe is not None and not ImplicitProbe.from_dict(probe).kept
 
     @property
-    def model_has_parts(self) -> bool:
+    def _model_has_parts(self) -> bool:
         return bool(getattr(self.model, "implicit_tables", None))
 
     def _probe_implicit(self, train: RatingTensors, valid: RatingTensors, epoch: int) -> bool:
         """Keep the implicit parts, or start again without them (:mod:`.implicit_probe`): the
-        epoch trained the rows beside parts that only fit noise. Returns whether it started again
-        (the start weights, the best so far, then go to ``model.pt``)."""
+        epoch trained the rows beside parts that only fit noise, so it does not count (the
+        history drops it; ``train.log`` keeps its line). Returns whether it started again (the
+        start weights, the best so far, then go to ``model.pt``)."""
         with self._averaged_weights():  # the weights validation judges
             probe = probe_implicit(self.model, train, valid, epoch, self.config.eval_batch_size)
         self.state.implicit_probe = probe.to_dict()
-        if probe.kept or self._start is None:
+        if probe.kept:
             self.log(probe.describe())
             self._start = None
             return False
         self.log(probe.describe() + "; training starts again from the initial weights")
-        self.model.load_state_dict(self._start)
+        if self._start is not None:  # always, unless a caller ran epoch 1 outside fit()
+            self.model.load_state_dict(self._start)
         remove_parts(self.model)
         self.optimizers = self._optimizers_for(1)
         self._set_row_decay(train)
         self.average, self.refit, self._start = None, None, None
         st = self.state
-        st.best, st.best_epoch, st.patience_left = math.inf, 0, self.config.patience
+        st.history.pop()
+        st.epoch, st.best, st.best_epoch, st.patience_left = 0, math.inf, 0, self.config.patience
         self.best_state_dict = self._cpu_state()
         return True
 
@@ -431,7 +434,8 @@ class Trainer:
         if st.stopped_early:
             self.log(f"early stop: no better validation MSE for {cfg.patience} epoch(s); "
                      f"best epoch {st.best_epoch}")
-        if probe_due(model, epoch, valid) and self._probe_implicit(train, valid, epoch):
+        if (probe_due(model, epoch, valid) and self.state.implicit_probe is None
+                and self._probe_implicit(train, valid, epoch)):
             improved = True
         if self.on_epoch_end is not None:
             self.on_epoch_end(self, record, improved)
