@@ -11,10 +11,10 @@ validation rows) that shrinks the rows towards their implicit parts, and one tha
 towards zero (the parts folded into the rows). Unless the parts as centres lower the validation
 MSE by at least :data:`IMPLICIT_PROBE_Z` standard errors (paired, row by row) they are dropped
 for good and training starts again from the initial weights without them (the implicit tables
-zeroed, ``N`` emptied: :func:`remove_parts`): the first epoch is lost, and so is what the rows
-learnt beside the parts, which folding the parts into the rows kept (the notebook's planted
-scale: 0.6750 validation RMSE at the end against 0.6737 without the part). The probe's result is
-``metrics.json["implicit_probe"]``.
+zeroed, ``N`` emptied: :func:`remove_parts`). The first epoch is trained again (it does not
+count), and what the rows learnt beside the parts is gone; folding the parts into the rows kept it
+(the notebook's planted scale: 0.6750 validation RMSE at the end against 0.6737 without the
+part). The probe's result is ``metrics.json["implicit_probe"]``.
 
 Measured: docs/models.md ("The probe after the first epoch").
 """
