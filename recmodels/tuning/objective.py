@@ -115,6 +115,8 @@ class Objective:
 
         def report(trainer, record, improved) -> None:
             self.say(f"  trial {trial.number} {format_record(record, train_config.epochs, improved)}")
+            if trainer.state.epoch < record.epoch:  # discarded: training starts again (implicit probe)
+                return
             trial.report(float(record.valid_rmse), record.epoch)
             if self.prune and trial.should_prune():
                 trial.set_user_attr("epochs", record.epoch)
