@@ -63,9 +63,9 @@ def extract_spec(model) -> ScoreSpec:
         item_gmf=_gmf_rows(model, "item"),
     )
     # what users / items folded in from a history get their implicit parts from (a model whose N
-    # is empty, never given its training pairs, has no parts to give)
-    for table, prefix, side in parts_of(config.implicit):
-        if getattr(model, f"{prefix}_indices").numel():
+    # is empty, never given its training pairs or its parts dropped in training, has none to give)
+    for table, _, side in parts_of(config.implicit):
+        if model.has_implicit_part(side):
             mean_part = _np(model.implicit_rows(side)).mean(axis=0, keepdims=True)
             setattr(spec, f"{side}_implicit", np.concatenate([_np(getattr(model, table).weight), mean_part]))
     if getattr(model.predict, "out_features", 1) != 1:

@@ -54,9 +54,10 @@ class ModelConfig:
         The implicit signal (SVD++, :mod:`recmodels.models.implicit`): ``"user"`` adds to a
         user's GMF row the normalised sum of vectors of the items the user rated in training,
         ``"item"`` adds to an item's GMF row that of the users who rated it, ``"both"`` both.
-        ``"item"`` is the default: it won on both real sets by 0.013-0.022 test RMSE, and costs
-        0.001-0.003 on planted data, which has no such signal (``docs/models.md``). ``"none"``:
-        neither (configs saved before this option existed load so).
+        ``"item"`` is the default: it won on both real sets by 0.013-0.022 test RMSE; on data
+        without such a signal (planted data) the trainer's probe drops it after the first epoch
+        (:mod:`recmodels.training.implicit_probe`, ``docs/models.md``). ``"none"``: neither
+        (configs saved before this option existed load so).
     rated_pairs : int
         With ``implicit``: the distinct (user, item) pairs of the training rows (the length of
         ``N``'s buffers; the training set-up fills it). 0 otherwise.

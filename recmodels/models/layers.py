@@ -130,10 +130,9 @@ class RatingModelBase(nn.Module):
     def implicit_rows(self, side: str) -> torch.Tensor | None:
         """The implicit part of every ``side`` GMF row, ``(n, embedding_dim)``, no autograd
         (None: no part). Kept until the table changes."""
-        table, _ = self._part(side)
-        if table is None:
+        if not self.has_implicit_part(side):
             return None
-        weight = table.weight
+        weight = self._part(side)[0].weight
         state = self._implicit_state()
         key = self._rows_key(weight)
         cached = state.get(("rows", side))
@@ -152,7 +151,7 @@ class RatingModelBase(nn.Module):
         leaf tensor whose gradient the batches accumulate."""
         state = self._implicit_state()
         for _, _, side in parts_of(self.config.implicit):
-            if self._has_part(side):
+            if self.has_implicit_part(side):
                 state[("window", side)] = self.implicit_rows(side).clone().requires_grad_()
 
     def close_implicit_window(self) -> bool:
@@ -176,7 +175,7 @@ class RatingModelBase(nn.Module):
         long, empty where training dropped the parts, :mod:`recmodels.training.implicit_probe`)."""
         return {f"{prefix}_indices" for _, prefix, _ in parts_of(self.config.implicit)}
 
-    def _has_part(self, side: str) -> bool:
+    def has_implicit_part(self, side: str) -> bool:
         """Whether ``side`` has an implicit part: configured, and ``N`` not empty (training empties
         it where the parts were dropped, :mod:`recmodels.training.implicit_probe`)."""
         table, prefix = self._part(side)
@@ -184,9 +183,9 @@ class RatingModelBase(nn.Module):
 
     def implicit_offset(self, side: str, index: torch.Tensor) -> torch.Tensor | None:
         """The implicit part of the ``side`` ("user"/"item") GMF rows of ``index`` (None: no part)."""
-        table, prefix = self._part(side)
-        if not self._has_part(side):
+        if not self.has_implicit_part(side):
             return None
+        table, prefix = self._part(side)
         window = self._implicit_state().get(("window", side))
         if window is not None and torch.is_grad_enabled():
             return window.index_select(0, index)

@@ -189,8 +189,7 @@ patience, average_decay, seed, device, num_threads, eval_batch_size, precision, 
         self.global_mean_ = setup.model_config.global_mean
         self.data_section_ = setup.data_section
         self.metrics_ = runs.metrics_object(self.history_, self.best_epoch_, valid_metrics, None,
-                                            setup.stats, refit=trainer.refit_report,
-                                            implicit_probe=trainer.state.implicit_probe)
+                                            setup.stats, **trainer.fit_reports)
         self._log_lines = lines
         return self
 

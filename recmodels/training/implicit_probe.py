@@ -75,10 +75,6 @@ class ImplicitProbe:
     def to_dict(self) -> dict:
         return {**asdict(self), "kept": self.kept}
 
-    @classmethod
-    def from_dict(cls, data: dict) -> ImplicitProbe:
-        return cls(**{k: v for k, v in data.items() if k != "kept"})
-
     def describe(self) -> str:
         """One log line."""
         verdict = "kept" if self.kept else "dropped"
@@ -148,14 +144,9 @@ def remove_parts(model: nn.Module) -> None:
     with torch.no_grad():
         for table in model.implicit_tables:
             table.weight.zero_()
-    empty_rated(model)
-
-
-def empty_rated(model: nn.Module) -> None:
-    """Empty the model's ``N`` (the parts of a model whose parts were dropped stay zero)."""
     none = torch.zeros(0, dtype=torch.int64)
     model.set_rated(none, none)
 
 
-__all__ = ["IMPLICIT_PROBE_EPOCH", "IMPLICIT_PROBE_Z", "ImplicitProbe", "empty_rated", "probe_due",
-           "probe_implicit", "remove_parts"]
+__all__ = ["IMPLICIT_PROBE_EPOCH", "IMPLICIT_PROBE_Z", "ImplicitProbe", "probe_due", "probe_implicit",
+           "remove_parts"]

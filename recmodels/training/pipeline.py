@@ -258,8 +258,7 @@ def _train_and_finish(out: Path, network, train_config: TrainConfig, device, tra
             runs.save_torch(trainer.best_state_dict, out / runs.MODEL_FILE)
         runs.save_torch(trainer.state_dict(), out / runs.LAST_FILE)
         runs.write_metrics(out, runs.metrics_object(trainer.state.history, trainer.state.best_epoch,
-                                                    None, None, stats, refit=trainer.refit_report,
-                                                    implicit_probe=trainer.state.implicit_probe))
+                                                    None, None, stats, **trainer.fit_reports))
         log.save(out)
         if on_epoch is not None:
             on_epoch(trainer, record, improved)
@@ -294,8 +293,7 @@ def _train_and_finish(out: Path, network, train_config: TrainConfig, device, tra
     test_metrics = rating_metrics(network, test_enc, device, train_config.eval_batch_size, grid)
     st = trainer.state
     runs.write_metrics(out, runs.metrics_object(st.history, st.best_epoch, valid_metrics,
-                                                test_metrics, stats, refit=trainer.refit_report,
-                                                implicit_probe=trainer.state.implicit_probe))
+                                                test_metrics, stats, **trainer.fit_reports))
     runs.plot_loss(st.history, out / runs.LOSS_PLOT_FILE)
     refit = " after the refit" if (trainer.refit_report or {}).get("changed") else ""
     log(f"best epoch {st.best_epoch}{refit}: valid rmse {valid_metrics['rmse']:.4f}")

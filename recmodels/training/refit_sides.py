@@ -95,12 +95,9 @@ class _Factors:
 
 
 def _implicit_rows(model: nn.Module, side: str) -> torch.Tensor | None:
-    """The implicit part of every ``side`` GMF row (float64, CPU), or None (no part, or parts
-    that are all zero: dropped in training, :mod:`recmodels.training.implicit_probe`)."""
+    """The implicit part of every ``side`` GMF row (float64, CPU), or None (no part)."""
     rows = model.implicit_rows(side) if hasattr(model, "implicit_rows") else None
-    if rows is None or not bool(rows.any()):
-        return None
-    return rows.detach().double().cpu()
+    return None if rows is None else rows.detach().double().cpu()
 
 
 def _model_factors(model: nn.Module) -> _Factors:

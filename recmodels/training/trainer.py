@@ -19,7 +19,7 @@ from torch import nn
 from ..devices import supports_bf16
 from ..errors import DataError, DivergedError
 from .config import TrainConfig
-from .implicit_probe import ImplicitProbe, empty_rated, probe_due, probe_implicit, remove_parts
+from .implicit_probe import probe_due, probe_implicit, remove_parts
 from .implicit_step import implicit_step
 from .optim import (
     IMPLICIT,
@@ -233,8 +233,8 @@ class Trainer:
         if valid is not None and len(valid) == 0:
             valid = None
         if hasattr(self.model, "set_rated"):  # the implicit parts' N (models/implicit.py)
-            if self._implicit_dropped:
-                empty_rated(self.model)
+            if self._implicit_dropped:  # a resume: the checkpoint's tables are zero already
+                remove_parts(self.model)
             else:
                 self.model.set_rated(train.user_index, train.item_index)
         if not self.config.is_resolved or self.optimizers is None:
@@ -243,7 +243,7 @@ class Trainer:
             self.optimizers = self._optimizers_for(max(self.state.epoch, 1))
         self._set_row_decay(train)
         # the weights to start again from if the implicit probe drops the parts after epoch 1
-        self._start = self._cpu_state() if self.state.epoch == 0 and self._model_has_parts else None
+        self._start = self._cpu_state() if self._probe_pending(self.state.epoch + 1, valid) else None
         threads = torch.get_num_threads()
         self._start_threads(threads)
         try:
@@ -290,6 +290,12 @@ class Trainer:
         """The refit's :class:`~recmodels.training.refit.RefitReport` as a dict (``None``: none)."""
         return None if self.refit is None else self.refit["report"]
 
+    @property
+    def fit_reports(self) -> dict:
+        """``{"refit": ..., "implicit_probe": ...}``: what the refit and the implicit probe did
+        (``None`` where they did not run), as ``metrics.json`` holds them."""
+        return {"refit": self.refit_report, "implicit_probe": self.state.implicit_probe}
+
     def _refit(self, train: RatingTensors, valid: RatingTensors) -> None:
         """Refit a copy of the best weights (the live ones stay, so training could go on)."""
         model = copy.deepcopy(self.model)
@@ -306,11 +312,11 @@ class Trainer:
     @property
     def _implicit_dropped(self) -> bool:
         probe = self.state.implicit_probe
-        return probe is not None and not ImplicitProbe.from_dict(probe).kept
+        return probe is not None and not probe["kept"]
 
-    @property
-    def _model_has_parts(self) -> bool:
-        return bool(getattr(self.model, "implicit_tables", None))
+    def _probe_pending(self, epoch: int, valid: RatingTensors | None) -> bool:
+        """Whether the implicit probe runs after ``epoch`` (it runs once)."""
+        return self.state.implicit_probe is None and probe_due(self.model, epoch, valid)
 
     def _probe_implicit(self, train: RatingTensors, valid: RatingTensors, epoch: int) -> bool:
         """Keep the implicit parts, or start again without them (:mod:`.implicit_probe`): the
@@ -325,8 +331,7 @@ class Trainer:
             self._start = None
             return False
         self.log(probe.describe() + "; training starts again from the initial weights")
-        if self._start is not None:  # always, unless a caller ran epoch 1 outside fit()
-            self.model.load_state_dict(self._start)
+        self.model.load_state_dict(self._start)
         remove_parts(self.model)
         self.optimizers = self._optimizers_for(1)
         self._set_row_decay(train)
@@ -434,8 +439,7 @@ class Trainer:
         if st.stopped_early:
             self.log(f"early stop: no better validation MSE for {cfg.patience} epoch(s); "
                      f"best epoch {st.best_epoch}")
-        if (probe_due(model, epoch, valid) and self.state.implicit_probe is None
-                and self._probe_implicit(train, valid, epoch)):
+        if self._probe_pending(epoch, valid) and self._probe_implicit(train, valid, epoch):
             improved = True
         if self.on_epoch_end is not None:
             self.on_epoch_end(self, record, improved)
