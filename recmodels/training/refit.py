@@ -45,7 +45,18 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .refit_sides import (  # noqa: F401  (_covariances, _ridge_side: tests; _truncated: benchmarks)
+import os
+XREFIT = os.environ.get("XREFIT") == "1"
+XLAMBDAS = tuple(float(x) for x in os.environ.get("XLAMBDAS", "0.25,1,4,16,64").split(","))
+
+
+def _centre_of(f, side):
+    return f.Pc if side == "user" else f.Qc
+
+
+from .refit_sides import (  # noqa: E402
+    _implicit_matrices,
+    _implicit_sweep,  # noqa: F401  (_covariances, _ridge_side: tests; _truncated: benchmarks)
     _covariances,
     _Factors,
     _item_covariances,
@@ -260,6 +271,7 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
         # without an implicit signal the parts only fit noise, and validation says so
         starts.append(dataclasses.replace(sgd, Pc=None, Qc=None, drop_implicit=True))
     tr, groups = None, {}
+    matrices = _implicit_matrices(model) if XREFIT else {}
 
     def ridge_chain(truncated: _Factors, truncated_mse: float, floor: float, prior: _Prior, label: str):
         """Ridge sweeps from ``truncated`` under ``prior``; every result that beats the best so far
@@ -270,9 +282,16 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
         current, sweep_lams = truncated, []
         for sweep in range(1, max_sweeps + 1):
             sweep_start = floor
-            for side in ("user", "item"):
-                current, mse, lam, _ = _sweep_side(current, side, tr, va, lambdas, prior, groups=groups)
-                sweep_lams.append(lam)
+            sides = ["user", "item"]
+            if XREFIT:
+                sides += [("implicit", s) for s in matrices if _centre_of(current, s) is not None]
+            for side in sides:
+                if isinstance(side, tuple):
+                    current, mse, lam = _implicit_sweep(current, side[1], tr, va, XLAMBDAS, matrices[side[1]])
+                    say(f"refit: implicit {side[1]} table, lam {lam:g}, valid rmse {mse ** 0.5:.4f}")
+                else:
+                    current, mse, lam, _ = _sweep_side(current, side, tr, va, lambdas, prior, groups=groups)
+                    sweep_lams.append(lam)
                 if better(mse, floor):
                     ridge, floor = (current, mse, list(sweep_lams), sweep), mse
                 if better(mse):
@@ -362,6 +381,10 @@ def _write(model: nn.Module, f: _Factors, d: int) -> None:
         vectors = implicit[side]
         if vectors is not None and f.drop_implicit:
             vectors.weight.zero_()
+        elif vectors is not None and (f.Pt if side == "user" else f.Qt) is not None:
+            vectors.weight.zero_()
+            vectors.weight[:, :k] = (f.Pt if side == "user" else f.Qt).to(vectors.weight.device,
+                                                                          vectors.weight.dtype)
         elif vectors is not None:
             weight = vectors.weight.detach().double().cpu()
             if side == "user":
