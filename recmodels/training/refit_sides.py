@@ -5,7 +5,6 @@ other side."""
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -55,10 +54,11 @@ class _Factors:
     """The GMF product as ``P Q^T`` (``w`` folded into ``P``) and the biases, float64.
 
     ``P`` and ``Q`` are the effective rows; ``Pc`` and ``Qc`` their implicit parts
-    (:mod:`recmodels.models.implicit`; ``None``: none), held fixed: the ridge regressions shrink
-    ``P - Pc`` (the table rows), not ``P``. ``maps``: the ``(d, rank)`` maps from the model's GMF
-    coordinates to these (``P = P_model @ maps[0]``, ``Q = Q_model @ maps[1]``; ``None``: the
-    identity), which carry the implicit tables along.
+    (:mod:`recmodels.models.implicit`; ``None``: none), ``A_user @ Pt`` and ``A_item @ Qt``: the
+    ridge regressions of the rows hold them and shrink ``P - Pc`` (the table rows), not ``P``;
+    :mod:`recmodels.training.refit_implicit` re-solves ``Pt`` / ``Qt``, the implicit tables in
+    these coordinates (the model's ``item_implicit`` times ``w`` / ``user_implicit``, through the
+    truncation's maps).
     """
 
     P: torch.Tensor
@@ -67,10 +67,9 @@ class _Factors:
     bi: torch.Tensor | None
     Pc: torch.Tensor | None = None
     Qc: torch.Tensor | None = None
-    maps: tuple | None = None
-    drop_implicit: bool = False  # written with the model's implicit tables zeroed
-    Pt: torch.Tensor | None = None  # the implicit tables in these coordinates: Pc = A_user @ Pt
+    Pt: torch.Tensor | None = None
     Qt: torch.Tensor | None = None
+    drop_implicit: bool = False  # written with the model's implicit tables zeroed
 
     def moved(self, side: str, rows: torch.Tensor, bias: torch.Tensor | None) -> _Factors:
         """These factors with one side's effective rows (and biases) replaced."""
@@ -110,32 +109,21 @@ def _model_factors(model: nn.Module) -> _Factors:
     w = model.predict.weight[0, :d].detach().double().cpu()
     bias = isinstance(getattr(model, "user_bias", None), nn.Embedding)
     centres = [_implicit_rows(model, side) for side in ("user", "item")]
+    tables = [None, None]
     if centres[0] is not None:
         centres[0] = centres[0] * w
+        tables[0] = model.item_implicit.weight.detach().double().cpu() * w
+    if centres[1] is not None:
+        tables[1] = model.user_implicit.weight.detach().double().cpu()
     f = _Factors(model.user_gmf.weight.detach().double().cpu() * w,
                  model.item_gmf.weight.detach().double().cpu(),
                  model.user_bias.weight[:, 0].detach().double().cpu() if bias else None,
                  model.item_bias.weight[:, 0].detach().double().cpu() if bias else None,
-                 *centres)
+                 *centres, *tables)
     for name, centre in zip(("P", "Q"), centres, strict=True):
         if centre is not None:  # the effective rows
             setattr(f, name, getattr(f, name) + centre)
-    tables = {"user": getattr(model, "item_implicit", None), "item": getattr(model, "user_implicit", None)}
-    if f.Pc is not None:
-        f.Pt = tables["user"].weight.detach().double().cpu() * w
-    if f.Qc is not None:
-        f.Qt = tables["item"].weight.detach().double().cpu()
     return f
-
-
-def _implicit_matrices(model: nn.Module) -> dict:
-    """Per side with an implicit part, ``(A, A.T)`` as float64 CSR (the part is ``A @ table``)."""
-    out = {}
-    for side in ("user", "item"):
-        if getattr(model, "has_implicit_part", lambda s: False)(side):
-            a = model._matrix(side).to(torch.float64)
-            out[side] = (a, model._matrix(side, transpose=True).to(torch.float64))
-    return out
 
 
 def _truncated(f: _Factors, valid: _Rows, rank: int | None = None) -> tuple[_Factors, int, float]:
@@ -161,11 +149,12 @@ def _truncated(f: _Factors, valid: _Rows, rank: int | None = None) -> tuple[_Fac
     rank = int(torch.argmin(errors)) + 1 if rank is None else min(rank, s.shape[0])
     root = s[:rank].sqrt()
     map_p, map_q = map_p[:, :rank] * root, map_q[:, :rank] * root
-    truncated = _Factors(
-        left[:, :rank] * root, right[:, :rank] * root, f.bu, f.bi,
-        None if f.Pc is None else f.Pc @ map_p, None if f.Qc is None else f.Qc @ map_q,
-        (map_p, map_q) if f.maps is None else (f.maps[0] @ map_p, f.maps[1] @ map_q), f.drop_implicit,
-        None if f.Pt is None else f.Pt @ map_p, None if f.Qt is None else f.Qt @ map_q)
+    def mapped(x, m):
+        return None if x is None else x @ m
+
+    truncated = _Factors(left[:, :rank] * root, right[:, :rank] * root, f.bu, f.bi,
+                         mapped(f.Pc, map_p), mapped(f.Qc, map_q), mapped(f.Pt, map_p), mapped(f.Qt, map_q),
+                         f.drop_implicit)
     return truncated, rank, float(errors[rank - 1])
 
 
@@ -314,75 +303,3 @@ def _item_covariances(f: _Factors, train: _Rows, prior: _Prior, lam: float, nois
     _, blocks = _ridge_side(*problem, (), prior, keep=True,
                             groups=_groups(groups, "item", own, other, n_own))
     return _covariances(blocks, f.Q.shape[0], f.P.shape[1], lam, noise)
-
-
-def _sparse(matrix: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-    with warnings.catch_warnings():  # "sparse CSR support is in beta"
-        warnings.simplefilter("ignore", UserWarning)
-        return matrix @ dense
-
-
-def _implicit_sweep(f: _Factors, side: str, train: _Rows, valid: _Rows, lambdas, matrices: tuple,
-                    max_iterations: int = 200, tolerance: float = 1e-5):
-    """Re-solve the implicit table of ``side``'s centres, every other value held: the ridge
-    regression ``min ||t - F_o . (A X)||^2 + lam ||X||^2`` by preconditioned conjugate gradients
-    (matrix-free: one pass over the training rows per iteration). The best ``lam`` on validation;
-    returns ``(factors, mse, lam)``."""
-    a, at = matrices
-    if side == "user":
-        own, other, features, rows, centre = train.user, train.item, f.Q, f.P, f.Pc
-        table = f.Pt
-    else:
-        own, other, features, rows, centre = train.item, train.user, f.P, f.Q, f.Qc
-        table = f.Qt
-    n_own = rows.shape[0]
-    fixed = rows - centre
-    target = train.rating - train.rest
-    if f.bu is not None:
-        target = target - f.bu[train.user] - f.bi[train.item]
-    target = target - _row_dots(fixed, own, features, other)
-    gathered = features[other]
-
-    def scatter(values: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(n_own, features.shape[1], dtype=torch.float64).index_add_(0, own, values)
-
-    rhs = _sparse(at, scatter(gathered * target[:, None]))
-    hdiag = scatter(gathered * gathered)
-    squared = torch.sparse_csr_tensor(at.crow_indices(), at.col_indices(), at.values() ** 2, size=at.shape)
-    diag = _sparse(squared, hdiag)
-
-    def operator(x: torch.Tensor, lam: float) -> torch.Tensor:
-        z = _sparse(a, x)
-        s = (gathered * z[own]).sum(1)
-        return _sparse(at, scatter(gathered * s[:, None])) + lam * x
-
-    best = None
-    x = table.clone()
-    for lam in lambdas:
-        pre = 1.0 / (diag + lam)
-        r = rhs - operator(x, lam)
-        zr = pre * r
-        p = zr.clone()
-        rz = float((r * zr).sum())
-        norm = float((rhs * rhs).sum()) ** 0.5
-        for _ in range(max_iterations):
-            ap = operator(p, lam)
-            alpha = rz / float((p * ap).sum())
-            x = x + alpha * p
-            r = r - alpha * ap
-            if float((r * r).sum()) ** 0.5 <= tolerance * norm:
-                break
-            zr = pre * r
-            rz_new = float((r * zr).sum())
-            p = zr + (rz_new / rz) * p
-            rz = rz_new
-        import os, time as _t
-        if os.environ.get("XDEBUG"):
-            print("cg lam", lam, "iterations", _, "time", _t.perf_counter())
-        new_centre = _sparse(a, x)
-        candidate = (dataclasses.replace(f, P=fixed + new_centre, Pc=new_centre, Pt=x.clone()) if side == "user"
-                     else dataclasses.replace(f, Q=fixed + new_centre, Qc=new_centre, Qt=x.clone()))
-        mse = candidate.mse(valid)
-        if best is None or mse < best[1]:
-            best = (candidate, mse, float(lam))
-    return best
