@@ -30,12 +30,12 @@ def test_conjugate_gradient_solves_a_positive_definite_system():
         return (system @ x.reshape(-1)).reshape(x.shape)
 
     inverse_diagonal = 1.0 / torch.diagonal(system).reshape(20, 2)
-    x, iterations = conjugate_gradient(apply, rhs, torch.zeros_like(rhs), inverse_diagonal,
+    x, iterations = conjugate_gradient(apply, rhs, torch.zeros_like(rhs), lambda r: inverse_diagonal * r,
                                        tolerance=1e-12, max_iterations=500)
     expected = torch.linalg.solve(system, rhs.reshape(-1)).reshape(20, 2)
     assert torch.allclose(x, expected, atol=1e-8)
     assert 0 < iterations < 500
-    again, none = conjugate_gradient(apply, rhs, x, torch.ones_like(rhs), tolerance=1e-6, max_iterations=500)
+    again, none = conjugate_gradient(apply, rhs, x, lambda r: r, tolerance=1e-6, max_iterations=500)
     assert none == 0 and torch.equal(again, x)  # started at the answer: no step
 
 

@@ -51,7 +51,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .refit_implicit import IMPLICIT_LAMBDAS, implicit_matrices, implicit_sweep
+from .refit_implicit import IMPLICIT_LAMBDAS, implicit_matrices, implicit_sweep, nearby_lambdas
 from .refit_sides import (  # noqa: F401  (_covariances, _ridge_side: tests; _truncated: benchmarks)
     _centre,
     _covariances,
@@ -276,7 +276,7 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
         # the same chains without the implicit parts (the rows kept, the parts dropped): on data
         # without an implicit signal the parts only fit noise, and validation says so
         starts.append(dataclasses.replace(sgd, Pc=None, Qc=None, Pt=None, Qt=None, drop_implicit=True))
-    tr, groups = None, {}
+    tr, groups, last_table_lam = None, {}, {}
     matrices = implicit_matrices(model) if implicit_lambdas else {}
 
     def ridge_chain(truncated: _Factors, truncated_mse: float, floor: float, prior: _Prior, label: str):
@@ -293,8 +293,11 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
             sweep_start = floor
             for step in steps:
                 if isinstance(step, tuple):
-                    current, mse, lam = implicit_sweep(current, step[1], tr, va, implicit_lambdas,
-                                                       matrices[step[1]])
+                    previous = last_table_lam.get(step[1])  # the last choice, in any chain
+                    grid = implicit_lambdas if previous is None else nearby_lambdas(previous)
+                    current, mse, lam = implicit_sweep(current, step[1], tr, va, grid, matrices[step[1]],
+                                                       descending=previous is None)
+                    last_table_lam[step[1]] = lam
                     table_lams.append(lam)
                 else:
                     current, mse, lam, _ = _sweep_side(current, step, tr, va, lambdas, prior, groups=groups)

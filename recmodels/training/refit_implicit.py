@@ -19,22 +19,25 @@ training rows, in blocks (bounded memory), with the operator's diagonal as the p
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 
 import torch
 from torch import nn
 
-from .refit_solve import BLOCK_BYTES, GATHER_BYTES, RowGroups, _csr, conjugate_gradient
+from .refit_solve import BLOCK_BYTES, GATHER_BYTES, RowGroups, _csr, conjugate_gradient, normal_equations
 
 # The implicit tables' ridge weights, chosen on validation at every implicit half-sweep (each solve
 # starts from the last one's result). Measured picks: 16 and 64 on MovieLens and Goodreads (the
 # grid 16-1024 first: 1024 never won).
-IMPLICIT_LAMBDAS = (4.0, 16.0, 64.0, 256.0)
+IMPLICIT_LAMBDAS = (256.0, 64.0, 16.0, 4.0)
 # The conjugate gradients stop at this residual, relative to the right-hand side's, or after
 # MAX_ITERATIONS: the validation MSEs ``lam`` is chosen on, and the refit's results on MovieLens and
 # Goodreads, agree to 4 decimals with 1e-8 (which takes 1.4x the iterations of 1e-4 there).
 TOLERANCE = 1e-4
 MAX_ITERATIONS = 200
+# The preconditioner's k x k blocks, one per table row, if they fit in this; else its diagonal.
+PRECONDITIONER_BYTES = 512 * 2**20
 
 
 def _product(matrix: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
@@ -87,15 +90,42 @@ class ImplicitRegression:
         self.blocks = list(zip(cuts[:-1], cuts[1:], strict=True))
         gathered = 8 * len(own) * k <= GATHER_BYTES  # else gathered again at every pass
         self.gathered = [features[self._partners(r0, r1)] if gathered else None for r0, r1 in self.blocks]
-        self.rhs = _product(self.at, self._products(lambda f, r0, r1, lo, hi: target[groups.order[lo:hi]]))
-        squared = torch.sparse_csr_tensor(self.at.crow_indices(), self.at.col_indices(),
-                                          self.at.values() ** 2, size=self.at.shape)
-        diagonal = torch.zeros(n_own, k, dtype=torch.float64)
-        for (r0, r1), f in zip(self.blocks, self.gathered, strict=True):  # per own row, sum of F ** 2
-            f = features[self._partners(r0, r1)] if f is None else f
-            rows = torch.repeat_interleave(torch.arange(r1 - r0), self.counts[r0:r1], output_size=len(f))
-            diagonal[r0:r1] = torch.zeros(r1 - r0, k, dtype=torch.float64).index_add_(0, rows, f * f)
-        self.diagonal = _product(squared, diagonal)
+        # one pass of the own rows' normal equations: b, and the preconditioner's blocks, per table
+        # row v: sum over own rows i of A[i, v] ** 2 H_i (the operator's diagonal k x k blocks)
+        n_table = self.a.shape[1]
+        self.blocked = 8 * n_table * k * k <= PRECONDITIONER_BYTES
+        self.blocks_of_table = torch.zeros((n_table, k, k) if self.blocked else (n_table, k),
+                                           dtype=torch.float64)
+        rhs = torch.empty(n_own, k, dtype=torch.float64)
+        # H kept as one k x k matrix per own row where that is cheaper per pass than the ratings
+        # (about 3 passes of k values per rating) and fits
+        keep = n_own * k * k <= 3 * len(own) * k and 8 * n_own * k * k <= PRECONDITIONER_BYTES
+        self.grams = torch.empty(n_own, k, k, dtype=torch.float64) if keep else None
+        crow, col, squared = self.a.crow_indices(), self.a.col_indices(), self.a.values() ** 2
+        for start, stop, gram, b in normal_equations(groups, features, target):
+            rhs[start:stop] = b
+            if self.grams is not None:
+                self.grams[start:stop] = gram
+            per_row = gram if self.blocked else gram.diagonal(dim1=1, dim2=2)
+            lo, hi = int(crow[start]), int(crow[stop])
+            rows = torch.repeat_interleave(torch.arange(stop - start),
+                                           crow[start + 1:stop + 1] - crow[start:stop], output_size=hi - lo)
+            step = max(1, BLOCK_BYTES // (8 * per_row[0].numel()))
+            for c in range(lo, hi, step):
+                weights = squared[c:min(hi, c + step)].view(-1, *[1] * (per_row.dim() - 1))
+                self.blocks_of_table.index_add_(0, col[c:min(hi, c + step)],
+                                                weights * per_row[rows[c - lo:min(hi, c + step) - lo]])
+        self.rhs = _product(self.at, rhs)
+
+    def preconditioner(self, lam: float):
+        """``r -> M^-1 r``, ``M``: the operator's diagonal blocks (or its diagonal) plus ``lam``."""
+        if not self.blocked:
+            inverse = 1.0 / (self.blocks_of_table + lam)
+            return lambda r: inverse * r
+        system = self.blocks_of_table.clone()
+        system.diagonal(dim1=1, dim2=2).add_(lam)
+        inverse = torch.cholesky_inverse(torch.linalg.cholesky(system))  # applied by bmm: faster
+        return lambda r: torch.bmm(inverse, r.unsqueeze(-1)).squeeze(-1)
 
     def _partners(self, r0: int, r1: int) -> torch.Tensor:
         indptr = self.groups.indptr
@@ -120,6 +150,8 @@ class ImplicitRegression:
     def apply(self, x: torch.Tensor, lam: float) -> torch.Tensor:
         """``(A^T H A + lam I) x``."""
         centres = _product(self.a, x)
+        if self.grams is not None:
+            return _product(self.at, torch.bmm(self.grams, centres.unsqueeze(-1)).squeeze(-1)) + lam * x
 
         def dots(f, r0, r1, lo, hi):  # F[other] . z[own], rating by rating
             z = torch.repeat_interleave(centres[r0:r1], self.counts[r0:r1], dim=0, output_size=hi - lo)
@@ -131,15 +163,24 @@ class ImplicitRegression:
               ) -> tuple[torch.Tensor, int]:
         """The table for ``lam``, from ``start``; and the iterations taken."""
         return conjugate_gradient(lambda x: self.apply(x, lam), self.rhs, start,
-                                  1.0 / (self.diagonal + lam), tolerance=tolerance,
+                                  self.preconditioner(lam), tolerance=tolerance,
                                   max_iterations=MAX_ITERATIONS)
 
 
-def implicit_sweep(f, side: str, train, valid, lambdas, matrices: tuple):
+def nearby_lambdas(previous: float) -> tuple:
+    """The ``lam`` grid of an implicit half-sweep after the first: the last choice first, then
+    half and twice it."""
+    return previous, previous / 2, previous * 2
+
+
+def implicit_sweep(f, side: str, train, valid, lambdas, matrices: tuple, descending: bool = False):
     """Re-solve the implicit table behind ``side``'s centres (``f``: the refit's ``_Factors``).
 
+    ``lambdas`` are tried in their order, each solve from the solution of the nearest one solved
+    so far (the table for the first); with ``descending`` (a grid from the largest ``lam`` down)
+    the search stops at the first ``lam`` that does worse on validation than the one before.
     Returns the factors with the new table, centres and effective rows (the table rows kept), the
-    best validation MSE and its ``lam`` (of ``lambdas``).
+    best validation MSE and its ``lam``.
     """
     if side == "user":
         own, other, features, rows, centre, table = train.user, train.item, f.Q, f.P, f.Pc, f.Pt
@@ -154,15 +195,20 @@ def implicit_sweep(f, side: str, train, valid, lambdas, matrices: tuple):
         target[lo:lo + step] -= torch.einsum("ij,ij->i", fixed[own[lo:lo + step]],
                                              features[other[lo:lo + step]])
     regression = ImplicitRegression(own, other, features, target, matrices)
-    best, x = None, table
+    best, solved = None, {}
     for lam in lambdas:
-        x, _ = regression.solve(float(lam), x)
+        # from the solution of the nearest lam solved so far (the table for the first)
+        near = min(solved, key=lambda done: abs(math.log(done / lam)), default=None)
+        x, _ = regression.solve(float(lam), table if near is None else solved[near])
+        solved[lam] = x
         centres = _product(matrices[0], x)
         names = ("P", "Pc", "Pt") if side == "user" else ("Q", "Qc", "Qt")
         candidate = dataclasses.replace(f, **dict(zip(names, (fixed + centres, centres, x), strict=True)))
         mse = candidate.mse(valid)
         if best is None or mse < best[1]:
             best = (candidate, mse, float(lam))
+        elif descending:  # past the best of a descending grid (the smaller lam cost the most)
+            break
     return best
 
 

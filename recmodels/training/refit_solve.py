@@ -282,10 +282,10 @@ def ridge_inverse(gram: torch.Tensor, penalty: torch.Tensor, rank: int, *,
     return out
 
 
-def conjugate_gradient(apply, rhs: torch.Tensor, start: torch.Tensor, preconditioner: torch.Tensor, *,
+def conjugate_gradient(apply, rhs: torch.Tensor, start: torch.Tensor, preconditioner, *,
                        tolerance: float, max_iterations: int) -> tuple[torch.Tensor, int]:
     """Solve ``apply(x) = rhs`` for a symmetric positive definite linear ``apply``, by conjugate
-    gradients preconditioned with ``preconditioner`` (elementwise: an inverse diagonal).
+    gradients preconditioned with ``preconditioner``.
 
     Parameters
     ----------
@@ -293,8 +293,9 @@ def conjugate_gradient(apply, rhs: torch.Tensor, start: torch.Tensor, preconditi
         ``x -> A x``, tensors shaped like ``rhs`` (a matrix of unknowns is one vector).
     rhs, start : torch.Tensor
         float64, the same shape: ``b`` and the first ``x``.
-    preconditioner : torch.Tensor
-        Like ``rhs``: multiplies the residual.
+    preconditioner : callable
+        ``r -> M^-1 r`` for a symmetric positive definite ``M`` close to ``A`` (tensors shaped like
+        ``rhs``).
     tolerance : float
         Stop once ``||b - A x|| <= tolerance * ||b||``.
     max_iterations : int
@@ -307,7 +308,7 @@ def conjugate_gradient(apply, rhs: torch.Tensor, start: torch.Tensor, preconditi
     x = start.clone()
     residual = rhs - apply(x)
     bound = tolerance * float(torch.linalg.vector_norm(rhs))
-    z = preconditioner * residual
+    z = preconditioner(residual)
     direction, rz = z.clone(), float(torch.sum(residual * z))
     for iteration in range(max_iterations):
         if float(torch.linalg.vector_norm(residual)) <= bound or rz <= 0.0:
@@ -316,7 +317,7 @@ def conjugate_gradient(apply, rhs: torch.Tensor, start: torch.Tensor, preconditi
         alpha = rz / float(torch.sum(direction * image))
         x.add_(direction, alpha=alpha)
         residual.sub_(image, alpha=alpha)
-        z = preconditioner * residual
+        z = preconditioner(residual)
         rz, previous = float(torch.sum(residual * z)), rz
         direction = z + (rz / previous) * direction
     return x, max_iterations
