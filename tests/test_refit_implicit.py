@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from recmodels.models import ModelConfig, build_model  # noqa: E402
 from recmodels.models.implicit import normalised_matrix, rated_csr, transposed  # noqa: E402
-from recmodels.training import TrainConfig, Trainer  # noqa: E402
+from recmodels.training import TrainConfig, Trainer, refit_implicit  # noqa: E402
 from recmodels.training.refit import refit_low_rank  # noqa: E402
 from recmodels.training.refit_implicit import ImplicitRegression  # noqa: E402
 from recmodels.training.refit_solve import conjugate_gradient  # noqa: E402
@@ -39,7 +39,9 @@ def test_conjugate_gradient_solves_a_positive_definite_system():
     assert none == 0 and torch.equal(again, x)  # started at the answer: no step
 
 
-def test_implicit_regression_equals_the_dense_ridge_solution():
+@pytest.mark.parametrize("keep_grams", [True, False])
+@pytest.mark.parametrize("blocked", [True, False])
+def test_implicit_regression_equals_the_dense_ridge_solution(keep_grams, blocked, monkeypatch):
     """``min ||t - F[other] . (A X)[own]||^2 + lam ||X||^2``, written out as one dense regression
     over ``vec(X)`` (a rating's regressors: ``kron(A[own], F[other])``)."""
     rng = np.random.default_rng(1)
@@ -51,7 +53,10 @@ def test_implicit_regression_equals_the_dense_ridge_solution():
     indptr, indices = rated_csr(own, other, n_own, n_table)
     a = normalised_matrix(indptr, indices, n_table).to(torch.float64)
     dense_a = a.to_dense().numpy()
-    regression = ImplicitRegression(own, other, features, target, (a, transposed(a)))
+    if not blocked:  # the preconditioner's blocks "do not fit": its diagonal
+        monkeypatch.setattr(refit_implicit, "PRECONDITIONER_BYTES", 0)
+    regression = ImplicitRegression(own, other, features, target, (a, transposed(a)), keep_grams=keep_grams)
+    assert regression.blocked is blocked and (regression.grams is not None) is keep_grams
     x, _ = regression.solve(lam, torch.zeros(n_table, k, dtype=torch.float64), tolerance=1e-12)
     design = np.stack([np.kron(dense_a[r], features[o].numpy()) for r, o in zip(own.tolist(), other.tolist(),
                                                                                  strict=True)])
@@ -80,6 +85,8 @@ def test_the_refit_resolves_the_implicit_tables(junk):
     without = refit_low_rank(held, tr, va, implicit_lambdas=())
     report = refit_low_rank(solved, tr, va)
     assert report.implicit_lambdas and without.implicit_lambdas == []
+    lams = report.implicit_lambdas  # after a side's first choice: the last one, half or twice it
+    assert all(b / a in (0.5, 1.0, 2.0) for a, b in zip(lams, lams[1:], strict=False))
     assert report.valid_rmse_after < without.valid_rmse_after - 0.002
     assert report.implicit_kept is True
     assert rmse(solved, valid) == pytest.approx(report.valid_rmse_after, abs=1e-5)

@@ -70,14 +70,20 @@ class ImplicitRegression:
         float64 ``(n,)``: ``t``.
     matrices : tuple of torch.Tensor
         ``(A, A^T)``, float64 sparse CSR, ``A``: ``(n_own, n_table)``.
+    keep_grams : bool, optional
+        Keep ``H`` as one ``k x k`` matrix per own row (each pass then costs ``n_own * k * k``)
+        instead of passing over the ratings (about ``3 * n * k``); default: whichever costs less,
+        if the matrices fit in :data:`PRECONDITIONER_BYTES`.
 
-    The training rows are grouped by own row once; ``H z`` is then, per block of own rows, one
-    sparse product ``W @ F`` (``W``: the block's ratings, each valued ``F[other] . z[own]``), with
-    no scatter.
+    The training rows are grouped by own row once; ``H z`` is then either one batched product
+    with the kept ``H`` or, per block of own rows, one sparse product ``W @ F`` (``W``: the block's
+    ratings, each valued ``F[other] . z[own]``). The preconditioner is the operator's ``k x k``
+    diagonal blocks, one per table row (its diagonal where they would not fit in
+    :data:`PRECONDITIONER_BYTES`).
     """
 
     def __init__(self, own: torch.Tensor, other: torch.Tensor, features: torch.Tensor,
-                 target: torch.Tensor, matrices: tuple):
+                 target: torch.Tensor, matrices: tuple, keep_grams: bool | None = None):
         self.features = features
         self.a, self.at = matrices
         n_own, k = self.a.shape[0], features.shape[1]
@@ -99,7 +105,8 @@ class ImplicitRegression:
         rhs = torch.empty(n_own, k, dtype=torch.float64)
         # H kept as one k x k matrix per own row where that is cheaper per pass than the ratings
         # (about 3 passes of k values per rating) and fits
-        keep = n_own * k * k <= 3 * len(own) * k and 8 * n_own * k * k <= PRECONDITIONER_BYTES
+        keep = n_own * k * k <= 3 * len(own) * k and 8 * n_own * k * k <= PRECONDITIONER_BYTES \
+            if keep_grams is None else keep_grams
         self.grams = torch.empty(n_own, k, k, dtype=torch.float64) if keep else None
         crow, col, squared = self.a.crow_indices(), self.a.col_indices(), self.a.values() ** 2
         for start, stop, gram, b in normal_equations(groups, features, target):
