@@ -376,8 +376,8 @@ def test_a_new_row_folded_in_from_history_gets_its_implicit_part(side, tmp_path)
 
 
 def test_the_refit_drops_implicit_parts_that_do_not_pay():
-    """Junk implicit vectors: the refit without the parts wins on validation, and the model then
-    predicts what it measured with the implicit tables zeroed."""
+    """Junk implicit vectors, held (no re-solve of the tables): the refit without the parts wins on
+    validation, and the model then predicts what it measured with the implicit tables zeroed."""
     train, valid, _ = planted_choice(per_item=4)
     torch.manual_seed(0)
     model = build_model(ModelConfig("mf", 120, 940, embedding_dim=8, implicit="item", global_mean=3.0))
@@ -386,8 +386,8 @@ def test_the_refit_drops_implicit_parts_that_do_not_pay():
     with torch.no_grad():
         model.user_implicit.weight.normal_(0.0, 2.0)
     report = refit_low_rank(model, RatingTensors.from_arrays(train, CPU),
-                            RatingTensors.from_arrays(valid, CPU))
-    assert report.changed and report.implicit_kept is False
+                            RatingTensors.from_arrays(valid, CPU), implicit_lambdas=())
+    assert report.changed and report.implicit_kept is False and report.implicit_lambdas == []
     assert torch.count_nonzero(model.user_implicit.weight) == 0
     assert rmse(model, valid) == pytest.approx(report.valid_rmse_after, abs=1e-5)
 

@@ -122,7 +122,8 @@ def probe_implicit(model: nn.Module, train, valid, epoch: int, batch_size: int =
     truncated, rank, _ = _truncated(factors, va)
     groups: dict = {}
     prior = _Prior()
-    firsts, sides = [truncated, dataclasses.replace(truncated, Pc=None, Qc=None)], ("user", "item")
+    without = dataclasses.replace(truncated, Pc=None, Qc=None, Pt=None, Qt=None)
+    firsts, sides = [truncated, without], ("user", "item")
     if truncated.Pc is None:  # no user part: the users' half-sweep is the same in both
         shared, _, _, _ = _sweep_side(truncated, "user", tr, va, LAMBDAS, prior, groups=groups)
         firsts, sides = [shared, dataclasses.replace(shared, Qc=None)], ("item",)

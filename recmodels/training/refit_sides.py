@@ -54,10 +54,11 @@ class _Factors:
     """The GMF product as ``P Q^T`` (``w`` folded into ``P``) and the biases, float64.
 
     ``P`` and ``Q`` are the effective rows; ``Pc`` and ``Qc`` their implicit parts
-    (:mod:`recmodels.models.implicit`; ``None``: none), held fixed: the ridge regressions shrink
-    ``P - Pc`` (the table rows), not ``P``. ``maps``: the ``(d, rank)`` maps from the model's GMF
-    coordinates to these (``P = P_model @ maps[0]``, ``Q = Q_model @ maps[1]``; ``None``: the
-    identity), which carry the implicit tables along.
+    (:mod:`recmodels.models.implicit`; ``None``: none), ``A_user @ Pt`` and ``A_item @ Qt``: the
+    ridge regressions of the rows hold them and shrink ``P - Pc`` (the table rows), not ``P``;
+    :mod:`recmodels.training.refit_implicit` re-solves ``Pt`` / ``Qt``, the implicit tables in
+    these coordinates (the model's ``item_implicit`` times ``w`` / ``user_implicit``, through the
+    truncation's maps).
     """
 
     P: torch.Tensor
@@ -66,7 +67,8 @@ class _Factors:
     bi: torch.Tensor | None
     Pc: torch.Tensor | None = None
     Qc: torch.Tensor | None = None
-    maps: tuple | None = None
+    Pt: torch.Tensor | None = None
+    Qt: torch.Tensor | None = None
     drop_implicit: bool = False  # written with the model's implicit tables zeroed
 
     def moved(self, side: str, rows: torch.Tensor, bias: torch.Tensor | None) -> _Factors:
@@ -107,13 +109,17 @@ def _model_factors(model: nn.Module) -> _Factors:
     w = model.predict.weight[0, :d].detach().double().cpu()
     bias = isinstance(getattr(model, "user_bias", None), nn.Embedding)
     centres = [_implicit_rows(model, side) for side in ("user", "item")]
+    tables = [None, None]
     if centres[0] is not None:
         centres[0] = centres[0] * w
+        tables[0] = model.item_implicit.weight.detach().double().cpu() * w
+    if centres[1] is not None:
+        tables[1] = model.user_implicit.weight.detach().double().cpu()
     f = _Factors(model.user_gmf.weight.detach().double().cpu() * w,
                  model.item_gmf.weight.detach().double().cpu(),
                  model.user_bias.weight[:, 0].detach().double().cpu() if bias else None,
                  model.item_bias.weight[:, 0].detach().double().cpu() if bias else None,
-                 *centres)
+                 *centres, *tables)
     for name, centre in zip(("P", "Q"), centres, strict=True):
         if centre is not None:  # the effective rows
             setattr(f, name, getattr(f, name) + centre)
@@ -143,10 +149,12 @@ def _truncated(f: _Factors, valid: _Rows, rank: int | None = None) -> tuple[_Fac
     rank = int(torch.argmin(errors)) + 1 if rank is None else min(rank, s.shape[0])
     root = s[:rank].sqrt()
     map_p, map_q = map_p[:, :rank] * root, map_q[:, :rank] * root
-    truncated = _Factors(
-        left[:, :rank] * root, right[:, :rank] * root, f.bu, f.bi,
-        None if f.Pc is None else f.Pc @ map_p, None if f.Qc is None else f.Qc @ map_q,
-        (map_p, map_q) if f.maps is None else (f.maps[0] @ map_p, f.maps[1] @ map_q), f.drop_implicit)
+    def mapped(x, m):
+        return None if x is None else x @ m
+
+    truncated = _Factors(left[:, :rank] * root, right[:, :rank] * root, f.bu, f.bi,
+                         mapped(f.Pc, map_p), mapped(f.Qc, map_q), mapped(f.Pt, map_p), mapped(f.Qt, map_q),
+                         f.drop_implicit)
     return truncated, rank, float(errors[rank - 1])
 
 

@@ -282,5 +282,46 @@ def ridge_inverse(gram: torch.Tensor, penalty: torch.Tensor, rank: int, *,
     return out
 
 
-__all__ = ["BLOCK_BYTES", "GATHER_BYTES", "TABLE_BYTES", "RowGroups", "ValidationErrors", "normal_equations",
-           "ridge_inverse", "ridge_solves"]
+def conjugate_gradient(apply, rhs: torch.Tensor, start: torch.Tensor, preconditioner, *,
+                       tolerance: float, max_iterations: int) -> tuple[torch.Tensor, int]:
+    """Solve ``apply(x) = rhs`` for a symmetric positive definite linear ``apply``, by conjugate
+    gradients preconditioned with ``preconditioner``.
+
+    Parameters
+    ----------
+    apply : callable
+        ``x -> A x``, tensors shaped like ``rhs`` (a matrix of unknowns is one vector).
+    rhs, start : torch.Tensor
+        float64, the same shape: ``b`` and the first ``x``.
+    preconditioner : callable
+        ``r -> M^-1 r`` for a symmetric positive definite ``M`` close to ``A`` (tensors shaped like
+        ``rhs``).
+    tolerance : float
+        Stop once ``||b - A x|| <= tolerance * ||b||``.
+    max_iterations : int
+
+    Returns
+    -------
+    x : torch.Tensor
+    iterations : int
+    """
+    x = start.clone()
+    residual = rhs - apply(x)
+    bound = tolerance * float(torch.linalg.vector_norm(rhs))
+    z = preconditioner(residual)
+    direction, rz = z.clone(), float(torch.sum(residual * z))
+    for iteration in range(max_iterations):
+        if float(torch.linalg.vector_norm(residual)) <= bound or rz <= 0.0:
+            return x, iteration
+        image = apply(direction)
+        alpha = rz / float(torch.sum(direction * image))
+        x.add_(direction, alpha=alpha)
+        residual.sub_(image, alpha=alpha)
+        z = preconditioner(residual)
+        rz, previous = float(torch.sum(residual * z)), rz
+        direction = z + (rz / previous) * direction
+    return x, max_iterations
+
+
+__all__ = ["BLOCK_BYTES", "GATHER_BYTES", "TABLE_BYTES", "RowGroups", "ValidationErrors",
+           "conjugate_gradient", "normal_equations", "ridge_inverse", "ridge_solves"]
