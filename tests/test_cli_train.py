@@ -508,3 +508,11 @@ def test_hit_accuracy_rounds_to_the_datas_rating_step(synthetic, tmp_path):
     assert (data["rating_step"], data["rating_min"]) == (1.0, 0.5)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["hit_accuracy"] > 0.2 and metrics["valid"]["hit_accuracy"] > 0.2
+
+
+def test_no_refit_tables_is_recorded(files, tmp_path):
+    out = tmp_path / "run"
+    result = invoke("--data", files["ratings"], "--model", "mf", "--out", out, "--no-refit-tables", *FAST)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["refit_tables"] is False and config["train"]["refit"] is True

@@ -90,3 +90,18 @@ def test_the_refit_resolves_the_implicit_tables(junk):
     assert report.valid_rmse_after < without.valid_rmse_after - 0.002
     assert report.implicit_kept is True
     assert rmse(solved, valid) == pytest.approx(report.valid_rmse_after, abs=1e-5)
+
+
+def test_the_trainer_re_solves_the_tables_unless_told_not_to():
+    train, valid, _ = planted_choice(per_item=4)
+    reports = {}
+    for on in (True, False):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig("mf", 120, 940, embedding_dim=8, implicit="item", global_mean=3.0))
+        trainer = Trainer(model, TrainConfig(epochs=3, num_threads=1, patience=None, refit_tables=on), CPU,
+                          log=None, progress=False)
+        trainer.fit(train, valid)
+        assert trainer.state.implicit_probe["kept"]
+        reports[on] = trainer.refit_report
+    assert reports[True]["implicit_lambdas"] and reports[False]["implicit_lambdas"] == []
+    assert reports[True]["valid_rmse_after"] < reports[False]["valid_rmse_after"]

@@ -123,6 +123,9 @@ OPTIONS = (
     Option(("--refit/--no-refit",), "train", "refit", None,
            "After the epochs, truncate the GMF tables to the best validated rank and refit them "
            "(and the biases) by ridge regression; needs validation rows.", is_flag=True),
+    Option(("--refit-tables/--no-refit-tables",), "train", "refit_tables", None,
+           "With implicit parts, the refit also re-solves the implicit tables (off: cheaper on "
+           "large sets, less accurate).", is_flag=True),
     Option(("--embedding-dim",), "model", "embedding_dim", click.IntRange(min=1), "GMF width."),
     Option(("--num-layers",), "model", "num_layers", click.IntRange(min=1), "MLP layers."),
     Option(("--dropouts",), "model", "dropouts", FloatList(), "Dropout before each MLP layer."),

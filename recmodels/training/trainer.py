@@ -32,6 +32,7 @@ from .optim import (
     uses_sparse_gradients,
 )
 from .refit import MIN_VALID_ROWS, REFIT_TENSORS, refit_low_rank, supports_refit
+from .refit_implicit import IMPLICIT_LAMBDAS
 from .state import EpochRecord, TrainState, format_record
 from .tensors import RatingTensors, predict_tensors, resolve_for_data
 from .threads import CpuLoad
@@ -301,7 +302,8 @@ class Trainer:
         model = copy.deepcopy(self.model)
         model.load_state_dict(self.best_state_dict)
         report = refit_low_rank(model, train, valid, batch_size=self.config.eval_batch_size, log=self.log,
-                                try_without_implicit=self.state.implicit_probe is None)  # judged
+                                try_without_implicit=self.state.implicit_probe is None,  # judged
+                                implicit_lambdas=IMPLICIT_LAMBDAS if self.config.refit_tables else ())
         after = model.state_dict()
         names = [name for name in REFIT_TENSORS if name in after] if report.changed else []
         self.refit = {"report": report.to_dict(),
