@@ -13,7 +13,8 @@ Unlike the rows' regressions it does not split into one small problem per row (a
 sits in the centre of every item they rated), so it is solved whole: preconditioned conjugate
 gradients on its normal equations ``(A^T H A + lam I) X = A^T b`` (``H``: per own row, the sum of
 ``F F^T`` over its ratings; ``b``: of ``F t``), matrix-free, so one iteration is one pass over the
-training rows, in blocks (bounded memory), with the operator's diagonal as the preconditioner.
+training rows, in blocks (bounded memory), or one batched product with ``H`` kept per own row where
+that is cheaper; the preconditioner is the operator's ``k x k`` diagonal blocks, one per table row.
 """
 
 from __future__ import annotations
@@ -94,7 +95,13 @@ class ImplicitRegression:
         bounds = torch.searchsorted(groups.indptr, torch.arange(0, len(own), step), right=True) - 1
         cuts = sorted({0, n_own, *bounds.clamp(min=0).tolist()})
         self.blocks = list(zip(cuts[:-1], cuts[1:], strict=True))
-        gathered = 8 * len(own) * k <= GATHER_BYTES  # else gathered again at every pass
+        # H kept as one k x k matrix per own row where that is cheaper per pass than the ratings
+        # (about 3 passes of k values per rating) and fits
+        keep = n_own * k * k <= 3 * len(own) * k and 8 * n_own * k * k <= PRECONDITIONER_BYTES \
+            if keep_grams is None else keep_grams
+        self.grams = torch.empty(n_own, k, k, dtype=torch.float64) if keep else None
+        # the ratings' partner rows, for the passes over the ratings (gathered at every pass if large)
+        gathered = not keep and 8 * len(own) * k <= GATHER_BYTES
         self.gathered = [features[self._partners(r0, r1)] if gathered else None for r0, r1 in self.blocks]
         # one pass of the own rows' normal equations: b, and the preconditioner's blocks, per table
         # row v: sum over own rows i of A[i, v] ** 2 H_i (the operator's diagonal k x k blocks)
@@ -103,11 +110,6 @@ class ImplicitRegression:
         self.blocks_of_table = torch.zeros((n_table, k, k) if self.blocked else (n_table, k),
                                            dtype=torch.float64)
         rhs = torch.empty(n_own, k, dtype=torch.float64)
-        # H kept as one k x k matrix per own row where that is cheaper per pass than the ratings
-        # (about 3 passes of k values per rating) and fits
-        keep = n_own * k * k <= 3 * len(own) * k and 8 * n_own * k * k <= PRECONDITIONER_BYTES \
-            if keep_grams is None else keep_grams
-        self.grams = torch.empty(n_own, k, k, dtype=torch.float64) if keep else None
         crow, col, squared = self.a.crow_indices(), self.a.col_indices(), self.a.values() ** 2
         for start, stop, gram, b in normal_equations(groups, features, target):
             rhs[start:stop] = b
