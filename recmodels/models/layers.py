@@ -116,8 +116,13 @@ class RatingModelBase(nn.Module):
                 return getattr(self, table), prefix
         return None, None
 
-    def _matrix(self, side: str, transpose: bool = False) -> torch.Tensor:
-        """``A`` of a part (or ``A.T``), built from the CSR buffers once."""
+    def implicit_table(self, side: str) -> nn.Embedding | None:
+        """The table of vectors behind the ``side`` GMF rows' implicit parts (None: not configured)."""
+        return self._part(side)[0]
+
+    def implicit_matrix(self, side: str, transpose: bool = False) -> torch.Tensor:
+        """``A`` of a part (or ``A.T``), float32 sparse CSR on the CPU, built from the CSR buffers
+        once: the part of every ``side`` row is ``A @ implicit_table(side).weight``."""
         state = self._implicit_state()
         key = ("matrix", side, transpose)
         if key not in state:
@@ -137,7 +142,7 @@ class RatingModelBase(nn.Module):
         key = self._rows_key(weight)
         cached = state.get(("rows", side))
         if cached is None or cached[0] != key:
-            cached = (key, sparse_product(self._matrix(side), weight.detach()))
+            cached = (key, sparse_product(self.implicit_matrix(side), weight.detach()))
             state[("rows", side)] = cached
         return cached[1]
 
@@ -164,7 +169,7 @@ class RatingModelBase(nn.Module):
             if sums is None or sums.grad is None:
                 continue
             table, _ = self._part(side)
-            table.weight.grad = sparse_product(self._matrix(side, transpose=True), sums.grad)
+            table.weight.grad = sparse_product(self.implicit_matrix(side, transpose=True), sums.grad)
             # the table has not changed since the window opened: its sums are the whole-table rows
             state[("rows", side)] = (self._rows_key(table.weight), sums.detach())
             got = True

@@ -287,8 +287,8 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
         ridge = (truncated, truncated_mse, [], 0, [])
         current, sweep_lams, table_lams = truncated, [], []
         # the rows of each side, then the implicit tables behind the centres (with parts)
-        steps = ["user", "item"] + [("table", side) for side in matrices
-                                    if _centre(truncated, side) is not None]
+        tables = [("table", side) for side in matrices if _centre(truncated, side) is not None]
+        steps = ["user", "item", *tables]
         for sweep in range(1, max_sweeps + 1):
             sweep_start = floor
             for step in steps:
@@ -296,7 +296,7 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
                     previous = last_table_lam.get(step[1])  # the last choice, in any chain
                     grid = implicit_lambdas if previous is None else nearby_lambdas(previous)
                     current, mse, lam = implicit_sweep(current, step[1], tr, va, grid, matrices[step[1]],
-                                                       descending=previous is None)
+                                                       descending=previous is None, groups=groups)
                     last_table_lam[step[1]] = lam
                     table_lams.append(lam)
                 else:
@@ -308,9 +308,9 @@ def refit_low_rank(model: nn.Module, train, valid, *, batch_size: int = 65536,
                     best, best_mse = current, mse
                     chosen, kept_sweeps, kept_vb, kept_share = list(sweep_lams), sweep, 0, None
                     kept_exponent, kept_implicit = prior.count_exponent, list(table_lams)
-            tables = f", implicit table lam {' / '.join(f'{x:g}' for x in table_lams[-len(steps) + 2:])}" \
-                if len(steps) > 2 else ""
-            progress(f"ridge sweep {sweep}{label}{tables}", mse, sweep_lams[-2:])
+            chosen_tables = (f", implicit table lam {' / '.join(f'{x:g}' for x in table_lams[-len(tables):])}"
+                             if tables else "")
+            progress(f"ridge sweep {sweep}{label}{chosen_tables}", mse, sweep_lams[-2:])
             if floor == sweep_start:
                 break
         return ridge
@@ -385,13 +385,13 @@ def _write(model: nn.Module, f: _Factors, d: int) -> None:
     ``f``'s (so the model's implicit parts are ``f``'s centres); zeros where ``f`` has none.
     """
     k = f.P.shape[1]
-    implicit = {"user": getattr(model, "item_implicit", None), "item": getattr(model, "user_implicit", None)}
+    implicit_table = getattr(model, "implicit_table", lambda side: None)
     for side, table, values, centre, vectors in (("user", model.user_gmf.weight, f.P, f.Pc, f.Pt),
                                                  ("item", model.item_gmf.weight, f.Q, f.Qc, f.Qt)):
         table.zero_()
         table[:, :k] = (values if centre is None else values - centre).to(table.device, table.dtype)
-        if implicit[side] is not None:
-            weight = implicit[side].weight
+        if implicit_table(side) is not None:
+            weight = implicit_table(side).weight
             weight.zero_()
             if vectors is not None and not f.drop_implicit:
                 weight[:, :k] = vectors.to(weight.device, weight.dtype)

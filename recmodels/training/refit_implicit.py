@@ -26,6 +26,7 @@ import warnings
 import torch
 from torch import nn
 
+from .refit_sides import _centre, _groups, _row_dots
 from .refit_solve import BLOCK_BYTES, GATHER_BYTES, RowGroups, _csr, conjugate_gradient, normal_equations
 
 # The implicit tables' ridge weights, chosen on validation at every implicit half-sweep (each solve
@@ -53,8 +54,8 @@ def implicit_matrices(model: nn.Module) -> dict:
     out = {}
     for side in ("user", "item"):
         if getattr(model, "has_implicit_part", lambda _: False)(side):
-            out[side] = (model._matrix(side).to(torch.float64),
-                         model._matrix(side, transpose=True).to(torch.float64))
+            out[side] = (model.implicit_matrix(side).to(torch.float64),
+                         model.implicit_matrix(side, transpose=True).to(torch.float64))
     return out
 
 
@@ -75,6 +76,9 @@ class ImplicitRegression:
         Keep ``H`` as one ``k x k`` matrix per own row (each pass then costs ``n_own * k * k``)
         instead of passing over the ratings (about ``3 * n * k``); default: whichever costs less,
         if the matrices fit in :data:`PRECONDITIONER_BYTES`.
+    groups : RowGroups, optional
+        ``own`` and ``other`` grouped by own row, if already done (the refit's rows' half-sweep
+        of that side grouped them the same way).
 
     The training rows are grouped by own row once; ``H z`` is then either one batched product
     with the kept ``H`` or, per block of own rows, one sparse product ``W @ F`` (``W``: the block's
@@ -84,11 +88,12 @@ class ImplicitRegression:
     """
 
     def __init__(self, own: torch.Tensor, other: torch.Tensor, features: torch.Tensor,
-                 target: torch.Tensor, matrices: tuple, keep_grams: bool | None = None):
+                 target: torch.Tensor, matrices: tuple, keep_grams: bool | None = None,
+                 groups: RowGroups | None = None):
         self.features = features
         self.a, self.at = matrices
         n_own, k = self.a.shape[0], features.shape[1]
-        self.groups = groups = RowGroups.of(own, other, n_own)
+        self.groups = groups = groups or RowGroups.of(own, other, n_own)
         self.counts = groups.indptr[1:] - groups.indptr[:-1]
         # blocks of whole own rows, about BLOCK_BYTES of gathered partner rows each
         step = max(1, BLOCK_BYTES // (8 * k))
@@ -143,30 +148,22 @@ class ImplicitRegression:
     def _indptr(self, r0: int, r1: int) -> torch.Tensor:
         return self.groups.indptr[r0:r1 + 1] - self.groups.indptr[r0]
 
-    def _products(self, values) -> torch.Tensor:
-        """Per own row, the sum over its ratings of ``values(F[other], r0, r1, lo, hi)`` times
-        ``F[other]``: ``(n_own, k)``."""
-        out = torch.empty(self.groups.n_own, self.features.shape[1], dtype=torch.float64)
-        indptr = self.groups.indptr
-        for (r0, r1), f in zip(self.blocks, self.gathered, strict=True):
-            lo, hi = int(indptr[r0]), int(indptr[r1])
-            f = self.features[self._partners(r0, r1)] if f is None else f
-            weights = values(f, r0, r1, lo, hi)
-            matrix = _csr(self._indptr(r0, r1), self._partners(r0, r1), weights, self.features.shape[0])
-            out[r0:r1] = matrix @ self.features
-        return out
-
     def apply(self, x: torch.Tensor, lam: float) -> torch.Tensor:
         """``(A^T H A + lam I) x``."""
         centres = _product(self.a, x)
         if self.grams is not None:
-            return _product(self.at, torch.bmm(self.grams, centres.unsqueeze(-1)).squeeze(-1)) + lam * x
-
-        def dots(f, r0, r1, lo, hi):  # F[other] . z[own], rating by rating
-            z = torch.repeat_interleave(centres[r0:r1], self.counts[r0:r1], dim=0, output_size=hi - lo)
-            return torch.bmm(f.unsqueeze(1), z.unsqueeze(2)).view(-1)
-
-        return _product(self.at, self._products(dots)) + lam * x
+            products = torch.bmm(self.grams, centres.unsqueeze(-1)).squeeze(-1)
+        else:  # per block of own rows: its ratings valued F[other] . z[own], times F
+            products = torch.empty_like(centres)
+            indptr = self.groups.indptr
+            for (r0, r1), f in zip(self.blocks, self.gathered, strict=True):
+                lo, hi = int(indptr[r0]), int(indptr[r1])
+                f = self.features[self._partners(r0, r1)] if f is None else f
+                z = torch.repeat_interleave(centres[r0:r1], self.counts[r0:r1], dim=0, output_size=hi - lo)
+                dots = torch.bmm(f.unsqueeze(1), z.unsqueeze(2)).view(-1)
+                matrix = _csr(self._indptr(r0, r1), self._partners(r0, r1), dots, self.features.shape[0])
+                products[r0:r1] = matrix @ self.features
+        return _product(self.at, products) + lam * x
 
     def solve(self, lam: float, start: torch.Tensor, tolerance: float = TOLERANCE
               ) -> tuple[torch.Tensor, int]:
@@ -182,28 +179,27 @@ def nearby_lambdas(previous: float) -> tuple:
     return previous, previous / 2, previous * 2
 
 
-def implicit_sweep(f, side: str, train, valid, lambdas, matrices: tuple, descending: bool = False):
+def implicit_sweep(f, side: str, train, valid, lambdas, matrices: tuple, descending: bool = False,
+                   groups: dict | None = None):
     """Re-solve the implicit table behind ``side``'s centres (``f``: the refit's ``_Factors``).
 
     ``lambdas`` are tried in their order, each solve from the solution of the nearest one solved
     so far (the table for the first); with ``descending`` (a grid from the largest ``lam`` down)
     the search stops at the first ``lam`` that does worse on validation than the one before.
     Returns the factors with the new table, centres and effective rows (the table rows kept), the
-    best validation MSE and its ``lam``.
+    best validation MSE and its ``lam``. ``groups``: the refit's cache of training rows grouped
+    by own row (:func:`~recmodels.training.refit_sides._groups`).
     """
     if side == "user":
-        own, other, features, rows, centre, table = train.user, train.item, f.Q, f.P, f.Pc, f.Pt
+        own, other, features, rows, table, names = train.user, train.item, f.Q, f.P, f.Pt, ("P", "Pc", "Pt")
     else:
-        own, other, features, rows, centre, table = train.item, train.user, f.P, f.Q, f.Qc, f.Qt
-    fixed = rows - centre
-    target = train.rating - train.rest
+        own, other, features, rows, table, names = train.item, train.user, f.P, f.Q, f.Qt, ("Q", "Qc", "Qt")
+    fixed = rows - _centre(f, side)  # the table rows, held
+    target = train.rating - train.rest - _row_dots(fixed, own, features, other)
     if f.bu is not None:
         target = target - f.bu[train.user] - f.bi[train.item]
-    step = max(1, BLOCK_BYTES // (8 * max(1, fixed.shape[1])))
-    for lo in range(0, own.shape[0], step):  # minus the table rows' share, in blocks
-        target[lo:lo + step] -= torch.einsum("ij,ij->i", fixed[own[lo:lo + step]],
-                                             features[other[lo:lo + step]])
-    regression = ImplicitRegression(own, other, features, target, matrices)
+    grouped = _groups(groups, side, own, other, rows.shape[0])
+    regression = ImplicitRegression(own, other, features, target, matrices, groups=grouped)
     best, solved = None, {}
     for lam in lambdas:
         # from the solution of the nearest lam solved so far (the table for the first)
@@ -211,7 +207,6 @@ def implicit_sweep(f, side: str, train, valid, lambdas, matrices: tuple, descend
         x, _ = regression.solve(float(lam), table if near is None else solved[near])
         solved[lam] = x
         centres = _product(matrices[0], x)
-        names = ("P", "Pc", "Pt") if side == "user" else ("Q", "Qc", "Qt")
         candidate = dataclasses.replace(f, **dict(zip(names, (fixed + centres, centres, x), strict=True)))
         mse = candidate.mse(valid)
         if best is None or mse < best[1]:
@@ -221,4 +216,4 @@ def implicit_sweep(f, side: str, train, valid, lambdas, matrices: tuple, descend
     return best
 
 
-__all__ = ["IMPLICIT_LAMBDAS", "ImplicitRegression", "implicit_matrices", "implicit_sweep"]
+__all__ = ["IMPLICIT_LAMBDAS", "ImplicitRegression", "implicit_matrices", "implicit_sweep", "nearby_lambdas"]

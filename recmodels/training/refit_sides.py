@@ -109,12 +109,10 @@ def _model_factors(model: nn.Module) -> _Factors:
     w = model.predict.weight[0, :d].detach().double().cpu()
     bias = isinstance(getattr(model, "user_bias", None), nn.Embedding)
     centres = [_implicit_rows(model, side) for side in ("user", "item")]
-    tables = [None, None]
-    if centres[0] is not None:
-        centres[0] = centres[0] * w
-        tables[0] = model.item_implicit.weight.detach().double().cpu() * w
-    if centres[1] is not None:
-        tables[1] = model.user_implicit.weight.detach().double().cpu()
+    tables = [None if centre is None else model.implicit_table(side).weight.detach().double().cpu()
+              for side, centre in zip(("user", "item"), centres, strict=True)]
+    if centres[0] is not None:  # w scales the user rows, their parts and so the vectors behind them
+        centres[0], tables[0] = centres[0] * w, tables[0] * w
     f = _Factors(model.user_gmf.weight.detach().double().cpu() * w,
                  model.item_gmf.weight.detach().double().cpu(),
                  model.user_bias.weight[:, 0].detach().double().cpu() if bias else None,
