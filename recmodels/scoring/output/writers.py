@@ -227,11 +227,13 @@ class FileOutput:
         self.path = check_writable_parent(path)
         self.fmt = fmt
         self._lock = OutputLock(self.path).acquire()
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             check_existing(self.path, "file", overwrite=overwrite)
-            self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
             self._file = BatchFile(self._tmp, fmt, schema, self.path)
-        except BaseException:
+        except BaseException:  # an interrupt may come after the file was created
+            with contextlib.suppress(FileNotFoundError):
+                self._tmp.unlink()
             self._lock.release()
             raise
         self.rows = 0

@@ -66,10 +66,10 @@ def write_scores(scorer, source, keep: list[str], writer, progress: bool, rep: S
     rows than ``scorer.max_unknown_share`` allows; then nothing is left behind
     (:func:`~recmodels.scoring.output.writers.cleanup_on_error`).
     """
-    columns = [c for c in source.schema.names if c in set(keep) | {scorer.user_col, scorer.item_col}]
-    part_rows = writer.part_rows if writer.mode == "dir" else None
-    scorer.reset_counts()
     with cleanup_on_error(writer):
+        columns = [c for c in source.schema.names if c in set(keep) | {scorer.user_col, scorer.item_col}]
+        part_rows = writer.part_rows if writer.mode == "dir" else None
+        scorer.reset_counts()
         _run(scorer, source, columns, keep, writer, part_rows, progress, rep)
     for key, value in scorer.counts.items():
         setattr(rep, key, value)

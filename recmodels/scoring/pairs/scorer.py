@@ -333,8 +333,6 @@ class Scorer(BatchPath):
         part_rows = positive_int("--part-rows", part_rows or None, DEFAULT_PART_ROWS)
         source = open_input(self, input, dialect)
         keep = self.resolve_keep(source.schema.names, keep, source.path)
-        writer = open_output(self, input, source, output, keep, mode=mode, fmt=fmt, part_rows=part_rows,
-                             resume=resume, overwrite=overwrite)
         rep = ScoreReport(
             input=os.fspath(input),
             output=os.fspath(output),
@@ -346,6 +344,9 @@ class Scorer(BatchPath):
             batch_size=self.batch_size,
             warnings=list(self.warnings),
         )
+        # nothing between opening the output (its temporary file) and the cleanup write_scores owns
+        writer = open_output(self, input, source, output, keep, mode=mode, fmt=fmt, part_rows=part_rows,
+                             resume=resume, overwrite=overwrite)
         write_scores(self, source, keep, writer, progress, rep)
         rep.seconds = time.perf_counter() - t0
         rep.rows_per_s = rep.rows_read / rep.seconds if rep.seconds > 0 else 0.0
